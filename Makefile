@@ -39,9 +39,15 @@ PROGS    := $(addprefix $(B)/,$(basename $(notdir $(CMD_SRCS))))
 UNIT_SRCS    := $(wildcard test/unit/test-*.c)
 UNIT_SUPPORT := $(wildcard test/unit/support/*.c)
 UNIT_BINS    := $(UNIT_SRCS:test/unit/%.c=$(B)/test/%)
+# End-to-end helpers in C (need a running Cassandra; driven by the pytest suite).
+E2E_SRCS     := $(wildcard test/e2e/*.c)
+E2E_BINS     := $(E2E_SRCS:test/e2e/%.c=$(B)/test/%)
+
+# Keep object files that pattern rules made on the way.
+.SECONDARY:
 
 .PHONY: all gen run test test-fast clean distclean install setup stop
-all: $(PROGS) $(UNIT_BINS)
+all: $(PROGS) $(UNIT_BINS) $(E2E_BINS)
 
 $(B)/obj/gen-c_glib/%.o: gen-c_glib/%.c
 	@mkdir -p $(dir $@)
@@ -62,6 +68,10 @@ $(B)/%: $(B)/obj/tools/%.o $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 $(B)/test/%: $(B)/obj/test/unit/%.o $(UNIT_SUPPORT:%.c=$(B)/obj/%.o) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+
+$(B)/test/%: $(B)/obj/test/e2e/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 

@@ -1,0 +1,1035 @@
+/*
+ * cass.c - Thrift client for Cassandra 0.7.0 with endpoint failover (see cass.h).
+ *
+ * Each operation is an "attempt" function that makes one RPC on the current connection and turns
+ * the outcome into a CASS_ERROR. cass_run() drives attempts: it connects when needed, and on a
+ * transport error, UnavailableException or TimedOutException moves to the next endpoint and tries
+ * again until the retry budget is spent. A transport failure puts the endpoint in back-off.
+ */
+#include "cass/cass.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <thrift/c_glib/protocol/thrift_binary_protocol.h>
+#include <thrift/c_glib/transport/thrift_socket.h>
+#include <thrift/c_glib/transport/thrift_framed_transport.h>
+
+#include "cassandra_cassandra.h"
+#include "util/log.h"
+
+G_DEFINE_QUARK(cassmail-cass-error-quark, cass_error)
+
+struct CassClient {
+    char **endpoints;
+    guint n_endpoints;
+    gint64 *down_until;      /* monotonic µs until which endpoint i is skipped */
+    guint current;
+    char *keyspace;
+    int timeout_ms, retry_ms, backoff_ms;
+
+    int fd;                  /* owned by socket once it exists */
+    ThriftTransport *socket;
+    ThriftTransport *framed;
+    ThriftProtocol *protocol;
+    CassandraCassandraClient *client;
+    CassandraCassandraIf *iface;
+    CassStats stats;
+};
+
+/* A batch: row key (GByteArray*, compared by content) -> cf name -> GPtrArray of mutations. */
+struct CassBatch {
+    GHashTable *rows_by_key;   /* GBytes key -> GHashTable (cf -> GPtrArray) */
+    guint n_mutations;
+};
+
+void
+cass_column_free(gpointer p)
+{
+    CassColumn *col = p;
+    if (!col)
+        return;
+    g_bytes_unref(col->name);
+    g_bytes_unref(col->value);
+    g_free(col);
+}
+
+void
+cass_token_range_free(gpointer p)
+{
+    CassTokenRange *r = p;
+    if (!r)
+        return;
+    g_free(r->start_token);
+    g_free(r->end_token);
+    g_strfreev(r->endpoints);
+    g_free(r);
+}
+
+/* byte_array - a GByteArray copy of LEN octets at DATA */
+static GByteArray *
+byte_array(const void *data, gsize len)
+{
+    GByteArray *a = g_byte_array_sized_new((guint)len);
+    if (len)
+        g_byte_array_append(a, data, (guint)len);
+    return a;
+}
+
+/* The generated structs' finalize functions do not chain up to GObject's, so every object would
+ * leak its GObject bookkeeping (qdata); libthrift_c_glib 0.17's framed transport and socket have
+ * the same omission. The generated files are not ours to edit: instead each
+ * struct class's finalize is wrapped, once, by one that calls the generated function and then
+ * the parent class's finalize. */
+static GQuark finalize_quark;
+
+static void
+chained_finalize(GObject *obj)
+{
+    GType type = G_OBJECT_TYPE(obj);
+    void (*generated)(GObject *) = g_type_get_qdata(type, finalize_quark);
+    if (generated)
+        generated(obj);
+    GObjectClass *parent = g_type_class_peek_parent(G_OBJECT_GET_CLASS(obj));
+    parent->finalize(obj);
+}
+
+/* patch_finalizers - install chained_finalize on every generated struct class (once) */
+static void
+patch_finalizers(void)
+{
+    static gsize done = 0;
+    if (!g_once_init_enter(&done))
+        return;
+    GType (*const types[])(void) = {
+        cassandra_column_get_type,
+        cassandra_super_column_get_type,
+        cassandra_column_or_super_column_get_type,
+        cassandra_not_found_exception_get_type,
+        cassandra_invalid_request_exception_get_type,
+        cassandra_unavailable_exception_get_type,
+        cassandra_timed_out_exception_get_type,
+        cassandra_authentication_exception_get_type,
+        cassandra_authorization_exception_get_type,
+        cassandra_column_parent_get_type,
+        cassandra_column_path_get_type,
+        cassandra_slice_range_get_type,
+        cassandra_slice_predicate_get_type,
+        cassandra_index_expression_get_type,
+        cassandra_index_clause_get_type,
+        cassandra_key_range_get_type,
+        cassandra_key_slice_get_type,
+        cassandra_key_count_get_type,
+        cassandra_deletion_get_type,
+        cassandra_mutation_get_type,
+        cassandra_token_range_get_type,
+        cassandra_authentication_request_get_type,
+        cassandra_column_def_get_type,
+        cassandra_cf_def_get_type,
+        cassandra_ks_def_get_type,
+        /* the same omission in the installed Thrift library's transports */
+        thrift_framed_transport_get_type,
+        thrift_socket_get_type,
+    };
+    finalize_quark = g_quark_from_static_string("cassmail-generated-finalize");
+    for (gsize i = 0; i < G_N_ELEMENTS(types); i++) {
+        GType t = types[i]();
+        GObjectClass *klass = g_type_class_ref(t);   /* kept for the life of the process */
+        if (klass->finalize != chained_finalize) {
+            g_type_set_qdata(t, finalize_quark, (gpointer)klass->finalize);
+            klass->finalize = chained_finalize;
+        }
+    }
+    g_once_init_leave(&done, 1);
+}
+
+CassClient *
+cass_client_new(const char *const *endpoints, const char *keyspace, int timeout_ms, int retry_ms,
+                int backoff_ms)
+{
+    patch_finalizers();
+    CassClient *c = g_new0(CassClient, 1);
+    c->endpoints = g_strdupv((char **)endpoints);
+    c->n_endpoints = g_strv_length(c->endpoints);
+    c->down_until = g_new0(gint64, MAX(c->n_endpoints, 1));
+    c->keyspace = g_strdup(keyspace);
+    c->timeout_ms = timeout_ms > 0 ? timeout_ms : 10000;
+    c->retry_ms = retry_ms >= 0 ? retry_ms : 0;
+    c->backoff_ms = backoff_ms >= 0 ? backoff_ms : 0;
+    c->fd = -1;
+    return c;
+}
+
+/* disconnect - drop the current connection, if any */
+static void
+disconnect(CassClient *c)
+{
+    g_clear_object(&c->client);
+    c->iface = NULL;
+    g_clear_object(&c->protocol);
+    g_clear_object(&c->framed);
+    g_clear_object(&c->socket);   /* closes the socket */
+    c->fd = -1;
+}
+
+void
+cass_client_free(CassClient **cp)
+{
+    CassClient *c = *cp;
+    if (!c)
+        return;
+    disconnect(c);
+    g_strfreev(c->endpoints);
+    g_free(c->down_until);
+    g_free(c->keyspace);
+    g_free(c);
+    *cp = NULL;
+}
+
+const CassStats *
+cass_client_stats(CassClient *c)
+{
+    return &c->stats;
+}
+
+const char *
+cass_client_endpoint(CassClient *c)
+{
+    return c->n_endpoints ? c->endpoints[c->current] : "(none)";
+}
+
+/* split_endpoint - "host:port" or "[v6]:port" into its parts; port defaults to 9160 */
+static void
+split_endpoint(const char *ep, char **host, char **port)
+{
+    const char *colon = strrchr(ep, ':');
+    if (ep[0] == '[') {
+        const char *close_br = strchr(ep, ']');
+        *host = g_strndup(ep + 1, close_br ? (gsize)(close_br - ep - 1) : strlen(ep + 1));
+        *port = g_strdup(close_br && close_br[1] == ':' ? close_br + 2 : "9160");
+    } else if (colon) {
+        *host = g_strndup(ep, (gsize)(colon - ep));
+        *port = g_strdup(colon + 1);
+    } else {
+        *host = g_strdup(ep);
+        *port = g_strdup("9160");
+    }
+}
+
+/* tcp_connect - a connected blocking socket with I/O timeouts, or -1 and ERROR */
+static int
+tcp_connect(const char *endpoint, int timeout_ms, GError **error)
+{
+    g_autofree char *host = NULL, *port = NULL;
+    split_endpoint(endpoint, &host, &port);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) {
+        g_set_error(error, CASS_ERROR, CASS_ERROR_TRANSPORT, "%s: %s", endpoint, gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1, err = 0;
+    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+            err = errno;
+            if (errno == EINPROGRESS) {
+                struct pollfd p = {.fd = fd, .events = POLLOUT};
+                socklen_t len = sizeof err;
+                rc = poll(&p, 1, timeout_ms);
+                if (rc == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0)
+                    break;
+                if (rc == 0)
+                    err = ETIMEDOUT;
+            }
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        g_set_error(error, CASS_ERROR, CASS_ERROR_TRANSPORT, "cannot connect to %s: %s", endpoint,
+                    g_strerror(err));
+        return -1;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+/* classify - turn a failed RPC's outcome into one CASS_ERROR, consuming TERR and the exceptions;
+ * a transport-level failure also drops the connection, whose stream is now out of step */
+static void
+classify(CassClient *c, GError *terr, gpointer ire, gpointer nfe, gpointer ue, gpointer te,
+         GError **error)
+{
+    if (ire) {
+        gchar *why = NULL;
+        g_object_get(ire, "why", &why, NULL);
+        g_set_error(error, CASS_ERROR, CASS_ERROR_INVALID, "invalid request: %s", why ? why : "?");
+        g_free(why);
+    } else if (nfe) {
+        g_set_error(error, CASS_ERROR, CASS_ERROR_NOT_FOUND, "not found");
+    } else if (ue) {
+        g_set_error(error, CASS_ERROR, CASS_ERROR_UNAVAILABLE,
+                    "unavailable: not enough live replicas for the consistency level");
+    } else if (te) {
+        g_set_error(error, CASS_ERROR, CASS_ERROR_TIMEDOUT,
+                    "timed out: replicas did not answer in time");
+    } else {
+        g_set_error(error, CASS_ERROR, CASS_ERROR_TRANSPORT, "%s: %s", cass_client_endpoint(c),
+                    terr && terr->message ? terr->message : "transport error");
+        disconnect(c);
+    }
+    g_clear_error(&terr);
+    if (ire) g_object_unref(ire);
+    if (nfe) g_object_unref(nfe);
+    if (ue) g_object_unref(ue);
+    if (te) g_object_unref(te);
+}
+
+/* connect_current - open the current endpoint and select the keyspace */
+static gboolean
+connect_current(CassClient *c, GError **error)
+{
+    if (c->iface)
+        return TRUE;
+    if (c->n_endpoints == 0) {
+        g_set_error(error, CASS_ERROR, CASS_ERROR_TRANSPORT, "no Cassandra endpoints configured");
+        return FALSE;
+    }
+    c->fd = tcp_connect(c->endpoints[c->current], c->timeout_ms, error);
+    if (c->fd < 0)
+        return FALSE;
+    /* ThriftSocket's own open() has no connect timeout; it is handed our connected socket
+     * instead (its "sd"), which it then reads, writes and closes like one it opened itself. */
+    g_autofree char *host = NULL, *port = NULL;
+    split_endpoint(c->endpoints[c->current], &host, &port);
+    c->socket = g_object_new(THRIFT_TYPE_SOCKET, "hostname", host, "port", (guint)atoi(port), NULL);
+    THRIFT_SOCKET(c->socket)->sd = c->fd;
+    c->framed = g_object_new(THRIFT_TYPE_FRAMED_TRANSPORT, "transport", c->socket, NULL);
+    c->protocol = g_object_new(THRIFT_TYPE_BINARY_PROTOCOL, "transport", c->framed, NULL);
+    c->client = g_object_new(CASSANDRA_TYPE_CASSANDRA_CLIENT, "input_protocol", c->protocol,
+                             "output_protocol", c->protocol, NULL);
+    c->iface = CASSANDRA_CASSANDRA_IF(c->client);
+    if (c->keyspace) {
+        GError *terr = NULL;
+        CassandraInvalidRequestException *ire = NULL;
+        if (!cassandra_cassandra_if_set_keyspace(c->iface, c->keyspace, &ire, &terr)) {
+            classify(c, terr, ire, NULL, NULL, NULL, error);
+            disconnect(c);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+/* pick_endpoint - the first endpoint (in preference order) not in back-off, else the one whose
+ * back-off ends first */
+static guint
+pick_endpoint(CassClient *c)
+{
+    gint64 now = g_get_monotonic_time();
+    guint best = 0;
+    for (guint i = 0; i < c->n_endpoints; i++) {
+        if (c->down_until[i] <= now)
+            return i;
+        if (c->down_until[i] < c->down_until[best])
+            best = i;
+    }
+    return best;
+}
+
+typedef gboolean (*CassAttempt)(CassClient *c, gpointer data, GError **error);
+
+/* cass_run - ATTEMPT on the current endpoint, failing over and retrying within the budget */
+static gboolean
+cass_run(CassClient *c, const char *what, CassAttempt attempt, gpointer data, GError **error)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64)c->retry_ms * 1000;
+    for (guint tries = 0;; tries++) {
+        GError *e = NULL;
+        if (!c->iface) {
+            guint pick = pick_endpoint(c);
+            if (pick != c->current && tries == 0)
+                c->stats.failovers++;
+            c->current = pick;
+        }
+        if (connect_current(c, &e) && attempt(c, data, &e)) {
+            c->stats.calls++;
+            return TRUE;
+        }
+        gboolean retryable = e->domain == CASS_ERROR && (e->code == CASS_ERROR_TRANSPORT ||
+                                                         e->code == CASS_ERROR_UNAVAILABLE ||
+                                                         e->code == CASS_ERROR_TIMEDOUT);
+        gint64 now = g_get_monotonic_time();
+        if (!retryable || now >= deadline) {
+            if (retryable && tries > 0)
+                g_prefix_error(&e, "%s failed after %u attempts: ", what, tries + 1);
+            g_propagate_error(error, e);
+            return FALSE;
+        }
+        guint from = c->current;
+        if (e->code == CASS_ERROR_TRANSPORT)
+            c->down_until[from] = now + (gint64)c->backoff_ms * 1000;
+        disconnect(c);
+        /* Unavailable / TimedOut: the coordinator lives; ask the next one. */
+        c->current = e->code == CASS_ERROR_TRANSPORT ? pick_endpoint(c)
+                                                     : (from + 1) % MAX(c->n_endpoints, 1);
+        if (c->current == from && c->down_until[from] > now && c->n_endpoints > 1)
+            c->current = (from + 1) % c->n_endpoints;
+        c->stats.retries++;
+        if (c->current != from) {
+            c->stats.failovers++;
+            log_warn("cassandra: %s on %s failed (%s); moving to %s", what, c->endpoints[from],
+                     e->message, c->endpoints[c->current]);
+        }
+        g_error_free(e);
+        /* Pause before trying the same endpoint again, growing to 1 s; none when moving on
+         * to a fresh endpoint. */
+        if (c->current == from || c->down_until[c->current] > now) {
+            gint64 pause = MIN((gint64)100000 * (tries + 1), 1000000);
+            pause = MIN(pause, deadline - now);
+            if (pause > 0)
+                g_usleep((gulong)pause);
+        }
+    }
+}
+
+/* --- meta ----------------------------------------------------------------------------------- */
+
+static gboolean
+attempt_describe_version(CassClient *c, gpointer data, GError **error)
+{
+    GError *terr = NULL;
+    char **out = data;
+    g_clear_pointer(out, g_free);
+    if (cassandra_cassandra_if_describe_version(c->iface, out, &terr))
+        return TRUE;
+    classify(c, terr, NULL, NULL, NULL, NULL, error);
+    return FALSE;
+}
+
+gboolean
+cass_describe_version(CassClient *c, char **version, GError **error)
+{
+    *version = NULL;
+    return cass_run(c, "describe_version", attempt_describe_version, version, error);
+}
+
+static gboolean
+attempt_describe_cluster_name(CassClient *c, gpointer data, GError **error)
+{
+    GError *terr = NULL;
+    char **out = data;
+    g_clear_pointer(out, g_free);
+    if (cassandra_cassandra_if_describe_cluster_name(c->iface, out, &terr))
+        return TRUE;
+    classify(c, terr, NULL, NULL, NULL, NULL, error);
+    return FALSE;
+}
+
+gboolean
+cass_describe_cluster_name(CassClient *c, char **name, GError **error)
+{
+    *name = NULL;
+    return cass_run(c, "describe_cluster_name", attempt_describe_cluster_name, name, error);
+}
+
+typedef struct {
+    const char *keyspace;
+    GPtrArray *out;
+} RingArgs;
+
+static gboolean
+attempt_describe_ring(CassClient *c, gpointer data, GError **error)
+{
+    RingArgs *a = data;
+    GError *terr = NULL;
+    CassandraInvalidRequestException *ire = NULL;
+    g_autoptr(GPtrArray) ranges = g_ptr_array_new_with_free_func(g_object_unref);
+    if (!cassandra_cassandra_if_describe_ring(c->iface, &ranges, a->keyspace, &ire, &terr)) {
+        classify(c, terr, ire, NULL, NULL, NULL, error);
+        return FALSE;
+    }
+    for (guint i = 0; i < ranges->len; i++) {
+        CassandraTokenRange *tr = g_ptr_array_index(ranges, i);
+        CassTokenRange *r = g_new0(CassTokenRange, 1);
+        r->start_token = g_strdup(tr->start_token);
+        r->end_token = g_strdup(tr->end_token);
+        GPtrArray *eps = g_ptr_array_new();
+        for (guint j = 0; tr->endpoints && j < tr->endpoints->len; j++)
+            g_ptr_array_add(eps, g_strdup(g_ptr_array_index(tr->endpoints, j)));
+        g_ptr_array_add(eps, NULL);
+        r->endpoints = (char **)g_ptr_array_free(eps, FALSE);
+        g_ptr_array_add(a->out, r);
+    }
+    return TRUE;
+}
+
+gboolean
+cass_describe_ring(CassClient *c, const char *keyspace, GPtrArray *out, GError **error)
+{
+    RingArgs a = {keyspace, out};
+    return cass_run(c, "describe_ring", attempt_describe_ring, &a, error);
+}
+
+typedef struct {
+    const char *keyspace;
+    gboolean *exists;
+    GPtrArray *out;
+} DescribeArgs;
+
+static gboolean
+attempt_keyspace_describe(CassClient *c, gpointer data, GError **error)
+{
+    DescribeArgs *a = data;
+    GError *terr = NULL;
+    CassandraNotFoundException *nfe = NULL;
+    CassandraInvalidRequestException *ire = NULL;
+    CassandraKsDef *ks = g_object_new(CASSANDRA_TYPE_KS_DEF, NULL);
+    gboolean ok = cassandra_cassandra_if_describe_keyspace(c->iface, &ks, a->keyspace, &nfe, &ire,
+                                                           &terr);
+    if (!ok && nfe && !ire) {   /* an absent keyspace is an answer, not a failure */
+        g_object_unref(nfe);
+        g_clear_error(&terr);
+        g_object_unref(ks);
+        *a->exists = FALSE;
+        return TRUE;
+    }
+    if (!ok) {
+        classify(c, terr, ire, nfe, NULL, NULL, error);
+        g_object_unref(ks);
+        return FALSE;
+    }
+    *a->exists = TRUE;
+    for (guint i = 0; a->out && ks->cf_defs && i < ks->cf_defs->len; i++) {
+        CassandraCfDef *cf = g_ptr_array_index(ks->cf_defs, i);
+        const char *cmp = cf->comparator_type ? cf->comparator_type : "?";
+        const char *dot = strrchr(cmp, '.');
+        g_ptr_array_add(a->out, g_strdup_printf("%s %s", cf->name, dot ? dot + 1 : cmp));
+    }
+    g_object_unref(ks);
+    return TRUE;
+}
+
+gboolean
+cass_keyspace_describe(CassClient *c, const char *keyspace, gboolean *exists, GPtrArray *out,
+                       GError **error)
+{
+    DescribeArgs a = {keyspace, exists, out};
+    *exists = FALSE;
+    return cass_run(c, "describe_keyspace", attempt_keyspace_describe, &a, error);
+}
+
+/* cf_def - a CfDef for SPEC in KEYSPACE */
+static CassandraCfDef *
+cf_def(const char *keyspace, const CassCfSpec *spec)
+{
+    CassandraCfDef *cf = g_object_new(CASSANDRA_TYPE_CF_DEF, "keyspace", keyspace, "name", spec->name,
+                                      "column_type", "Standard", "comparator_type", spec->comparator,
+                                      NULL);
+    if (spec->gc_grace_seconds > 0)
+        g_object_set(cf, "gc_grace_seconds", spec->gc_grace_seconds, NULL);
+    if (spec->comment)
+        g_object_set(cf, "comment", spec->comment, NULL);
+    return cf;
+}
+
+typedef struct {
+    const char *keyspace;
+    int rf;
+    const CassCfSpec *cfs;
+    guint n;
+} AddKsArgs;
+
+static gboolean
+attempt_keyspace_add(CassClient *c, gpointer data, GError **error)
+{
+    AddKsArgs *a = data;
+    g_autoptr(GPtrArray) cfs = g_ptr_array_new_with_free_func(g_object_unref);
+    for (guint i = 0; i < a->n; i++)
+        g_ptr_array_add(cfs, cf_def(a->keyspace, &a->cfs[i]));
+    CassandraKsDef *ks = g_object_new(CASSANDRA_TYPE_KS_DEF, "name", a->keyspace,
+                                      "strategy_class", "org.apache.cassandra.locator.SimpleStrategy",
+                                      "replication_factor", a->rf, "cf_defs", cfs, NULL);
+    GError *terr = NULL;
+    CassandraInvalidRequestException *ire = NULL;
+    char *version = NULL;
+    gboolean ok = cassandra_cassandra_if_system_add_keyspace(c->iface, &version, ks, &ire, &terr);
+    g_object_unref(ks);
+    g_free(version);
+    if (!ok)
+        classify(c, terr, ire, NULL, NULL, NULL, error);
+    return ok;
+}
+
+gboolean
+cass_keyspace_add(CassClient *c, const char *keyspace, int replication_factor,
+                  const CassCfSpec *cfs, guint n_cfs, GError **error)
+{
+    AddKsArgs a = {keyspace, replication_factor, cfs, n_cfs};
+    /* Not retried on a fresh coordinator blindly: a schema change that timed out may have been
+     * applied; the caller re-reads the schema instead. */
+    int saved = c->retry_ms;
+    c->retry_ms = 0;
+    gboolean ok = cass_run(c, "system_add_keyspace", attempt_keyspace_add, &a, error);
+    c->retry_ms = saved;
+    return ok;
+}
+
+typedef struct {
+    const char *keyspace;
+    const CassCfSpec *cf;
+} AddCfArgs;
+
+static gboolean
+attempt_cf_add(CassClient *c, gpointer data, GError **error)
+{
+    AddCfArgs *a = data;
+    CassandraCfDef *cf = cf_def(a->keyspace, a->cf);
+    GError *terr = NULL;
+    CassandraInvalidRequestException *ire = NULL;
+    char *version = NULL;
+    gboolean ok = cassandra_cassandra_if_system_add_column_family(c->iface, &version, cf, &ire, &terr);
+    g_object_unref(cf);
+    g_free(version);
+    if (!ok)
+        classify(c, terr, ire, NULL, NULL, NULL, error);
+    return ok;
+}
+
+gboolean
+cass_column_family_add(CassClient *c, const char *keyspace, const CassCfSpec *cf, GError **error)
+{
+    AddCfArgs a = {keyspace, cf};
+    int saved = c->retry_ms;
+    c->retry_ms = 0;
+    gboolean ok = cass_run(c, "system_add_column_family", attempt_cf_add, &a, error);
+    c->retry_ms = saved;
+    return ok;
+}
+
+static gboolean
+attempt_schema_versions(CassClient *c, gpointer data, GError **error)
+{
+    guint *n_versions = data;
+    GError *terr = NULL;
+    CassandraInvalidRequestException *ire = NULL;
+    GHashTable *versions = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                                 (GDestroyNotify)g_ptr_array_unref);
+    if (!cassandra_cassandra_if_describe_schema_versions(c->iface, &versions, &ire, &terr)) {
+        g_hash_table_unref(versions);
+        classify(c, terr, ire, NULL, NULL, NULL, error);
+        return FALSE;
+    }
+    *n_versions = g_hash_table_size(versions) -
+                  (g_hash_table_contains(versions, "UNREACHABLE") ? 1 : 0);
+    g_hash_table_unref(versions);
+    return TRUE;
+}
+
+gboolean
+cass_schema_agree(CassClient *c, int timeout_ms, GError **error)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+    for (;;) {
+        guint n = 0;
+        if (!cass_run(c, "describe_schema_versions", attempt_schema_versions, &n, error))
+            return FALSE;
+        if (n <= 1)
+            return TRUE;
+        if (g_get_monotonic_time() > deadline) {
+            g_set_error(error, CASS_ERROR, CASS_ERROR_TIMEDOUT,
+                        "the nodes did not agree on one schema version within %d ms", timeout_ms);
+            return FALSE;
+        }
+        g_usleep(200000);
+    }
+}
+
+/* --- reads ---------------------------------------------------------------------------------- */
+
+/* column_from - a CassColumn from a returned ColumnOrSuperColumn, counting what was read */
+static CassColumn *
+column_from(CassClient *c, CassandraColumnOrSuperColumn *cosc)
+{
+    CassandraColumn *col = cosc->column;
+    if (!cosc->__isset_column || !col)
+        return NULL;
+    CassColumn *out = g_new0(CassColumn, 1);
+    out->name = g_bytes_new(col->name ? col->name->data : NULL, col->name ? col->name->len : 0);
+    /* the value's buffer is handed over, not copied: messages can be megabytes */
+    if (col->value) {
+        guint len = col->value->len;
+        guint8 *data = g_byte_array_steal(col->value, NULL);
+        out->value = g_bytes_new_take(data, len);
+    } else {
+        out->value = g_bytes_new(NULL, 0);
+    }
+    out->timestamp = col->timestamp;
+    c->stats.columns_read++;
+    c->stats.bytes_read += g_bytes_get_size(out->name) + g_bytes_get_size(out->value);
+    return out;
+}
+
+typedef struct {
+    const char *cf;
+    GByteArray *key;
+    GByteArray *start, *finish;
+    gboolean reversed;
+    int count, consistency;
+    GPtrArray *out;
+} SliceArgs;
+
+static gboolean
+attempt_get_slice(CassClient *c, gpointer data, GError **error)
+{
+    SliceArgs *a = data;
+    CassandraColumnParent *parent = g_object_new(CASSANDRA_TYPE_COLUMN_PARENT,
+                                                 "column_family", a->cf, NULL);
+    CassandraSliceRange *range = g_object_new(CASSANDRA_TYPE_SLICE_RANGE, "start", a->start,
+                                              "finish", a->finish, "reversed", a->reversed,
+                                              "count", a->count, NULL);
+    CassandraSlicePredicate *pred = g_object_new(CASSANDRA_TYPE_SLICE_PREDICATE,
+                                                 "slice_range", range, NULL);
+    g_autoptr(GPtrArray) result = g_ptr_array_new_with_free_func(g_object_unref);
+    GError *terr = NULL;
+    CassandraInvalidRequestException *ire = NULL;
+    CassandraUnavailableException *ue = NULL;
+    CassandraTimedOutException *te = NULL;
+    gboolean ok = cassandra_cassandra_if_get_slice(c->iface, &result, a->key, parent, pred,
+                                                   (CassandraConsistencyLevel)a->consistency,
+                                                   &ire, &ue, &te, &terr);
+    g_object_unref(parent);
+    g_object_unref(pred);
+    g_object_unref(range);
+    if (!ok) {
+        classify(c, terr, ire, NULL, ue, te, error);
+        return FALSE;
+    }
+    for (guint i = 0; i < result->len; i++) {
+        CassColumn *col = column_from(c, g_ptr_array_index(result, i));
+        if (col)
+            g_ptr_array_add(a->out, col);
+    }
+    return TRUE;
+}
+
+gboolean
+cass_get_slice(CassClient *c, const char *cf, const void *key, gsize key_len, const void *start,
+               gsize start_len, const void *finish, gsize finish_len, gboolean reversed, int count,
+               int consistency, GPtrArray *out, GError **error)
+{
+    SliceArgs a = {cf, byte_array(key, key_len), byte_array(start, start_len),
+                   byte_array(finish, finish_len), reversed, count, consistency, out};
+    gboolean ok = cass_run(c, "get_slice", attempt_get_slice, &a, error);
+    g_byte_array_unref(a.key);
+    g_byte_array_unref(a.start);
+    g_byte_array_unref(a.finish);
+    return ok;
+}
+
+typedef struct {
+    const char *cf;
+    GByteArray *key, *name;
+    int consistency;
+    CassColumn **out;
+} GetArgs;
+
+static gboolean
+attempt_get(CassClient *c, gpointer data, GError **error)
+{
+    GetArgs *a = data;
+    CassandraColumnPath *path = g_object_new(CASSANDRA_TYPE_COLUMN_PATH, "column_family", a->cf,
+                                             "column", a->name, NULL);
+    CassandraColumnOrSuperColumn *cosc = g_object_new(CASSANDRA_TYPE_COLUMN_OR_SUPER_COLUMN, NULL);
+    GError *terr = NULL;
+    CassandraInvalidRequestException *ire = NULL;
+    CassandraNotFoundException *nfe = NULL;
+    CassandraUnavailableException *ue = NULL;
+    CassandraTimedOutException *te = NULL;
+    gboolean ok = cassandra_cassandra_if_get(c->iface, &cosc, a->key, path,
+                                             (CassandraConsistencyLevel)a->consistency, &ire, &nfe,
+                                             &ue, &te, &terr);
+    g_object_unref(path);
+    if (ok) {
+        *a->out = column_from(c, cosc);
+        if (!*a->out)
+            g_set_error(error, CASS_ERROR, CASS_ERROR_NOT_FOUND, "not found");
+        ok = *a->out != NULL;
+    } else {
+        classify(c, terr, ire, nfe, ue, te, error);
+    }
+    g_object_unref(cosc);
+    return ok;
+}
+
+gboolean
+cass_get(CassClient *c, const char *cf, const void *key, gsize key_len, const void *name,
+         gsize name_len, int consistency, CassColumn **out, GError **error)
+{
+    GetArgs a = {cf, byte_array(key, key_len), byte_array(name, name_len), consistency, out};
+    *out = NULL;
+    gboolean ok = cass_run(c, "get", attempt_get, &a, error);
+    g_byte_array_unref(a.key);
+    g_byte_array_unref(a.name);
+    return ok;
+}
+
+typedef struct {
+    const char *cf;
+    GByteArray *start;
+    int count, consistency;
+    GPtrArray *out;
+    guint *rows_seen;
+} RangeArgs;
+
+static gboolean
+attempt_range_keys(CassClient *c, gpointer data, GError **error)
+{
+    RangeArgs *a = data;
+    g_autoptr(GByteArray) empty = g_byte_array_new();
+    CassandraColumnParent *parent = g_object_new(CASSANDRA_TYPE_COLUMN_PARENT,
+                                                 "column_family", a->cf, NULL);
+    CassandraSliceRange *range = g_object_new(CASSANDRA_TYPE_SLICE_RANGE, "start", empty,
+                                              "finish", empty, "reversed", FALSE, "count", 1, NULL);
+    CassandraSlicePredicate *pred = g_object_new(CASSANDRA_TYPE_SLICE_PREDICATE,
+                                                 "slice_range", range, NULL);
+    CassandraKeyRange *kr = g_object_new(CASSANDRA_TYPE_KEY_RANGE, "start_key", a->start,
+                                         "end_key", empty, "count", a->count, NULL);
+    g_autoptr(GPtrArray) result = g_ptr_array_new_with_free_func(g_object_unref);
+    GError *terr = NULL;
+    CassandraInvalidRequestException *ire = NULL;
+    CassandraUnavailableException *ue = NULL;
+    CassandraTimedOutException *te = NULL;
+    gboolean ok = cassandra_cassandra_if_get_range_slices(c->iface, &result, parent, pred, kr,
+                                                          (CassandraConsistencyLevel)a->consistency,
+                                                          &ire, &ue, &te, &terr);
+    g_object_unref(parent);
+    g_object_unref(pred);
+    g_object_unref(range);
+    g_object_unref(kr);
+    if (!ok) {
+        classify(c, terr, ire, NULL, ue, te, error);
+        return FALSE;
+    }
+    *a->rows_seen = result->len;
+    for (guint i = 0; i < result->len; i++) {
+        CassandraKeySlice *ks = g_ptr_array_index(result, i);
+        c->stats.columns_read += ks->columns ? ks->columns->len : 0;
+        /* rows whose columns are all deleted still come back, empty ("range ghosts") */
+        if (ks->columns && ks->columns->len > 0)
+            g_ptr_array_add(a->out, g_bytes_new(ks->key->data, ks->key->len));
+    }
+    return TRUE;
+}
+
+gboolean
+cass_range_keys(CassClient *c, const char *cf, const void *start_key, gsize start_len, int count,
+                int consistency, GPtrArray *out, guint *rows_seen, GError **error)
+{
+    guint seen = 0;
+    RangeArgs a = {cf, byte_array(start_key, start_len), count, consistency, out, &seen};
+    gboolean ok = cass_run(c, "get_range_slices", attempt_range_keys, &a, error);
+    g_byte_array_unref(a.start);
+    if (rows_seen)
+        *rows_seen = seen;
+    return ok;
+}
+
+/* --- writes --------------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *cf;
+    GByteArray *key;
+    gint64 timestamp;
+    int consistency;
+} RemoveArgs;
+
+static gboolean
+attempt_remove(CassClient *c, gpointer data, GError **error)
+{
+    RemoveArgs *a = data;
+    CassandraColumnPath *path = g_object_new(CASSANDRA_TYPE_COLUMN_PATH, "column_family", a->cf, NULL);
+    GError *terr = NULL;
+    CassandraInvalidRequestException *ire = NULL;
+    CassandraUnavailableException *ue = NULL;
+    CassandraTimedOutException *te = NULL;
+    gboolean ok = cassandra_cassandra_if_remove(c->iface, a->key, path, a->timestamp,
+                                                (CassandraConsistencyLevel)a->consistency, &ire,
+                                                &ue, &te, &terr);
+    g_object_unref(path);
+    if (!ok)
+        classify(c, terr, ire, NULL, ue, te, error);
+    return ok;
+}
+
+gboolean
+cass_remove_row(CassClient *c, const char *cf, const void *key, gsize key_len, gint64 timestamp,
+                int consistency, GError **error)
+{
+    RemoveArgs a = {cf, byte_array(key, key_len), timestamp, consistency};
+    gboolean ok = cass_run(c, "remove", attempt_remove, &a, error);
+    g_byte_array_unref(a.key);
+    return ok;
+}
+
+CassBatch *
+cass_batch_new(void)
+{
+    CassBatch *b = g_new0(CassBatch, 1);
+    b->rows_by_key = g_hash_table_new_full(g_bytes_hash, g_bytes_equal, (GDestroyNotify)g_bytes_unref,
+                                           (GDestroyNotify)g_hash_table_unref);
+    return b;
+}
+
+void
+cass_batch_free(CassBatch **bp)
+{
+    CassBatch *b = *bp;
+    if (!b)
+        return;
+    g_hash_table_unref(b->rows_by_key);
+    g_free(b);
+    *bp = NULL;
+}
+
+guint
+cass_batch_size(CassBatch *b)
+{
+    return b->n_mutations;
+}
+
+/* batch_list - the mutation list for (KEY, CF), created on first use */
+static GPtrArray *
+batch_list(CassBatch *b, const char *cf, const void *key, gsize key_len)
+{
+    g_autoptr(GBytes) k = g_bytes_new(key, key_len);
+    GHashTable *cfs = g_hash_table_lookup(b->rows_by_key, k);
+    if (!cfs) {
+        cfs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_ptr_array_unref);
+        g_hash_table_insert(b->rows_by_key, g_bytes_ref(k), cfs);
+    }
+    GPtrArray *list = g_hash_table_lookup(cfs, cf);
+    if (!list) {
+        list = g_ptr_array_new_with_free_func(g_object_unref);
+        g_hash_table_insert(cfs, g_strdup(cf), list);
+    }
+    b->n_mutations++;
+    return list;
+}
+
+void
+cass_batch_insert(CassBatch *b, const char *cf, const void *key, gsize key_len, const void *name,
+                  gsize name_len, GBytes *value, gint64 timestamp)
+{
+    g_autoptr(GByteArray) n = byte_array(name, name_len);
+    /* the GBytes' buffer is shared with Thrift's GByteArray only by copy: GByteArray owns its
+     * data, so one copy per distinct value is unavoidable here */
+    gsize vlen = 0;
+    const void *vdata = g_bytes_get_data(value, &vlen);
+    g_autoptr(GByteArray) v = byte_array(vdata, vlen);
+    CassandraColumn *col = g_object_new(CASSANDRA_TYPE_COLUMN, "name", n, "value", v,
+                                        "timestamp", timestamp, NULL);
+    CassandraColumnOrSuperColumn *cosc = g_object_new(CASSANDRA_TYPE_COLUMN_OR_SUPER_COLUMN,
+                                                      "column", col, NULL);
+    CassandraMutation *m = g_object_new(CASSANDRA_TYPE_MUTATION, "column_or_supercolumn", cosc, NULL);
+    g_object_unref(col);
+    g_object_unref(cosc);
+    g_ptr_array_add(batch_list(b, cf, key, key_len), m);
+}
+
+void
+cass_batch_delete(CassBatch *b, const char *cf, const void *key, gsize key_len, const void *name,
+                  gsize name_len, gint64 timestamp)
+{
+    GPtrArray *names = g_ptr_array_new_with_free_func((GDestroyNotify)g_byte_array_unref);
+    g_ptr_array_add(names, byte_array(name, name_len));
+    CassandraSlicePredicate *pred = g_object_new(CASSANDRA_TYPE_SLICE_PREDICATE,
+                                                 "column_names", names, NULL);
+    CassandraDeletion *del = g_object_new(CASSANDRA_TYPE_DELETION, "timestamp", timestamp,
+                                          "predicate", pred, NULL);
+    CassandraMutation *m = g_object_new(CASSANDRA_TYPE_MUTATION, "deletion", del, NULL);
+    g_ptr_array_unref(names);
+    g_object_unref(pred);
+    g_object_unref(del);
+    g_ptr_array_add(batch_list(b, cf, key, key_len), m);
+}
+
+typedef struct {
+    GHashTable *map;
+    int consistency;
+} BatchArgs;
+
+static gboolean
+attempt_batch(CassClient *c, gpointer data, GError **error)
+{
+    BatchArgs *a = data;
+    GError *terr = NULL;
+    CassandraInvalidRequestException *ire = NULL;
+    CassandraUnavailableException *ue = NULL;
+    CassandraTimedOutException *te = NULL;
+    gboolean ok = cassandra_cassandra_if_batch_mutate(c->iface, a->map,
+                                                      (CassandraConsistencyLevel)a->consistency,
+                                                      &ire, &ue, &te, &terr);
+    if (!ok)
+        classify(c, terr, ire, NULL, ue, te, error);
+    return ok;
+}
+
+gboolean
+cass_batch_execute(CassClient *c, CassBatch *b, int consistency, GError **error)
+{
+    /* The generated writer walks the outer map's keys and looks each one up again in the same
+     * table, so the table must find a key by its own pointer: keys are the GByteArray objects
+     * themselves, hashed by address (see FACTS: c_glib hashes binary keys as strings). */
+    GHashTable *map = g_hash_table_new_full(g_direct_hash, g_direct_equal,
+                                            (GDestroyNotify)g_byte_array_unref, NULL);
+    guint64 octets = 0;
+    GHashTableIter it;
+    gpointer k, v;
+    g_hash_table_iter_init(&it, b->rows_by_key);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        gsize len;
+        const void *data = g_bytes_get_data(k, &len);
+        g_hash_table_insert(map, byte_array(data, len), v);
+        GHashTableIter it2;
+        gpointer cfname, list;
+        g_hash_table_iter_init(&it2, v);
+        while (g_hash_table_iter_next(&it2, &cfname, &list)) {
+            GPtrArray *muts = list;
+            for (guint i = 0; i < muts->len; i++) {
+                CassandraMutation *m = g_ptr_array_index(muts, i);
+                /* generated structs allocate their struct members up front: ask the isset flags */
+                if (m->__isset_column_or_supercolumn && m->column_or_supercolumn->__isset_column) {
+                    CassandraColumn *col = m->column_or_supercolumn->column;
+                    octets += col->name->len + col->value->len;
+                }
+            }
+        }
+    }
+    BatchArgs a = {map, consistency};
+    gboolean ok = cass_run(c, "batch_mutate", attempt_batch, &a, error);
+    if (ok)
+        c->stats.bytes_written += octets;
+    g_hash_table_unref(map);
+    return ok;
+}

@@ -1,0 +1,177 @@
+/*
+ * store.c - the backend-independent half of the mail store: name rules, message ids, and the
+ * dispatch of every operation to the backend's table after its arguments are checked.
+ */
+#include "store/store.h"
+
+#include <string.h>
+#include <uuid/uuid.h>
+
+G_DEFINE_QUARK(cassmail-store-error-quark, store_error)
+
+/* store_name_valid - see store.h */
+gboolean
+store_name_valid(const char *name)
+{
+    gsize n = name ? strlen(name) : 0;
+    if (n == 0 || n > 64)
+        return FALSE;
+    for (gsize i = 0; i < n; i++) {
+        char c = name[i];
+        if (!(g_ascii_islower(c) || g_ascii_isdigit(c) || c == '.' || c == '_' || c == '+' || c == '-'))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+/* check_names - INVALID error unless USER (and MAILBOX when given) are valid names */
+static gboolean
+check_names(const char *user, const char *mailbox, GError **error)
+{
+    if (!store_name_valid(user)) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_INVALID, "invalid user name \"%s\"", user ? user : "");
+        return FALSE;
+    }
+    if (mailbox && !store_name_valid(mailbox)) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_INVALID, "invalid mailbox name \"%s\"", mailbox);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+void
+store_msgid_to_text(const StoreMsgId *id, char out[STORE_MSGID_TEXT_LEN])
+{
+    uuid_unparse_lower(id->bytes, out);
+}
+
+gboolean
+store_msgid_from_text(const char *text, StoreMsgId *id)
+{
+    return text && strlen(text) == 36 && uuid_parse(text, id->bytes) == 0;
+}
+
+void
+store_free(Store **s)
+{
+    if (s && *s) {
+        (*s)->ops->destroy(*s);
+        *s = NULL;
+    }
+}
+
+const StoreCounters *
+store_counters(Store *s)
+{
+    return &s->counters;
+}
+
+gboolean
+store_user_exists(Store *s, const char *user, gboolean *exists, GError **error)
+{
+    *exists = FALSE;
+    if (!store_name_valid(user))
+        return TRUE;   /* a name we never store simply does not exist */
+    return s->ops->user_exists(s, user, exists, error);
+}
+
+gboolean
+store_user_add(Store *s, const char *user, GError **error)
+{
+    return check_names(user, NULL, error) && s->ops->user_add(s, user, error);
+}
+
+gboolean
+store_user_del(Store *s, const char *user, GError **error)
+{
+    return check_names(user, NULL, error) && s->ops->user_del(s, user, error);
+}
+
+gboolean
+store_users_list(Store *s, GPtrArray *out, GError **error)
+{
+    return s->ops->users_list(s, out, error);
+}
+
+gboolean
+store_mailbox_add(Store *s, const char *user, const char *mailbox, GError **error)
+{
+    return check_names(user, mailbox, error) && s->ops->mailbox_add(s, user, mailbox, error);
+}
+
+gboolean
+store_mailboxes_list(Store *s, const char *user, GPtrArray *out, GError **error)
+{
+    return check_names(user, NULL, error) && s->ops->mailboxes_list(s, user, out, error);
+}
+
+gboolean
+store_mailbox_exists(Store *s, const char *user, const char *mailbox, gboolean *exists,
+                     GError **error)
+{
+    *exists = FALSE;
+    if (!store_name_valid(user) || !store_name_valid(mailbox))
+        return TRUE;
+    g_autoptr(GPtrArray) boxes = g_ptr_array_new_with_free_func(g_free);
+    if (!s->ops->mailboxes_list(s, user, boxes, error))
+        return FALSE;
+    for (guint i = 0; i < boxes->len; i++)
+        if (strcmp(g_ptr_array_index(boxes, i), mailbox) == 0)
+            *exists = TRUE;
+    return TRUE;
+}
+
+gboolean
+store_deliver(Store *s, const StoreTarget *targets, guint n_targets, const guint8 *msg, gsize len,
+              StoreMsgId *id, GError **error)
+{
+    if (n_targets == 0) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_INVALID, "a message needs at least one mailbox");
+        return FALSE;
+    }
+    for (guint i = 0; i < n_targets; i++)
+        if (!check_names(targets[i].user, targets[i].mailbox, error))
+            return FALSE;
+    return s->ops->deliver(s, targets, n_targets, msg, len, id, error);
+}
+
+gboolean
+store_index_page(Store *s, const char *user, const char *mailbox, const StoreMsgId *after,
+                 guint max, GArray *out, GError **error)
+{
+    return check_names(user, mailbox, error) &&
+           s->ops->index_page(s, user, mailbox, after, max ? max : 1, out, error);
+}
+
+gboolean
+store_fetch(Store *s, const char *user, const char *mailbox, const StoreMsgId *id, GBytes **msg,
+            GError **error)
+{
+    return check_names(user, mailbox, error) && s->ops->fetch(s, user, mailbox, id, msg, error);
+}
+
+gboolean
+store_remove(Store *s, const char *user, const char *mailbox, const StoreMsgId *ids, guint n,
+             GError **error)
+{
+    if (n == 0)
+        return check_names(user, mailbox, error);
+    return check_names(user, mailbox, error) && s->ops->remove(s, user, mailbox, ids, n, error);
+}
+
+gboolean
+store_password_set(Store *s, const char *user, const char *hash, GError **error)
+{
+    return check_names(user, NULL, error) && s->ops->password_set(s, user, hash, error);
+}
+
+gboolean
+store_password_get(Store *s, const char *user, char **hash, GError **error)
+{
+    *hash = NULL;
+    if (!store_name_valid(user)) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no such user");
+        return FALSE;
+    }
+    return s->ops->password_get(s, user, hash, error);
+}

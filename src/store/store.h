@@ -1,0 +1,134 @@
+/*
+ * store.h - the mail store: users, mailboxes, messages and credentials.
+ *
+ * The only code that knows the schema (keyspace Mail, see shared design):
+ *   Users        row user                column mailbox name            value empty
+ *   Mailboxes    row "user:mailbox"      column TimeUUID                value message octets
+ *   MailboxIndex row "user:mailbox"      column TimeUUID                value size (8 octets, BE)
+ *   Credentials  row user                column "password"              value salted hash text
+ *
+ * Protocol cores (src/smtp, src/pop3) call only this interface. A Store is a backend behind a
+ * table of operations: the Cassandra backend (store_open) is the product; an in-memory backend
+ * exists under test/unit/support for unit tests and fuzzers of the protocol cores only.
+ *
+ * Errors are GErrors in STORE_ERROR: TEMPORARY (Cassandra unreachable, Unavailable, TimedOut:
+ * the client should retry later — SMTP 451), NOT_FOUND, INVALID (a bad name), FAILED.
+ */
+#ifndef CASSMAIL_STORE_H
+#define CASSMAIL_STORE_H
+
+#include <glib.h>
+#include "util/config.h"
+
+#define STORE_ERROR (store_error_quark())
+GQuark store_error_quark(void);
+typedef enum {
+    STORE_ERROR_TEMPORARY,
+    STORE_ERROR_NOT_FOUND,
+    STORE_ERROR_INVALID,
+    STORE_ERROR_FAILED,
+} StoreErrorCode;
+
+/* A message id: the version-1 TimeUUID minted when the message was accepted. */
+typedef struct {
+    guint8 bytes[16];
+} StoreMsgId;
+#define STORE_MSGID_TEXT_LEN 37  /* canonical 8-4-4-4-12 text plus NUL */
+void store_msgid_to_text(const StoreMsgId *id, char out[STORE_MSGID_TEXT_LEN]);
+gboolean store_msgid_from_text(const char *text, StoreMsgId *id);
+
+/* One entry of a mailbox's index (MailboxIndex): which message, how many octets. */
+typedef struct {
+    StoreMsgId id;
+    guint64 size;
+} StoreIndexEntry;
+
+/* Where a delivered message goes. */
+typedef struct {
+    const char *user;
+    const char *mailbox;
+} StoreTarget;
+
+/* What a store has read from its backend, for tests and benchmarks. */
+typedef struct {
+    guint64 bytes_read;      /* column names + values received */
+    guint64 columns_read;
+    guint64 bytes_written;
+    guint64 calls;           /* RPCs that succeeded */
+    guint64 retries;         /* RPCs repeated after a failure */
+} StoreCounters;
+
+typedef struct Store Store;
+
+/* The backend interface; every function returns FALSE and sets error on failure. */
+typedef struct {
+    gboolean (*user_exists)(Store *s, const char *user, gboolean *exists, GError **error);
+    gboolean (*user_add)(Store *s, const char *user, GError **error);
+    gboolean (*user_del)(Store *s, const char *user, GError **error);
+    gboolean (*users_list)(Store *s, GPtrArray *out, GError **error);
+    gboolean (*mailbox_add)(Store *s, const char *user, const char *mailbox, GError **error);
+    gboolean (*mailboxes_list)(Store *s, const char *user, GPtrArray *out, GError **error);
+    gboolean (*deliver)(Store *s, const StoreTarget *targets, guint n_targets,
+                        const guint8 *msg, gsize len, StoreMsgId *id, GError **error);
+    gboolean (*index_page)(Store *s, const char *user, const char *mailbox, const StoreMsgId *after,
+                           guint max, GArray *out, GError **error);
+    gboolean (*fetch)(Store *s, const char *user, const char *mailbox, const StoreMsgId *id,
+                      GBytes **msg, GError **error);
+    gboolean (*remove)(Store *s, const char *user, const char *mailbox, const StoreMsgId *ids,
+                       guint n, GError **error);
+    gboolean (*password_set)(Store *s, const char *user, const char *hash, GError **error);
+    gboolean (*password_get)(Store *s, const char *user, char **hash, GError **error);
+    void (*destroy)(Store *s);
+} StoreOps;
+
+struct Store {
+    const StoreOps *ops;
+    StoreCounters counters;
+};
+
+/* store_open - the Cassandra store described by CFG (connects on first use) */
+Store *store_open(const CassmailConfig *cfg, GError **error);
+/* store_schema_create - create keyspace and column families when missing (idempotent) */
+gboolean store_schema_create(Store *s, int replication_factor, GError **error);
+void store_free(Store **s);
+
+/* store_name_valid - a user or mailbox name we accept: 1..64 octets of [a-z0-9._+-], lower case
+ * (':' and the POP3 delimiter can never appear) */
+gboolean store_name_valid(const char *name);
+
+gboolean store_user_exists(Store *s, const char *user, gboolean *exists, GError **error);
+/* store_user_add - a user with the mailboxes inbox and outbox; adding an existing user is fine */
+gboolean store_user_add(Store *s, const char *user, GError **error);
+/* store_user_del - the user, its mailboxes' messages and index, and its credentials */
+gboolean store_user_del(Store *s, const char *user, GError **error);
+/* store_users_list - every user name (strings owned by OUT, which should free with g_free) */
+gboolean store_users_list(Store *s, GPtrArray *out, GError **error);
+gboolean store_mailbox_add(Store *s, const char *user, const char *mailbox, GError **error);
+gboolean store_mailboxes_list(Store *s, const char *user, GPtrArray *out, GError **error);
+/* store_mailbox_exists - whether USER has MAILBOX (FALSE, no error, when the user is unknown) */
+gboolean store_mailbox_exists(Store *s, const char *user, const char *mailbox, gboolean *exists,
+                              GError **error);
+
+/* store_deliver - write MSG to every target (and the index entries) in one write under one fresh
+ * TimeUUID, returned in ID. Returns only after the backend acknowledged at the configured write
+ * consistency; retries with the same id and timestamp, so it never duplicates. */
+gboolean store_deliver(Store *s, const StoreTarget *targets, guint n_targets,
+                       const guint8 *msg, gsize len, StoreMsgId *id, GError **error);
+/* store_index_page - up to MAX index entries strictly after AFTER (NULL: from the start), oldest
+ * first, appended to OUT (a GArray of StoreIndexEntry). Fewer than MAX means the end. */
+gboolean store_index_page(Store *s, const char *user, const char *mailbox, const StoreMsgId *after,
+                          guint max, GArray *out, GError **error);
+/* store_fetch - one message's octets; STORE_ERROR_NOT_FOUND when it is gone */
+gboolean store_fetch(Store *s, const char *user, const char *mailbox, const StoreMsgId *id,
+                     GBytes **msg, GError **error);
+/* store_remove - delete messages and their index entries in one write */
+gboolean store_remove(Store *s, const char *user, const char *mailbox, const StoreMsgId *ids,
+                      guint n, GError **error);
+/* store_password_set / _get - the stored hash text (see util/password.h); _get gives
+ * STORE_ERROR_NOT_FOUND when the user has none */
+gboolean store_password_set(Store *s, const char *user, const char *hash, GError **error);
+gboolean store_password_get(Store *s, const char *user, char **hash, GError **error);
+
+const StoreCounters *store_counters(Store *s);
+
+#endif

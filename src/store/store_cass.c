@@ -1,0 +1,440 @@
+/*
+ * store_cass.c - the mail store on Cassandra 0.7.0 (the product backend; schema in store.h).
+ *
+ * Delivery is one batch_mutate under one version-1 TimeUUID: every target's Mailboxes column and
+ * its MailboxIndex entry. Column timestamps come from the TimeUUID itself, so a retried write is
+ * the same write and can never duplicate a message. Reads for POP3 listings touch MailboxIndex
+ * only; message bodies are read one at a time.
+ */
+#include "store/store.h"
+
+#include <string.h>
+#include <uuid/uuid.h>
+
+#include "cass/cass.h"
+#include "store/store_admin.h"
+
+typedef struct {
+    Store base;
+    CassClient *client;
+    char *keyspace;
+    char **endpoints;
+    int timeout_ms, retry_ms, backoff_ms;
+    int write_consistency;
+    int read_consistency;
+} CassStore;
+
+#define CF_USERS "Users"
+#define CF_MAILBOXES "Mailboxes"
+#define CF_INDEX "MailboxIndex"
+#define CF_CREDENTIALS "Credentials"
+#define PASSWORD_COLUMN "password"
+
+/* The schema: column families with their comparators. gc_grace for the mail CFs is one day
+ * instead of ten: deleted mail may reappear if a replica stays down longer than that and is then
+ * brought back without repair, which the paper accepts for e-mail; in exchange POP3 slices skip
+ * fewer tombstones. */
+static const CassCfSpec schema_cfs[] = {
+    {CF_USERS, "BytesType", 0, "user -> mailbox names"},
+    {CF_MAILBOXES, "TimeUUIDType", 86400, "user:mailbox -> TimeUUID -> message"},
+    {CF_INDEX, "TimeUUIDType", 86400, "user:mailbox -> TimeUUID -> size (8 octets, big-endian)"},
+    {CF_CREDENTIALS, "BytesType", 0, "user -> password hash"},
+};
+
+/* to_store_error - a CASS_ERROR as the store reports it */
+static void
+to_store_error(GError *e, GError **error)
+{
+    int code = STORE_ERROR_FAILED;
+    if (e->domain == CASS_ERROR) {
+        switch (e->code) {
+        case CASS_ERROR_TRANSPORT:
+        case CASS_ERROR_UNAVAILABLE:
+        case CASS_ERROR_TIMEDOUT:
+            code = STORE_ERROR_TEMPORARY;
+            break;
+        case CASS_ERROR_NOT_FOUND:
+            code = STORE_ERROR_NOT_FOUND;
+            break;
+        default:
+            break;
+        }
+    }
+    g_set_error_literal(error, STORE_ERROR, code, e->message);
+    g_error_free(e);
+}
+
+/* sync_counters - the client's figures into the store's counters */
+static void
+sync_counters(CassStore *s)
+{
+    const CassStats *st = cass_client_stats(s->client);
+    s->base.counters.bytes_read = st->bytes_read;
+    s->base.counters.columns_read = st->columns_read;
+    s->base.counters.bytes_written = st->bytes_written;
+    s->base.counters.calls = st->calls;
+    s->base.counters.retries = st->retries;
+}
+
+/* done - common tail of every operation: counters, error conversion */
+static gboolean
+done(CassStore *s, gboolean ok, GError *e, GError **error)
+{
+    sync_counters(s);
+    if (!ok)
+        to_store_error(e, error);
+    return ok;
+}
+
+/* now_us - wall clock in microseconds, Cassandra's timestamp convention */
+static gint64
+now_us(void)
+{
+    return g_get_real_time();
+}
+
+/* uuid_timestamp_us - microseconds since the Unix epoch of a version-1 UUID */
+static gint64
+uuid_timestamp_us(const guint8 *u)
+{
+    guint64 t = ((guint64)(u[6] & 0x0f) << 56) | ((guint64)u[7] << 48) | ((guint64)u[4] << 40) |
+                ((guint64)u[5] << 32) | ((guint64)u[0] << 24) | ((guint64)u[1] << 16) |
+                ((guint64)u[2] << 8) | (guint64)u[3];
+    /* 100 ns intervals since 1582-10-15 to µs since 1970-01-01 */
+    return (gint64)((t - G_GUINT64_CONSTANT(0x01B21DD213814000)) / 10);
+}
+
+/* row_key - "user:mailbox" */
+static char *
+row_key(const char *user, const char *mailbox)
+{
+    return g_strconcat(user, ":", mailbox, NULL);
+}
+
+static gboolean
+cs_user_exists(Store *base, const char *user, gboolean *exists, GError **error)
+{
+    CassStore *s = (CassStore *)base;
+    g_autoptr(GPtrArray) cols = g_ptr_array_new_with_free_func(cass_column_free);
+    GError *e = NULL;
+    gboolean ok = cass_get_slice(s->client, CF_USERS, user, strlen(user), NULL, 0, NULL, 0, FALSE, 1,
+                                 s->read_consistency, cols, &e);
+    *exists = ok && cols->len > 0;
+    return done(s, ok, e, error);
+}
+
+static gboolean
+cs_mailbox_add(Store *base, const char *user, const char *mailbox, GError **error)
+{
+    CassStore *s = (CassStore *)base;
+    CassBatch *b = cass_batch_new();
+    g_autoptr(GBytes) empty = g_bytes_new(NULL, 0);
+    cass_batch_insert(b, CF_USERS, user, strlen(user), mailbox, strlen(mailbox), empty, now_us());
+    GError *e = NULL;
+    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, &e);
+    cass_batch_free(&b);
+    return done(s, ok, e, error);
+}
+
+static gboolean
+cs_user_add(Store *base, const char *user, GError **error)
+{
+    CassStore *s = (CassStore *)base;
+    CassBatch *b = cass_batch_new();
+    g_autoptr(GBytes) empty = g_bytes_new(NULL, 0);
+    gint64 ts = now_us();
+    cass_batch_insert(b, CF_USERS, user, strlen(user), "inbox", 5, empty, ts);
+    cass_batch_insert(b, CF_USERS, user, strlen(user), "outbox", 6, empty, ts);
+    GError *e = NULL;
+    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, &e);
+    cass_batch_free(&b);
+    return done(s, ok, e, error);
+}
+
+static gboolean
+cs_mailboxes_list(Store *base, const char *user, GPtrArray *out, GError **error)
+{
+    CassStore *s = (CassStore *)base;
+    g_autoptr(GPtrArray) cols = g_ptr_array_new_with_free_func(cass_column_free);
+    GError *e = NULL;
+    gboolean ok = cass_get_slice(s->client, CF_USERS, user, strlen(user), NULL, 0, NULL, 0, FALSE,
+                                 10000, s->read_consistency, cols, &e);
+    for (guint i = 0; ok && i < cols->len; i++) {
+        CassColumn *c = g_ptr_array_index(cols, i);
+        gsize len;
+        const char *name = g_bytes_get_data(c->name, &len);
+        g_ptr_array_add(out, g_strndup(name, len));
+    }
+    return done(s, ok, e, error);
+}
+
+static gboolean
+cs_user_del(Store *base, const char *user, GError **error)
+{
+    CassStore *s = (CassStore *)base;
+    g_autoptr(GPtrArray) boxes = g_ptr_array_new_with_free_func(g_free);
+    if (!cs_mailboxes_list(base, user, boxes, error))
+        return FALSE;
+    gint64 ts = now_us();
+    GError *e = NULL;
+    gboolean ok = TRUE;
+    /* Messages first, the user last: an interrupted userdel can simply be run again. */
+    for (guint i = 0; ok && i < boxes->len; i++) {
+        g_autofree char *key = row_key(user, g_ptr_array_index(boxes, i));
+        ok = cass_remove_row(s->client, CF_MAILBOXES, key, strlen(key), ts, s->write_consistency, &e) &&
+             cass_remove_row(s->client, CF_INDEX, key, strlen(key), ts, s->write_consistency, &e);
+    }
+    ok = ok && cass_remove_row(s->client, CF_CREDENTIALS, user, strlen(user), ts, s->write_consistency, &e);
+    ok = ok && cass_remove_row(s->client, CF_USERS, user, strlen(user), ts, s->write_consistency, &e);
+    return done(s, ok, e, error);
+}
+
+static gboolean
+cs_users_list(Store *base, GPtrArray *out, GError **error)
+{
+    CassStore *s = (CassStore *)base;
+    const int page = 256;
+    g_autoptr(GBytes) start = g_bytes_new(NULL, 0);
+    GError *e = NULL;
+    for (;;) {
+        g_autoptr(GPtrArray) keys = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+        guint seen = 0;
+        gsize slen;
+        const void *sdata = g_bytes_get_data(start, &slen);
+        if (!cass_range_keys(s->client, CF_USERS, sdata, slen, page, s->read_consistency, keys,
+                             &seen, &e))
+            return done(s, FALSE, e, error);
+        for (guint i = 0; i < keys->len; i++) {
+            GBytes *k = g_ptr_array_index(keys, i);
+            if (slen && g_bytes_equal(k, start))
+                continue;   /* the start key of a following page comes back again */
+            gsize len;
+            const char *name = g_bytes_get_data(k, &len);
+            g_ptr_array_add(out, g_strndup(name, len));
+        }
+        if (seen < (guint)page || keys->len == 0)
+            break;
+        g_bytes_unref(start);
+        start = g_bytes_ref(g_ptr_array_index(keys, keys->len - 1));
+    }
+    return done(s, TRUE, NULL, error);
+}
+
+static gboolean
+cs_deliver(Store *base, const StoreTarget *targets, guint n_targets, const guint8 *msg, gsize len,
+           StoreMsgId *id, GError **error)
+{
+    CassStore *s = (CassStore *)base;
+    uuid_generate_time(id->bytes);
+    gint64 ts = uuid_timestamp_us(id->bytes);
+    guint8 size_be[8];
+    for (int i = 0; i < 8; i++)
+        size_be[i] = (guint8)((guint64)len >> (56 - 8 * i));
+    g_autoptr(GBytes) body = g_bytes_new_static(msg, len);
+    g_autoptr(GBytes) size = g_bytes_new(size_be, sizeof size_be);
+    g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    CassBatch *b = cass_batch_new();
+    for (guint i = 0; i < n_targets; i++) {
+        char *key = row_key(targets[i].user, targets[i].mailbox);
+        if (!g_hash_table_add(seen, key))
+            continue;   /* one copy per mailbox, however often it was named */
+        cass_batch_insert(b, CF_MAILBOXES, key, strlen(key), id->bytes, 16, body, ts);
+        cass_batch_insert(b, CF_INDEX, key, strlen(key), id->bytes, 16, size, ts);
+    }
+    GError *e = NULL;
+    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, &e);
+    cass_batch_free(&b);
+    return done(s, ok, e, error);
+}
+
+static gboolean
+cs_index_page(Store *base, const char *user, const char *mailbox, const StoreMsgId *after, guint max,
+              GArray *out, GError **error)
+{
+    CassStore *s = (CassStore *)base;
+    g_autofree char *key = row_key(user, mailbox);
+    g_autoptr(GPtrArray) cols = g_ptr_array_new_with_free_func(cass_column_free);
+    GError *e = NULL;
+    /* A slice starts at its start column inclusive: ask for one more and drop AFTER itself. */
+    int count = (int)MIN(max + (after ? 1u : 0u), (guint)G_MAXINT);
+    gboolean ok = cass_get_slice(s->client, CF_INDEX, key, strlen(key), after ? after->bytes : NULL,
+                                 after ? 16 : 0, NULL, 0, FALSE, count, s->read_consistency, cols, &e);
+    for (guint i = 0; ok && i < cols->len; i++) {
+        CassColumn *c = g_ptr_array_index(cols, i);
+        gsize nlen, vlen;
+        const guint8 *name = g_bytes_get_data(c->name, &nlen);
+        const guint8 *val = g_bytes_get_data(c->value, &vlen);
+        if (nlen != 16 || (after && memcmp(name, after->bytes, 16) == 0))
+            continue;
+        StoreIndexEntry ent;
+        memcpy(ent.id.bytes, name, 16);
+        ent.size = 0;
+        for (gsize j = 0; j < vlen && j < 8; j++)
+            ent.size = (ent.size << 8) | val[j];
+        if (out->len < G_MAXUINT)
+            g_array_append_val(out, ent);
+    }
+    return done(s, ok, e, error);
+}
+
+static gboolean
+cs_fetch(Store *base, const char *user, const char *mailbox, const StoreMsgId *id, GBytes **msg,
+         GError **error)
+{
+    CassStore *s = (CassStore *)base;
+    g_autofree char *key = row_key(user, mailbox);
+    CassColumn *col = NULL;
+    GError *e = NULL;
+    gboolean ok = cass_get(s->client, CF_MAILBOXES, key, strlen(key), id->bytes, 16,
+                           s->read_consistency, &col, &e);
+    if (ok) {
+        *msg = g_bytes_ref(col->value);
+        cass_column_free(col);
+    }
+    return done(s, ok, e, error);
+}
+
+static gboolean
+cs_remove(Store *base, const char *user, const char *mailbox, const StoreMsgId *ids, guint n,
+          GError **error)
+{
+    CassStore *s = (CassStore *)base;
+    g_autofree char *key = row_key(user, mailbox);
+    gint64 ts = now_us();
+    CassBatch *b = cass_batch_new();
+    for (guint i = 0; i < n; i++) {
+        cass_batch_delete(b, CF_MAILBOXES, key, strlen(key), ids[i].bytes, 16, ts);
+        cass_batch_delete(b, CF_INDEX, key, strlen(key), ids[i].bytes, 16, ts);
+    }
+    GError *e = NULL;
+    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, &e);
+    cass_batch_free(&b);
+    return done(s, ok, e, error);
+}
+
+static gboolean
+cs_password_set(Store *base, const char *user, const char *hash, GError **error)
+{
+    CassStore *s = (CassStore *)base;
+    CassBatch *b = cass_batch_new();
+    g_autoptr(GBytes) value = g_bytes_new(hash, strlen(hash));
+    cass_batch_insert(b, CF_CREDENTIALS, user, strlen(user), PASSWORD_COLUMN,
+                      strlen(PASSWORD_COLUMN), value, now_us());
+    GError *e = NULL;
+    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, &e);
+    cass_batch_free(&b);
+    return done(s, ok, e, error);
+}
+
+static gboolean
+cs_password_get(Store *base, const char *user, char **hash, GError **error)
+{
+    CassStore *s = (CassStore *)base;
+    CassColumn *col = NULL;
+    GError *e = NULL;
+    gboolean ok = cass_get(s->client, CF_CREDENTIALS, user, strlen(user), PASSWORD_COLUMN,
+                           strlen(PASSWORD_COLUMN), s->read_consistency, &col, &e);
+    if (ok) {
+        gsize len;
+        const char *data = g_bytes_get_data(col->value, &len);
+        *hash = g_strndup(data, len);
+        cass_column_free(col);
+    }
+    return done(s, ok, e, error);
+}
+
+static void
+cs_destroy(Store *base)
+{
+    CassStore *s = (CassStore *)base;
+    cass_client_free(&s->client);
+    g_free(s->keyspace);
+    g_strfreev(s->endpoints);
+    g_free(s);
+}
+
+static const StoreOps cass_ops = {
+    .user_exists = cs_user_exists,
+    .user_add = cs_user_add,
+    .user_del = cs_user_del,
+    .users_list = cs_users_list,
+    .mailbox_add = cs_mailbox_add,
+    .mailboxes_list = cs_mailboxes_list,
+    .deliver = cs_deliver,
+    .index_page = cs_index_page,
+    .fetch = cs_fetch,
+    .remove = cs_remove,
+    .password_set = cs_password_set,
+    .password_get = cs_password_get,
+    .destroy = cs_destroy,
+};
+
+Store *
+store_open(const CassmailConfig *cfg, GError **error)
+{
+    if (!cfg->endpoints || !cfg->endpoints[0]) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_FAILED, "no Cassandra endpoints configured");
+        return NULL;
+    }
+    CassStore *s = g_new0(CassStore, 1);
+    s->base.ops = &cass_ops;
+    s->keyspace = g_strdup(cfg->keyspace);
+    s->endpoints = g_strdupv(cfg->endpoints);
+    s->timeout_ms = cfg->timeout_ms;
+    s->retry_ms = cfg->retry_ms;
+    s->backoff_ms = cfg->backoff_ms;
+    s->write_consistency = cfg->write_consistency;
+    s->read_consistency = cfg->read_consistency;
+    s->client = cass_client_new((const char *const *)cfg->endpoints, cfg->keyspace, cfg->timeout_ms,
+                                cfg->retry_ms, cfg->backoff_ms);
+    return &s->base;
+}
+
+gboolean
+store_schema_create(Store *base, int replication_factor, GError **error)
+{
+    if (base->ops != &cass_ops) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_FAILED, "schema creation needs the Cassandra store");
+        return FALSE;
+    }
+    CassStore *s = (CassStore *)base;
+    /* A client without a keyspace: set_keyspace would fail while it does not exist yet. */
+    CassClient *admin = cass_client_new((const char *const *)s->endpoints, NULL, s->timeout_ms,
+                                        s->retry_ms, s->backoff_ms);
+    GError *e = NULL;
+    gboolean exists = FALSE, ok;
+    g_autoptr(GPtrArray) cfs = g_ptr_array_new_with_free_func(g_free);
+    ok = cass_keyspace_describe(admin, s->keyspace, &exists, cfs, &e);
+    if (ok && !exists) {
+        ok = cass_keyspace_add(admin, s->keyspace, replication_factor, schema_cfs,
+                               G_N_ELEMENTS(schema_cfs), &e);
+    } else if (ok) {
+        for (gsize i = 0; ok && i < G_N_ELEMENTS(schema_cfs); i++) {
+            gboolean have = FALSE;
+            for (guint j = 0; j < cfs->len; j++) {
+                const char *line = g_ptr_array_index(cfs, j);
+                gsize n = strlen(schema_cfs[i].name);
+                have |= strncmp(line, schema_cfs[i].name, n) == 0 && line[n] == ' ';
+            }
+            if (!have)
+                ok = cass_column_family_add(admin, s->keyspace, &schema_cfs[i], &e);
+        }
+    }
+    ok = ok && cass_schema_agree(admin, 30000, &e);
+    cass_client_free(&admin);
+    if (!ok) {
+        to_store_error(e, error);
+        return FALSE;
+    }
+    /* Reconnect so the data client selects the (possibly new) keyspace. */
+    cass_client_free(&s->client);
+    s->client = cass_client_new((const char *const *)s->endpoints, s->keyspace, s->timeout_ms,
+                                s->retry_ms, s->backoff_ms);
+    return TRUE;
+}
+
+CassClient *
+store_cass_client(Store *base)
+{
+    return base->ops == &cass_ops ? ((CassStore *)base)->client : NULL;
+}

@@ -1,0 +1,243 @@
+/*
+ * config.c - read cassmail.conf (GKeyFile) into a CassmailConfig, with defaults for every key.
+ */
+#include "util/config.h"
+
+#include <string.h>
+
+G_DEFINE_QUARK(cassmail-config-error-quark, config_error)
+
+static const struct {
+    const char *name;
+    int value;
+} consistency_levels[] = {
+    {"ONE", 1}, {"QUORUM", 2}, {"LOCAL_QUORUM", 3}, {"EACH_QUORUM", 4}, {"ALL", 5}, {"ANY", 6},
+};
+
+int
+config_consistency_parse(const char *name)
+{
+    for (gsize i = 0; i < G_N_ELEMENTS(consistency_levels); i++)
+        if (name && g_ascii_strcasecmp(name, consistency_levels[i].name) == 0)
+            return consistency_levels[i].value;
+    return -1;
+}
+
+const char *
+config_consistency_name(int level)
+{
+    for (gsize i = 0; i < G_N_ELEMENTS(consistency_levels); i++)
+        if (consistency_levels[i].value == level)
+            return consistency_levels[i].name;
+    return "?";
+}
+
+/* The keys each section accepts; anything else is reported, so a typo is not silently ignored. */
+static const char *const known_keys[][12] = {
+    {"cassandra", "endpoints", "keyspace", "replication_factor", "write_consistency",
+     "read_consistency", "timeout_ms", "retry_ms", "backoff_ms", NULL},
+    {"smtp", "listen", "hostname", "domains", "max_message_size", "max_recipients",
+     "allow_plaintext_auth", NULL},
+    {"pop3", "listen", "batch_size", "mailbox_delimiter", "login_delay_ms", NULL},
+    {"tls", "certificate", "key", NULL},
+    {"limits", "max_children", "idle_timeout_s", "data_timeout_s", "max_errors", NULL},
+    {"server", "user", "group", NULL},
+};
+
+/* check_keys - an error naming the first unknown group or key in KF */
+static gboolean
+check_keys(GKeyFile *kf, GError **error)
+{
+    g_auto(GStrv) groups = g_key_file_get_groups(kf, NULL);
+    for (char **g = groups; *g; g++) {
+        gssize row = -1;
+        for (gsize i = 0; i < G_N_ELEMENTS(known_keys); i++)
+            if (strcmp(known_keys[i][0], *g) == 0)
+                row = (gssize)i;
+        if (row < 0) {
+            g_set_error(error, CONFIG_ERROR, 0, "unknown section [%s]", *g);
+            return FALSE;
+        }
+        g_auto(GStrv) keys = g_key_file_get_keys(kf, *g, NULL, NULL);
+        for (char **k = keys; k && *k; k++) {
+            gboolean ok = FALSE;
+            for (int j = 1; known_keys[row][j]; j++)
+                ok |= strcmp(known_keys[row][j], *k) == 0;
+            if (!ok) {
+                g_set_error(error, CONFIG_ERROR, 0, "unknown key \"%s\" in [%s]", *k, *g);
+                return FALSE;
+            }
+        }
+    }
+    return TRUE;
+}
+
+/* get_str / get_int / get_list / get_bool - a value or the default; FALSE on a malformed value */
+static gboolean
+get_str(GKeyFile *kf, const char *g, const char *k, const char *def, char **out)
+{
+    char *v = kf ? g_key_file_get_string(kf, g, k, NULL) : NULL;
+    if (v)
+        g_strstrip(v);
+    *out = v ? v : g_strdup(def);
+    return TRUE;
+}
+
+static gboolean
+get_int(GKeyFile *kf, const char *g, const char *k, gint64 def, gint64 min, gint64 max,
+        gint64 *out, GError **error)
+{
+    *out = def;
+    if (!kf || !g_key_file_has_key(kf, g, k, NULL))
+        return TRUE;
+    g_autofree char *v = g_key_file_get_string(kf, g, k, NULL);
+    g_strstrip(v);
+    gint64 n;
+    if (!g_ascii_string_to_signed(v, 10, min, max, &n, NULL)) {
+        g_set_error(error, CONFIG_ERROR, 0, "[%s] %s = \"%s\": expected a whole number from %"
+                    G_GINT64_FORMAT " to %" G_GINT64_FORMAT, g, k, v, min, max);
+        return FALSE;
+    }
+    *out = n;
+    return TRUE;
+}
+
+static char **
+get_list(GKeyFile *kf, const char *g, const char *k, const char *def)
+{
+    g_autofree char *v = NULL;
+    get_str(kf, g, k, def, &v);
+    g_auto(GStrv) parts = g_strsplit_set(v, ";, ", -1);
+    GPtrArray *out = g_ptr_array_new();
+    for (char **p = parts; *p; p++)
+        if (**p)
+            g_ptr_array_add(out, g_strdup(*p));
+    g_ptr_array_add(out, NULL);
+    return (char **)g_ptr_array_free(out, FALSE);
+}
+
+static gboolean
+get_bool(GKeyFile *kf, const char *g, const char *k, gboolean def, gboolean *out, GError **error)
+{
+    *out = def;
+    if (!kf || !g_key_file_has_key(kf, g, k, NULL))
+        return TRUE;
+    GError *e = NULL;
+    *out = g_key_file_get_boolean(kf, g, k, &e);
+    if (e) {
+        g_set_error(error, CONFIG_ERROR, 0, "[%s] %s: expected true or false", g, k);
+        g_error_free(e);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+static gboolean
+get_consistency(GKeyFile *kf, const char *k, int *out, GError **error)
+{
+    g_autofree char *v = NULL;
+    get_str(kf, "cassandra", k, "ONE", &v);
+    *out = config_consistency_parse(v);
+    if (*out < 0) {
+        g_set_error(error, CONFIG_ERROR, 0,
+                    "[cassandra] %s = \"%s\": expected ONE, QUORUM, LOCAL_QUORUM, EACH_QUORUM, ALL or ANY",
+                    k, v);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+CassmailConfig *
+config_load(const char *path, GError **error)
+{
+    g_autoptr(GKeyFile) kf = NULL;
+    if (path) {
+        kf = g_key_file_new();
+        GError *e = NULL;
+        if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, &e)) {
+            g_set_error(error, CONFIG_ERROR, 0, "%s: %s", path, e->message);
+            g_error_free(e);
+            return NULL;
+        }
+        if (!check_keys(kf, &e)) {
+            g_set_error(error, CONFIG_ERROR, 0, "%s: %s", path, e->message);
+            g_error_free(e);
+            return NULL;
+        }
+    }
+
+    CassmailConfig *c = g_new0(CassmailConfig, 1);
+    gint64 n;
+    gboolean ok = TRUE;
+    c->endpoints = get_list(kf, "cassandra", "endpoints", "127.0.0.1:9160");
+    get_str(kf, "cassandra", "keyspace", "Mail", &c->keyspace);
+#define INT(field, g, k, def, min, max) \
+    (ok = ok && get_int(kf, g, k, def, min, max, &n, error), c->field = (int)n)
+    INT(replication_factor, "cassandra", "replication_factor", 1, 1, 16);
+    INT(timeout_ms, "cassandra", "timeout_ms", 10000, 100, 600000);
+    INT(retry_ms, "cassandra", "retry_ms", 20000, 0, 3600000);
+    INT(backoff_ms, "cassandra", "backoff_ms", 5000, 0, 3600000);
+    ok = ok && get_consistency(kf, "write_consistency", &c->write_consistency, error);
+    ok = ok && get_consistency(kf, "read_consistency", &c->read_consistency, error);
+
+    get_str(kf, "smtp", "listen", "127.0.0.1:2525", &c->smtp_listen);
+    get_str(kf, "smtp", "hostname", g_get_host_name(), &c->hostname);
+    c->domains = get_list(kf, "smtp", "domains", "example.com");
+    ok = ok && get_int(kf, "smtp", "max_message_size", 10240000, 1024, 14 * 1024 * 1024, &n, error);
+    c->max_message_size = (gsize)n;
+    INT(max_recipients, "smtp", "max_recipients", 100, 1, 100000);
+    ok = ok && get_bool(kf, "smtp", "allow_plaintext_auth", FALSE, &c->allow_plaintext_auth, error);
+
+    get_str(kf, "pop3", "listen", "127.0.0.1:1110", &c->pop3_listen);
+    INT(batch_size, "pop3", "batch_size", 64, 1, 100000);
+    get_str(kf, "pop3", "mailbox_delimiter", "|", &c->mailbox_delimiter);
+    INT(login_delay_ms, "pop3", "login_delay_ms", 1000, 0, 60000);
+    if (ok && strlen(c->mailbox_delimiter) != 1) {
+        g_set_error(error, CONFIG_ERROR, 0, "[pop3] mailbox_delimiter must be one character");
+        ok = FALSE;
+    }
+
+    get_str(kf, "tls", "certificate", NULL, &c->tls_certificate);
+    get_str(kf, "tls", "key", NULL, &c->tls_key);
+
+    INT(max_children, "limits", "max_children", 100, 1, 100000);
+    INT(idle_timeout_s, "limits", "idle_timeout_s", 300, 1, 86400);
+    INT(data_timeout_s, "limits", "data_timeout_s", 600, 1, 86400);
+    INT(max_errors, "limits", "max_errors", 10, 1, 1000);
+#undef INT
+
+    get_str(kf, "server", "user", NULL, &c->user);
+    get_str(kf, "server", "group", NULL, &c->group);
+
+    if (ok && !c->endpoints[0]) {
+        g_set_error(error, CONFIG_ERROR, 0, "[cassandra] endpoints is empty");
+        ok = FALSE;
+    }
+    if (!ok) {
+        config_free(&c);
+        return NULL;
+    }
+    /* Stored "max_message_size" leaves room under Thrift's 15 MB frame for the Received: line. */
+    return c;
+}
+
+void
+config_free(CassmailConfig **cfg)
+{
+    CassmailConfig *c = *cfg;
+    if (!c)
+        return;
+    g_strfreev(c->endpoints);
+    g_free(c->keyspace);
+    g_free(c->smtp_listen);
+    g_free(c->hostname);
+    g_strfreev(c->domains);
+    g_free(c->pop3_listen);
+    g_free(c->mailbox_delimiter);
+    g_free(c->tls_certificate);
+    g_free(c->tls_key);
+    g_free(c->user);
+    g_free(c->group);
+    g_free(c);
+    *cfg = NULL;
+}

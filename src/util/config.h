@@ -1,0 +1,64 @@
+/*
+ * config.h - cassmail.conf: one GKeyFile read by every CassMail program.
+ *
+ * Sections: [cassandra] [smtp] [pop3] [tls] [limits] [server]; see config/cassmail.conf for every
+ * key with its default and meaning. A missing file (path NULL) means all defaults, which suit the
+ * local single-node set-up of `make run`.
+ */
+#ifndef CASSMAIL_CONFIG_H
+#define CASSMAIL_CONFIG_H
+
+#include <glib.h>
+
+typedef struct {
+    /* [cassandra] */
+    char **endpoints;          /* "host:port", in order of preference (local node first) */
+    char *keyspace;            /* Mail */
+    int replication_factor;    /* used when the schema is created */
+    int write_consistency;     /* Thrift ConsistencyLevel value: ONE=1, QUORUM=2, ALL=5, ... */
+    int read_consistency;
+    int timeout_ms;            /* one RPC (connect, send, receive) */
+    int retry_ms;              /* total time one operation may spend failing over and retrying */
+    int backoff_ms;            /* a failed endpoint is skipped this long */
+
+    /* [smtp] */
+    char *smtp_listen;         /* address:port for the listener (daemon mode) */
+    char *hostname;            /* our name in greetings and Received: lines */
+    char **domains;            /* local domains; everything else is refused (no relay) */
+    gsize max_message_size;    /* octets; SIZE= and DATA over it get 552 */
+    int max_recipients;        /* RCPT over it get 452 */
+    gboolean allow_plaintext_auth; /* AUTH / USER-PASS without TLS (always allowed on loopback) */
+
+    /* [pop3] */
+    char *pop3_listen;
+    int batch_size;            /* index entries per get_slice */
+    char *mailbox_delimiter;   /* USER pete|outbox */
+    int login_delay_ms;        /* after a failed PASS */
+
+    /* [tls] */
+    char *tls_certificate;
+    char *tls_key;
+
+    /* [limits] */
+    int max_children;          /* concurrent sessions per listener */
+    int idle_timeout_s;        /* between commands (SMTP 300, POP3 600 by RFC) */
+    int data_timeout_s;        /* SMTP DATA terminator wait */
+    int max_errors;            /* bad commands before the session is closed */
+
+    /* [server] */
+    char *user;                /* drop to this user after binding (when started as root) */
+    char *group;
+} CassmailConfig;
+
+/* config_load - read FILE (NULL: defaults only); unknown keys are errors so typos do not pass */
+CassmailConfig *config_load(const char *path, GError **error);
+void config_free(CassmailConfig **cfg);
+
+/* config_consistency_parse - "ONE", "QUORUM", "ALL", ... to its Thrift value; -1 when unknown */
+int config_consistency_parse(const char *name);
+const char *config_consistency_name(int level);
+
+#define CONFIG_ERROR (config_error_quark())
+GQuark config_error_quark(void);
+
+#endif

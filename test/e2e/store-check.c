@@ -1,0 +1,180 @@
+/*
+ * store-check - end-to-end checks of the mail store against a real Cassandra (run by
+ * test/e2e/test_store.py; not a unit test: it needs the node named in the configuration).
+ *
+ *   store-check CONFIG CHECK USER
+ *
+ * CHECK is one of:
+ *   roundtrip   a 2 MB binary message (every octet value) comes back byte-exact
+ *   order       50 messages come back from the index in arrival order, sizes right
+ *   paging      1000 messages listed in pages of 64 return each message exactly once
+ *   delete      removing messages removes both the message and its index entry
+ *   outbox      one delivery to two targets is one write: both copies share one TimeUUID
+ * Prints "ok CHECK" and exits 0, or prints what failed and exits 1.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "store/store.h"
+
+static Store *store;
+static const char *user;
+
+#define CHECK(cond, ...) do { if (!(cond)) { fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); return 1; } } while (0)
+#define OK(call) do { GError *e_ = NULL; if (!(call)) { fprintf(stderr, "FAIL %s:%d: %s: %s\n", \
+    __FILE__, __LINE__, #call, e_ ? e_->message : "?"); return 1; } } while (0)
+#define E (&e_)
+
+static int
+check_roundtrip(void)
+{
+    gsize len = 2 * 1024 * 1024;
+    guint8 *msg = g_malloc(len);
+    for (gsize i = 0; i < len; i++)
+        msg[i] = (guint8)(i * 7 + i / 251);
+    StoreTarget t = {user, "inbox"};
+    StoreMsgId id;
+    OK(store_deliver(store, &t, 1, msg, len, &id, E));
+    g_autoptr(GBytes) back = NULL;
+    OK(store_fetch(store, user, "inbox", &id, &back, E));
+    gsize blen;
+    const guint8 *b = g_bytes_get_data(back, &blen);
+    gboolean same = blen == len && memcmp(b, msg, len) == 0;
+    g_free(msg);
+    CHECK(same, "2 MB message differs (got %zu octets)", blen);
+    g_autoptr(GArray) idx = g_array_new(FALSE, FALSE, sizeof(StoreIndexEntry));
+    OK(store_index_page(store, user, "inbox", NULL, 10, idx, E));
+    CHECK(idx->len == 1 && g_array_index(idx, StoreIndexEntry, 0).size == len, "index entry wrong");
+    return 0;
+}
+
+static int
+check_order(void)
+{
+    StoreMsgId ids[50];
+    StoreTarget t = {user, "inbox"};
+    for (int i = 0; i < 50; i++) {
+        g_autofree char *m = g_strdup_printf("Subject: %d\r\n\r\n%*d\r\n", i, i + 1, i);
+        OK(store_deliver(store, &t, 1, (const guint8 *)m, strlen(m), &ids[i], E));
+    }
+    g_autoptr(GArray) idx = g_array_new(FALSE, FALSE, sizeof(StoreIndexEntry));
+    OK(store_index_page(store, user, "inbox", NULL, 100, idx, E));
+    CHECK(idx->len == 50, "expected 50 entries, got %u", idx->len);
+    for (int i = 0; i < 50; i++) {
+        StoreIndexEntry *e = &g_array_index(idx, StoreIndexEntry, i);
+        CHECK(memcmp(e->id.bytes, ids[i].bytes, 16) == 0, "entry %d out of arrival order", i);
+        g_autofree char *m = g_strdup_printf("Subject: %d\r\n\r\n%*d\r\n", i, i + 1, i);
+        CHECK(e->size == strlen(m), "entry %d size %" G_GUINT64_FORMAT, i, e->size);
+    }
+    return 0;
+}
+
+static int
+check_paging(void)
+{
+    const int n = 1000;
+    StoreTarget t = {user, "inbox"};
+    g_autoptr(GHashTable) sent = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    for (int i = 0; i < n; i++) {
+        g_autofree char *m = g_strdup_printf("Subject: message %d\r\n\r\nbody %d\r\n", i, i);
+        StoreMsgId id;
+        OK(store_deliver(store, &t, 1, (const guint8 *)m, strlen(m), &id, E));
+        char text[STORE_MSGID_TEXT_LEN];
+        store_msgid_to_text(&id, text);
+        g_hash_table_add(sent, g_strdup(text));
+    }
+    CHECK(g_hash_table_size(sent) == (guint)n, "TimeUUIDs were not unique");
+    g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    g_autoptr(GArray) page = g_array_new(FALSE, FALSE, sizeof(StoreIndexEntry));
+    StoreMsgId last;
+    int pages = 0;
+    for (gboolean first = TRUE;; first = FALSE) {
+        g_array_set_size(page, 0);
+        OK(store_index_page(store, user, "inbox", first ? NULL : &last, 64, page, E));
+        pages++;
+        for (guint i = 0; i < page->len; i++) {
+            char text[STORE_MSGID_TEXT_LEN];
+            store_msgid_to_text(&g_array_index(page, StoreIndexEntry, i).id, text);
+            CHECK(g_hash_table_contains(sent, text), "listed a message never sent: %s", text);
+            CHECK(g_hash_table_add(seen, g_strdup(text)), "listed twice: %s", text);
+            last = g_array_index(page, StoreIndexEntry, i).id;
+        }
+        if (page->len < 64)
+            break;
+    }
+    CHECK(g_hash_table_size(seen) == (guint)n, "listed %u of %d", g_hash_table_size(seen), n);
+    CHECK(pages == n / 64 + 1, "expected %d pages, read %d", n / 64 + 1, pages);
+    return 0;
+}
+
+static int
+check_delete(void)
+{
+    StoreTarget t = {user, "inbox"};
+    StoreMsgId ids[3];
+    for (int i = 0; i < 3; i++)
+        OK(store_deliver(store, &t, 1, (const guint8 *)"x\r\n", 3, &ids[i], E));
+    StoreMsgId gone[2] = {ids[0], ids[2]};
+    OK(store_remove(store, user, "inbox", gone, 2, E));
+    g_autoptr(GArray) idx = g_array_new(FALSE, FALSE, sizeof(StoreIndexEntry));
+    OK(store_index_page(store, user, "inbox", NULL, 10, idx, E));
+    CHECK(idx->len == 1 && memcmp(g_array_index(idx, StoreIndexEntry, 0).id.bytes, ids[1].bytes, 16) == 0,
+          "index still lists deleted messages (%u entries)", idx->len);
+    GBytes *msg = NULL;
+    GError *e = NULL;
+    CHECK(!store_fetch(store, user, "inbox", &ids[0], &msg, &e) &&
+          g_error_matches(e, STORE_ERROR, STORE_ERROR_NOT_FOUND), "deleted message still readable");
+    g_clear_error(&e);
+    g_autoptr(GBytes) kept = NULL;
+    OK(store_fetch(store, user, "inbox", &ids[1], &kept, E));
+    return 0;
+}
+
+static int
+check_outbox(void)
+{
+    StoreTarget t[3] = {{user, "inbox"}, {user, "outbox"}, {user, "inbox"}};
+    StoreMsgId id;
+    OK(store_deliver(store, t, 3, (const guint8 *)"hello\r\n", 7, &id, E));
+    for (int i = 0; i < 2; i++) {
+        g_autoptr(GArray) idx = g_array_new(FALSE, FALSE, sizeof(StoreIndexEntry));
+        OK(store_index_page(store, user, t[i].mailbox, NULL, 10, idx, E));
+        CHECK(idx->len == 1, "%s has %u messages, want 1 (duplicates stored once)", t[i].mailbox, idx->len);
+        CHECK(memcmp(g_array_index(idx, StoreIndexEntry, 0).id.bytes, id.bytes, 16) == 0,
+              "%s copy has another id", t[i].mailbox);
+    }
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: store-check CONFIG roundtrip|order|paging|delete|outbox USER\n");
+        return 64;
+    }
+    GError *error = NULL;
+    CassmailConfig *cfg = config_load(argv[1], &error);
+    if (!cfg || !(store = store_open(cfg, &error))) {
+        fprintf(stderr, "store-check: %s\n", error->message);
+        return 1;
+    }
+    user = argv[3];
+    int rc = 2;
+    const char *check = argv[2];
+    if (strcmp(check, "roundtrip") == 0) rc = check_roundtrip();
+    else if (strcmp(check, "order") == 0) rc = check_order();
+    else if (strcmp(check, "paging") == 0) rc = check_paging();
+    else if (strcmp(check, "delete") == 0) rc = check_delete();
+    else if (strcmp(check, "outbox") == 0) rc = check_outbox();
+    else fprintf(stderr, "store-check: unknown check %s\n", check);
+    if (rc == 0)
+        printf("ok %s\n", check);
+    const StoreCounters *c = store_counters(store);
+    printf("calls=%" G_GUINT64_FORMAT " bytes_read=%" G_GUINT64_FORMAT " bytes_written=%" G_GUINT64_FORMAT "\n",
+           c->calls, c->bytes_read, c->bytes_written);
+    store_free(&store);
+    config_free(&cfg);
+    return rc;
+}

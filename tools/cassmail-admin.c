@@ -1,0 +1,383 @@
+/*
+ * cassmail-admin - administer a CassMail installation: schema, users, mailboxes, passwords,
+ * the ring, and a look at stored mail.
+ *
+ *   cassmail-admin [-c FILE] schema [--rf N]
+ *   cassmail-admin [-c FILE] useradd [--password-stdin] USER
+ *   cassmail-admin [-c FILE] userdel USER
+ *   cassmail-admin [-c FILE] users
+ *   cassmail-admin [-c FILE] passwd USER            (password from stdin, or prompted on a tty)
+ *   cassmail-admin [-c FILE] mailbox add USER BOX
+ *   cassmail-admin [-c FILE] mailboxes USER
+ *   cassmail-admin [-c FILE] import FILE            (one address or user per line; - for stdin)
+ *   cassmail-admin [-c FILE] ring
+ *   cassmail-admin [-c FILE] version
+ *   cassmail-admin [-c FILE] list USER [BOX]        (one line per message: TimeUUID size)
+ *   cassmail-admin [-c FILE] fetch USER BOX ID      (the stored octets, to stdout)
+ *
+ * Exit status follows sysexits(3): 64 usage, 65 bad data, 66 no input file, 67 no such user,
+ * 69 Cassandra unavailable, 70 internal error, 78 configuration error.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sysexits.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "store/store.h"
+#include "store/store_admin.h"
+#include "util/config.h"
+#include "util/password.h"
+
+#define DEFAULT_CONFIG "/etc/cassmail/cassmail.conf"
+
+static const char *usage_text =
+    "COMMAND [ARGS]\n\n"
+    "Commands:\n"
+    "  schema [--rf N]              create keyspace and column families when missing\n"
+    "  useradd [--password-stdin] USER   add USER with mailboxes inbox and outbox\n"
+    "  userdel USER                 remove USER, its mail and its password\n"
+    "  users                        list users\n"
+    "  passwd USER                  set USER's password (stdin, or prompted)\n"
+    "  mailbox add USER BOX         add a mailbox\n"
+    "  mailboxes USER               list USER's mailboxes\n"
+    "  import FILE                  add the users named in FILE (addresses or names, one a line)\n"
+    "  ring                         each token range and its endpoints\n"
+    "  version                      Cassandra's cluster name and Thrift API version\n"
+    "  list USER [BOX]              messages in BOX (default inbox): TimeUUID and size\n"
+    "  fetch USER BOX ID            print one stored message\n";
+
+/* fail - report ERROR for WHAT and return the matching exit status */
+static int
+fail(const char *what, GError *error)
+{
+    int code = EX_SOFTWARE;
+    if (error->domain == STORE_ERROR) {
+        switch (error->code) {
+        case STORE_ERROR_TEMPORARY: code = EX_UNAVAILABLE; break;
+        case STORE_ERROR_NOT_FOUND: code = EX_NOUSER; break;
+        case STORE_ERROR_INVALID: code = EX_DATAERR; break;
+        default: code = EX_SOFTWARE; break;
+        }
+    } else if (error->domain == CASS_ERROR) {
+        code = error->code == CASS_ERROR_INVALID ? EX_DATAERR : EX_UNAVAILABLE;
+    }
+    fprintf(stderr, "cassmail-admin: %s: %s\n", what, error->message);
+    if (code == EX_UNAVAILABLE)
+        fprintf(stderr, "cassmail-admin: is Cassandra running and listed in [cassandra] endpoints?\n");
+    g_error_free(error);
+    return code;
+}
+
+/* user_from_line - the user name in one line of a user list: "pete", "Pete@example.com",
+ * "<pete@example.com>"; NULL for blank lines and comments */
+static char *
+user_from_line(const char *line)
+{
+    g_autofree char *t = g_strstrip(g_strdup(line));
+    if (!*t || *t == '#')
+        return NULL;
+    char *p = t + (*t == '<');
+    char *end = p + strcspn(p, "@> \t");
+    return g_ascii_strdown(p, end - p);
+}
+
+/* read_password - one line from stdin (without echo on a terminal); NULL at EOF */
+static char *
+read_password(gboolean prompt)
+{
+    struct termios old, quiet;
+    gboolean tty = prompt && isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
+    if (tty) {
+        fprintf(stderr, "Password: ");
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+    }
+    char buf[1024];
+    char *got = fgets(buf, sizeof buf, stdin);
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+        fprintf(stderr, "\n");
+    }
+    if (!got)
+        return NULL;
+    buf[strcspn(buf, "\r\n")] = '\0';
+    char *pw = g_strdup(buf);
+    explicit_bzero(buf, sizeof buf);
+    return pw;
+}
+
+/* set_password - hash PW and store it for USER */
+static int
+set_password(Store *store, const char *user, char *pw)
+{
+    GError *error = NULL;
+    if (!pw || !*pw) {
+        fprintf(stderr, "cassmail-admin: empty password refused\n");
+        g_free(pw);
+        return EX_DATAERR;
+    }
+    char *hash = password_hash(pw, &error);
+    explicit_bzero(pw, strlen(pw));
+    g_free(pw);
+    if (!hash)
+        return fail("password", error);
+    gboolean ok = store_password_set(store, user, hash, &error);
+    g_free(hash);
+    return ok ? EX_OK : fail(user, error);
+}
+
+/* need_user - EX_OK when USER exists, else a message and EX_NOUSER (or the store's error) */
+static int
+need_user(Store *store, const char *user)
+{
+    gboolean exists = FALSE;
+    GError *error = NULL;
+    if (!store_user_exists(store, user, &exists, &error))
+        return fail(user, error);
+    if (!exists) {
+        fprintf(stderr, "cassmail-admin: no such user: %s\n", user);
+        return EX_NOUSER;
+    }
+    return EX_OK;
+}
+
+static int
+cmd_ring(Store *store, const CassmailConfig *cfg)
+{
+    CassClient *client = store_cass_client(store);
+    g_autoptr(GPtrArray) ranges = g_ptr_array_new_with_free_func(cass_token_range_free);
+    GError *error = NULL;
+    if (!cass_describe_ring(client, cfg->keyspace, ranges, &error))
+        return fail("ring", error);
+    printf("%-42s %-42s %s\n", "start token (exclusive)", "end token (inclusive)", "endpoints");
+    for (guint i = 0; i < ranges->len; i++) {
+        CassTokenRange *r = g_ptr_array_index(ranges, i);
+        g_autofree char *eps = g_strjoinv(",", r->endpoints);
+        printf("%-42s %-42s %s\n", r->start_token, r->end_token, eps);
+    }
+    return EX_OK;
+}
+
+static int
+cmd_version(Store *store)
+{
+    CassClient *client = store_cass_client(store);
+    g_autofree char *name = NULL, *version = NULL;
+    GError *error = NULL;
+    if (!cass_describe_cluster_name(client, &name, &error) ||
+        !cass_describe_version(client, &version, &error))
+        return fail("version", error);
+    printf("cluster %s, Thrift API %s, endpoint %s\n", name, version, cass_client_endpoint(client));
+    return EX_OK;
+}
+
+static int
+cmd_list(Store *store, const char *user, const char *box, guint batch)
+{
+    g_autoptr(GArray) page = g_array_new(FALSE, FALSE, sizeof(StoreIndexEntry));
+    StoreMsgId last;
+    gboolean have_last = FALSE;
+    GError *error = NULL;
+    for (;;) {
+        g_array_set_size(page, 0);
+        if (!store_index_page(store, user, box, have_last ? &last : NULL, batch, page, &error))
+            return fail("list", error);
+        for (guint i = 0; i < page->len; i++) {
+            StoreIndexEntry *e = &g_array_index(page, StoreIndexEntry, i);
+            char text[STORE_MSGID_TEXT_LEN];
+            store_msgid_to_text(&e->id, text);
+            printf("%s %" G_GUINT64_FORMAT "\n", text, e->size);
+            last = e->id;
+            have_last = TRUE;
+        }
+        if (page->len < batch)
+            return EX_OK;
+    }
+}
+
+static int
+cmd_fetch(Store *store, const char *user, const char *box, const char *id_text)
+{
+    StoreMsgId id;
+    if (!store_msgid_from_text(id_text, &id)) {
+        fprintf(stderr, "cassmail-admin: not a TimeUUID: %s\n", id_text);
+        return EX_DATAERR;
+    }
+    g_autoptr(GBytes) msg = NULL;
+    GError *error = NULL;
+    if (!store_fetch(store, user, box, &id, &msg, &error))
+        return fail(id_text, error);
+    gsize len;
+    const void *data = g_bytes_get_data(msg, &len);
+    if (fwrite(data, 1, len, stdout) != len || fflush(stdout) != 0) {
+        fprintf(stderr, "cassmail-admin: writing the message: %s\n", g_strerror(errno));
+        return EX_IOERR;
+    }
+    return EX_OK;
+}
+
+static int
+cmd_import(Store *store, const char *path)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "cassmail-admin: %s: %s\n", path, g_strerror(errno));
+        return EX_NOINPUT;
+    }
+    char line[1024];
+    guint added = 0, bad = 0, lineno = 0;
+    int rc = EX_OK;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        g_autofree char *user = user_from_line(line);
+        if (!user)
+            continue;
+        if (!store_name_valid(user)) {
+            fprintf(stderr, "cassmail-admin: %s:%u: not a valid user name: %s\n", path, lineno, user);
+            bad++;
+            continue;
+        }
+        GError *error = NULL;
+        if (!store_user_add(store, user, &error)) {
+            rc = fail(user, error);
+            break;
+        }
+        added++;
+    }
+    if (f != stdin)
+        fclose(f);
+    printf("%u users added, %u lines refused\n", added, bad);
+    return rc != EX_OK ? rc : bad ? EX_DATAERR : EX_OK;
+}
+
+int
+main(int argc, char **argv)
+{
+    g_autofree char *config_path = NULL;
+    int rf = 0;
+    gboolean password_stdin = FALSE;
+    GOptionEntry entries[] = {
+        {"config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "configuration file", "FILE"},
+        {"rf", 0, 0, G_OPTION_ARG_INT, &rf, "replication factor for schema (default: configuration)", "N"},
+        {"password-stdin", 0, 0, G_OPTION_ARG_NONE, &password_stdin,
+         "useradd: read the password from standard input", NULL},
+        {NULL, 0, 0, 0, NULL, NULL, NULL},
+    };
+    g_autoptr(GOptionContext) ctx = g_option_context_new(usage_text);
+    g_option_context_set_summary(ctx, "Administer CassMail users, mailboxes and schema in Cassandra.");
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    GError *error = NULL;
+    if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
+        fprintf(stderr, "cassmail-admin: %s (see --help)\n", error->message);
+        g_error_free(error);
+        return EX_USAGE;
+    }
+    if (argc < 2) {
+        g_autofree char *help = g_option_context_get_help(ctx, TRUE, NULL);
+        fputs(help, stderr);
+        return EX_USAGE;
+    }
+    if (!config_path && g_file_test(DEFAULT_CONFIG, G_FILE_TEST_EXISTS))
+        config_path = g_strdup(DEFAULT_CONFIG);
+    CassmailConfig *cfg = config_load(config_path, &error);
+    if (!cfg) {
+        fprintf(stderr, "cassmail-admin: %s\n", error->message);
+        g_error_free(error);
+        return EX_CONFIG;
+    }
+    Store *store = store_open(cfg, &error);
+    if (!store) {
+        config_free(&cfg);
+        return fail("store", error);
+    }
+
+    const char *cmd = argv[1];
+    int n = argc - 2;
+    char **args = argv + 2;
+    int rc = EX_USAGE;
+#define NEED(k) if (n != (k)) { fprintf(stderr, "cassmail-admin: %s takes %d argument%s (see --help)\n", cmd, (k), (k) == 1 ? "" : "s"); goto out; }
+    if (strcmp(cmd, "schema") == 0) {
+        NEED(0);
+        int want = rf > 0 ? rf : cfg->replication_factor;
+        if (!store_schema_create(store, want, &error)) {
+            rc = fail("schema", error);
+        } else {
+            printf("keyspace %s ready (Users, Mailboxes, MailboxIndex, Credentials)\n", cfg->keyspace);
+            rc = EX_OK;
+        }
+    } else if (strcmp(cmd, "useradd") == 0) {
+        NEED(1);
+        if (!store_name_valid(args[0])) {
+            fprintf(stderr, "cassmail-admin: invalid user name \"%s\": use 1-64 of a-z 0-9 . _ + -\n", args[0]);
+            rc = EX_DATAERR;
+        } else if (!store_user_add(store, args[0], &error)) {
+            rc = fail(args[0], error);
+        } else {
+            rc = password_stdin ? set_password(store, args[0], read_password(FALSE)) : EX_OK;
+        }
+    } else if (strcmp(cmd, "userdel") == 0) {
+        NEED(1);
+        rc = need_user(store, args[0]);
+        if (rc == EX_OK && !store_user_del(store, args[0], &error))
+            rc = fail(args[0], error);
+    } else if (strcmp(cmd, "users") == 0) {
+        NEED(0);
+        g_autoptr(GPtrArray) users = g_ptr_array_new_with_free_func(g_free);
+        if (!store_users_list(store, users, &error)) {
+            rc = fail("users", error);
+        } else {
+            for (guint i = 0; i < users->len; i++)
+                printf("%s\n", (char *)g_ptr_array_index(users, i));
+            rc = EX_OK;
+        }
+    } else if (strcmp(cmd, "passwd") == 0) {
+        NEED(1);
+        rc = need_user(store, args[0]);
+        if (rc == EX_OK)
+            rc = set_password(store, args[0], read_password(TRUE));
+    } else if (strcmp(cmd, "mailbox") == 0) {
+        if (n != 3 || strcmp(args[0], "add") != 0) {
+            fprintf(stderr, "cassmail-admin: usage: mailbox add USER BOX\n");
+            goto out;
+        }
+        rc = need_user(store, args[1]);
+        if (rc == EX_OK && !store_mailbox_add(store, args[1], args[2], &error))
+            rc = fail(args[2], error);
+    } else if (strcmp(cmd, "mailboxes") == 0) {
+        NEED(1);
+        g_autoptr(GPtrArray) boxes = g_ptr_array_new_with_free_func(g_free);
+        rc = need_user(store, args[0]);
+        if (rc == EX_OK && !store_mailboxes_list(store, args[0], boxes, &error))
+            rc = fail(args[0], error);
+        for (guint i = 0; rc == EX_OK && i < boxes->len; i++)
+            printf("%s\n", (char *)g_ptr_array_index(boxes, i));
+    } else if (strcmp(cmd, "import") == 0) {
+        NEED(1);
+        rc = cmd_import(store, args[0]);
+    } else if (strcmp(cmd, "ring") == 0) {
+        NEED(0);
+        rc = cmd_ring(store, cfg);
+    } else if (strcmp(cmd, "version") == 0) {
+        NEED(0);
+        rc = cmd_version(store);
+    } else if (strcmp(cmd, "list") == 0) {
+        if (n != 1 && n != 2) {
+            fprintf(stderr, "cassmail-admin: usage: list USER [BOX]\n");
+            goto out;
+        }
+        rc = cmd_list(store, args[0], n == 2 ? args[1] : "inbox", (guint)cfg->batch_size);
+    } else if (strcmp(cmd, "fetch") == 0) {
+        NEED(3);
+        rc = cmd_fetch(store, args[0], args[1], args[2]);
+    } else {
+        fprintf(stderr, "cassmail-admin: unknown command \"%s\" (see --help)\n", cmd);
+    }
+#undef NEED
+out:
+    store_free(&store);
+    config_free(&cfg);
+    return rc;
+}
