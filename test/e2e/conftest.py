@@ -33,9 +33,55 @@ def unique(prefix="u"):
     return prefix + "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(10))
 
 
+ADMIN = BUILD / "cassmail-admin"
+
+
+def write_conf(path, **sections):
+    """A cassmail.conf at PATH: sections given as dicts, e.g. cassandra={"retry_ms": 2000}."""
+    base = {"cassandra": {"endpoints": "127.0.0.1:9160", "retry_ms": "8000", "timeout_ms": "8000"},
+            "smtp": {"domains": "example.com", "hostname": "mx.example.com"}}
+    for name, values in sections.items():
+        base.setdefault(name, {}).update({k: str(v) for k, v in values.items()})
+    text = "".join(f"[{g}]\n" + "".join(f"{k}={v}\n" for k, v in kv.items()) + "\n"
+                   for g, kv in base.items())
+    Path(path).write_text(text)
+    return Path(path)
+
+
+class Mail:
+    """CassMail's administration view of the current ring, through cassmail-admin."""
+
+    def __init__(self, conf):
+        self.conf = Path(conf)
+
+    def admin(self, *args, input=None, check=True, timeout=120):
+        p = subprocess.run([str(ADMIN), "-c", str(self.conf), *map(str, args)], input=input,
+                           capture_output=True, timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"cassmail-admin {args} exited {p.returncode}: {p.stderr.decode()}")
+        return p
+
+    def useradd(self, name=None, password=None):
+        name = name or unique()
+        if password is None:
+            self.admin("useradd", name)
+        else:
+            self.admin("useradd", "--password-stdin", name, input=(password + "\n").encode())
+        return name
+
+    def list(self, user, box="inbox"):
+        """[(TimeUUID text, size)] in arrival order."""
+        out = self.admin("list", user, box).stdout.decode().split("\n")
+        return [(line.split()[0], int(line.split()[1])) for line in out if line.strip()]
+
+    def fetch(self, user, box, msgid):
+        return self.admin("fetch", user, box, msgid).stdout
+
+
 class Ring:
     def __init__(self):
         self.size = 0
+        self.schema_rf = None
 
     def ensure(self, n):
         """An n-node ring that answers Thrift, with the Mail schema at RF 1 unless asked otherwise."""
@@ -44,7 +90,14 @@ class Ring:
         self.stop()
         run([str(CLUSTER), "start", str(n), "--fresh"], timeout=600)
         self.size = n
+        self.schema_rf = None
         return self
+
+    def schema(self, conf, rf=1):
+        """The Mail keyspace at replication factor RF on this ring (created once per ring)."""
+        if self.schema_rf != rf:
+            Mail(conf).admin("schema", "--rf", rf)
+            self.schema_rf = rf
 
     def alive(self):
         p = run([str(CLUSTER), "status"], check=False)
@@ -68,5 +121,9 @@ def ring():
 
 
 @pytest.fixture
-def tmp(tmp_path):
-    return tmp_path
+def mail(ring, tmp_path):
+    """A 1-node ring with the Mail schema, and a Mail view configured for it."""
+    ring.ensure(1)
+    conf = write_conf(tmp_path / "cassmail.conf")
+    ring.schema(conf)
+    return Mail(conf)

@@ -6,6 +6,8 @@
  *
  * CHECK is one of:
  *   roundtrip   a 2 MB binary message (every octet value) comes back byte-exact
+ *   large       the same for a message of the default size limit (10 MB)
+ *   volume      120 messages of 1 MB written and read back over one connection
  *   order       50 messages come back from the index in arrival order, sizes right
  *   paging      1000 messages listed in pages of 64 return each message exactly once
  *   delete      removing messages removes both the message and its index entry
@@ -27,9 +29,8 @@ static const char *user;
 #define E (&e_)
 
 static int
-check_roundtrip(void)
+check_roundtrip_size(gsize len)
 {
-    gsize len = 2 * 1024 * 1024;
     guint8 *msg = g_malloc(len);
     for (gsize i = 0; i < len; i++)
         msg[i] = (guint8)(i * 7 + i / 251);
@@ -42,10 +43,48 @@ check_roundtrip(void)
     const guint8 *b = g_bytes_get_data(back, &blen);
     gboolean same = blen == len && memcmp(b, msg, len) == 0;
     g_free(msg);
-    CHECK(same, "2 MB message differs (got %zu octets)", blen);
+    CHECK(same, "message differs (got %zu octets)", blen);
     g_autoptr(GArray) idx = g_array_new(FALSE, FALSE, sizeof(StoreIndexEntry));
     OK(store_index_page(store, user, "inbox", NULL, 10, idx, E));
     CHECK(idx->len == 1 && g_array_index(idx, StoreIndexEntry, 0).size == len, "index entry wrong");
+    return 0;
+}
+
+static int
+check_roundtrip(void)
+{
+    return check_roundtrip_size(2 * 1024 * 1024);
+}
+
+/* the largest message the default configuration accepts, plus room for our Received: line */
+static int
+check_large(void)
+{
+    return check_roundtrip_size(10240000 + 1024);
+}
+
+/* one connection reads more than Thrift's default 100 MB message-size budget */
+static int
+check_volume(void)
+{
+    gsize len = 1024 * 1024;
+    guint8 *msg = g_malloc(len);
+    memset(msg, 'v', len);
+    StoreTarget t = {user, "inbox"};
+    StoreMsgId ids[120];
+    for (int i = 0; i < 120; i++) {
+        msg[0] = (guint8)i;
+        OK(store_deliver(store, &t, 1, msg, len, &ids[i], E));
+    }
+    g_free(msg);
+    for (int i = 0; i < 120; i++) {
+        g_autoptr(GBytes) back = NULL;
+        OK(store_fetch(store, user, "inbox", &ids[i], &back, E));
+        CHECK(g_bytes_get_size(back) == len && ((const guint8 *)g_bytes_get_data(back, NULL))[0] == i,
+              "message %d differs", i);
+    }
+    const StoreCounters *c = store_counters(store);
+    CHECK(c->retries == 0, "%" G_GUINT64_FORMAT " retries: the connection was dropped", c->retries);
     return 0;
 }
 
@@ -164,6 +203,8 @@ main(int argc, char **argv)
     int rc = 2;
     const char *check = argv[2];
     if (strcmp(check, "roundtrip") == 0) rc = check_roundtrip();
+    else if (strcmp(check, "large") == 0) rc = check_large();
+    else if (strcmp(check, "volume") == 0) rc = check_volume();
     else if (strcmp(check, "order") == 0) rc = check_order();
     else if (strcmp(check, "paging") == 0) rc = check_paging();
     else if (strcmp(check, "delete") == 0) rc = check_delete();

@@ -1,0 +1,118 @@
+"""The mail store and cassmail-admin against a real Cassandra 0.7.0 node."""
+import re
+import time
+
+import pytest
+
+from conftest import BUILD, Mail, run, unique, write_conf
+
+CHECK = BUILD / "test" / "store-check"
+
+
+def store_check(mail, check):
+    user = mail.useradd()
+    p = run([str(CHECK), str(mail.conf), check, user], check=False, timeout=300)
+    assert p.returncode == 0 and f"ok {check}" in p.stdout, p.stdout + p.stderr
+
+
+def test_a_2mb_binary_message_round_trips_byte_exact(mail):
+    store_check(mail, "roundtrip")
+
+
+def test_a_10mb_message_at_the_default_size_limit_round_trips(mail):
+    store_check(mail, "large")
+
+
+def test_one_connection_reads_more_than_100mb(mail):
+    store_check(mail, "volume")
+
+
+def test_timeuuid_columns_come_back_in_arrival_order(mail):
+    store_check(mail, "order")
+
+
+def test_1000_messages_listed_in_batches_of_64_each_exactly_once(mail):
+    store_check(mail, "paging")
+
+
+def test_deletion_removes_message_and_index_entry(mail):
+    store_check(mail, "delete")
+
+
+def test_one_delivery_to_several_mailboxes_shares_one_timeuuid(mail):
+    store_check(mail, "outbox")
+
+
+def test_schema_creation_twice_is_harmless_and_cli_shows_the_four_column_families(mail, ring):
+    for _ in range(2):
+        assert "keyspace Mail ready" in mail.admin("schema").stdout.decode()
+    out = ring.cluster("cli", input="describe keyspace Mail;\n").stdout
+    cfs = dict(re.findall(r"ColumnFamily: (\w+).*?Columns sorted by: org\.apache\.cassandra\.db\.marshal\.(\w+)",
+                          out, re.S))
+    assert cfs == {"Users": "BytesType", "Mailboxes": "TimeUUIDType",
+                   "MailboxIndex": "TimeUUIDType", "Credentials": "BytesType"}, out
+
+
+def test_users_and_mailboxes_are_added_listed_and_removed(mail):
+    a, b = unique(), unique()
+    mail.useradd(a)
+    mail.useradd(b)
+    users = mail.admin("users").stdout.decode().split()
+    assert a in users and b in users
+    assert mail.admin("mailboxes", a).stdout.decode().split() == ["inbox", "outbox"]
+    mail.admin("mailbox", "add", a, "archive")
+    assert mail.admin("mailboxes", a).stdout.decode().split() == ["archive", "inbox", "outbox"]
+    mail.admin("userdel", a)
+    assert a not in mail.admin("users").stdout.decode().split()
+    p = mail.admin("mailboxes", a, check=False)
+    assert p.returncode == 67 and b"no such user" in p.stderr
+
+
+def test_import_reads_a_postal_style_user_list(mail, tmp_path):
+    names = [unique() for _ in range(5)]
+    lst = tmp_path / "users.txt"
+    lst.write_text("# postal list\n" + "".join(f"{n}@example.com\n" for n in names[:3])
+                   + f"<{names[3].upper()}@Example.COM>\n\n{names[4]}\n")
+    out = mail.admin("import", lst).stdout.decode()
+    assert "5 users added" in out
+    users = set(mail.admin("users").stdout.decode().split())
+    assert set(names) <= users
+
+
+def test_bad_names_and_unknown_users_get_clear_errors_and_sysexits_codes(mail, tmp_path):
+    p = mail.admin("useradd", "Bad:Name", check=False)
+    assert p.returncode == 65 and b"invalid user name" in p.stderr
+    p = mail.admin("passwd", unique(), input=b"x\n", check=False)
+    assert p.returncode == 67
+    p = mail.admin("frobnicate", check=False)
+    assert p.returncode == 64 and b"unknown command" in p.stderr
+    p = mail.admin("import", tmp_path / "missing.txt", check=False)
+    assert p.returncode == 66
+
+
+def test_passwords_are_stored_hashed_never_in_clear(mail, ring):
+    user = unique()
+    secret = "s3cret-" + unique("p")
+    mail.useradd(user, password=secret)
+    out = ring.cluster("cli", input=f"use Mail;\nget Credentials['{user}'];\n").stdout
+    assert "=> (column=" in out, out
+    assert secret.encode().hex() not in out and secret not in out
+
+
+def test_ring_lists_the_node(mail):
+    out = mail.admin("ring").stdout.decode()
+    assert re.search(r"^0\s+0\s+127\.0\.0\.1$", out, re.M), out
+
+
+def test_with_no_node_running_tools_fail_clearly_within_the_retry_budget(tmp_path):
+    conf = write_conf(tmp_path / "dead.conf", cassandra={"endpoints": "127.0.0.254:9160",
+                                                        "retry_ms": 1500, "timeout_ms": 1000})
+    m = Mail(conf)
+    t0 = time.monotonic()
+    p = m.admin("users", check=False)
+    took = time.monotonic() - t0
+    assert p.returncode == 69, p
+    assert b"cannot connect to 127.0.0.254:9160" in p.stderr
+    assert took < 10
+    p = run([str(CHECK), str(conf), "roundtrip", "nobody"], check=False, timeout=60)
+    assert p.returncode == 1 and "cannot connect" in p.stderr
