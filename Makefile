@@ -31,7 +31,7 @@ GEN_OBJS := $(GEN_SRCS:%.c=$(B)/obj/%.o)
 LIB      := $(B)/libcassmail.a
 
 # Programs: src/cmd/NAME.c and tools/NAME.c each become build/NAME.
-CMD_SRCS := $(wildcard src/cmd/*.c) $(wildcard tools/*.c)
+CMD_SRCS := $(wildcard src/cmd/*.c) $(wildcard tools/*.c) $(wildcard tools/bench/*.c)
 PROGS    := $(addprefix $(B)/,$(basename $(notdir $(CMD_SRCS))))
 
 # Unit tests: test/unit/test-NAME.c become build/test/test-NAME (linked with the library;
@@ -65,6 +65,9 @@ $(B)/%: $(B)/obj/src/cmd/%.o $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 $(B)/%: $(B)/obj/tools/%.o $(LIB)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+$(B)/%: $(B)/obj/tools/bench/%.o $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 $(B)/test/%: $(B)/obj/test/unit/%.o $(UNIT_SUPPORT:%.c=$(B)/obj/%.o) $(LIB)
