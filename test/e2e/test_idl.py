@@ -32,11 +32,12 @@ def test_idl_matches_every_struct_enum_and_method_of_the_jar(jar_dump):
 
 @pytest.mark.parametrize("change", [
     ("4: required i32 replication_factor", "6: required i32 replication_factor"),   # a field id
-    ("3: required i64 timestamp,\n}", "3: optional i64 timestamp,\n}"),              # requiredness
+    ("3: required i64 timestamp,\n   4: optional i32 ttl",
+     "3: optional i64 timestamp,\n   4: optional i32 ttl"),                           # requiredness
     ("ALL = 5", "ALL = 7"),                                                           # an enum value
     ("4:required i32 keys_per_split", "4:required i64 keys_per_split"),               # an argument type
-    ("2:UnavailableException ue, 3:TimedOutException te),\n\n  map<binary, i32>",
-     "3:UnavailableException ue, 3:TimedOutException te),\n\n  map<binary, i32>"),   # an exception id
+    ("(1: InvalidRequestException ire, 2: UnavailableException ue)",
+     "(1: InvalidRequestException ire, 3: UnavailableException ue)"),                 # an exception id
 ])
 def test_comparison_fails_when_the_idl_is_changed(jar_dump, tmp_path, change):
     text = IDL.read_text()

@@ -1,0 +1,486 @@
+/*
+ * server.c - the fork-per-connection listener and the inetd mode (see server.h).
+ *
+ * Signals: the parent keeps SIGCHLD, SIGTERM and SIGINT blocked except inside ppoll(), so a
+ * signal can only interrupt the wait — never arrive between checking a flag and sleeping.
+ * Handlers only set flags; children are reaped with waitpid(WNOHANG) in the main loop.
+ */
+#include "net/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util/log.h"
+
+#define LISTEN_TEXT_MAX 300   /* longer than any host:port we could mean */
+
+static volatile sig_atomic_t got_child;
+static volatile sig_atomic_t got_stop;
+
+/* net_parse_port - a decimal port 0..65535 */
+static gboolean
+net_parse_port(const char *s, int *port)
+{
+    gsize n = strlen(s);
+    if (n == 0 || n > 5)
+        return FALSE;
+    int v = 0;
+    for (gsize i = 0; i < n; i++) {
+        if (!g_ascii_isdigit(s[i]))
+            return FALSE;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v > 65535)
+        return FALSE;
+    *port = v;
+    return TRUE;
+}
+
+/* net_host_chars_ok - a host name or IPv4 address: letters, digits, '.', '-' */
+static gboolean
+net_host_chars_ok(const char *h)
+{
+    for (const char *p = h; *p; p++)
+        if (!g_ascii_isalnum(*p) && *p != '.' && *p != '-')
+            return FALSE;
+    return TRUE;
+}
+
+/* net_parse_listen - see server.h */
+gboolean
+net_parse_listen(const char *text, char **host, int *port, GError **error)
+{
+    *host = NULL;
+    *port = 0;
+    if (!text || !*text || strlen(text) > LISTEN_TEXT_MAX) {
+        g_set_error(error, NET_ERROR, NET_ERROR_ADDRESS, "empty or overlong listen address");
+        return FALSE;
+    }
+    g_autofree char *h = NULL;
+    const char *port_text;
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (!close || close[1] != ':') {
+            g_set_error(error, NET_ERROR, NET_ERROR_ADDRESS,
+                        "\"%s\": expected [IPv6-ADDRESS]:PORT", text);
+            return FALSE;
+        }
+        h = g_strndup(text + 1, (gsize)(close - text - 1));
+        struct in6_addr a6;
+        if (inet_pton(AF_INET6, h, &a6) != 1) {
+            g_set_error(error, NET_ERROR, NET_ERROR_ADDRESS, "\"%s\": not an IPv6 address", text);
+            return FALSE;
+        }
+        port_text = close + 2;
+    } else {
+        const char *colon = strrchr(text, ':');
+        if (!colon) {
+            g_set_error(error, NET_ERROR, NET_ERROR_ADDRESS, "\"%s\": expected HOST:PORT", text);
+            return FALSE;
+        }
+        h = g_strndup(text, (gsize)(colon - text));
+        if (strchr(h, ':')) {
+            g_set_error(error, NET_ERROR, NET_ERROR_ADDRESS,
+                        "\"%s\": an IPv6 address goes in brackets: [ADDRESS]:PORT", text);
+            return FALSE;
+        }
+        if (*h == '\0' || strcmp(h, "*") == 0) {
+            g_clear_pointer(&h, g_free);   /* every address */
+        } else if (!net_host_chars_ok(h)) {
+            g_set_error(error, NET_ERROR, NET_ERROR_ADDRESS, "\"%s\": bad host name", text);
+            return FALSE;
+        }
+        port_text = colon + 1;
+    }
+    if (!net_parse_port(port_text, port)) {
+        g_set_error(error, NET_ERROR, NET_ERROR_ADDRESS, "\"%s\": the port must be 0..65535", text);
+        return FALSE;
+    }
+    *host = g_steal_pointer(&h);
+    return TRUE;
+}
+
+/* net_addr_text - the numeric address of SA (IPv4-mapped IPv6 as IPv4), with ":port" (and
+ * brackets round IPv6) when WITH_PORT; "local" for a Unix socket */
+static char *
+net_addr_text(const struct sockaddr *sa, socklen_t len, gboolean with_port)
+{
+    char host[INET6_ADDRSTRLEN] = "";
+    int port = 0;
+    gboolean v6 = FALSE;
+    if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
+        port = ntohs(s4->sin_port);
+    } else if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+            inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], host, sizeof host);
+        } else {
+            inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
+            v6 = TRUE;
+        }
+        port = ntohs(s6->sin6_port);
+    } else if (sa->sa_family == AF_UNIX) {
+        return g_strdup("local");
+    } else {
+        return g_strdup("unknown");
+    }
+    if (!with_port)
+        return g_strdup(host);
+    return v6 ? g_strdup_printf("[%s]:%d", host, port) : g_strdup_printf("%s:%d", host, port);
+}
+
+/* net_peer_text - see server.h */
+char *
+net_peer_text(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+        return g_strdup("pipe");
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
+        return g_strdup("unknown");
+    return net_addr_text((struct sockaddr *)&ss, len, FALSE);
+}
+
+/* net_local_text - "ADDR:PORT" that socket FD is bound to */
+static char *
+net_local_text(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return g_strdup("unknown");
+    return net_addr_text((struct sockaddr *)&ss, len, TRUE);
+}
+
+/* net_bound_port - see server.h */
+int
+net_bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -1;
+}
+
+/* net_listen_on - bind and listen on the first address HOST:PORT resolves to; DUAL_STACK lets an
+ * IPv6 socket take IPv4 connections too */
+static int
+net_listen_on(const char *host, int port, gboolean dual_stack, const char *what, GError **error)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char port_text[8];
+    g_snprintf(port_text, sizeof port_text, "%d", port);
+    int rc = getaddrinfo(host, port_text, &hints, &res);
+    if (rc != 0) {
+        g_set_error(error, NET_ERROR, NET_ERROR_ADDRESS, "%s: %s", what, gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1, err = 0;
+    const char *step = "socket";
+    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+        if (fd < 0) {
+            err = errno;
+            step = "socket";
+            continue;
+        }
+        int one = 1, zero = 0;
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (dual_stack && ai->ai_family == AF_INET6)
+            (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+            err = errno;
+            step = "bind";
+        } else if (listen(fd, NET_LISTEN_BACKLOG) != 0) {
+            err = errno;
+            step = "listen";
+        } else {
+            break;
+        }
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        g_set_error(error, NET_ERROR, NET_ERROR_SYSTEM, "%s: %s: %s", what, step,
+                    g_strerror(err ? err : EADDRNOTAVAIL));
+    return fd;
+}
+
+/* net_listen - see server.h */
+int
+net_listen(const char *listen, GError **error)
+{
+    g_autofree char *host = NULL;
+    int port;
+    if (!net_parse_listen(listen, &host, &port, error))
+        return -1;
+    if (host)
+        return net_listen_on(host, port, FALSE, listen, error);
+    int fd = net_listen_on("::", port, TRUE, listen, NULL);
+    return fd >= 0 ? fd : net_listen_on("0.0.0.0", port, FALSE, listen, error);
+}
+
+/* on_child - SIGCHLD: reap in the main loop */
+static void
+on_child(int sig)
+{
+    (void)sig;
+    got_child = 1;
+}
+
+/* on_stop - SIGTERM, SIGINT: stop accepting */
+static void
+on_stop(int sig)
+{
+    (void)sig;
+    got_stop = 1;
+}
+
+/* net_reap - collect every exited child, forgetting ours in CHILDREN */
+static void
+net_reap(GHashTable *children)
+{
+    got_child = 0;
+    for (;;) {
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid <= 0)
+            return;
+        if (!g_hash_table_remove(children, GINT_TO_POINTER(pid)))
+            continue;
+        if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM && WTERMSIG(status) != SIGKILL)
+            log_err("session %ld died of signal %d", (long)pid, WTERMSIG(status));
+        else if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+            log_warn("session %ld exited with status %d", (long)pid, WEXITSTATUS(status));
+    }
+}
+
+/* net_refuse - tell a connection we are full, and close it */
+static void
+net_refuse(int cfd, const char *busy_reply, const char *peer, guint live)
+{
+    if (busy_reply && *busy_reply)
+        (void)send(cfd, busy_reply, strlen(busy_reply), MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)shutdown(cfd, SHUT_WR);
+    close(cfd);
+    log_warn("refused %s: %u sessions running, the limit", peer, live);
+}
+
+/* Signal dispositions net_serve_fd changes, to put back. */
+typedef struct {
+    struct sigaction chld, term, intr, pipe;
+    sigset_t mask;
+} NetSavedSignals;
+
+/* net_restore_signals - the dispositions and mask from before net_serve_fd */
+static void
+net_restore_signals(const NetSavedSignals *saved)
+{
+    sigaction(SIGCHLD, &saved->chld, NULL);
+    sigaction(SIGTERM, &saved->term, NULL);
+    sigaction(SIGINT, &saved->intr, NULL);
+    sigaction(SIGPIPE, &saved->pipe, NULL);
+    sigprocmask(SIG_SETMASK, &saved->mask, NULL);
+}
+
+/* net_run_child - the child's life: one session on CFD, then exit */
+static void G_GNUC_NORETURN
+net_run_child(int listen_fd, GHashTable *children, int cfd, const char *peer,
+              const sigset_t *unblocked, NetHandler handler, gpointer user_data)
+{
+    close(listen_fd);
+    g_hash_table_unref(children);   /* the parent's bookkeeping */
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigemptyset(&dfl.sa_mask);
+    sigaction(SIGCHLD, &dfl, NULL);
+    sigaction(SIGTERM, &dfl, NULL);
+    sigaction(SIGINT, &dfl, NULL);
+    sigprocmask(SIG_SETMASK, unblocked, NULL);   /* SIGPIPE stays ignored */
+
+    NetConn *c = net_conn_new(cfd, cfd);
+    handler(c, peer, user_data);
+    net_conn_flush(c);
+    net_conn_free(&c);
+    (void)shutdown(cfd, SHUT_WR);
+    close(cfd);
+    _exit(0);
+}
+
+/* net_stop_children - SIGTERM every child, wait the grace period, SIGKILL the rest, reap all */
+static void
+net_stop_children(GHashTable *children, const sigset_t *unblocked)
+{
+    GHashTableIter it;
+    gpointer key;
+    g_hash_table_iter_init(&it, children);
+    while (g_hash_table_iter_next(&it, &key, NULL))
+        kill(GPOINTER_TO_INT(key), SIGTERM);
+    gint64 deadline = g_get_monotonic_time() + (gint64)NET_SERVE_STOP_GRACE_MS * 1000;
+    net_reap(children);
+    while (g_hash_table_size(children) > 0 && g_get_monotonic_time() < deadline) {
+        struct timespec nap = {.tv_sec = 0, .tv_nsec = 50 * 1000 * 1000};
+        (void)ppoll(NULL, 0, &nap, unblocked);   /* SIGCHLD ends the nap early */
+        net_reap(children);
+    }
+    if (g_hash_table_size(children) == 0)
+        return;
+    log_warn("%u sessions ignored SIGTERM; killing them", g_hash_table_size(children));
+    g_hash_table_iter_init(&it, children);
+    while (g_hash_table_iter_next(&it, &key, NULL)) {
+        pid_t pid = GPOINTER_TO_INT(key);
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    g_hash_table_remove_all(children);
+}
+
+/* net_serve_fd - see server.h */
+int
+net_serve_fd(int fd, int max_children, const char *busy_reply, NetHandler handler,
+             gpointer user_data, GError **error)
+{
+    if (fd < 0 || max_children < 1 || !handler) {
+        g_set_error(error, NET_ERROR, NET_ERROR_SYSTEM,
+                    "net_serve_fd needs a listening socket, a handler and max_children >= 1");
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+        g_set_error(error, NET_ERROR, NET_ERROR_SYSTEM, "fcntl: %s", g_strerror(errno));
+        close(fd);
+        return -1;
+    }
+
+    NetSavedSignals saved;
+    sigset_t ours, unblocked;
+    sigemptyset(&ours);
+    sigaddset(&ours, SIGCHLD);
+    sigaddset(&ours, SIGTERM);
+    sigaddset(&ours, SIGINT);
+    sigprocmask(SIG_BLOCK, &ours, &saved.mask);
+    unblocked = saved.mask;
+    sigdelset(&unblocked, SIGCHLD);
+    sigdelset(&unblocked, SIGTERM);
+    sigdelset(&unblocked, SIGINT);
+    got_child = got_stop = 0;
+    struct sigaction sa = {.sa_handler = on_child, .sa_flags = SA_NOCLDSTOP};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGCHLD, &sa, &saved.chld);
+    sa.sa_handler = on_stop;
+    sa.sa_flags = 0;
+    sigaction(SIGTERM, &sa, &saved.term);
+    sigaction(SIGINT, &sa, &saved.intr);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, &saved.pipe);
+
+    GHashTable *children = g_hash_table_new(NULL, NULL);
+    g_autofree char *where = net_local_text(fd);
+    log_info("listening on %s (at most %d sessions)", where, max_children);
+    int result = 0;
+
+    while (!got_stop) {
+        if (got_child)
+            net_reap(children);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int r = ppoll(&p, 1, NULL, &unblocked);
+        if (r < 0 && errno != EINTR) {
+            g_set_error(error, NET_ERROR, NET_ERROR_SYSTEM, "poll: %s", g_strerror(errno));
+            result = -1;
+            break;
+        }
+        if (r <= 0 || got_stop)
+            continue;
+
+        struct sockaddr_storage ss;
+        socklen_t slen = sizeof ss;
+        int cfd = accept4(fd, (struct sockaddr *)&ss, &slen, SOCK_CLOEXEC);
+        if (cfd < 0) {
+            int e = errno;
+            if (e == EINTR || e == EAGAIN || e == EWOULDBLOCK || e == ECONNABORTED || e == EPROTO)
+                continue;
+            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+                log_warn("accept: %s", g_strerror(e));
+                g_usleep(100 * 1000);   /* let sessions end rather than spin */
+                continue;
+            }
+            g_set_error(error, NET_ERROR, NET_ERROR_SYSTEM, "accept: %s", g_strerror(e));
+            result = -1;
+            break;
+        }
+        g_autofree char *peer = net_addr_text((struct sockaddr *)&ss, slen, FALSE);
+        net_reap(children);   /* count only sessions that are really alive */
+        guint live = g_hash_table_size(children);
+        if (live >= (guint)max_children) {
+            net_refuse(cfd, busy_reply, peer, live);
+            continue;
+        }
+        pid_t pid = fork();
+        if (pid == 0)
+            net_run_child(fd, children, cfd, peer, &unblocked, handler, user_data);
+        if (pid < 0) {
+            log_err("fork: %s", g_strerror(errno));
+            net_refuse(cfd, busy_reply, peer, live);
+            continue;
+        }
+        g_hash_table_add(children, GINT_TO_POINTER(pid));
+        close(cfd);
+    }
+
+    close(fd);
+    log_info("stopping: %u sessions running", g_hash_table_size(children));
+    net_stop_children(children, &unblocked);
+    g_hash_table_unref(children);
+    net_restore_signals(&saved);
+    log_info("stopped listening on %s", where);
+    return result;
+}
+
+/* net_serve - see server.h */
+int
+net_serve(const char *listen, int max_children, const char *busy_reply, NetHandler handler,
+          gpointer user_data, GError **error)
+{
+    int fd = net_listen(listen, error);
+    if (fd < 0)
+        return -1;
+    return net_serve_fd(fd, max_children, busy_reply, handler, user_data, error);
+}
+
+/* net_serve_inetd - see server.h */
+void
+net_serve_inetd(NetHandler handler, gpointer user_data)
+{
+    struct sigaction sa = {.sa_handler = SIG_IGN};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGPIPE, &sa, NULL);
+    g_autofree char *peer = net_peer_text(0);
+    NetConn *c = net_conn_new(0, 1);
+    handler(c, peer, user_data);
+    net_conn_flush(c);
+    net_conn_free(&c);
+}

@@ -1,0 +1,65 @@
+/*
+ * server.h - the listener: one forked child per connection, a cap on live children, clean stop;
+ * and the inetd mode (inetd, xinetd, systemd Accept=yes), where fds 0 and 1 are the connection.
+ *
+ * Daemon mode, for programs that must bind a privileged port and then drop privileges:
+ *
+ *     int fd = net_listen(cfg->smtp_listen, &error);      bind and listen (as root)
+ *     ... setgid/setuid ...
+ *     net_serve_fd(fd, cfg->max_children, busy, handler, data, &error);
+ *
+ * or net_serve() for both steps at once. The parent only accepts, forks, counts and reaps; the
+ * child runs HANDLER on a NetConn for the socket, flushes, and exits. A connection that arrives
+ * while MAX_CHILDREN children are alive gets BUSY_REPLY and is closed without a fork. SIGTERM or
+ * SIGINT stops the parent: it closes the listener, sends SIGTERM to the children, waits for them
+ * (NET_SERVE_STOP_GRACE_MS, then SIGKILL) and returns 0. SIGPIPE is ignored.
+ *
+ * The log (util/log.h) gets "listening on ADDR:PORT" once the socket accepts connections, one
+ * line per connection refused as busy, and one line when the server stops.
+ */
+#ifndef CASSMAIL_NET_SERVER_H
+#define CASSMAIL_NET_SERVER_H
+
+#include <glib.h>
+
+#include "net/conn.h"
+
+/* pending connections the kernel queues for accept() */
+#define NET_LISTEN_BACKLOG 256
+/* how long a stopping server waits for its children before SIGKILL */
+#define NET_SERVE_STOP_GRACE_MS 5000
+
+/* One connection, in its own child process. PEER_ADDR is the client's numeric address without
+ * port ("192.0.2.7", "2001:db8::7"; IPv4-mapped IPv6 shown as IPv4), or "local" (a Unix socket)
+ * or "pipe" (not a socket) in inetd mode. The caller flushes and frees CONN after it returns. */
+typedef void (*NetHandler)(NetConn *conn, const char *peer_addr, gpointer user_data);
+
+/* net_parse_listen - "127.0.0.1:2525", "[::1]:110", "mail.example:25", ":2525" or "*:2525".
+ * HOST receives the host (NULL for ":PORT" and "*:PORT": every address); PORT 0..65535, where 0
+ * asks the kernel for any free port. */
+gboolean net_parse_listen(const char *text, char **host, int *port, GError **error);
+
+/* net_listen - a listening TCP socket for LISTEN (SO_REUSEADDR, close-on-exec, non-blocking); -1
+ * and ERROR on failure. Every address means IPv6 "::" accepting IPv4 too, or 0.0.0.0 when the
+ * host has no IPv6. */
+int net_listen(const char *listen, GError **error);
+/* net_bound_port - the local port of socket FD (-1 when it has none): learns what port 0 got */
+int net_bound_port(int fd);
+
+/* net_serve_fd - serve the listening socket FD until SIGTERM/SIGINT (see above); closes FD.
+ * Returns 0 after a clean stop, -1 with ERROR when it cannot run. Signal handlers it changes are
+ * restored before it returns. */
+int net_serve_fd(int fd, int max_children, const char *busy_reply, NetHandler handler,
+                 gpointer user_data, GError **error);
+/* net_serve - net_listen then net_serve_fd */
+int net_serve(const char *listen, int max_children, const char *busy_reply, NetHandler handler,
+              gpointer user_data, GError **error);
+
+/* net_serve_inetd - run HANDLER once on fds 0 (input) and 1 (output), flush, and return */
+void net_serve_inetd(NetHandler handler, gpointer user_data);
+
+/* net_peer_text - the numeric address of FD's peer as described for NetHandler ("local",
+ * "pipe"); free with g_free */
+char *net_peer_text(int fd);
+
+#endif

@@ -1,0 +1,28 @@
+/*
+ * store_mem.h - an in-memory Store backend for the unit tests and fuzzers of the protocol cores.
+ *
+ * Test support only: it is never linked into a program and never used by end-to-end tests.
+ * It behaves like the Cassandra backend as far as the cores can tell:
+ *   - ids are version-1 TimeUUIDs (uuid_generate_time); a mailbox lists in arrival order;
+ *   - delivery to several targets stores one copy per distinct mailbox under one id, and needs
+ *     no user to exist (the SMTP core checks recipients, not the store);
+ *   - fetch of a missing message and password_get without a password give STORE_ERROR_NOT_FOUND;
+ *     removing a missing message is not an error;
+ *   - counters move like the real client's: each column read counts its name and value octets
+ *     (an index entry 16 + 8, a fetched message 16 + its length), writes count inserted columns.
+ * store_mem_fail_next() makes the next N operations fail with STORE_ERROR_TEMPORARY (SMTP 451,
+ * POP3 -ERR [SYS/TEMP]) before they change anything.
+ */
+#ifndef CASSMAIL_TEST_STORE_MEM_H
+#define CASSMAIL_TEST_STORE_MEM_H
+
+#include "store/store.h"
+
+/* store_mem_new - an empty store; free with store_free */
+Store *store_mem_new(void);
+/* store_mem_fail_next - the next N backend operations fail with STORE_ERROR_TEMPORARY */
+void store_mem_fail_next(Store *s, int n);
+/* store_mem_message_count - messages now in USER's MAILBOX (0 when there is none) */
+guint store_mem_message_count(Store *s, const char *user, const char *mailbox);
+
+#endif

@@ -1,0 +1,162 @@
+/*
+ * test-password.c - util/password: hashes verify, are salted, reject malformed stored text, and
+ * an unknown user costs as much time as a known one.
+ */
+#include "util/password.h"
+
+#include <string.h>
+
+#define FAST 1000   /* iterations for tests that do not measure cost */
+
+static void
+test_hash_then_verify_accepts_the_password(void)
+{
+    g_autofree char *h = password_hash_iterations("s3cret pass", FAST, NULL);
+    g_assert_nonnull(h);
+    g_assert_true(password_verify("s3cret pass", h));
+}
+
+static void
+test_wrong_password_is_refused(void)
+{
+    g_autofree char *h = password_hash_iterations("s3cret", FAST, NULL);
+    g_assert_false(password_verify("s3creT", h));
+    g_assert_false(password_verify("s3cret ", h));
+    g_assert_false(password_verify("", h));
+}
+
+static void
+test_stored_text_is_self_describing_and_salted(void)
+{
+    g_autofree char *a = password_hash_iterations("same", 1234, NULL);
+    g_autofree char *b = password_hash_iterations("same", 1234, NULL);
+    g_assert_true(g_str_has_prefix(a, "$pbkdf2-sha256$i=1234$"));
+    g_assert_cmpstr(a, !=, b);                 /* fresh salt each time */
+    g_assert_null(strstr(a, "same"));          /* never the password itself */
+    g_auto(GStrv) parts = g_strsplit(a, "$", -1);
+    g_assert_cmpuint(g_strv_length(parts), ==, 5);
+    g_assert_cmpuint(strlen(parts[3]), ==, 24);   /* 16-octet salt */
+    g_assert_cmpuint(strlen(parts[4]), ==, 44);   /* 32-octet key */
+}
+
+static void
+test_default_cost_is_embedded(void)
+{
+    g_autofree char *h = password_hash("pw", NULL);
+    g_autofree char *want = g_strdup_printf("$pbkdf2-sha256$i=%d$", PASSWORD_ITERATIONS);
+    g_assert_true(g_str_has_prefix(h, want));
+    g_assert_true(password_verify("pw", h));
+}
+
+static void
+test_empty_or_huge_password_cannot_be_hashed(void)
+{
+    GError *e = NULL;
+    g_assert_null(password_hash_iterations("", FAST, &e));
+    g_assert_error(e, PASSWORD_ERROR, PASSWORD_ERROR_INVALID);
+    g_clear_error(&e);
+    g_autofree char *big = g_strnfill(PASSWORD_MAX_LEN + 1, 'x');
+    g_assert_null(password_hash_iterations(big, FAST, &e));
+    g_assert_error(e, PASSWORD_ERROR, PASSWORD_ERROR_INVALID);
+    g_clear_error(&e);
+    g_assert_null(password_hash_iterations("x", 10, &e));   /* too cheap */
+    g_assert_error(e, PASSWORD_ERROR, PASSWORD_ERROR_INVALID);
+    g_clear_error(&e);
+}
+
+static void
+test_malformed_stored_text_never_matches(void)
+{
+    g_autofree char *good = password_hash_iterations("pw", FAST, NULL);
+    g_auto(GStrv) p = g_strsplit(good, "$", -1);   /* "", scheme, i=N, salt, key */
+    const char *bad[] = {
+        "", "pw", "$", "$$$$", "plain text",
+        "$pbkdf2-sha1$i=1000$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        NULL,
+    };
+    for (int i = 0; bad[i]; i++)
+        g_assert_false(password_verify("pw", bad[i]));
+    g_assert_false(password_verify("pw", NULL));
+    char *v[] = {
+        g_strdup_printf("$pbkdf2-sha256$i=%s$%s$%s", "10", p[3], p[4]),          /* cost too low */
+        g_strdup_printf("$pbkdf2-sha256$i=%s$%s$%s", "x1000", p[3], p[4]),
+        g_strdup_printf("$pbkdf2-sha256$i=%s$%s$%s", "", p[3], p[4]),
+        g_strdup_printf("$pbkdf2-sha256$i=%s$%s$%s", "99999999999", p[3], p[4]),
+        g_strdup_printf("$pbkdf2-sha256$i=1000$%s", p[3]),                       /* no key */
+        g_strdup_printf("$pbkdf2-sha256$i=1000$$%s", p[4]),                      /* no salt */
+        g_strdup_printf("$pbkdf2-sha256$i=1000$%s$%s", p[3], "AAAA"),            /* key too short */
+        g_strdup_printf("$pbkdf2-sha256$i=1000$%s$%s!", p[3], p[4]),             /* not base64 */
+        g_strdup_printf("$pbkdf2-sha256$i=1000$%s$%s$", p[3], p[4]),             /* extra field */
+        g_strdup_printf("$pbkdf2-sha256$i=1000$%s$%.43s", p[3], p[4]),           /* truncated */
+        g_strdup_printf("$pbkdf2-sha256$i=1000$%s$=%.43s", p[3], p[4]),          /* padding first */
+    };
+    for (gsize i = 0; i < G_N_ELEMENTS(v); i++) {
+        g_assert_false(password_verify("pw", v[i]));
+        g_free(v[i]);
+    }
+    g_assert_true(password_verify("pw", good));
+}
+
+static void
+test_key_bytes_matter(void)
+{
+    g_autofree char *h = password_hash_iterations("pw", FAST, NULL);
+    /* Flip one base64 character of the key: still well-formed, must not match. */
+    gsize n = strlen(h);
+    h[n - 3] = h[n - 3] == 'A' ? 'B' : 'A';
+    g_assert_false(password_verify("pw", h));
+}
+
+static double
+seconds_of(void (*fn)(gpointer), gpointer data)
+{
+    gint64 t0 = g_get_monotonic_time();
+    fn(data);
+    return (double)(g_get_monotonic_time() - t0) / 1e6;
+}
+
+static void
+verify_known(gpointer h)
+{
+    g_assert_false(password_verify("wrong", h));
+}
+
+static void
+verify_unknown(gpointer unused)
+{
+    (void)unused;
+    password_verify_dummy("wrong");
+}
+
+static void
+test_unknown_user_costs_as_much_as_a_known_one(void)
+{
+    g_autofree char *h = password_hash("right", NULL);
+    double known = seconds_of(verify_known, h);
+    double unknown = seconds_of(verify_unknown, NULL);
+    g_test_message("known %.3f s, unknown %.3f s", known, unknown);
+    g_assert_cmpfloat(unknown, >, known * 0.4);
+    g_assert_cmpfloat(unknown, <, known * 2.5);
+    /* And the cost is meant to be felt: at least 20 ms even on a fast machine. */
+    g_assert_cmpfloat(known, >, 0.020);
+}
+
+int
+main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/password/hash-then-verify-accepts-the-password",
+                    test_hash_then_verify_accepts_the_password);
+    g_test_add_func("/password/wrong-password-is-refused", test_wrong_password_is_refused);
+    g_test_add_func("/password/stored-text-is-self-describing-and-salted",
+                    test_stored_text_is_self_describing_and_salted);
+    g_test_add_func("/password/default-cost-is-embedded", test_default_cost_is_embedded);
+    g_test_add_func("/password/empty-or-huge-password-cannot-be-hashed",
+                    test_empty_or_huge_password_cannot_be_hashed);
+    g_test_add_func("/password/malformed-stored-text-never-matches",
+                    test_malformed_stored_text_never_matches);
+    g_test_add_func("/password/key-bytes-matter", test_key_bytes_matter);
+    g_test_add_func("/password/unknown-user-costs-as-much-as-a-known-one",
+                    test_unknown_user_costs_as_much_as_a_known_one);
+    return g_test_run();
+}
