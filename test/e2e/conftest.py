@@ -18,6 +18,14 @@ import pytest
 TOP = Path(__file__).resolve().parents[2]
 BUILD = TOP / "build"
 CLUSTER = TOP / "tools" / "cluster"
+# tools/cluster's address prefix: a second ring (CASSMAIL_NET=127.0.1, its own CASSMAIL_RUN and
+# CASSMAIL_JMX_BASE) lets two test runs share the machine.
+NET = os.environ.get("CASSMAIL_NET", "127.0.0")
+
+
+def node(i, port=9160):
+    """Node I's Thrift endpoint (host:port) on the test ring."""
+    return f"{NET}.{i}:{port}"
 
 
 def run(cmd, check=True, timeout=300, **kw):
@@ -38,7 +46,7 @@ ADMIN = BUILD / "cassmail-admin"
 
 def write_conf(path, **sections):
     """A cassmail.conf at PATH: sections given as dicts, e.g. cassandra={"retry_ms": 2000}."""
-    base = {"cassandra": {"endpoints": "127.0.0.1:9160", "retry_ms": "8000", "timeout_ms": "8000"},
+    base = {"cassandra": {"endpoints": node(1), "retry_ms": "8000", "timeout_ms": "8000"},
             "smtp": {"domains": "example.com", "hostname": "mx.example.com"}}
     for name, values in sections.items():
         base.setdefault(name, {}).update({k: str(v) for k, v in values.items()})

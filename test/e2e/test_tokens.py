@@ -24,9 +24,16 @@ def test_bad_node_counts_are_refused_clearly(arg):
     assert "whole number" in p.stderr
 
 
-def test_a_negative_count_reads_as_an_unknown_option():
-    p = run([TOKENS, "-1"], check=False)
-    assert p.returncode == 64 and p.stdout == "" and "-1" in p.stderr
+@pytest.mark.parametrize("arg", ["-1", "-8"])
+def test_a_negative_count_is_refused_as_a_count(arg):
+    p = run([TOKENS, arg], check=False)
+    assert p.returncode == 64 and p.stdout == ""
+    assert "whole number" in p.stderr and f'"{arg}"' in p.stderr
+
+
+def test_more_than_one_count_is_a_usage_error():
+    p = run([TOKENS, "2", "3"], check=False)
+    assert p.returncode == 64 and p.stdout == ""
 
 
 def test_no_argument_is_a_usage_error():
@@ -37,6 +44,33 @@ def test_no_argument_is_a_usage_error():
 def test_yaml_lines_name_each_node():
     out = run([TOKENS, "--yaml", "2"]).stdout
     assert out == "# node 1\ninitial_token: 0\n# node 2\ninitial_token: %d\n" % (2**127 // 2)
+
+
+def python_token(key: bytes) -> int:
+    """RandomPartitioner's token: MD5 read as a signed big-endian integer, absolute value."""
+    return abs(int.from_bytes(hashlib.md5(key).digest(), "big", signed=True))
+
+
+@pytest.mark.parametrize("key", ["pete:inbox", "a", "b", "user:mailbox", "caf\u00e9:inbox", "x" * 300])
+def test_key_tokens_agree_with_python(key):
+    out = run([TOKENS, "--key", key]).stdout
+    assert out == f"token {python_token(key.encode())}\n"
+
+
+def test_a_key_is_octets_not_text():
+    key = b"caf\xe9:inbox"          # Latin-1, not valid UTF-8: hashed as given
+    out = subprocess.run([TOKENS.encode(), b"--key", key], capture_output=True, check=True).stdout
+    assert out == b"token %d\n" % python_token(key)
+
+
+def test_key_tokens_of_keys_whose_md5_has_the_top_bit_set():
+    keys = [f"k{i}" for i in range(200)]
+    top = [k for k in keys if hashlib.md5(k.encode()).digest()[0] & 0x80][:20]
+    assert len(top) == 20
+    for k in top:
+        assert int(run([TOKENS, "--key", k]).stdout.split()[1]) == python_token(k.encode())
+    # the most negative MD5 value possible is 2^127 away from 0: every token lies in 0 .. 2^127
+    assert all(0 <= python_token(k.encode()) <= 2**127 for k in keys)
 
 
 def test_key_tokens_agree_with_cassandras_random_partitioner_on_1000_keys():
