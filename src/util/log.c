@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 static gboolean log_to_stderr = TRUE;
+static gboolean log_debug = FALSE;
 static const char *log_ident = "cassmail";
 
 void
@@ -15,6 +16,8 @@ log_open(const char *ident, gboolean to_stderr)
 {
     log_ident = ident;
     log_to_stderr = to_stderr;
+    /* debug lines (state changes and the like) only when CASSMAIL_DEBUG is set */
+    log_debug = g_getenv("CASSMAIL_DEBUG") != NULL;
     if (!to_stderr)
         openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
 }
@@ -22,6 +25,8 @@ log_open(const char *ident, gboolean to_stderr)
 void
 log_msg(int priority, const char *fmt, ...)
 {
+    if (priority == LOG_DEBUG && !log_debug)
+        return;
     va_list ap;
     va_start(ap, fmt);
     if (log_to_stderr) {

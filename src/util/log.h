@@ -1,6 +1,7 @@
 /*
  * log.h - one logging call for every CassMail program: syslog (facility mail) in production,
- * standard error in the foreground (-f) and in tests.
+ * standard error in the foreground (-f) and in tests. LOG_DEBUG lines appear only when the
+ * environment has CASSMAIL_DEBUG set.
  */
 #ifndef CASSMAIL_LOG_H
 #define CASSMAIL_LOG_H

@@ -1,0 +1,202 @@
+/*
+ * cassmail-smtpd.c - the SMTP server: a thin adapter between a connection and src/smtp/session.c.
+ *
+ *     cassmail-smtpd [-c FILE] [-f] [--inetd | -l ADDR:PORT]
+ *
+ * Started per connection by inetd/xinetd/systemd Accept=yes (--inetd: the connection is stdin and
+ * stdout), or as its own listener forking one child per connection (at most [limits]
+ * max_children; beyond that a client gets "421 4.3.2" and is closed). It never daemonizes: run
+ * under systemd (Type=simple) or a supervisor. Logs go to syslog (facility mail), or to stderr
+ * with -f. Each session opens its own Store, which connects to Cassandra on first use, so every
+ * child has its own Thrift connection and the parent has none.
+ *
+ * The adapter reads lines with the RFC 5321 limits (512 octets for commands, 1000 for text lines
+ * plus the transparency dot) and timeouts ([limits] idle_timeout_s between commands,
+ * data_timeout_s inside DATA; on expiry "421 4.4.2" and close), answers pipelined commands in one
+ * write (RFC 2920: it flushes when no more input is buffered, and the reader flushes before it
+ * waits), and logs one line per session:
+ *
+ *     smtp ID PEER: session end helo=... accepted=N octets=N rejected=N errors=N end=... ms=N
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "net/conn.h"
+#include "net/server.h"
+#include "smtp/session.h"
+#include "store/store.h"
+#include "util/config.h"
+#include "util/log.h"
+#include "util/privs.h"
+
+#define SMTPD_BUSY "421 4.3.2 Too many connections, try again later\r\n"
+#define DEFAULT_CONFIG "/etc/cassmail/cassmail.conf"
+
+typedef struct {
+    CassmailConfig *cfg;
+} Smtpd;
+
+/* smtpd_send - queue OUT on CONN (and empty it); FALSE when the client is gone */
+static gboolean
+smtpd_send(NetConn *conn, GString *out)
+{
+    gboolean ok = out->len == 0 || net_conn_write(conn, out->str, out->len);
+    g_string_truncate(out, 0);
+    return ok;
+}
+
+/* smtpd_session - serve one connection (in the forked child, or the inetd process) */
+static void
+smtpd_session(NetConn *conn, const char *peer, gpointer data)
+{
+    Smtpd *d = data;
+    gint64 start = g_get_monotonic_time();
+    GError *error = NULL;
+    /* store_open only prepares: the Thrift connection is made at the first RCPT. */
+    Store *store = store_open(d->cfg, &error);
+    if (!store) {
+        log_err("smtp %s: store: %s", peer, error->message);
+        g_error_free(error);
+        net_conn_printf(conn, "421 4.3.0 %s mail store unavailable, try again later\r\n", d->cfg->hostname);
+        net_conn_flush(conn);
+        return;
+    }
+    SmtpSessionConfig sc;
+    smtp_session_config_init(&sc, d->cfg);
+    SmtpSession *s = smtp_session_new(&sc, store, peer);
+    GString *out = g_string_sized_new(1024);
+    GString *line = g_string_sized_new(SMTP_TEXT_READ_MAX + 1);
+    const char *end = "eof";
+
+    smtp_session_greeting(s, out);
+    gboolean ok = smtpd_send(conn, out) && net_conn_flush(conn);
+    while (ok) {
+        gboolean in_data = smtp_session_in_data(s);
+        gsize max = in_data ? SMTP_TEXT_READ_MAX : SMTP_COMMAND_LINE_MAX;
+        int timeout_s = in_data ? d->cfg->data_timeout_s : d->cfg->idle_timeout_s;
+        NetLineStatus r = net_conn_read_line(conn, max, timeout_s * 1000, line);
+        guint flags = 0;
+        if (r == NET_LINE_TOO_LONG) {
+            flags |= SMTP_LINE_TOO_LONG;
+        } else if (r == NET_LINE_NUL) {
+            flags |= SMTP_LINE_NUL;
+        } else if (r == NET_LINE_TIMEOUT) {
+            smtp_session_timeout(s, out);
+            smtpd_send(conn, out);
+            net_conn_flush(conn);
+            end = in_data ? "data-timeout" : "idle-timeout";
+            break;
+        } else if (r != NET_LINE_OK) {
+            /* EOF or a broken connection: a transaction in progress is dropped, nothing stored */
+            end = r == NET_LINE_EOF ? (in_data ? "eof-in-data" : "eof") : "read-error";
+            break;
+        }
+        gboolean close = smtp_session_feed(s, line->str, line->len, flags, out);
+        ok = smtpd_send(conn, out);
+        /* RFC 2920: one write for a pipelined group; flush once the input runs dry. */
+        if (ok && (close || net_conn_pending(conn) == 0))
+            ok = net_conn_flush(conn);
+        if (close) {
+            SmtpSessionStats st;
+            smtp_session_stats(s, &st);
+            end = st.errors >= sc.max_errors && sc.max_errors ? "too-many-errors" : "quit";
+            break;
+        }
+        if (!ok)
+            end = "write-error";
+    }
+    SmtpSessionStats st;
+    smtp_session_stats(s, &st);
+    log_info("smtp %s %s: session end helo=%s accepted=%u octets=%" G_GUINT64_FORMAT
+             " rejected=%u errors=%u end=%s ms=%" G_GINT64_FORMAT,
+             st.id, peer, st.helo ? st.helo : "-", st.accepted, st.accepted_octets, st.rejected,
+             st.errors, end, (g_get_monotonic_time() - start) / 1000);
+    smtp_session_free(&s);
+    store_free(&store);
+    g_string_free(out, TRUE);
+    g_string_free(line, TRUE);
+}
+
+/* smtpd_fail - report ERROR (on stderr too when the log goes to syslog); exit status RC */
+static int
+smtpd_fail(CassmailConfig *cfg, gboolean foreground, GError *error, int rc)
+{
+    log_err("%s", error->message);
+    if (!foreground)
+        fprintf(stderr, "cassmail-smtpd: %s\n", error->message);
+    g_error_free(error);
+    config_free(&cfg);
+    return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+    g_autofree char *config_path = NULL, *listen = NULL;
+    gboolean foreground = FALSE, inetd = FALSE;
+    GOptionEntry entries[] = {
+        {"config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path,
+         "Configuration file (default " DEFAULT_CONFIG " when it exists, else built-in defaults)", "FILE"},
+        {"foreground", 'f', 0, G_OPTION_ARG_NONE, &foreground,
+         "Log to stderr instead of syslog (the server never daemonizes either way)", NULL},
+        {"inetd", 0, 0, G_OPTION_ARG_NONE, &inetd,
+         "Serve one connection on stdin/stdout (inetd, xinetd, systemd Accept=yes)", NULL},
+        {"listen", 'l', 0, G_OPTION_ARG_STRING, &listen, "Listen on ADDR:PORT instead of [smtp] listen",
+         "ADDR:PORT"},
+        {NULL, 0, 0, 0, NULL, NULL, NULL},
+    };
+    g_autoptr(GOptionContext) ctx = g_option_context_new("- CassMail SMTP server");
+    g_option_context_set_summary(ctx,
+        "Accepts mail for the users of the local domains and stores it in Cassandra.\n"
+        "Without --inetd it listens and forks one process per connection. It stays in the\n"
+        "foreground (for systemd or another supervisor) and logs to syslog, facility mail,\n"
+        "unless -f sends the log to stderr. SIGTERM stops it cleanly.");
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    GError *error = NULL;
+    if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
+        fprintf(stderr, "cassmail-smtpd: %s (see --help)\n", error->message);
+        g_error_free(error);
+        return 64;
+    }
+    if (argc > 1) {
+        fprintf(stderr, "cassmail-smtpd: unexpected argument \"%s\" (see --help)\n", argv[1]);
+        return 64;
+    }
+    if (inetd && listen) {
+        fprintf(stderr, "cassmail-smtpd: --inetd and --listen exclude each other\n");
+        return 64;
+    }
+    /* In inetd mode stderr may be the client's socket: log there only when asked (-f). */
+    log_open("cassmail-smtpd", foreground);
+    if (!config_path && g_file_test(DEFAULT_CONFIG, G_FILE_TEST_EXISTS))
+        config_path = g_strdup(DEFAULT_CONFIG);
+    CassmailConfig *cfg = config_load(config_path, &error);
+    if (!cfg)
+        return smtpd_fail(NULL, foreground, error, 78);
+    Smtpd d = {.cfg = cfg};
+    signal(SIGPIPE, SIG_IGN);
+
+    /* Bind first (port 25 needs root), then become [server] user before reading a byte. */
+    int fd = -1;
+    if (!inetd && (fd = net_listen(listen ? listen : cfg->smtp_listen, &error)) < 0)
+        return smtpd_fail(cfg, foreground, error, 69);
+    if (!privs_drop(cfg->user, cfg->group, TRUE, &error)) {
+        if (fd >= 0)
+            close(fd);
+        return smtpd_fail(cfg, foreground, error, 77);
+    }
+
+    if (inetd) {
+        net_serve_inetd(smtpd_session, &d);
+    } else {
+        g_autofree char *domains = g_strjoinv(",", cfg->domains);
+        log_info("domains %s, max message %" G_GSIZE_FORMAT " octets, %d recipients, %d children at most",
+                 domains, cfg->max_message_size, cfg->max_recipients, cfg->max_children);
+        if (net_serve_fd(fd, cfg->max_children, SMTPD_BUSY, smtpd_session, &d, &error) < 0)
+            return smtpd_fail(cfg, foreground, error, 69);
+    }
+    config_free(&cfg);
+    return 0;
+}

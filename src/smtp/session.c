@@ -1,0 +1,883 @@
+/*
+ * session.c - the SMTP protocol core (see session.h for the contract with the adapter and the
+ * policies on text lines; RFC 5321, 1870, 2034/3463, 2920, 6152).
+ *
+ * Anatomy of a command line, all in smtp_session_feed():
+ *   1. rules that hold for every command: over-long line (500), NUL (500), unknown verb (500),
+ *      the states a verb is allowed in (503), arity (501);
+ *   2. the verb's check step: parses and validates its argument, may refuse by policy (SIZE 552,
+ *      relay 554, recipient limit 452); it changes nothing;
+ *   3. the verb's proceed step: asks the store, changes the session, replies.
+ * Bad commands (1, and syntax errors of 2) count towards max_errors; at the limit the session is
+ * answered 421 and closed. Every reply goes through smtp_reply(); every state change through
+ * smtp_enter_state().
+ */
+#include "smtp/session.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+#include "util/log.h"
+
+/* --- enhanced status codes (RFC 3463) ------------------------------------------------------- */
+
+/* The subject.detail part; the class digit is the reply code's first digit, so a 5xx always
+ * carries 5.x.x and a 4xx 4.x.x. */
+typedef enum {
+    SMTP_ESC_NONE,             /* no enhanced code: 220, 354, EHLO/HELO lines (RFC 2034 3) */
+    SMTP_ESC_OTHER,            /* X.0.0 */
+    SMTP_ESC_SENDER_OK,        /* X.1.0 other address status */
+    SMTP_ESC_RCPT_OK,          /* X.1.5 destination address valid */
+    SMTP_ESC_BAD_MAILBOX,      /* X.1.1 bad destination mailbox address */
+    SMTP_ESC_BAD_RCPT_SYNTAX,  /* X.1.3 bad destination mailbox address syntax */
+    SMTP_ESC_BAD_SENDER_SYNTAX,/* X.1.7 bad sender's mailbox address syntax */
+    SMTP_ESC_SYSTEM,           /* X.3.0 other or undefined mail system status */
+    SMTP_ESC_TOO_BIG,          /* X.3.4 message too big for system */
+    SMTP_ESC_CONN_TIMEOUT,     /* X.4.2 bad connection */
+    SMTP_ESC_INVALID_COMMAND,  /* X.5.1 invalid command */
+    SMTP_ESC_SYNTAX,           /* X.5.2 syntax error */
+    SMTP_ESC_TOO_MANY_RCPTS,   /* X.5.3 too many recipients */
+    SMTP_ESC_INVALID_ARGS,     /* X.5.4 invalid command arguments */
+    SMTP_ESC_CANNOT_VRFY,      /* X.5.2 as sendmail answers VRFY with 252 */
+    SMTP_ESC_MEDIA,            /* X.6.0 other or undefined media error */
+    SMTP_ESC_NOT_AUTHORIZED,   /* X.7.1 delivery not authorized (relay) */
+    SMTP_ESC_SECURITY,         /* X.7.0 other security or policy status */
+} SmtpEsc;
+
+static const char *const smtp_esc_text[] = {
+    [SMTP_ESC_NONE] = NULL,
+    [SMTP_ESC_OTHER] = "0.0",
+    [SMTP_ESC_SENDER_OK] = "1.0",
+    [SMTP_ESC_RCPT_OK] = "1.5",
+    [SMTP_ESC_BAD_MAILBOX] = "1.1",
+    [SMTP_ESC_BAD_RCPT_SYNTAX] = "1.3",
+    [SMTP_ESC_BAD_SENDER_SYNTAX] = "1.7",
+    [SMTP_ESC_SYSTEM] = "3.0",
+    [SMTP_ESC_TOO_BIG] = "3.4",
+    [SMTP_ESC_CONN_TIMEOUT] = "4.2",
+    [SMTP_ESC_INVALID_COMMAND] = "5.1",
+    [SMTP_ESC_SYNTAX] = "5.2",
+    [SMTP_ESC_TOO_MANY_RCPTS] = "5.3",
+    [SMTP_ESC_INVALID_ARGS] = "5.4",
+    [SMTP_ESC_CANNOT_VRFY] = "5.2",
+    [SMTP_ESC_MEDIA] = "6.0",
+    [SMTP_ESC_NOT_AUTHORIZED] = "7.1",
+    [SMTP_ESC_SECURITY] = "7.0",
+};
+
+/* smtp_reply_va - one reply line: CODE, "-" when MORE lines follow, the enhanced code, text */
+static void
+smtp_reply_va(GString *out, int code, gboolean more, SmtpEsc esc, const char *fmt, va_list ap)
+{
+    g_string_append_printf(out, "%03d%c", code, more ? '-' : ' ');
+    if (esc != SMTP_ESC_NONE && code >= 200 && code < 600)
+        g_string_append_printf(out, "%d.%s ", code / 100, smtp_esc_text[esc]);
+    gsize start = out->len;
+    g_string_append_vprintf(out, fmt, ap);
+    /* A reply line is one line: nothing the client sent may break it (RFC 5321 4.2). */
+    for (gsize i = start; i < out->len; i++)
+        if (out->str[i] == '\r' || out->str[i] == '\n' || out->str[i] == '\0')
+            out->str[i] = '?';
+    g_string_append(out, "\r\n");
+}
+
+/* smtp_reply - the last (or only) line of a reply */
+static void G_GNUC_PRINTF(4, 5)
+smtp_reply(GString *out, int code, SmtpEsc esc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    smtp_reply_va(out, code, FALSE, esc, fmt, ap);
+    va_end(ap);
+}
+
+/* smtp_reply_more - a line of a multi-line reply that is not the last (RFC 5321 4.2.1) */
+static void G_GNUC_PRINTF(4, 5)
+smtp_reply_more(GString *out, int code, SmtpEsc esc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    smtp_reply_va(out, code, TRUE, esc, fmt, ap);
+    va_end(ap);
+}
+
+/* --- the session ----------------------------------------------------------------------------- */
+
+struct SmtpSession {
+    SmtpSessionConfig cfg;
+    Store *store;
+    char *peer;
+    char *id;                  /* 8 hex digits, for Received: and logs */
+    SmtpState state;
+    char *helo;
+    gboolean esmtp;
+    guint transactions;        /* DATA commands so far, the N of "id SESSION.N" */
+
+    /* the transaction */
+    char *sender;              /* envelope sender, "" for <> */
+    char *sender_user;         /* the sender's user name when the sender is a local user */
+    GPtrArray *rcpt_users;     /* accepted recipients' user names, distinct */
+    GString *message;          /* Received: + text, never beyond max_message_size of text */
+    gsize text_octets;         /* text octets seen, including those not kept */
+    gboolean line_too_long;    /* a text line was over SMTP_TEXT_LINE_MAX */
+    gboolean has_nul;          /* a text line contained NUL */
+    gboolean after_crlf;       /* the previous text line ended in CRLF (or none yet) */
+
+    SmtpSessionStats stats;
+};
+
+const char *
+smtp_state_name(SmtpState state)
+{
+    static const char *const names[] = {"init", "ready", "mail", "rcpt", "data", "closed"};
+    return state <= SMTP_STATE_CLOSED ? names[state] : "?";
+}
+
+/* smtp_enter_state - the one place a session changes state */
+static void
+smtp_enter_state(SmtpSession *s, SmtpState next)
+{
+    if (s->state != next)
+        log_msg(LOG_DEBUG, "smtp %s %s: %s -> %s", s->id, s->peer, smtp_state_name(s->state),
+                smtp_state_name(next));
+    s->state = next;
+    s->stats.state = next;
+}
+
+/* smtp_reset_transaction - forget the envelope and the text (RSET, HELO/EHLO, end of DATA) */
+static void
+smtp_reset_transaction(SmtpSession *s)
+{
+    g_clear_pointer(&s->sender, g_free);
+    g_clear_pointer(&s->sender_user, g_free);
+    g_ptr_array_set_size(s->rcpt_users, 0);
+    if (s->message)
+        g_string_free(s->message, TRUE);
+    s->message = NULL;
+    s->text_octets = 0;
+    s->line_too_long = s->has_nul = FALSE;
+    s->after_crlf = TRUE;
+}
+
+/* smtp_close - say CODE/ESC/TEXT and close: the transaction in progress is dropped */
+static void
+smtp_close(SmtpSession *s, GString *out, int code, SmtpEsc esc, const char *why)
+{
+    smtp_reply(out, code, esc, "%s %s, closing connection", s->cfg.hostname, why);
+    smtp_reset_transaction(s);
+    smtp_enter_state(s, SMTP_STATE_CLOSED);
+}
+
+/* --- addresses ------------------------------------------------------------------------------- */
+
+/* smtp_domain_is_local - whether DOMAIN is one of ours (case-insensitive) */
+static gboolean
+smtp_domain_is_local(const SmtpSession *s, const char *domain)
+{
+    for (char *const *d = s->cfg.domains; d && *d; d++)
+        if (g_ascii_strcasecmp(*d, domain) == 0)
+            return TRUE;
+    return FALSE;
+}
+
+/* smtp_domain_valid - a domain name (letters, digits, "-", dots between labels) or an address
+ * literal "[...]" of printable characters (RFC 5321 4.1.2, as far as we need to tell) */
+static gboolean
+smtp_domain_valid(const char *d)
+{
+    gsize n = strlen(d);
+    if (n == 0 || n > 255)
+        return FALSE;
+    if (d[0] == '[') {
+        if (n < 3 || d[n - 1] != ']')
+            return FALSE;
+        for (gsize i = 1; i + 1 < n; i++)
+            if (!g_ascii_isgraph(d[i]) || d[i] == '[' || d[i] == ']' || d[i] == '\\')
+                return FALSE;
+        return TRUE;
+    }
+    for (gsize i = 0; i < n; i++)
+        if (!(g_ascii_isalnum(d[i]) || d[i] == '-' || d[i] == '.'))
+            return FALSE;
+    return d[0] != '.' && d[n - 1] != '.' && !strstr(d, "..");
+}
+
+/* smtp_parse_path - "<local@domain> [params]" after "FROM:" or "TO:" (spaces before "<" are
+ * tolerated, as most servers do). *ADDRESS gets the mailbox ("" for "<>"), *PARAMS the rest
+ * (maybe ""). FALSE on bad syntax. */
+static gboolean
+smtp_parse_path(const char *arg, char **address, const char **params)
+{
+    while (*arg == ' ')
+        arg++;
+    if (*arg != '<')
+        return FALSE;
+    const char *close = strchr(arg, '>');
+    if (!close)
+        return FALSE;
+    const char *start = arg + 1;
+    /* RFC 5321 4.1.2: an obsolete source route "@a,@b:" is accepted and ignored (C.2) */
+    if (*start == '@') {
+        const char *colon = memchr(start, ':', (gsize)(close - start));
+        if (!colon)
+            return FALSE;
+        start = colon + 1;
+    }
+    const char *rest = close + 1;
+    if (*rest && *rest != ' ')
+        return FALSE;
+    while (*rest == ' ')
+        rest++;
+    *address = g_strndup(start, (gsize)(close - start));
+    *params = rest;
+    return TRUE;
+}
+
+/* smtp_split_address - "local@domain" into its parts; FALSE when it is not of that form. A
+ * quoted local part is not supported (no user name could contain what it quotes). */
+static gboolean
+smtp_split_address(const char *address, char **local, char **domain)
+{
+    const char *at = strrchr(address, '@');
+    /* RFC 5321 4.5.3.1: local part 64, path 256 octets (with the brackets) */
+    if (!at || at == address || !at[1] || at - address > 64 || strlen(address) > 254)
+        return FALSE;
+    for (const char *p = address; p < at; p++)
+        if (!g_ascii_isgraph(*p) || strchr("<>()[]\\,;:\"", *p))
+            return FALSE;
+    if (!smtp_domain_valid(at + 1))
+        return FALSE;
+    *local = g_strndup(address, (gsize)(at - address));
+    *domain = g_strdup(at + 1);
+    return TRUE;
+}
+
+/* smtp_lookup_user - whether local part LOCAL names an existing user: *USER gets the user name
+ * (lower case) when it does. FALSE with ERROR when the store could not tell. */
+static gboolean
+smtp_lookup_user(SmtpSession *s, const char *local, char **user, GError **error)
+{
+    g_autofree char *name = g_ascii_strdown(local, -1);
+    gboolean exists = FALSE;
+    *user = NULL;
+    if (!store_name_valid(name))
+        return TRUE;   /* no user can have this name */
+    if (!store_user_exists(s->store, name, &exists, error))
+        return FALSE;
+    if (exists)
+        *user = g_steal_pointer(&name);
+    return TRUE;
+}
+
+/* --- commands -------------------------------------------------------------------------------- */
+
+typedef enum {
+    SMTP_GO,          /* check: go on to proceed; proceed: done */
+    SMTP_REFUSED,     /* a reply was written: refused by policy or by the store, not a bad command */
+    SMTP_BAD,         /* a reply was written: a bad command, counted towards max_errors */
+    SMTP_CLOSE,       /* a reply was written: close the connection */
+} SmtpResult;
+
+/* What a check step found in the argument, for its proceed step. */
+typedef struct {
+    const char *arg;   /* the argument text (leading spaces skipped), "" when none */
+    char *address;     /* MAIL, RCPT: the mailbox inside <>; HELO/EHLO: the domain */
+    char *local;       /* the local part, and */
+    char *domain;      /* the domain of ADDRESS (NULL for <>) */
+} SmtpArgs;
+
+typedef SmtpResult (*SmtpStep)(SmtpSession *s, SmtpArgs *a, GString *out);
+
+#define S_INIT (1u << SMTP_STATE_INIT)
+#define S_READY (1u << SMTP_STATE_READY)
+#define S_MAIL (1u << SMTP_STATE_MAIL)
+#define S_RCPT (1u << SMTP_STATE_RCPT)
+#define S_ANY (S_INIT | S_READY | S_MAIL | S_RCPT)
+
+/* command flags */
+enum {
+    CMD_ARG_NONE = 1 << 0,      /* takes no argument (501 otherwise) */
+    CMD_ARG_REQUIRED = 1 << 1,  /* needs an argument (501 otherwise) */
+    CMD_GROUP_LAST = 1 << 2,    /* may only end a pipelined group (RFC 2920 3.1); informative */
+};
+
+typedef struct {
+    const char *verb;
+    guint states;           /* where it is allowed; elsewhere 503 */
+    guint flags;
+    SmtpStep check;         /* validates only; NULL when there is nothing to check */
+    SmtpStep proceed;       /* acts and replies */
+} SmtpCommand;
+
+/* smtp_check_helo - HELO/EHLO domain: one word of printable ASCII, at most 255 octets. Like
+ * Postfix by default we do not insist on a valid domain name (RFC 5321 4.1.4: a server MUST NOT
+ * refuse a session because the name does not check out; real clients send "my_pc" or "localhost")
+ * — but it goes into the Received: field, so nothing else passes. */
+static SmtpResult
+smtp_check_helo(SmtpSession *s, SmtpArgs *a, GString *out)
+{
+    (void)s;
+    gsize n = strlen(a->arg);
+    gboolean ok = n > 0 && n <= 255;
+    for (gsize i = 0; ok && i < n; i++)
+        ok = g_ascii_isgraph(a->arg[i]);
+    if (!ok) {
+        smtp_reply(out, 501, SMTP_ESC_INVALID_ARGS, "Syntax: EHLO domain (or HELO domain)");
+        return SMTP_BAD;
+    }
+    a->address = g_strdup(a->arg);
+    return SMTP_GO;
+}
+
+/* smtp_greet_client - what HELO and EHLO share: a new session state (RFC 5321 4.1.4) */
+static void
+smtp_greet_client(SmtpSession *s, SmtpArgs *a, gboolean esmtp)
+{
+    smtp_reset_transaction(s);
+    g_free(s->helo);
+    s->helo = g_steal_pointer(&a->address);
+    s->stats.helo = s->helo;
+    s->esmtp = esmtp;
+    smtp_enter_state(s, SMTP_STATE_READY);
+}
+
+static SmtpResult
+smtp_proceed_helo(SmtpSession *s, SmtpArgs *a, GString *out)
+{
+    smtp_greet_client(s, a, FALSE);
+    smtp_reply(out, 250, SMTP_ESC_NONE, "%s", s->cfg.hostname);
+    return SMTP_GO;
+}
+
+static SmtpResult
+smtp_proceed_ehlo(SmtpSession *s, SmtpArgs *a, GString *out)
+{
+    smtp_greet_client(s, a, TRUE);
+    smtp_reply_more(out, 250, SMTP_ESC_NONE, "%s", s->cfg.hostname);
+    smtp_reply_more(out, 250, SMTP_ESC_NONE, "PIPELINING");
+    smtp_reply_more(out, 250, SMTP_ESC_NONE, "SIZE %" G_GSIZE_FORMAT, s->cfg.max_message_size);
+    smtp_reply_more(out, 250, SMTP_ESC_NONE, "8BITMIME");
+    for (const char *const *e = s->cfg.extensions; e && *e; e++)
+        smtp_reply_more(out, 250, SMTP_ESC_NONE, "%s", *e);
+    smtp_reply(out, 250, SMTP_ESC_NONE, "ENHANCEDSTATUSCODES");
+    return SMTP_GO;
+}
+
+/* smtp_check_mail_params - MAIL's parameters: SIZE=n (RFC 1870 6) and BODY=7BIT|8BITMIME
+ * (RFC 6152 2); anything else is 555 (RFC 5321 4.1.1.11) */
+static SmtpResult
+smtp_check_mail_params(SmtpSession *s, const char *params, GString *out)
+{
+    if (!*params)
+        return SMTP_GO;
+    if (!s->esmtp) {
+        smtp_reply(out, 555, SMTP_ESC_INVALID_ARGS, "MAIL parameters are for EHLO sessions only");
+        return SMTP_BAD;
+    }
+    g_auto(GStrv) words = g_strsplit(params, " ", -1);
+    for (char **w = words; *w; w++) {
+        if (!**w)
+            continue;
+        const char *eq = strchr(*w, '=');
+        g_autofree char *key = g_ascii_strup(*w, eq ? eq - *w : -1);
+        const char *value = eq ? eq + 1 : NULL;
+        if (strcmp(key, "SIZE") == 0 && value) {
+            guint64 size;
+            if (!g_ascii_string_to_unsigned(value, 10, 0, G_MAXUINT64, &size, NULL)) {
+                smtp_reply(out, 501, SMTP_ESC_INVALID_ARGS, "Bad SIZE= value");
+                return SMTP_BAD;
+            }
+            if (size > s->cfg.max_message_size) {
+                smtp_reply(out, 552, SMTP_ESC_TOO_BIG,
+                           "Message size exceeds fixed maximum message size (%" G_GSIZE_FORMAT ")",
+                           s->cfg.max_message_size);
+                return SMTP_REFUSED;
+            }
+        } else if (strcmp(key, "BODY") == 0 && value &&
+                   (g_ascii_strcasecmp(value, "7BIT") == 0 || g_ascii_strcasecmp(value, "8BITMIME") == 0)) {
+            /* both are stored exactly as they come */
+        } else {
+            smtp_reply(out, 555, SMTP_ESC_INVALID_ARGS, "Unsupported MAIL parameter %.64s", key);
+            return SMTP_BAD;
+        }
+    }
+    return SMTP_GO;
+}
+
+/* smtp_check_mail - "FROM:<reverse-path> [params]" (RFC 5321 4.1.1.2); <> is the null sender */
+static SmtpResult
+smtp_check_mail(SmtpSession *s, SmtpArgs *a, GString *out)
+{
+    const char *params = NULL;
+    if (g_ascii_strncasecmp(a->arg, "FROM:", 5) != 0 || !smtp_parse_path(a->arg + 5, &a->address, &params)) {
+        smtp_reply(out, 501, SMTP_ESC_SYNTAX, "Syntax: MAIL FROM:<address>");
+        return SMTP_BAD;
+    }
+    if (*a->address && !smtp_split_address(a->address, &a->local, &a->domain)) {
+        smtp_reply(out, 501, SMTP_ESC_BAD_SENDER_SYNTAX, "Bad sender address syntax");
+        return SMTP_BAD;
+    }
+    return smtp_check_mail_params(s, params, out);
+}
+
+static SmtpResult
+smtp_proceed_mail(SmtpSession *s, SmtpArgs *a, GString *out)
+{
+    /* A sender who is a user of ours gets a copy in the outbox (the paper's design). */
+    if (a->domain && smtp_domain_is_local(s, a->domain)) {
+        GError *error = NULL;
+        if (!smtp_lookup_user(s, a->local, &s->sender_user, &error)) {
+            log_warn("smtp %s %s: MAIL FROM:<%s>: %s", s->id, s->peer, a->address, error->message);
+            g_error_free(error);
+            smtp_reply(out, 451, SMTP_ESC_SYSTEM, "Mail store temporarily unavailable, try again later");
+            return SMTP_REFUSED;
+        }
+    }
+    s->sender = g_steal_pointer(&a->address);
+    smtp_enter_state(s, SMTP_STATE_MAIL);
+    smtp_reply(out, 250, SMTP_ESC_SENDER_OK, "Sender ok");
+    return SMTP_GO;
+}
+
+/* smtp_check_rcpt - "TO:<forward-path>" (RFC 5321 4.1.1.3): syntax, no relay (RFC 2505),
+ * the recipient limit (4.5.3.1.8) */
+static SmtpResult
+smtp_check_rcpt(SmtpSession *s, SmtpArgs *a, GString *out)
+{
+    const char *params = NULL;
+    if (g_ascii_strncasecmp(a->arg, "TO:", 3) != 0 || !smtp_parse_path(a->arg + 3, &a->address, &params)) {
+        smtp_reply(out, 501, SMTP_ESC_SYNTAX, "Syntax: RCPT TO:<address>");
+        return SMTP_BAD;
+    }
+    if (*params) {
+        smtp_reply(out, 555, SMTP_ESC_INVALID_ARGS, "RCPT parameters are not supported");
+        return SMTP_BAD;
+    }
+    if (g_ascii_strcasecmp(a->address, "postmaster") == 0 && s->cfg.domains && s->cfg.domains[0]) {
+        /* RFC 5321 4.5.1: <Postmaster> without a domain is ours */
+        a->local = g_strdup("postmaster");
+        a->domain = g_strdup(s->cfg.domains[0]);
+    } else if (!smtp_split_address(a->address, &a->local, &a->domain)) {
+        smtp_reply(out, 501, SMTP_ESC_BAD_RCPT_SYNTAX, "Bad recipient address syntax");
+        return SMTP_BAD;
+    }
+    if (!smtp_domain_is_local(s, a->domain)) {
+        smtp_reply(out, 554, SMTP_ESC_NOT_AUTHORIZED, "<%.256s>: Relay access denied", a->address);
+        return SMTP_REFUSED;
+    }
+    if (s->rcpt_users->len >= s->cfg.max_recipients) {
+        smtp_reply(out, 452, SMTP_ESC_TOO_MANY_RCPTS, "Too many recipients");
+        return SMTP_REFUSED;
+    }
+    return SMTP_GO;
+}
+
+static SmtpResult
+smtp_proceed_rcpt(SmtpSession *s, SmtpArgs *a, GString *out)
+{
+    g_autofree char *user = NULL;
+    GError *error = NULL;
+    if (!smtp_lookup_user(s, a->local, &user, &error)) {
+        log_warn("smtp %s %s: RCPT TO:<%s>: %s", s->id, s->peer, a->address, error->message);
+        g_error_free(error);
+        smtp_reply(out, 451, SMTP_ESC_SYSTEM, "Mail store temporarily unavailable, try again later");
+        return SMTP_REFUSED;
+    }
+    if (!user) {
+        smtp_reply(out, 550, SMTP_ESC_BAD_MAILBOX, "<%.256s>: Recipient address rejected: User unknown",
+                   a->address);
+        return SMTP_REFUSED;
+    }
+    gboolean seen = FALSE;
+    for (guint i = 0; i < s->rcpt_users->len && !seen; i++)
+        seen = strcmp(g_ptr_array_index(s->rcpt_users, i), user) == 0;
+    if (!seen)   /* one copy per user, however often named */
+        g_ptr_array_add(s->rcpt_users, g_steal_pointer(&user));
+    smtp_enter_state(s, SMTP_STATE_RCPT);
+    smtp_reply(out, 250, SMTP_ESC_RCPT_OK, "Recipient ok");
+    return SMTP_GO;
+}
+
+/* smtp_received - our trace field (RFC 5321 4.4), always SMTP_RECEIVED_LINES lines */
+static void
+smtp_received(SmtpSession *s, GString *msg)
+{
+    g_autoptr(GDateTime) now = g_date_time_new_now_local();
+    g_autofree char *date = g_date_time_format(now, "%a, %d %b %Y %H:%M:%S %z");
+    g_string_append_printf(msg, "Received: from %s (%s)\r\n\tby %s (CassMail) with %s id %s.%u;\r\n\t%s\r\n",
+                           s->helo, s->peer, s->cfg.hostname, s->esmtp ? "ESMTP" : "SMTP", s->id,
+                           s->transactions, date);
+}
+
+static SmtpResult
+smtp_proceed_data(SmtpSession *s, SmtpArgs *a, GString *out)
+{
+    (void)a;
+    s->transactions++;
+    s->message = g_string_sized_new(64 * 1024);
+    smtp_received(s, s->message);
+    s->text_octets = 0;
+    s->after_crlf = TRUE;
+    smtp_enter_state(s, SMTP_STATE_DATA);
+    smtp_reply(out, 354, SMTP_ESC_NONE, "End data with <CR><LF>.<CR><LF>");
+    return SMTP_GO;
+}
+
+static SmtpResult
+smtp_proceed_rset(SmtpSession *s, SmtpArgs *a, GString *out)
+{
+    (void)a;
+    smtp_reset_transaction(s);
+    smtp_enter_state(s, s->helo ? SMTP_STATE_READY : SMTP_STATE_INIT);
+    smtp_reply(out, 250, SMTP_ESC_OTHER, "Ok");
+    return SMTP_GO;
+}
+
+static SmtpResult
+smtp_proceed_noop(SmtpSession *s, SmtpArgs *a, GString *out)
+{
+    (void)s;
+    (void)a;
+    smtp_reply(out, 250, SMTP_ESC_OTHER, "Ok");
+    return SMTP_GO;
+}
+
+static SmtpResult
+smtp_proceed_quit(SmtpSession *s, SmtpArgs *a, GString *out)
+{
+    (void)a;
+    smtp_reply(out, 221, SMTP_ESC_OTHER, "%s closing connection", s->cfg.hostname);
+    smtp_reset_transaction(s);
+    smtp_enter_state(s, SMTP_STATE_CLOSED);
+    return SMTP_CLOSE;
+}
+
+static SmtpResult
+smtp_proceed_vrfy(SmtpSession *s, SmtpArgs *a, GString *out)
+{
+    (void)s;
+    (void)a;
+    /* RFC 5321 3.5.3: 252, without telling which users exist */
+    smtp_reply(out, 252, SMTP_ESC_CANNOT_VRFY, "Cannot VRFY user, but will accept message and attempt delivery");
+    return SMTP_GO;
+}
+
+static SmtpResult
+smtp_proceed_help(SmtpSession *s, SmtpArgs *a, GString *out)
+{
+    (void)s;
+    (void)a;
+    smtp_reply_more(out, 214, SMTP_ESC_OTHER, "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
+    smtp_reply(out, 214, SMTP_ESC_OTHER, "End of HELP info");
+    return SMTP_GO;
+}
+
+/* smtp_check_not_implemented - commands we know and do not offer (RFC 5321 4.2.4: 502) */
+static SmtpResult
+smtp_check_not_implemented(SmtpSession *s, SmtpArgs *a, GString *out)
+{
+    (void)s;
+    (void)a;
+    smtp_reply(out, 502, SMTP_ESC_INVALID_COMMAND, "Command not implemented");
+    return SMTP_BAD;
+}
+
+static const SmtpCommand smtp_commands[] = {
+    {"HELO", S_ANY, CMD_ARG_REQUIRED, smtp_check_helo, smtp_proceed_helo},
+    {"EHLO", S_ANY, CMD_ARG_REQUIRED | CMD_GROUP_LAST, smtp_check_helo, smtp_proceed_ehlo},
+    {"MAIL", S_READY, CMD_ARG_REQUIRED, smtp_check_mail, smtp_proceed_mail},
+    {"RCPT", S_MAIL | S_RCPT, CMD_ARG_REQUIRED, smtp_check_rcpt, smtp_proceed_rcpt},
+    {"DATA", S_RCPT, CMD_ARG_NONE | CMD_GROUP_LAST, NULL, smtp_proceed_data},
+    {"RSET", S_ANY, CMD_ARG_NONE, NULL, smtp_proceed_rset},
+    {"NOOP", S_ANY, CMD_GROUP_LAST, NULL, smtp_proceed_noop},
+    {"QUIT", S_ANY, CMD_ARG_NONE | CMD_GROUP_LAST, NULL, smtp_proceed_quit},
+    {"VRFY", S_ANY, CMD_ARG_REQUIRED | CMD_GROUP_LAST, NULL, smtp_proceed_vrfy},
+    {"HELP", S_ANY, 0, NULL, smtp_proceed_help},
+    {"EXPN", S_ANY, CMD_GROUP_LAST, smtp_check_not_implemented, NULL},
+    {"TURN", S_ANY, CMD_GROUP_LAST, smtp_check_not_implemented, NULL},
+    {"ETRN", S_ANY, 0, smtp_check_not_implemented, NULL},
+    {"SEND", S_ANY, 0, smtp_check_not_implemented, NULL},
+    {"SOML", S_ANY, 0, smtp_check_not_implemented, NULL},
+    {"SAML", S_ANY, 0, smtp_check_not_implemented, NULL},
+    {"BDAT", S_ANY, 0, smtp_check_not_implemented, NULL},
+};
+
+/* smtp_sequence_hint - the text of a 503 for VERB in the session's state (RFC 5321 4.1.4) */
+static const char *
+smtp_sequence_hint(const SmtpSession *s, const SmtpCommand *cmd)
+{
+    if (s->state == SMTP_STATE_INIT)
+        return "send HELO/EHLO first";
+    if (strcmp(cmd->verb, "MAIL") == 0)
+        return "nested MAIL command";
+    if (strcmp(cmd->verb, "RCPT") == 0)
+        return "need MAIL command";
+    if (strcmp(cmd->verb, "DATA") == 0)
+        return s->state == SMTP_STATE_MAIL ? "need RCPT command" : "need MAIL command";
+    return "command not allowed now";
+}
+
+/* --- message text ---------------------------------------------------------------------------- */
+
+/* smtp_deliver - store the finished message for every recipient (and the sender's outbox) */
+static void
+smtp_deliver(SmtpSession *s, GString *out)
+{
+    guint n = s->rcpt_users->len + (s->sender_user ? 1 : 0);
+    StoreTarget *targets = g_new(StoreTarget, n);
+    for (guint i = 0; i < s->rcpt_users->len; i++)
+        targets[i] = (StoreTarget){g_ptr_array_index(s->rcpt_users, i), "inbox"};
+    if (s->sender_user)
+        targets[n - 1] = (StoreTarget){s->sender_user, "outbox"};
+    StoreMsgId id;
+    GError *error = NULL;
+    gint64 t0 = g_get_monotonic_time();
+    gboolean ok = store_deliver(s->store, targets, n, (const guint8 *)s->message->str, s->message->len,
+                                &id, &error);
+    gint64 ms = (g_get_monotonic_time() - t0) / 1000;
+    g_free(targets);
+    if (!ok) {
+        /* Whatever the store's reason, the client keeps the message and tries again: a
+         * permanent refusal here could lose mail the store would take later. */
+        log_warn("smtp %s %s: not stored (from=<%s> rcpts=%u size=%" G_GSIZE_FORMAT
+                 " after %" G_GINT64_FORMAT " ms): %s",
+                 s->id, s->peer, s->sender, s->rcpt_users->len, s->message->len, ms, error->message);
+        g_error_free(error);
+        smtp_reply(out, 451, SMTP_ESC_SYSTEM, "Mail store temporarily unavailable; message not stored, try again later");
+        s->stats.rejected++;
+        return;
+    }
+    char text[STORE_MSGID_TEXT_LEN];
+    store_msgid_to_text(&id, text);
+    log_info("smtp %s %s: accepted id=%s from=<%s> rcpts=%u%s size=%" G_GSIZE_FORMAT " store_ms=%" G_GINT64_FORMAT,
+             s->id, s->peer, text, s->sender, s->rcpt_users->len, s->sender_user ? " +outbox" : "",
+             s->message->len, ms);
+    smtp_reply(out, 250, SMTP_ESC_OTHER, "Ok: queued as %s", text);
+    s->stats.accepted++;
+    s->stats.accepted_octets += s->message->len;
+}
+
+/* smtp_finish_message - the end of the text: store the message or say why not */
+static void
+smtp_finish_message(SmtpSession *s, GString *out)
+{
+    if (s->has_nul) {
+        smtp_reply(out, 554, SMTP_ESC_MEDIA, "Message contains NUL octets; not delivered");
+        s->stats.rejected++;
+    } else if (s->line_too_long) {
+        smtp_reply(out, 500, SMTP_ESC_MEDIA, "Line too long (over %d octets); message not delivered",
+                   SMTP_TEXT_LINE_MAX);
+        s->stats.rejected++;
+    } else if (s->text_octets > s->cfg.max_message_size) {
+        smtp_reply(out, 552, SMTP_ESC_TOO_BIG,
+                   "Message size exceeds fixed maximum message size (%" G_GSIZE_FORMAT ")",
+                   s->cfg.max_message_size);
+        s->stats.rejected++;
+    } else {
+        smtp_deliver(s, out);
+    }
+    smtp_reset_transaction(s);
+    smtp_enter_state(s, SMTP_STATE_READY);
+}
+
+/* smtp_data_line - one line of message text, with its line ending */
+static void
+smtp_data_line(SmtpSession *s, const char *line, gsize len, guint flags, GString *out)
+{
+    if (flags & SMTP_LINE_TOO_LONG) {
+        s->line_too_long = TRUE;
+        s->after_crlf = TRUE;   /* the reader resynchronised at an LF */
+        return;
+    }
+    gboolean crlf = len >= 2 && line[len - 2] == '\r' && line[len - 1] == '\n';
+    gsize body = len - (crlf ? 2 : (len && line[len - 1] == '\n') ? 1 : 0);
+    /* RFC 5321 4.1.1.4: the text ends with CRLF "." CRLF — only that, never a bare-LF variant,
+     * so no other server's idea of the end can smuggle a second message past us. */
+    gboolean end = s->after_crlf && crlf && body == 1 && line[0] == '.';
+    s->after_crlf = crlf;
+    if (end) {
+        smtp_finish_message(s, out);
+        return;
+    }
+    if ((flags & SMTP_LINE_NUL) || memchr(line, '\0', len))
+        s->has_nul = TRUE;
+    /* RFC 5321 4.5.2: remove the transparency dot */
+    if (body > 0 && line[0] == '.') {
+        line++;
+        body--;
+    }
+    if (body + 2 > SMTP_TEXT_LINE_MAX)
+        s->line_too_long = TRUE;
+    s->text_octets += body + 2;
+    /* Past the limit only count: the excess is never buffered. */
+    if (s->text_octets <= s->cfg.max_message_size && !s->line_too_long && !s->has_nul) {
+        g_string_append_len(s->message, line, (gssize)body);
+        g_string_append_len(s->message, "\r\n", 2);
+    }
+}
+
+/* --- the session ----------------------------------------------------------------------------- */
+
+void
+smtp_session_config_init(SmtpSessionConfig *sc, const CassmailConfig *cfg)
+{
+    memset(sc, 0, sizeof *sc);
+    sc->hostname = cfg->hostname;
+    sc->domains = cfg->domains;
+    sc->max_message_size = cfg->max_message_size;
+    sc->max_recipients = cfg->max_recipients > 0 ? (guint)cfg->max_recipients : 1;
+    sc->max_errors = cfg->max_errors > 0 ? (guint)cfg->max_errors : 0;
+}
+
+SmtpSession *
+smtp_session_new(const SmtpSessionConfig *cfg, Store *store, const char *peer)
+{
+    SmtpSession *s = g_new0(SmtpSession, 1);
+    s->cfg = *cfg;
+    if (!s->cfg.hostname)
+        s->cfg.hostname = "localhost";
+    s->store = store;
+    s->peer = g_strdup(peer && *peer ? peer : "unknown");
+    s->id = g_strdup_printf("%08X", g_random_int());
+    s->stats.id = s->id;
+    s->rcpt_users = g_ptr_array_new_with_free_func(g_free);
+    s->state = SMTP_STATE_INIT;
+    s->after_crlf = TRUE;
+    return s;
+}
+
+void
+smtp_session_free(SmtpSession **sp)
+{
+    SmtpSession *s = *sp;
+    if (!s)
+        return;
+    smtp_reset_transaction(s);
+    g_ptr_array_unref(s->rcpt_users);
+    g_free(s->helo);
+    g_free(s->peer);
+    g_free(s->id);
+    g_free(s);
+    *sp = NULL;
+}
+
+void
+smtp_session_greeting(SmtpSession *s, GString *out)
+{
+    smtp_reply(out, 220, SMTP_ESC_NONE, "%s ESMTP CassMail", s->cfg.hostname);
+}
+
+gboolean
+smtp_session_in_data(const SmtpSession *s)
+{
+    return s->state == SMTP_STATE_DATA;
+}
+
+void
+smtp_session_timeout(SmtpSession *s, GString *out)
+{
+    if (s->state == SMTP_STATE_CLOSED)
+        return;
+    smtp_close(s, out, 421, SMTP_ESC_CONN_TIMEOUT, "Error: timeout exceeded");
+}
+
+void
+smtp_session_stats(const SmtpSession *s, SmtpSessionStats *stats)
+{
+    *stats = s->stats;
+}
+
+/* smtp_find_command - the table entry for VERB (case-insensitive), or NULL */
+static const SmtpCommand *
+smtp_find_command(const char *verb, gsize len)
+{
+    for (gsize i = 0; i < G_N_ELEMENTS(smtp_commands); i++)
+        if (strlen(smtp_commands[i].verb) == len && g_ascii_strncasecmp(smtp_commands[i].verb, verb, len) == 0)
+            return &smtp_commands[i];
+    return NULL;
+}
+
+/* smtp_command - the rules every command line passes, then the verb's check and proceed */
+static SmtpResult
+smtp_command(SmtpSession *s, const char *line, gsize len, guint flags, GString *out)
+{
+    if (flags & SMTP_LINE_TOO_LONG) {
+        smtp_reply(out, 500, SMTP_ESC_SYNTAX, "Line too long (over %d octets)", SMTP_COMMAND_LINE_MAX);
+        return SMTP_BAD;
+    }
+    if ((flags & SMTP_LINE_NUL) || memchr(line, '\0', len)) {
+        smtp_reply(out, 500, SMTP_ESC_SYNTAX, "NUL octet in command");
+        return SMTP_BAD;
+    }
+    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        len--;
+    g_autofree char *text = g_strndup(line, len);
+    gsize vlen = strcspn(text, " ");
+    const SmtpCommand *cmd = smtp_find_command(text, vlen);
+    if (!cmd) {
+        smtp_reply(out, 500, SMTP_ESC_SYNTAX, "Command unrecognized");
+        return SMTP_BAD;
+    }
+    if (!(cmd->states & (1u << s->state))) {
+        smtp_reply(out, 503, SMTP_ESC_INVALID_COMMAND, "Bad sequence of commands: %s", smtp_sequence_hint(s, cmd));
+        return SMTP_BAD;
+    }
+    SmtpArgs a = {.arg = text + vlen};
+    while (*a.arg == ' ')
+        a.arg++;
+    if ((cmd->flags & CMD_ARG_REQUIRED) && !*a.arg) {
+        smtp_reply(out, 501, SMTP_ESC_SYNTAX, "Syntax: %s needs an argument", cmd->verb);
+        return SMTP_BAD;
+    }
+    if ((cmd->flags & CMD_ARG_NONE) && *a.arg) {
+        smtp_reply(out, 501, SMTP_ESC_SYNTAX, "Syntax: %s takes no argument", cmd->verb);
+        return SMTP_BAD;
+    }
+    SmtpResult r = cmd->check ? cmd->check(s, &a, out) : SMTP_GO;
+    if (r == SMTP_GO && cmd->proceed)
+        r = cmd->proceed(s, &a, out);
+    g_free(a.address);
+    g_free(a.local);
+    g_free(a.domain);
+    return r;
+}
+
+gboolean
+smtp_session_feed(SmtpSession *s, const char *line, gsize len, guint flags, GString *out)
+{
+    switch (s->state) {
+    case SMTP_STATE_CLOSED:
+        return TRUE;
+    case SMTP_STATE_DATA:
+        smtp_data_line(s, line, len, flags, out);
+        return FALSE;
+    default:
+        break;
+    }
+    SmtpResult r = smtp_command(s, line, len, flags, out);
+    if (r == SMTP_BAD) {
+        s->stats.errors++;
+        if (s->cfg.max_errors && s->stats.errors >= s->cfg.max_errors) {
+            smtp_close(s, out, 421, SMTP_ESC_SECURITY, "Error: too many errors");
+            return TRUE;
+        }
+    }
+    return r == SMTP_CLOSE;
+}
+
+const char *
+smtp_received_strip(const char *msg, gsize len, gsize *text_len)
+{
+    static const char head[] = "Received: from ";
+    if (len < sizeof head - 1 || memcmp(msg, head, sizeof head - 1) != 0)
+        return NULL;
+    const char *p = msg, *end = msg + len;
+    for (int i = 0; i < SMTP_RECEIVED_LINES; i++) {
+        const char *lf = memchr(p, '\n', (gsize)(end - p));
+        if (!lf || (i > 0 && *p != '\t'))
+            return NULL;
+        p = lf + 1;
+    }
+    *text_len = (gsize)(end - p);
+    return p;
+}

@@ -1,0 +1,131 @@
+/*
+ * session.h - the SMTP protocol core: one session, lines in, replies out, mail into the Store.
+ *
+ * Implements RFC 5321 section 3 (the mail transaction, 3.3; address verification, 3.5; QUIT and
+ * closing, 3.8), section 4.1 (HELO, EHLO, MAIL, RCPT, DATA, RSET, VRFY, HELP, NOOP, QUIT; 4.1.1.4
+ * the end of mail data; 4.1.4 order of commands), 4.2 (reply codes), 4.4 (the Received: trace
+ * field), 4.5.2 (dot transparency), 4.5.3.1 (size limits) and 4.5.3.2 (timeouts, with the
+ * adapter's help); the EHLO extensions PIPELINING (RFC 2920), SIZE (RFC 1870), 8BITMIME (RFC 6152)
+ * and ENHANCEDSTATUSCODES (RFC 2034, codes of RFC 3463). It accepts mail only for existing users
+ * of its local domains and never relays (RFC 2505).
+ *
+ * The core never touches a socket, TLS or Thrift. The adapter (src/cmd/cassmail-smtpd.c, the unit
+ * tests, a fuzzer) drives it:
+ *
+ *     smtp_session_greeting(s, out);                             send OUT
+ *     loop:
+ *         max     = smtp_session_in_data(s) ? SMTP_TEXT_READ_MAX : SMTP_COMMAND_LINE_MAX
+ *         timeout = smtp_session_in_data(s) ? data timeout       : idle timeout
+ *         read one line (with its line ending) of at most MAX octets
+ *         on a timeout: smtp_session_timeout(s, out); send OUT; close
+ *         close = smtp_session_feed(s, line, len, flags, out);   send OUT (flush when no more
+ *         if (close) close                                        input is buffered: RFC 2920)
+ *
+ * Stored message: exactly three lines of our Received: field, then the DATA text dot-unstuffed
+ * with every line ending in CRLF (a bare LF becomes CRLF):
+ *
+ *     Received: from HELO-NAME (PEER)\r\n
+ *     \tby HOSTNAME (CassMail) with ESMTP id SESSION.N;\r\n
+ *     \tDAY, DD MON YYYY HH:MM:SS +ZZZZ\r\n
+ *     <the client's text>
+ *
+ * ("with SMTP" after HELO; SESSION is 8 hex digits per session, N counts its transactions).
+ * Whoever needs the client's octets back drops the first three lines — smtp_received_strip().
+ *
+ * Text-line and message policies (decided here, tested in test/unit/test-smtp-session.c):
+ *   - the text ends only at "." CRLF right after a CRLF (a bare-LF variant is text: no SMTP
+ *     smuggling); a text line that is not the end and begins with "." loses that dot;
+ *   - a text line over 1000 octets (CRLF included, the transparency dot not counted, RFC 5321
+ *     4.5.3.1.6) is skipped by the reader; the message is refused after its end with
+ *     "500 5.6.0" and nothing is stored — one answer per message;
+ *   - text over max_message_size is counted but not kept; "552 5.3.4" after the end;
+ *   - a text line with a NUL octet: "554 5.6.0" after the end, nothing stored.
+ */
+#ifndef CASSMAIL_SMTP_SESSION_H
+#define CASSMAIL_SMTP_SESSION_H
+
+#include <glib.h>
+
+#include "store/store.h"
+#include "util/config.h"
+
+/* RFC 5321 4.5.3.1.4: a command line, CRLF included. */
+#define SMTP_COMMAND_LINE_MAX 512
+/* RFC 5321 4.5.3.1.6: a text line, CRLF included, not counting a transparency dot... */
+#define SMTP_TEXT_LINE_MAX 1000
+/* ...so the reader must allow one octet more for that dot. */
+#define SMTP_TEXT_READ_MAX (SMTP_TEXT_LINE_MAX + 1)
+/* Lines of our Received: field at the start of every stored message. */
+#define SMTP_RECEIVED_LINES 3
+
+typedef struct {
+    const char *hostname;            /* borrowed: greeting, Received:, 221 */
+    char *const *domains;            /* borrowed, NULL-terminated: the local domains */
+    gsize max_message_size;          /* octets of text (after unstuffing, CRLF line ends) */
+    guint max_recipients;            /* distinct accepted recipients per transaction */
+    guint max_errors;                /* bad commands before 421 and close (0: no limit) */
+    const char *const *extensions;   /* borrowed, NULL-terminated or NULL: more EHLO keywords
+                                      * (the hook for STARTTLS, AUTH ...) */
+} SmtpSessionConfig;
+
+/* What the reader saw about the line it hands over. */
+typedef enum {
+    SMTP_LINE_TOO_LONG = 1 << 0,  /* longer than the limit; its text was skipped */
+    SMTP_LINE_NUL = 1 << 1,       /* it contains a NUL octet */
+} SmtpLineFlags;
+
+typedef enum {
+    SMTP_STATE_INIT,     /* greeted, no HELO/EHLO yet */
+    SMTP_STATE_READY,    /* after HELO/EHLO, RSET or a finished transaction */
+    SMTP_STATE_MAIL,     /* MAIL accepted, no recipient yet */
+    SMTP_STATE_RCPT,     /* at least one recipient accepted */
+    SMTP_STATE_DATA,     /* reading message text */
+    SMTP_STATE_CLOSED,   /* after QUIT, a timeout or too many errors */
+} SmtpState;
+
+typedef struct {
+    SmtpState state;
+    const char *helo;          /* NULL before HELO/EHLO; owned by the session */
+    const char *id;            /* the session id of Received: lines and logs; owned */
+    guint accepted;            /* messages stored */
+    guint64 accepted_octets;   /* their stored size */
+    guint rejected;            /* transactions refused or failed at the end of DATA */
+    guint errors;              /* bad commands (syntax, sequence, unknown) */
+} SmtpSessionStats;
+
+typedef struct SmtpSession SmtpSession;
+
+/* smtp_session_config_init - the session settings from cassmail.conf (CFG must outlive them) */
+void smtp_session_config_init(SmtpSessionConfig *sc, const CassmailConfig *cfg);
+
+/* smtp_session_new - a session for PEER (an address, for the Received: field and logs); CFG is
+ * copied, the strings it points to are borrowed; STORE is borrowed */
+SmtpSession *smtp_session_new(const SmtpSessionConfig *cfg, Store *store, const char *peer);
+/* smtp_session_free - free *S (a transaction in progress is dropped) and set it to NULL */
+void smtp_session_free(SmtpSession **s);
+
+/* smtp_session_greeting - the 220 greeting */
+void smtp_session_greeting(SmtpSession *s, GString *out);
+
+/* smtp_session_feed - one line of LEN octets including its line ending; FLAGS (SmtpLineFlags)
+ * from the reader. Appends any reply to OUT. Returns TRUE when the connection should close
+ * after OUT is sent. */
+gboolean smtp_session_feed(SmtpSession *s, const char *line, gsize len, guint flags, GString *out);
+
+/* smtp_session_in_data - whether the next line is message text (for the line limit and timeout) */
+gboolean smtp_session_in_data(const SmtpSession *s);
+
+/* smtp_session_timeout - 421 4.4.2 and closed; a transaction in progress is dropped */
+void smtp_session_timeout(SmtpSession *s, GString *out);
+
+/* smtp_session_stats - counters for the adapter's end-of-session log line */
+void smtp_session_stats(const SmtpSession *s, SmtpSessionStats *stats);
+
+/* smtp_state_name - "init", "ready", ... for logs */
+const char *smtp_state_name(SmtpState state);
+
+/* smtp_received_strip - the client's text inside stored message MSG: what follows our
+ * SMTP_RECEIVED_LINES lines, or NULL when MSG does not start with our field. */
+const char *smtp_received_strip(const char *msg, gsize len, gsize *text_len);
+
+#endif
