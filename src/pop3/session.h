@@ -1,0 +1,98 @@
+/*
+ * session.h - the POP3 protocol core: one session, lines in, replies out, mail through the Store.
+ *
+ * Implements RFC 1939 (sections 3-7: AUTHORIZATION, TRANSACTION and UPDATE states; USER, PASS,
+ * QUIT, STAT, LIST, RETR, DELE, NOOP, RSET, TOP, UIDL) and RFC 2449 (CAPA, response codes, the
+ * 255-octet command line), with the [AUTH] and [SYS/TEMP] codes of RFC 3206. APOP is not offered:
+ * the store keeps only salted hashes, never a password APOP could use.
+ *
+ * The core never touches a socket, a clock or a sleep. The adapter (src/cmd/cassmail-pop3d.c, the
+ * unit tests) drives it:
+ *
+ *     pop3_session_greeting(s, out);                      write OUT
+ *     for each line read (CRLF stripped or not):
+ *         close = pop3_session_feed(s, line, len, too_long, out);
+ *         delay = pop3_session_take_delay_ms(s);         sleep DELAY ms, then write OUT
+ *         while (pop3_session_more(s, out, CHUNK))        write OUT after each call (bounded)
+ *         if (close) stop
+ *     on idle timeout: pop3_session_timeout(s, out)       write OUT, stop (nothing is deleted)
+ *
+ * A mailbox is "user" or "user<delimiter>mailbox" in USER (default inbox). Unknown users, unknown
+ * mailboxes, missing and wrong passwords all fail at PASS with the same reply and the same cost.
+ * There is no maildrop lock: another session may remove a message this one listed, which RETR
+ * and TOP then report as gone.
+ */
+#ifndef CASSMAIL_POP3_SESSION_H
+#define CASSMAIL_POP3_SESSION_H
+
+#include <glib.h>
+
+#include "store/store.h"
+#include "util/config.h"
+
+/* RFC 2449 section 4: a command line is at most 255 octets. We count them without the CRLF. */
+#define POP3_LINE_MAX 255
+
+typedef struct {
+    guint batch_size;          /* index entries per store_index_page call */
+    char mailbox_delimiter;    /* "pete|outbox" */
+    guint login_delay_ms;      /* a failed PASS is answered after this long */
+    guint max_errors;          /* bad commands and failed logins before the session is closed */
+    gboolean plaintext_auth;   /* USER/PASS allowed (TLS, a loopback peer, or configured) */
+} Pop3SessionConfig;
+
+typedef enum {
+    POP3_STATE_AUTHORIZATION,
+    POP3_STATE_TRANSACTION,
+    POP3_STATE_UPDATE,
+    POP3_STATE_CLOSED,
+} Pop3State;
+
+/* What a session did, for the log line at its end. */
+typedef struct {
+    Pop3State state;
+    const char *user;          /* NULL before a successful login */
+    const char *mailbox;
+    guint messages;            /* in the maildrop at login */
+    guint64 octets;
+    guint retrieved;           /* RETR completed */
+    guint64 retrieved_octets;
+    guint deleted;             /* removed from the store at QUIT */
+    guint failed_logins;
+    guint errors;
+} Pop3SessionStats;
+
+typedef struct Pop3Session Pop3Session;
+
+/* pop3_session_config_init - the session settings from cassmail.conf */
+void pop3_session_config_init(Pop3SessionConfig *pc, const CassmailConfig *cfg);
+
+/* pop3_session_new - a session for PEER (for logs) on STORE; CFG is copied, STORE is borrowed */
+Pop3Session *pop3_session_new(const Pop3SessionConfig *cfg, Store *store, const char *peer);
+void pop3_session_free(Pop3Session **s);
+
+/* pop3_session_greeting - the "+OK" greeting sent when the connection opens */
+void pop3_session_greeting(Pop3Session *s, GString *out);
+
+/* pop3_session_feed - one command line of LEN octets (a trailing CRLF or LF is ignored; NULs are
+ * rejected); TOO_LONG when the reader had to cut it. Appends the reply to OUT. Returns TRUE when
+ * the session is over and the connection should close after OUT is written. */
+gboolean pop3_session_feed(Pop3Session *s, const char *line, gsize len, gboolean too_long,
+                           GString *out);
+
+/* pop3_session_take_delay_ms - how long to wait before writing the reply just produced (a failed
+ * login); reading it resets it to 0 */
+guint pop3_session_take_delay_ms(Pop3Session *s);
+
+/* pop3_session_more - append up to about MAX more octets of a multi-line reply (RETR, TOP) to OUT;
+ * TRUE while still more remains */
+gboolean pop3_session_more(Pop3Session *s, GString *out, gsize max);
+
+/* pop3_session_timeout - the autologout (RFC 1939 section 3): a last -ERR line, no UPDATE */
+void pop3_session_timeout(Pop3Session *s, GString *out);
+
+void pop3_session_stats(const Pop3Session *s, Pop3SessionStats *stats);
+
+const char *pop3_state_name(Pop3State state);
+
+#endif
