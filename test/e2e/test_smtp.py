@@ -454,7 +454,7 @@ def test_syntax_unknown_and_unimplemented_commands(env):
     c = Raw(env.smtpd.port)
     assert c.cmd("EHLO").startswith("501 5.5.2")
     assert c.cmd("EHLO client.example").startswith("250-")
-    assert c.cmd("MAIL FROM x@remote.example").startswith("501 5.5.2")
+    assert c.cmd("MAIL FROM x@remote.example").startswith("501 5.5.4")
     assert c.cmd("MAIL FROM:<x@>").startswith("501 5.1.7")
     assert c.cmd("MAIL FROM:<x@remote.example> AUTH=<>").startswith("555 5.5.4")
     assert c.cmd("MAIL FROM:<x@remote.example>").startswith("250")
@@ -641,6 +641,7 @@ def test_postal_60s_every_message_stored_whole(env, tmp_path):
     env.mail.admin("import", tmp_path / "users.txt")
     out_path = tmp_path / "postal.csv"
     dbg = tmp_path / "io"
+    earlier = set(env.smtpd.children())   # sessions other tests left idle are not Postal's
     with open(out_path, "wb") as out:
         p = subprocess.Popen(["postal", "-m", "20", "-M", "5", "-t", "2", "-c", "5", "-r", "1200",
                               "-p", str(env.smtpd.port), "-z", str(dbg), "127.0.0.1", str(tmp_path / "users.txt")],
@@ -649,7 +650,7 @@ def test_postal_60s_every_message_stored_whole(env, tmp_path):
         time.sleep(61)
         assert p.poll() is None, out_path.read_text()
         p.send_signal(signal.SIGINT)   # Postal stops sending, finishes its messages, keeps reporting
-        wait_for(lambda: not env.smtpd.children(), timeout=60, what="Postal's sessions to end")
+        wait_for(lambda: not set(env.smtpd.children()) - earlier, timeout=60, what="Postal's sessions to end")
         lines_at_rest = len(out_path.read_text().splitlines())
         # Postal prints a line per wall-clock minute: the next one covers everything.
         wait_for(lambda: len(out_path.read_text().splitlines()) > lines_at_rest, timeout=75, step=0.5,
