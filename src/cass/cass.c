@@ -206,6 +206,14 @@ cass_client_endpoint(CassClient *c)
     return c->n_endpoints ? c->endpoints[c->current] : "(none)";
 }
 
+int
+cass_client_set_retry_ms(CassClient *c, int retry_ms)
+{
+    int old = c->retry_ms;
+    c->retry_ms = retry_ms >= 0 ? retry_ms : 0;
+    return old;
+}
+
 /* split_endpoint - "host:port" or "[v6]:port" into its parts; port defaults to 9160 */
 static void
 split_endpoint(const char *ep, char **host, char **port)
@@ -357,18 +365,46 @@ pick_endpoint(CassClient *c)
     return best;
 }
 
+/* next_endpoint - the endpoint after FROM in list order that is not in back-off (FROM itself
+ * when every other one is) */
+static guint
+next_endpoint(CassClient *c, guint from, gint64 now)
+{
+    for (guint k = 1; k < c->n_endpoints; k++) {
+        guint i = (from + k) % c->n_endpoints;
+        if (c->down_until[i] <= now)
+            return i;
+    }
+    return from;
+}
+
 typedef gboolean (*CassAttempt)(CassClient *c, gpointer data, GError **error);
 
-/* cass_run - ATTEMPT on the current endpoint, failing over and retrying within the budget */
+/* cass_run - ATTEMPT on the current endpoint, failing over and retrying within the budget
+ *
+ * A transport error (refused, reset, timed out) puts the endpoint in back-off and moves to the
+ * most preferred endpoint that is not in back-off. Unavailable and TimedOut leave the endpoint
+ * usable and ask the next coordinator in the list. Once every endpoint has been asked in a round
+ * (or none is left outside back-off), the operation pauses — 100 ms, growing to 1 s — before the
+ * next round, so a ring that cannot serve the consistency level is asked a few times a second
+ * until the budget is spent, never in a tight loop. Each move (from one endpoint to another) is
+ * logged once per operation, however many rounds it takes. */
 static gboolean
 cass_run(CassClient *c, const char *what, CassAttempt attempt, gpointer data, GError **error)
 {
     gint64 deadline = g_get_monotonic_time() + (gint64)c->retry_ms * 1000;
+    /* moves already logged in this operation: bit FROM * n + TO (small lists; longer lists are
+     * logged without the bookkeeping) */
+    guint64 logged = 0;
+    guint asked = 0, rounds = 0;
     for (guint tries = 0;; tries++) {
         GError *e = NULL;
-        if (!c->iface) {
+        gint64 now = g_get_monotonic_time();
+        /* An operation starts on the most preferred endpoint outside back-off; a retry keeps the
+         * endpoint the failure chose, unless that one is in back-off. */
+        if (!c->iface && (tries == 0 || c->down_until[c->current] > now)) {
             guint pick = pick_endpoint(c);
-            if (pick != c->current && tries == 0)
+            if (pick != c->current)
                 c->stats.failovers++;
             c->current = pick;
         }
@@ -379,7 +415,7 @@ cass_run(CassClient *c, const char *what, CassAttempt attempt, gpointer data, GE
         gboolean retryable = e->domain == CASS_ERROR && (e->code == CASS_ERROR_TRANSPORT ||
                                                          e->code == CASS_ERROR_UNAVAILABLE ||
                                                          e->code == CASS_ERROR_TIMEDOUT);
-        gint64 now = g_get_monotonic_time();
+        now = g_get_monotonic_time();
         if (!retryable || now >= deadline) {
             if (retryable && tries > 0)
                 g_prefix_error(&e, "%s failed after %u attempts: ", what, tries + 1);
@@ -387,28 +423,34 @@ cass_run(CassClient *c, const char *what, CassAttempt attempt, gpointer data, GE
             return FALSE;
         }
         guint from = c->current;
-        if (e->code == CASS_ERROR_TRANSPORT)
-            c->down_until[from] = now + (gint64)c->backoff_ms * 1000;
         disconnect(c);
-        /* Unavailable / TimedOut: the coordinator lives; ask the next one. */
-        c->current = e->code == CASS_ERROR_TRANSPORT ? pick_endpoint(c)
-                                                     : (from + 1) % MAX(c->n_endpoints, 1);
-        if (c->current == from && c->down_until[from] > now && c->n_endpoints > 1)
-            c->current = (from + 1) % c->n_endpoints;
+        if (e->code == CASS_ERROR_TRANSPORT) {
+            c->down_until[from] = now + (gint64)c->backoff_ms * 1000;
+            c->current = pick_endpoint(c);
+        } else {
+            /* Unavailable / TimedOut: the coordinator lives; ask the next one. */
+            c->current = next_endpoint(c, from, now);
+        }
         c->stats.retries++;
         if (c->current != from) {
             c->stats.failovers++;
-            log_warn("cassandra: %s on %s failed (%s); moving to %s", what, c->endpoints[from],
-                     e->message, c->endpoints[c->current]);
+            guint bit = from * c->n_endpoints + c->current;
+            if (bit >= 64 || !(logged & (G_GUINT64_CONSTANT(1) << bit)))
+                log_warn("cassandra: %s on %s failed (%s); moving to %s", what, c->endpoints[from],
+                         e->message, c->endpoints[c->current]);
+            if (bit < 64)
+                logged |= G_GUINT64_CONSTANT(1) << bit;
         }
         g_error_free(e);
-        /* Pause before trying the same endpoint again, growing to 1 s; none when moving on
-         * to a fresh endpoint. */
-        if (c->current == from || c->down_until[c->current] > now) {
-            gint64 pause = MIN((gint64)100000 * (tries + 1), 1000000);
+        /* Pause when the round is over: every endpoint asked, or nothing left to move to. */
+        asked++;
+        if (asked >= c->n_endpoints || c->current == from || c->down_until[c->current] > now) {
+            gint64 pause = MIN((gint64)100000 * (rounds + 1), 1000000);
             pause = MIN(pause, deadline - now);
             if (pause > 0)
                 g_usleep((gulong)pause);
+            asked = 0;
+            rounds++;
         }
     }
 }

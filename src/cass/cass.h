@@ -76,6 +76,9 @@ void cass_client_free(CassClient **c);
 const CassStats *cass_client_stats(CassClient *c);
 /* cass_client_endpoint - the endpoint currently in use (or to be tried next) */
 const char *cass_client_endpoint(CassClient *c);
+/* cass_client_set_retry_ms - change the retry budget of the operations that follow; returns
+ * the previous one (for a short clean-up after a failed operation) */
+int cass_client_set_retry_ms(CassClient *c, int retry_ms);
 
 gboolean cass_describe_version(CassClient *c, char **version, GError **error);
 gboolean cass_describe_cluster_name(CassClient *c, char **name, GError **error);

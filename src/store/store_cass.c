@@ -3,7 +3,9 @@
  *
  * Delivery is one batch_mutate under one version-1 TimeUUID: every target's Mailboxes column and
  * its MailboxIndex entry. Column timestamps come from the TimeUUID itself, so a retried write is
- * the same write and can never duplicate a message. Reads for POP3 listings touch MailboxIndex
+ * the same write and can never duplicate a message. A delivery that fails in the end is
+ * withdrawn (its columns deleted again), since Cassandra may have applied part of the batch and the
+ * client will resend the message under a new id. Reads for POP3 listings touch MailboxIndex
  * only; message bodies are read one at a time.
  */
 #include "store/store.h"
@@ -13,6 +15,7 @@
 
 #include "cass/cass.h"
 #include "store/store_admin.h"
+#include "util/log.h"
 
 typedef struct {
     Store base;
@@ -111,6 +114,20 @@ row_key(const char *user, const char *mailbox)
     return g_strconcat(user, ":", mailbox, NULL);
 }
 
+/* cap_budget - limit the client's retry budget to MS for what follows; returns the budget to
+ * restore afterwards */
+static int
+cap_budget(CassStore *s, int ms)
+{
+    int budget = cass_client_set_retry_ms(s->client, ms);
+    if (budget < ms)
+        cass_client_set_retry_ms(s->client, budget);
+    return budget;
+}
+
+/* How long confirming an unknown user at QUORUM may take, at most. */
+#define CONFIRM_BUDGET_MS 1000
+
 static gboolean
 cs_user_exists(Store *base, const char *user, gboolean *exists, GError **error)
 {
@@ -120,6 +137,20 @@ cs_user_exists(Store *base, const char *user, gboolean *exists, GError **error)
     gboolean ok = cass_get_slice(s->client, CF_USERS, user, strlen(user), NULL, 0, NULL, 0, FALSE, 1,
                                  s->read_consistency, cols, &e);
     *exists = ok && cols->len > 0;
+    /* "No such user" at ONE may be one stale replica talking: a node that crashed loses the
+     * writes of its last commit log sync period and answers without them until repaired. Since
+     * the answer becomes a permanent 550, it is confirmed at QUORUM first (within a second);
+     * when QUORUM cannot be had, the first answer stands. */
+    if (ok && !*exists && s->read_consistency == CASS_ONE) {
+        GError *e2 = NULL;
+        int budget = cap_budget(s, CONFIRM_BUDGET_MS);
+        if (cass_get_slice(s->client, CF_USERS, user, strlen(user), NULL, 0, NULL, 0, FALSE, 1,
+                           CASS_QUORUM, cols, &e2))
+            *exists = cols->len > 0;
+        else
+            g_error_free(e2);
+        cass_client_set_retry_ms(s->client, budget);
+    }
     return done(s, ok, e, error);
 }
 
@@ -220,6 +251,45 @@ cs_users_list(Store *base, GPtrArray *out, GError **error)
     return done(s, TRUE, NULL, error);
 }
 
+/* How long the clean-up after a failed delivery may take, at most. */
+#define WITHDRAW_BUDGET_MS 3000
+
+/* withdraw_delivery - delete whatever landed of a delivery that failed
+ *
+ * Cassandra 0.7 applies a batch_mutate row by row and replica by replica, and it reports
+ * Unavailable for one row after it may already have written others; TimedOut and a dropped
+ * connection leave the same doubt. The client is told 451 and will send the message again, under
+ * a new id, so any copy of this attempt would be a half-delivered message now and a duplicate
+ * later. Each target's columns are deleted with a timestamp one microsecond newer than the
+ * write, which wins over the write on every replica whatever order they arrive in. The
+ * deletion goes at ONE (it reaches every live replica; a dead one gets it by hinted handoff) and
+ * within a short budget of its own; if even that fails, a warning names the message. */
+static void
+withdraw_delivery(CassStore *s, GHashTable *keys, const StoreMsgId *id, gint64 ts)
+{
+    CassBatch *b = cass_batch_new();
+    GHashTableIter it;
+    gpointer key;
+    g_hash_table_iter_init(&it, keys);
+    while (g_hash_table_iter_next(&it, &key, NULL)) {
+        cass_batch_delete(b, CF_MAILBOXES, key, strlen(key), id->bytes, 16, ts + 1);
+        cass_batch_delete(b, CF_INDEX, key, strlen(key), id->bytes, 16, ts + 1);
+    }
+    int budget = cap_budget(s, WITHDRAW_BUDGET_MS);
+    GError *e = NULL;
+    char text[STORE_MSGID_TEXT_LEN];
+    store_msgid_to_text(id, text);
+    if (cass_batch_execute(s->client, b, CASS_ONE, &e)) {
+        log_info("store: delivery id=%s failed; whatever part of it was written is withdrawn", text);
+    } else {
+        log_warn("store: delivery id=%s failed and could not be withdrawn (%s); a partial copy "
+                 "may remain", text, e->message);
+        g_error_free(e);
+    }
+    cass_client_set_retry_ms(s->client, budget);
+    cass_batch_free(&b);
+}
+
 static gboolean
 cs_deliver(Store *base, const StoreTarget *targets, guint n_targets, const guint8 *msg, gsize len,
            StoreMsgId *id, GError **error)
@@ -244,6 +314,9 @@ cs_deliver(Store *base, const StoreTarget *targets, guint n_targets, const guint
     GError *e = NULL;
     gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, &e);
     cass_batch_free(&b);
+    /* InvalidRequest is refused before anything is applied; the rest leave a doubt */
+    if (!ok && e->domain == CASS_ERROR && e->code != CASS_ERROR_INVALID)
+        withdraw_delivery(s, seen, id, ts);
     return done(s, ok, e, error);
 }
 
