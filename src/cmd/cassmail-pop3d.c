@@ -12,8 +12,18 @@
  * the autologout timer is at least 10 minutes), sleeping before a failed login's reply, writing
  * RETR/TOP output in bounded chunks as the core produces them, and logging one line per session:
  *
- *     session end peer=... user=... mailbox=... state=... retrieved=N/octets deleted=N
- *         failed_logins=N errors=N duration=S bytes_read=N columns_read=N vmhwm_kb=N
+ *     session end peer=... user=... mailbox=... state=... end=... tls=yes|no
+ *         retrieved=N/octets deleted=N failed_logins=N errors=N duration=S bytes_read=N
+ *         columns_read=N vmhwm_kb=N
+ *
+ * Start-up order (src/util/privs.h): read the configuration, bind (not in --inetd mode), load the
+ * [tls] certificate and key, then — when started as root — become [server] user/group for good
+ * before any client byte is read; as root without a user to become it refuses to run (exit 77),
+ * in --inetd mode too.
+ *
+ * TLS: with [tls] certificate and key, CAPA offers STLS (RFC 2595). After the core's "+OK" the
+ * adapter flushes, drops every input octet it holds, runs the handshake (TLS 1.2 or newer) and
+ * tells the core. USER/PASS before TLS follow [smtp] allow_plaintext_auth for this peer.
  *
  * bytes_read/columns_read are the store's counters (what this session read from Cassandra) and
  * vmhwm_kb the process's peak resident size: the end-to-end tests read them from this line.
@@ -43,6 +53,7 @@
 typedef struct {
     CassmailConfig *cfg;
     int idle_timeout_s;
+    SSL_CTX *tls;            /* NULL without [tls] certificate and key */
 } Pop3d;
 
 /* pop3d_vmhwm_kb - this process's peak resident set (VmHWM in /proc/self/status), 0 if unknown */
@@ -56,13 +67,20 @@ pop3d_vmhwm_kb(void)
     return p ? g_ascii_strtoull(p + 7, NULL, 10) : 0;
 }
 
-/* pop3d_peer_is_local - whether PEER (see NetHandler) is this machine: a loopback address, a Unix
- * socket, or inetd with pipes */
+/* pop3d_start_tls - the handshake after the core's "+OK" to STLS; FALSE when the session cannot
+ * go on */
 static gboolean
-pop3d_peer_is_local(const char *peer)
+pop3d_start_tls(Pop3d *d, NetConn *conn, Pop3Session *s, const char *peer)
 {
-    return !peer || g_str_has_prefix(peer, "127.") || strcmp(peer, "::1") == 0 ||
-           strcmp(peer, "local") == 0 || strcmp(peer, "pipe") == 0;
+    GError *error = NULL;
+    if (!net_conn_start_tls(conn, d->tls, &error)) {
+        log_info("pop3 %s: STLS: %s", peer, error->message);
+        g_error_free(error);
+        return FALSE;
+    }
+    log_info("pop3 %s: STLS: %s", peer, net_conn_tls_description(conn));
+    pop3_session_tls_started(s);
+    return TRUE;
 }
 
 /* pop3d_send - write OUT to CONN and empty it; FALSE when the connection failed */
@@ -97,9 +115,8 @@ pop3d_session(NetConn *conn, const char *peer, gpointer data)
 
     Pop3SessionConfig pc;
     pop3_session_config_init(&pc, d->cfg);
-    /* No STLS yet: USER/PASS in clear text is allowed where [smtp] allow_plaintext_auth says so,
-     * and always from this machine. */
-    pc.plaintext_auth = d->cfg->allow_plaintext_auth || pop3d_peer_is_local(peer);
+    pc.plaintext_auth = config_plaintext_auth_allowed(d->cfg, peer);
+    pc.stls = d->tls != NULL;
     Pop3Session *s = pop3_session_new(&pc, store, peer);
 
     GString *out = g_string_sized_new(1024);
@@ -145,18 +162,22 @@ pop3d_session(NetConn *conn, const char *peer, gpointer data)
             end = "closed";
             break;
         }
+        if (ok && pop3_session_stls_pending(s) && !pop3d_start_tls(d, conn, s, peer)) {
+            end = "tls-failed";
+            break;
+        }
     }
 
     Pop3SessionStats st;
     pop3_session_stats(s, &st);
     const StoreCounters *c = store_counters(store);
-    log_info("session end peer=%s user=%s mailbox=%s state=%s end=%s"
+    log_info("session end peer=%s user=%s mailbox=%s state=%s end=%s tls=%s"
              " retrieved=%u/%" G_GUINT64_FORMAT " deleted=%u failed_logins=%u errors=%u"
              " duration=%.3f bytes_read=%" G_GUINT64_FORMAT " columns_read=%" G_GUINT64_FORMAT
              " vmhwm_kb=%" G_GUINT64_FORMAT,
              peer, st.user ? st.user : "-", st.mailbox ? st.mailbox : "-",
-             pop3_state_name(st.state), end, st.retrieved, st.retrieved_octets, st.deleted,
-             st.failed_logins, st.errors, (double)(g_get_monotonic_time() - start) / 1e6,
+             pop3_state_name(st.state), end, st.tls ? "yes" : "no", st.retrieved,
+             st.retrieved_octets, st.deleted, st.failed_logins, st.errors, (double)(g_get_monotonic_time() - start) / 1e6,
              c->bytes_read, c->columns_read, pop3d_vmhwm_kb());
     pop3_session_free(&s);
     store_free(&store);
@@ -164,12 +185,13 @@ pop3d_session(NetConn *conn, const char *peer, gpointer data)
     g_string_free(line, TRUE);
 }
 
-/* pop3d_fail - report ERROR (to stderr too when the log goes to syslog), free, exit status RC */
+/* pop3d_fail - report ERROR (to stderr too when ECHO: the log goes to syslog and stderr is not
+ * the client), free, exit status RC */
 static int
-pop3d_fail(CassmailConfig *cfg, gboolean foreground, GError *error, int rc)
+pop3d_fail(CassmailConfig *cfg, gboolean echo, GError *error, int rc)
 {
     log_err("%s", error->message);
-    if (!foreground)
+    if (echo)
         fprintf(stderr, "cassmail-pop3d: %s\n", error->message);
     g_error_free(error);
     config_free(&cfg);
@@ -214,12 +236,14 @@ main(int argc, char **argv)
     }
     /* In inetd mode stderr may be the client's socket: log there only when asked (-f). */
     log_open("cassmail-pop3d", foreground);
+    /* Errors go to stderr too when the log does not, except in inetd mode (the client's socket). */
+    gboolean echo = !foreground && !inetd;
     if (!config_path && g_file_test(DEFAULT_CONFIG, G_FILE_TEST_EXISTS))
         config_path = g_strdup(DEFAULT_CONFIG);
 
     CassmailConfig *cfg = config_load(config_path, &error);
     if (!cfg)
-        return pop3d_fail(NULL, foreground, error, 78);
+        return pop3d_fail(NULL, echo, error, 78);
     Pop3d d = {
         .cfg = cfg,
         /* RFC 1939 wants >= 10 minutes; [limits] idle_timeout_s is shared with SMTP (300 s by
@@ -229,20 +253,35 @@ main(int argc, char **argv)
     };
     signal(SIGPIPE, SIG_IGN);
 
-    /* Bind first (port 110 needs root), then become [server] user before reading a byte. */
+    /* Bind first (port 110 needs root), load the key (it may be root's alone), then become
+     * [server] user before reading a byte; never serve clients as root. */
     int fd = -1;
     if (!inetd && (fd = net_listen(listen ? listen : cfg->pop3_listen, &error)) < 0)
-        return pop3d_fail(cfg, foreground, error, 69);
-    if (!privs_drop(cfg->user, cfg->group, TRUE, &error))
-        return pop3d_fail(cfg, foreground, error, 77);
+        return pop3d_fail(cfg, echo, error, 69);
+    if (cfg->tls_certificate && !(d.tls = net_tls_server_context(cfg->tls_certificate, cfg->tls_key, &error))) {
+        if (fd >= 0)
+            close(fd);
+        return pop3d_fail(cfg, echo, error, 78);
+    }
+    if (!privs_drop(cfg->user, cfg->group, FALSE, &error)) {
+        if (fd >= 0)
+            close(fd);
+        SSL_CTX_free(d.tls);
+        return pop3d_fail(cfg, echo, error, 77);
+    }
 
     if (inetd) {
         net_serve_inetd(pop3d_session, &d);
     } else {
-        log_info("max %d children, autologout after %d s", cfg->max_children, d.idle_timeout_s);
-        if (net_serve_fd(fd, cfg->max_children, POP3D_BUSY, pop3d_session, &d, &error) < 0)
-            return pop3d_fail(cfg, foreground, error, 69);
+        log_info("max %d children, autologout after %d s, STLS %s", cfg->max_children,
+                 d.idle_timeout_s, d.tls ? "offered" : "not offered (no [tls] certificate)");
+        net_serve_set_evict_idle(cfg->evict_idle_s);
+        if (net_serve_fd(fd, cfg->max_children, POP3D_BUSY, pop3d_session, &d, &error) < 0) {
+            SSL_CTX_free(d.tls);
+            return pop3d_fail(cfg, echo, error, 69);
+        }
     }
+    SSL_CTX_free(d.tls);
     config_free(&cfg);
     return 0;
 }

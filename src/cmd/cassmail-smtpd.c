@@ -10,6 +10,17 @@
  * with -f. Each session opens its own Store, which connects to Cassandra on first use, so every
  * child has its own Thrift connection and the parent has none.
  *
+ * Start-up order (src/util/privs.h): read the configuration, bind the listener (not in --inetd
+ * mode), load the [tls] certificate and key, then — when started as root — become [server]
+ * user/group for good, before any client byte is read. As root without a user to become it
+ * refuses to run (exit 77), in --inetd mode too: inetd may well start us as root.
+ *
+ * TLS: with [tls] certificate and key, EHLO offers STARTTLS (RFC 3207). After the core's 220 the
+ * adapter flushes, drops every input octet it holds (a command pipelined behind STARTTLS is never
+ * executed), runs the handshake (TLS 1.2 or newer, src/net/conn.h) and tells the core, which
+ * forgets the session so far. A failed handshake ends the session. Whether AUTH may be used
+ * before TLS is [smtp] allow_plaintext_auth, read for this peer (config_plaintext_auth_allowed).
+ *
  * The adapter reads lines with the RFC 5321 limits (512 octets for commands, 1000 for text lines
  * plus the transparency dot) and timeouts ([limits] idle_timeout_s between commands,
  * data_timeout_s inside DATA; on expiry "421 4.4.2" and close), answers pipelined commands in one
@@ -17,11 +28,14 @@
  * waits), and logs one line per session:
  *
  *     smtp ID PEER: session end helo=... accepted=N octets=N rejected=N errors=N end=... ms=N
+ *         tls=yes|no auth=USER|-
  */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
 
 #include "net/conn.h"
 #include "net/server.h"
@@ -36,6 +50,7 @@
 
 typedef struct {
     CassmailConfig *cfg;
+    SSL_CTX *tls;            /* NULL without [tls] certificate and key */
 } Smtpd;
 
 /* smtpd_send - queue OUT on CONN (and empty it); FALSE when the client is gone */
@@ -45,6 +60,24 @@ smtpd_send(NetConn *conn, GString *out)
     gboolean ok = out->len == 0 || net_conn_write(conn, out->str, out->len);
     g_string_truncate(out, 0);
     return ok;
+}
+
+/* smtpd_start_tls - the handshake after the core's 220 to STARTTLS (net_conn_start_tls flushes
+ * the 220 and drops buffered input first); FALSE when the session cannot go on */
+static gboolean
+smtpd_start_tls(Smtpd *d, NetConn *conn, SmtpSession *s, const char *peer)
+{
+    SmtpSessionStats st;
+    smtp_session_stats(s, &st);
+    GError *error = NULL;
+    if (!net_conn_start_tls(conn, d->tls, &error)) {
+        log_info("smtp %s %s: STARTTLS: %s", st.id, peer, error->message);
+        g_error_free(error);
+        return FALSE;
+    }
+    log_info("smtp %s %s: STARTTLS: %s", st.id, peer, net_conn_tls_description(conn));
+    smtp_session_tls_started(s);
+    return TRUE;
 }
 
 /* smtpd_session - serve one connection (in the forked child, or the inetd process) */
@@ -65,6 +98,8 @@ smtpd_session(NetConn *conn, const char *peer, gpointer data)
     }
     SmtpSessionConfig sc;
     smtp_session_config_init(&sc, d->cfg);
+    sc.starttls = d->tls != NULL;
+    sc.plaintext_auth = config_plaintext_auth_allowed(d->cfg, peer);
     SmtpSession *s = smtp_session_new(&sc, store, peer);
     GString *out = g_string_sized_new(1024);
     GString *line = g_string_sized_new(SMTP_TEXT_READ_MAX + 1);
@@ -74,7 +109,7 @@ smtpd_session(NetConn *conn, const char *peer, gpointer data)
     gboolean ok = smtpd_send(conn, out) && net_conn_flush(conn);
     while (ok) {
         gboolean in_data = smtp_session_in_data(s);
-        gsize max = in_data ? SMTP_TEXT_READ_MAX : SMTP_COMMAND_LINE_MAX;
+        gsize max = smtp_session_line_max(s);
         int timeout_s = in_data ? d->cfg->data_timeout_s : d->cfg->idle_timeout_s;
         NetLineStatus r = net_conn_read_line(conn, max, timeout_s * 1000, line);
         guint flags = 0;
@@ -94,6 +129,8 @@ smtpd_session(NetConn *conn, const char *peer, gpointer data)
             break;
         }
         gboolean close = smtp_session_feed(s, line->str, line->len, flags, out);
+        if (!in_data)
+            OPENSSL_cleanse(line->str, line->len);   /* it may hold AUTH credentials */
         ok = smtpd_send(conn, out);
         /* RFC 2920: one write for a pipelined group; flush once the input runs dry. */
         if (ok && (close || net_conn_pending(conn) == 0))
@@ -104,27 +141,33 @@ smtpd_session(NetConn *conn, const char *peer, gpointer data)
             end = st.errors >= sc.max_errors && sc.max_errors ? "too-many-errors" : "quit";
             break;
         }
-        if (!ok)
+        if (!ok) {
             end = "write-error";
+        } else if (smtp_session_starttls_pending(s) && !smtpd_start_tls(d, conn, s, peer)) {
+            end = "tls-failed";
+            break;
+        }
     }
     SmtpSessionStats st;
     smtp_session_stats(s, &st);
     log_info("smtp %s %s: session end helo=%s accepted=%u octets=%" G_GUINT64_FORMAT
-             " rejected=%u errors=%u end=%s ms=%" G_GINT64_FORMAT,
+             " rejected=%u errors=%u end=%s ms=%" G_GINT64_FORMAT " tls=%s auth=%s",
              st.id, peer, st.helo ? st.helo : "-", st.accepted, st.accepted_octets, st.rejected,
-             st.errors, end, (g_get_monotonic_time() - start) / 1000);
+             st.errors, end, (g_get_monotonic_time() - start) / 1000, st.tls ? "yes" : "no",
+             st.auth_user ? st.auth_user : "-");
     smtp_session_free(&s);
     store_free(&store);
     g_string_free(out, TRUE);
     g_string_free(line, TRUE);
 }
 
-/* smtpd_fail - report ERROR (on stderr too when the log goes to syslog); exit status RC */
+/* smtpd_fail - report ERROR (on stderr too when ECHO: the log goes to syslog and stderr is not
+ * the client); exit status RC */
 static int
-smtpd_fail(CassmailConfig *cfg, gboolean foreground, GError *error, int rc)
+smtpd_fail(CassmailConfig *cfg, gboolean echo, GError *error, int rc)
 {
     log_err("%s", error->message);
-    if (!foreground)
+    if (echo)
         fprintf(stderr, "cassmail-smtpd: %s\n", error->message);
     g_error_free(error);
     config_free(&cfg);
@@ -170,22 +213,31 @@ main(int argc, char **argv)
     }
     /* In inetd mode stderr may be the client's socket: log there only when asked (-f). */
     log_open("cassmail-smtpd", foreground);
+    /* Errors go to stderr too when the log does not, except in inetd mode (the client's socket). */
+    gboolean echo = !foreground && !inetd;
     if (!config_path && g_file_test(DEFAULT_CONFIG, G_FILE_TEST_EXISTS))
         config_path = g_strdup(DEFAULT_CONFIG);
     CassmailConfig *cfg = config_load(config_path, &error);
     if (!cfg)
-        return smtpd_fail(NULL, foreground, error, 78);
+        return smtpd_fail(NULL, echo, error, 78);
     Smtpd d = {.cfg = cfg};
     signal(SIGPIPE, SIG_IGN);
 
-    /* Bind first (port 25 needs root), then become [server] user before reading a byte. */
+    /* Bind first (port 25 needs root), load the key (it may be root's alone), then become
+     * [server] user before reading a byte; never serve clients as root. */
     int fd = -1;
     if (!inetd && (fd = net_listen(listen ? listen : cfg->smtp_listen, &error)) < 0)
-        return smtpd_fail(cfg, foreground, error, 69);
-    if (!privs_drop(cfg->user, cfg->group, TRUE, &error)) {
+        return smtpd_fail(cfg, echo, error, 69);
+    if (cfg->tls_certificate && !(d.tls = net_tls_server_context(cfg->tls_certificate, cfg->tls_key, &error))) {
         if (fd >= 0)
             close(fd);
-        return smtpd_fail(cfg, foreground, error, 77);
+        return smtpd_fail(cfg, echo, error, 78);
+    }
+    if (!privs_drop(cfg->user, cfg->group, FALSE, &error)) {
+        if (fd >= 0)
+            close(fd);
+        SSL_CTX_free(d.tls);
+        return smtpd_fail(cfg, echo, error, 77);
     }
 
     if (inetd) {
@@ -194,9 +246,17 @@ main(int argc, char **argv)
         g_autofree char *domains = g_strjoinv(",", cfg->domains);
         log_info("domains %s, max message %" G_GSIZE_FORMAT " octets, %d recipients, %d children at most",
                  domains, cfg->max_message_size, cfg->max_recipients, cfg->max_children);
-        if (net_serve_fd(fd, cfg->max_children, SMTPD_BUSY, smtpd_session, &d, &error) < 0)
-            return smtpd_fail(cfg, foreground, error, 69);
+        log_info("STARTTLS %s, AUTH without TLS: %s", d.tls ? "offered" : "not offered (no [tls] certificate)",
+                 cfg->allow_plaintext_auth == CONFIG_PLAINTEXT_ALWAYS     ? "every client"
+                 : cfg->allow_plaintext_auth == CONFIG_PLAINTEXT_LOOPBACK ? "loopback clients only"
+                                                                          : "never");
+        net_serve_set_evict_idle(cfg->evict_idle_s);
+        if (net_serve_fd(fd, cfg->max_children, SMTPD_BUSY, smtpd_session, &d, &error) < 0) {
+            SSL_CTX_free(d.tls);
+            return smtpd_fail(cfg, echo, error, 69);
+        }
     }
+    SSL_CTX_free(d.tls);
     config_free(&cfg);
     return 0;
 }

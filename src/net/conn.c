@@ -579,6 +579,40 @@ tls_error(GError **error, const char *what)
     ERR_clear_error();
 }
 
+/* net_tls_server_context - see conn.h */
+SSL_CTX *
+net_tls_server_context(const char *certificate, const char *key, GError **error)
+{
+    ERR_clear_error();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        tls_error(error, "cannot create a TLS context");
+        return NULL;
+    }
+    if (!SSL_CTX_set_min_proto_version(ctx, NET_TLS_MIN_VERSION)) {
+        tls_error(error, "cannot require TLS 1.2");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                             SSL_OP_CIPHER_SERVER_PREFERENCE);
+    /* One process per connection: a session cache would never be hit. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    g_autofree char *what = NULL;
+    if (SSL_CTX_use_certificate_chain_file(ctx, certificate) != 1)
+        what = g_strdup_printf("[tls] certificate %s: cannot load", certificate);
+    else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+        what = g_strdup_printf("[tls] key %s: cannot load", key);
+    else if (SSL_CTX_check_private_key(ctx) != 1)
+        what = g_strdup_printf("[tls] key %s does not match certificate %s", key, certificate);
+    if (what) {
+        tls_error(error, what);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
 /* net_conn_start_tls - see conn.h */
 gboolean
 net_conn_start_tls(NetConn *c, SSL_CTX *ctx, GError **error)

@@ -103,6 +103,17 @@ gboolean net_conn_flush(NetConn *c);
 /* net_conn_set_write_timeout - how long a write or handshake may make no progress (ms, > 0) */
 void net_conn_set_write_timeout(NetConn *c, int timeout_ms);
 
+/* NET_TLS_MIN_VERSION - the oldest protocol version a client may negotiate (TLS 1.2; SSL 3,
+ * TLS 1.0 and 1.1 are refused in the handshake) */
+#define NET_TLS_MIN_VERSION TLS1_2_VERSION
+
+/* net_tls_server_context - the server-side TLS context for STARTTLS/STLS: the certificate chain
+ * and private key from PEM files CERTIFICATE and KEY (checked to match), TLS 1.2 or newer, no
+ * compression, no renegotiation, the server's cipher order. Call it before dropping privileges:
+ * the key may be readable by root alone. NULL and ERROR (naming the file) on failure; free with
+ * SSL_CTX_free. */
+SSL_CTX *net_tls_server_context(const char *certificate, const char *key, GError **error);
+
 /* net_conn_start_tls - flush the output, drop buffered input, and run the server side of a TLS
  * handshake with CTX (bounded by the write timeout). On failure the connection is unusable. */
 gboolean net_conn_start_tls(NetConn *c, SSL_CTX *ctx, GError **error);

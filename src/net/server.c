@@ -4,17 +4,28 @@
  * Signals: the parent keeps SIGCHLD, SIGTERM and SIGINT blocked except inside ppoll(), so a
  * signal can only interrupt the wait — never arrive between checking a flag and sleeping.
  * Handlers only set flags; children are reaped with waitpid(WNOHANG) in the main loop.
+ *
+ * Sessions: the parent keeps a NetChild per live child — its pid, the peer, and the parent's copy
+ * of the connection — in a table keyed by pid. The copy lets a full listener see, through
+ * TCP_INFO, how long each client has been silent, and close the quietest (server.h); it is closed
+ * when the child is reaped. A new child closes the whole table's copies at once (they belong to
+ * its siblings), so a client always sees its connection end when its own session ends.
  */
 #include "net/server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -24,8 +35,38 @@
 
 #define LISTEN_TEXT_MAX 300   /* longer than any host:port we could mean */
 
+/* descriptors the parent needs besides one per session (listener, logs, stdio, slack) */
+#define NET_SERVE_SPARE_FDS 64
+
 static volatile sig_atomic_t got_child;
 static volatile sig_atomic_t got_stop;
+static int evict_idle_s = NET_SERVE_EVICT_IDLE_S;
+
+/* One live session, as the parent sees it. */
+typedef struct {
+    pid_t pid;
+    int fd;             /* the parent's copy of the connection (-1 when there is none) */
+    char *peer;         /* the client's address, for logs */
+    gboolean evicted;   /* closed to make room; no longer counted, waiting to be reaped */
+} NetChild;
+
+/* net_child_free - close the parent's copy of the connection and free C (table destructor) */
+static void
+net_child_free(gpointer data)
+{
+    NetChild *c = data;
+    if (c->fd >= 0)
+        close(c->fd);
+    g_free(c->peer);
+    g_free(c);
+}
+
+/* net_serve_set_evict_idle - see server.h */
+void
+net_serve_set_evict_idle(int seconds)
+{
+    evict_idle_s = MAX(seconds, 0);
+}
 
 /* net_parse_port - a decimal port 0..65535 */
 static gboolean
@@ -258,9 +299,11 @@ on_stop(int sig)
     got_stop = 1;
 }
 
-/* net_reap - collect every exited child, forgetting ours in CHILDREN */
+/* net_reap - collect every exited child, forgetting ours in CHILDREN (which closes our copy of
+ * its connection). A session that died of a signal is logged, except of the SIGTERM a STOPPING
+ * server sent it. */
 static void
-net_reap(GHashTable *children)
+net_reap(GHashTable *children, gboolean stopping)
 {
     got_child = 0;
     for (;;) {
@@ -268,13 +311,98 @@ net_reap(GHashTable *children)
         pid_t pid = waitpid(-1, &status, WNOHANG);
         if (pid <= 0)
             return;
-        if (!g_hash_table_remove(children, GINT_TO_POINTER(pid)))
+        NetChild *c = g_hash_table_lookup(children, GINT_TO_POINTER(pid));
+        if (!c)
             continue;
-        if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM && WTERMSIG(status) != SIGKILL)
-            log_err("session %ld died of signal %d", (long)pid, WTERMSIG(status));
+        if (WIFSIGNALED(status) && !(stopping && WTERMSIG(status) == SIGTERM))
+            log_err("session %ld died of signal %d (%s)", (long)pid, WTERMSIG(status), c->peer);
         else if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
-            log_warn("session %ld exited with status %d", (long)pid, WEXITSTATUS(status));
+            log_warn("session %ld exited with status %d (%s)", (long)pid, WEXITSTATUS(status),
+                     c->peer);
+        g_hash_table_remove(children, GINT_TO_POINTER(pid));
     }
+}
+
+/* net_live - sessions that count against max_children: every child not evicted */
+static guint
+net_live(GHashTable *children)
+{
+    guint live = 0;
+    GHashTableIter it;
+    gpointer value;
+    g_hash_table_iter_init(&it, children);
+    while (g_hash_table_iter_next(&it, NULL, &value))
+        if (!((NetChild *)value)->evicted)
+            live++;
+    return live;
+}
+
+/* net_silent_ms - how long the client on FD has been silent: the time since data last went
+ * either way on the connection (TCP_INFO). -1 when that is unknown (not TCP) or when input is
+ * waiting unread (the session is busy, not its client idle). */
+static gint64
+net_silent_ms(int fd)
+{
+    struct tcp_info ti;
+    memset(&ti, 0, sizeof ti);
+    socklen_t len = sizeof ti;
+    if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+        len < offsetof(struct tcp_info, tcpi_last_ack_recv))
+        return -1;
+    int unread = 0;
+    if (ioctl(fd, SIOCINQ, &unread) != 0 || unread > 0)
+        return -1;
+    return MIN(ti.tcpi_last_data_recv, ti.tcpi_last_data_sent);
+}
+
+/* net_evict_idle - make room for a new connection: close the session whose client has been
+ * silent longest, when that is at least evict_idle_s. The client gets BUSY_REPLY; shutting the
+ * socket down makes the session read EOF and end. TRUE when a session was closed. */
+static gboolean
+net_evict_idle(GHashTable *children, const char *busy_reply)
+{
+    if (evict_idle_s <= 0)
+        return FALSE;
+    NetChild *quietest = NULL;
+    gint64 longest = -1;
+    GHashTableIter it;
+    gpointer value;
+    g_hash_table_iter_init(&it, children);
+    while (g_hash_table_iter_next(&it, NULL, &value)) {
+        NetChild *c = value;
+        gint64 ms = c->evicted ? -1 : net_silent_ms(c->fd);
+        if (ms > longest) {
+            longest = ms;
+            quietest = c;
+        }
+    }
+    if (!quietest || longest < (gint64)evict_idle_s * 1000)
+        return FALSE;
+    if (busy_reply && *busy_reply)
+        (void)send(quietest->fd, busy_reply, strlen(busy_reply), MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)shutdown(quietest->fd, SHUT_RDWR);
+    quietest->evicted = TRUE;
+    log_warn("evicted %ld (%s): silent %" G_GINT64_FORMAT " s, the listener is full",
+             (long)quietest->pid, quietest->peer, longest / 1000);
+    return TRUE;
+}
+
+/* net_raise_fd_limit - let the parent hold a copy of MAX_CHILDREN connections: raise the soft
+ * RLIMIT_NOFILE (as far as the hard limit allows) */
+static void
+net_raise_fd_limit(int max_children)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t want = (rlim_t)max_children + NET_SERVE_SPARE_FDS;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? want : MIN(want, rl.rlim_max);
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+        log_warn("open files limited to %lu: fewer than %d sessions fit",
+                 (unsigned long)rl.rlim_cur, max_children);
 }
 
 /* net_refuse - tell a connection we are full, and close it */
@@ -311,7 +439,7 @@ net_run_child(int listen_fd, GHashTable *children, int cfd, const char *peer,
               const sigset_t *unblocked, NetHandler handler, gpointer user_data)
 {
     close(listen_fd);
-    g_hash_table_unref(children);   /* the parent's bookkeeping */
+    g_hash_table_unref(children);   /* the parent's bookkeeping; closes the siblings' sockets */
     struct sigaction dfl = {.sa_handler = SIG_DFL};
     sigemptyset(&dfl.sa_mask);
     sigaction(SIGCHLD, &dfl, NULL);
@@ -338,11 +466,11 @@ net_stop_children(GHashTable *children, const sigset_t *unblocked)
     while (g_hash_table_iter_next(&it, &key, NULL))
         kill(GPOINTER_TO_INT(key), SIGTERM);
     gint64 deadline = g_get_monotonic_time() + (gint64)NET_SERVE_STOP_GRACE_MS * 1000;
-    net_reap(children);
+    net_reap(children, TRUE);
     while (g_hash_table_size(children) > 0 && g_get_monotonic_time() < deadline) {
         struct timespec nap = {.tv_sec = 0, .tv_nsec = 50 * 1000 * 1000};
         (void)ppoll(NULL, 0, &nap, unblocked);   /* SIGCHLD ends the nap early */
-        net_reap(children);
+        net_reap(children, TRUE);
     }
     if (g_hash_table_size(children) == 0)
         return;
@@ -398,14 +526,15 @@ net_serve_fd(int fd, int max_children, const char *busy_reply, NetHandler handle
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, &saved.pipe);
 
-    GHashTable *children = g_hash_table_new(NULL, NULL);
+    net_raise_fd_limit(max_children);
+    GHashTable *children = g_hash_table_new_full(NULL, NULL, NULL, net_child_free);
     g_autofree char *where = net_local_text(fd);
     log_info("listening on %s (at most %d sessions)", where, max_children);
     int result = 0;
 
     while (!got_stop) {
         if (got_child)
-            net_reap(children);
+            net_reap(children, FALSE);
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int r = ppoll(&p, 1, NULL, &unblocked);
         if (r < 0 && errno != EINTR) {
@@ -433,9 +562,9 @@ net_serve_fd(int fd, int max_children, const char *busy_reply, NetHandler handle
             break;
         }
         g_autofree char *peer = net_addr_text((struct sockaddr *)&ss, slen, FALSE);
-        net_reap(children);   /* count only sessions that are really alive */
-        guint live = g_hash_table_size(children);
-        if (live >= (guint)max_children) {
+        net_reap(children, FALSE);   /* count only sessions that are really alive */
+        guint live = net_live(children);
+        if (live >= (guint)max_children && !net_evict_idle(children, busy_reply)) {
             net_refuse(cfd, busy_reply, peer, live);
             continue;
         }
@@ -447,8 +576,11 @@ net_serve_fd(int fd, int max_children, const char *busy_reply, NetHandler handle
             net_refuse(cfd, busy_reply, peer, live);
             continue;
         }
-        g_hash_table_add(children, GINT_TO_POINTER(pid));
-        close(cfd);
+        NetChild *child = g_new0(NetChild, 1);
+        child->pid = pid;
+        child->fd = cfd;   /* kept: see the top of this file */
+        child->peer = g_steal_pointer(&peer);
+        g_hash_table_insert(children, GINT_TO_POINTER(pid), child);
     }
 
     close(fd);

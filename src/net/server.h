@@ -9,13 +9,27 @@
  *     net_serve_fd(fd, cfg->max_children, busy, handler, data, &error);
  *
  * or net_serve() for both steps at once. The parent only accepts, forks, counts and reaps; the
- * child runs HANDLER on a NetConn for the socket, flushes, and exits. A connection that arrives
- * while MAX_CHILDREN children are alive gets BUSY_REPLY and is closed without a fork. SIGTERM or
- * SIGINT stops the parent: it closes the listener, sends SIGTERM to the children, waits for them
+ * child runs HANDLER on a NetConn for the socket, flushes, and exits. SIGTERM or SIGINT stops the
+ * parent: it closes the listener, sends SIGTERM to the children, waits for them
  * (NET_SERVE_STOP_GRACE_MS, then SIGKILL) and returns 0. SIGPIPE is ignored.
  *
+ * Hostile clients (a slowloris holding connections open and silent): sessions are cheap (a child
+ * is a few hundred KB of its own and opens no Cassandra connection until it needs one), so
+ * MAX_CHILDREN can be high. When MAX_CHILDREN sessions are running, a new connection closes the
+ * session whose client has been silent longest — neither sent nor received data, per the
+ * kernel's TCP_INFO, and no input waiting unread — if that silence has lasted at least the
+ * eviction time (net_serve_set_evict_idle); that client gets BUSY_REPLY, its session reads EOF
+ * and ends as if the client had gone (a transaction in progress is dropped), and the new
+ * connection is served. Only when no session has been silent that long does the new connection
+ * get BUSY_REPLY and is closed without a fork. (A client in TLS sees a broken record instead of
+ * the reply: the parent cannot speak inside a child's TLS session.) To know that silence, the
+ * parent keeps its copy of every session's socket until it reaps the child, and raises its soft
+ * RLIMIT_NOFILE (within the hard limit) to fit MAX_CHILDREN of them.
+ *
  * The log (util/log.h) gets "listening on ADDR:PORT" once the socket accepts connections, one
- * line per connection refused as busy, and one line when the server stops.
+ * line per connection refused as busy, one per session closed to make room ("evicted PID ..."),
+ * one for a session that died of a signal (but for the SIGTERM of a stop) or exited non-zero,
+ * and one when the server stops.
  */
 #ifndef CASSMAIL_NET_SERVER_H
 #define CASSMAIL_NET_SERVER_H
@@ -28,6 +42,9 @@
 #define NET_LISTEN_BACKLOG 256
 /* how long a stopping server waits for its children before SIGKILL */
 #define NET_SERVE_STOP_GRACE_MS 5000
+/* the eviction time until net_serve_set_evict_idle says otherwise: longer than a delivery takes
+ * while Cassandra fails over (a client waiting for its 250 is silent too) */
+#define NET_SERVE_EVICT_IDLE_S 30
 
 /* One connection, in its own child process. PEER_ADDR is the client's numeric address without
  * port ("192.0.2.7", "2001:db8::7"; IPv4-mapped IPv6 shown as IPv4), or "local" (a Unix socket)
@@ -51,6 +68,10 @@ int net_bound_port(int fd);
  * restored before it returns. */
 int net_serve_fd(int fd, int max_children, const char *busy_reply, NetHandler handler,
                  gpointer user_data, GError **error);
+/* net_serve_set_evict_idle - the eviction time for the listeners of this process: a full
+ * listener closes a session whose client has been silent at least SECONDS to serve a new
+ * connection (see above); 0 never closes one (a full listener refuses). */
+void net_serve_set_evict_idle(int seconds);
 /* net_serve - net_listen then net_serve_fd */
 int net_serve(const char *listen, int max_children, const char *busy_reply, NetHandler handler,
               gpointer user_data, GError **error);

@@ -1,9 +1,10 @@
 /*
  * session.c - the POP3 protocol core (RFC 1939, RFC 2449 CAPA and response codes, RFC 3206 codes).
  *
- * One command table per state (popa3d's shape). pop3_session_feed applies every cross-cutting rule
- * before a handler runs: line length, NUL, empty line, known verb, verb allowed in this state,
- * number of arguments; and afterwards the error limit. Handlers write their reply through
+ * One command table per state (popa3d's shape); STLS (RFC 2595 4) lives in the AUTHORIZATION one.
+ * pop3_session_feed applies every cross-cutting rule before a handler runs: line length, NUL,
+ * empty line, known verb, verb allowed in this state, number of arguments; and afterwards the
+ * error limit. Handlers write their reply through
  * pop3_reply and return whether the command was a bad one.
  *
  * The maildrop is a compact array built at login from MailboxIndex alone (TimeUUID, size): STAT,
@@ -36,6 +37,8 @@ struct Pop3Session {
     char *peer;
     Pop3State state;
     gboolean authenticated;
+    gboolean tls;            /* the connection runs over TLS */
+    gboolean stls_pending;   /* "+OK" to STLS said, handshake not yet reported */
 
     char *user;              /* from USER, lower-cased; kept after login */
     char *mailbox;
@@ -183,14 +186,29 @@ pop3_forget_user(Pop3Session *s)
     g_clear_pointer(&s->mailbox, g_free);
 }
 
+/* pop3_offer_user - whether USER/PASS may be used now: over TLS, or where plaintext is allowed */
+static gboolean
+pop3_offer_user(const Pop3Session *s)
+{
+    return s->tls || s->cfg.plaintext_auth;
+}
+
+/* pop3_offer_stls - whether STLS may be used now */
+static gboolean
+pop3_offer_stls(const Pop3Session *s)
+{
+    return s->cfg.stls && !s->tls;
+}
+
 /* pop3_user - USER name (RFC 1939 section 7): remember user and mailbox; whether they exist is
  * decided at PASS */
 static Pop3Status
 pop3_user(Pop3Session *s, char **argv, guint argc, GString *out)
 {
     (void)argc;
-    if (!s->cfg.plaintext_auth) {
-        pop3_reply(out, FALSE, "AUTH", "plain-text login is not allowed on this connection");
+    if (!pop3_offer_user(s)) {
+        pop3_reply(out, FALSE, "AUTH", "plain-text login is not allowed on this connection%s",
+                   s->cfg.stls ? ", use STLS first" : "");
         return POP3_DONE;
     }
     pop3_forget_user(s);
@@ -375,22 +393,23 @@ pop3_quit(Pop3Session *s, char **argv, guint argc, GString *out)
     return POP3_DONE;
 }
 
-/* One capability (RFC 2449 section 6) and when it is offered. STLS (RFC 2595) and SASL (RFC 5034)
- * go here once the adapter has TLS, with a predicate on the session's TLS state. */
+/* pop3_offer_stls_now - STLS belongs in CAPA only in the AUTHORIZATION state (RFC 2595 4) */
+static gboolean
+pop3_offer_stls_now(const Pop3Session *s)
+{
+    return pop3_offer_stls(s) && s->state == POP3_STATE_AUTHORIZATION;
+}
+
+/* One capability (RFC 2449 section 6) and when it is offered. */
 typedef struct {
     const char *text;
     gboolean (*offered)(const Pop3Session *s);
 } Pop3Capability;
 
-static gboolean
-pop3_offer_user(const Pop3Session *s)
-{
-    return s->cfg.plaintext_auth;
-}
-
 static const Pop3Capability pop3_capabilities[] = {
     {"TOP", NULL},
     {"UIDL", NULL},
+    {"STLS", pop3_offer_stls_now},
     {"USER", pop3_offer_user},
     {"RESP-CODES", NULL},
     {"AUTH-RESP-CODE", NULL},
@@ -409,6 +428,23 @@ pop3_capa(Pop3Session *s, char **argv, guint argc, GString *out)
         if (!pop3_capabilities[i].offered || pop3_capabilities[i].offered(s))
             g_string_append_printf(out, "%s\r\n", pop3_capabilities[i].text);
     g_string_append(out, ".\r\n");
+    return POP3_DONE;
+}
+
+/* pop3_stls - STLS (RFC 2595 section 4): "+OK", then the adapter negotiates TLS */
+static Pop3Status
+pop3_stls(Pop3Session *s, char **argv, guint argc, GString *out)
+{
+    (void)argv, (void)argc;
+    if (s->tls) {
+        pop3_reply(out, FALSE, NULL, "command not permitted when TLS active");
+        return POP3_DONE;
+    }
+    if (!s->cfg.stls)
+        return pop3_bad(s, out, "STLS not available");
+    pop3_forget_user(s);
+    s->stls_pending = TRUE;
+    pop3_reply(out, TRUE, NULL, "Begin TLS negotiation");
     return POP3_DONE;
 }
 
@@ -591,6 +627,7 @@ static const Pop3Command pop3_authorization_commands[] = {
     {"PASS", 1, 1, TRUE, "PASS password", pop3_pass},
     {"QUIT", 0, 0, FALSE, "QUIT", pop3_quit},
     {"CAPA", 0, 0, FALSE, "CAPA", pop3_capa},
+    {"STLS", 0, 0, FALSE, "STLS", pop3_stls},
     {NULL, 0, 0, FALSE, NULL, NULL},
 };
 
@@ -680,6 +717,9 @@ pop3_session_feed(Pop3Session *s, const char *line, gsize len, gboolean too_long
         ;
     if (s->state == POP3_STATE_CLOSED)
         return TRUE;
+    /* RFC 2595 / RFC 3207 6: nothing sent before the TLS handshake is taken as sent under it */
+    if (s->stls_pending)
+        return FALSE;
 
     if (len > 0 && line[len - 1] == '\n')
         len--;
@@ -721,6 +761,20 @@ pop3_session_more(Pop3Session *s, GString *out, gsize max)
     return FALSE;
 }
 
+gboolean
+pop3_session_stls_pending(const Pop3Session *s)
+{
+    return s->stls_pending;
+}
+
+void
+pop3_session_tls_started(Pop3Session *s)
+{
+    s->stls_pending = FALSE;
+    s->tls = TRUE;
+    pop3_forget_user(s);
+}
+
 guint
 pop3_session_take_delay_ms(Pop3Session *s)
 {
@@ -760,6 +814,7 @@ pop3_session_stats(const Pop3Session *s, Pop3SessionStats *st)
         .deleted = s->deleted,
         .failed_logins = s->failed_logins,
         .errors = s->errors,
+        .tls = s->tls,
     };
 }
 
@@ -772,7 +827,9 @@ pop3_session_config_init(Pop3SessionConfig *pc, const CassmailConfig *cfg)
                                  ? cfg->mailbox_delimiter[0] : '|',
         .login_delay_ms = (guint)MAX(cfg->login_delay_ms, 0),
         .max_errors = (guint)MAX(cfg->max_errors, 1),
-        .plaintext_auth = cfg->allow_plaintext_auth,
+        /* The adapter knows the peer and whether it has a TLS context. */
+        .plaintext_auth = cfg->allow_plaintext_auth == CONFIG_PLAINTEXT_ALWAYS,
+        .stls = FALSE,
     };
 }
 

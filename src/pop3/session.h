@@ -3,8 +3,9 @@
  *
  * Implements RFC 1939 (sections 3-7: AUTHORIZATION, TRANSACTION and UPDATE states; USER, PASS,
  * QUIT, STAT, LIST, RETR, DELE, NOOP, RSET, TOP, UIDL) and RFC 2449 (CAPA, response codes, the
- * 255-octet command line), with the [AUTH] and [SYS/TEMP] codes of RFC 3206. APOP is not offered:
- * the store keeps only salted hashes, never a password APOP could use.
+ * 255-octet command line), with the [AUTH] and [SYS/TEMP] codes of RFC 3206, and STLS (RFC 2595
+ * section 4). APOP is not offered: the store keeps only salted hashes, never a password APOP
+ * could use.
  *
  * The core never touches a socket, a clock or a sleep. The adapter (src/cmd/cassmail-pop3d.c, the
  * unit tests) drives it:
@@ -15,7 +16,17 @@
  *         delay = pop3_session_take_delay_ms(s);         sleep DELAY ms, then write OUT
  *         while (pop3_session_more(s, out, CHUNK))        write OUT after each call (bounded)
  *         if (close) stop
+ *         if (pop3_session_stls_pending(s))               flush OUT, drop buffered input, TLS
+ *             handshake; then pop3_session_tls_started(s), or stop when it failed
  *     on idle timeout: pop3_session_timeout(s, out)       write OUT, stop (nothing is deleted)
+ *
+ * TLS and USER/PASS: STLS is offered (CAPA) and accepted in the AUTHORIZATION state when the
+ * adapter can do TLS (cfg.stls) and the session is not encrypted yet; otherwise -ERR. After its
+ * "+OK" every line fed is dropped unanswered until pop3_session_tls_started(), so nothing the
+ * client pipelined behind STLS is taken as sent under TLS; TLS also makes the session forget a
+ * name given with USER. USER/PASS are offered and accepted over TLS, or without TLS when
+ * cfg.plaintext_auth (the adapter's reading of [smtp] allow_plaintext_auth for this peer);
+ * otherwise USER is "-ERR [AUTH]" and CAPA lists no USER.
  *
  * A mailbox is "user" or "user<delimiter>mailbox" in USER (default inbox). Unknown users, unknown
  * mailboxes, missing and wrong passwords all fail at PASS with the same reply and the same cost.
@@ -38,7 +49,8 @@ typedef struct {
     char mailbox_delimiter;    /* "pete|outbox" */
     guint login_delay_ms;      /* a failed PASS is answered after this long */
     guint max_errors;          /* bad commands and failed logins before the session is closed */
-    gboolean plaintext_auth;   /* USER/PASS allowed (TLS, a loopback peer, or configured) */
+    gboolean plaintext_auth;   /* USER/PASS allowed before TLS (a loopback peer, or configured) */
+    gboolean stls;             /* the adapter can start TLS: offer STLS (RFC 2595) */
 } Pop3SessionConfig;
 
 typedef enum {
@@ -60,6 +72,7 @@ typedef struct {
     guint deleted;             /* removed from the store at QUIT */
     guint failed_logins;
     guint errors;
+    gboolean tls;              /* the session runs over TLS (after STLS) */
 } Pop3SessionStats;
 
 typedef struct Pop3Session Pop3Session;
@@ -87,6 +100,15 @@ guint pop3_session_take_delay_ms(Pop3Session *s);
 /* pop3_session_more - append up to about MAX more octets of a multi-line reply (RETR, TOP) to OUT;
  * TRUE while still more remains */
 gboolean pop3_session_more(Pop3Session *s, GString *out, gsize max);
+
+/* pop3_session_stls_pending - TRUE from the "+OK" to STLS until pop3_session_tls_started(): the
+ * adapter writes OUT, drops its buffered input and runs the TLS handshake. Lines fed meanwhile
+ * are dropped unanswered. */
+gboolean pop3_session_stls_pending(const Pop3Session *s);
+
+/* pop3_session_tls_started - the handshake succeeded: the session runs over TLS (USER/PASS now
+ * allowed) and has forgotten any name given with USER (RFC 2595 4) */
+void pop3_session_tls_started(Pop3Session *s);
 
 /* pop3_session_timeout - the autologout (RFC 1939 section 3): a last -ERR line, no UPDATE */
 void pop3_session_timeout(Pop3Session *s, GString *out);

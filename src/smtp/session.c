@@ -11,13 +11,20 @@
  * Bad commands (1, and syntax errors of 2) count towards max_errors; at the limit the session is
  * answered 421 and closed. Every reply goes through smtp_reply(); every state change through
  * smtp_enter_state().
+ *
+ * Two things are not commands: the lines of an AUTH exchange (smtp_auth_line, RFC 4954 4), and
+ * whatever arrives between the 220 to STARTTLS and the adapter's smtp_session_tls_started()
+ * (dropped, RFC 3207 6). smtp_session_feed() routes them before the command rules apply.
  */
 #include "smtp/session.h"
 
 #include <stdarg.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "util/log.h"
+#include "util/password.h"
 
 /* --- enhanced status codes (RFC 3463) ------------------------------------------------------- */
 
@@ -41,7 +48,9 @@ typedef enum {
     SMTP_ESC_CANNOT_VRFY,      /* X.5.2 as sendmail answers VRFY with 252 */
     SMTP_ESC_MEDIA,            /* X.6.0 other or undefined media error */
     SMTP_ESC_NOT_AUTHORIZED,   /* X.7.1 delivery not authorized (relay) */
-    SMTP_ESC_SECURITY,         /* X.7.0 other security or policy status */
+    SMTP_ESC_SECURITY,         /* X.7.0 other security or policy status (AUTH 235, 454) */
+    SMTP_ESC_AUTH_INVALID,     /* X.7.8 authentication credentials invalid (RFC 4954 6) */
+    SMTP_ESC_ENCRYPTION_NEEDED,/* X.7.11 encryption required for the mechanism (RFC 4954 6) */
 } SmtpEsc;
 
 static const char *const smtp_esc_text[] = {
@@ -63,6 +72,8 @@ static const char *const smtp_esc_text[] = {
     [SMTP_ESC_MEDIA] = "6.0",
     [SMTP_ESC_NOT_AUTHORIZED] = "7.1",
     [SMTP_ESC_SECURITY] = "7.0",
+    [SMTP_ESC_AUTH_INVALID] = "7.8",
+    [SMTP_ESC_ENCRYPTION_NEEDED] = "7.11",
 };
 
 /* smtp_reply_va - one reply line: CODE, "-" when MORE lines follow, the enhanced code, text */
@@ -103,6 +114,14 @@ smtp_reply_more(GString *out, int code, SmtpEsc esc, const char *fmt, ...)
 
 /* --- the session ----------------------------------------------------------------------------- */
 
+/* Where an AUTH exchange stands: which response the next line is (RFC 4954 4). */
+typedef enum {
+    SMTP_AUTH_NONE,          /* no exchange: lines are commands */
+    SMTP_AUTH_PLAIN,         /* PLAIN without an initial response: "authzid NUL user NUL pass" */
+    SMTP_AUTH_LOGIN_USER,    /* LOGIN: the user name */
+    SMTP_AUTH_LOGIN_PASS,    /* LOGIN: the password */
+} SmtpAuthStep;
+
 struct SmtpSession {
     SmtpSessionConfig cfg;
     Store *store;
@@ -112,6 +131,13 @@ struct SmtpSession {
     char *helo;
     gboolean esmtp;
     guint transactions;        /* DATA commands so far, the N of "id SESSION.N" */
+
+    /* TLS and authentication */
+    gboolean tls;              /* the connection runs over TLS */
+    gboolean starttls_pending; /* 220 to STARTTLS said, handshake not yet reported */
+    char *auth_user;           /* after a successful AUTH */
+    SmtpAuthStep auth_step;    /* an AUTH exchange in progress */
+    char *auth_login_user;     /* AUTH LOGIN: the user name, until the password arrives */
 
     /* the transaction */
     char *sender;              /* envelope sender, "" for <> */
@@ -159,12 +185,24 @@ smtp_reset_transaction(SmtpSession *s)
     s->after_crlf = TRUE;
 }
 
+/* smtp_auth_forget - end any AUTH exchange (the user name given to LOGIN is wiped) */
+static void
+smtp_auth_forget(SmtpSession *s)
+{
+    if (s->auth_login_user) {
+        OPENSSL_cleanse(s->auth_login_user, strlen(s->auth_login_user));
+        g_clear_pointer(&s->auth_login_user, g_free);
+    }
+    s->auth_step = SMTP_AUTH_NONE;
+}
+
 /* smtp_close - say CODE/ESC/TEXT and close: the transaction in progress is dropped */
 static void
 smtp_close(SmtpSession *s, GString *out, int code, SmtpEsc esc, const char *why)
 {
     smtp_reply(out, code, esc, "%s %s, closing connection", s->cfg.hostname, why);
     smtp_reset_transaction(s);
+    smtp_auth_forget(s);
     smtp_enter_state(s, SMTP_STATE_CLOSED);
 }
 
@@ -349,6 +387,13 @@ smtp_proceed_helo(SmtpSession *s, SmtpArgs *a, GString *out)
     return SMTP_GO;
 }
 
+/* smtp_auth_offered - whether AUTH may be used now: over TLS, or where plaintext is allowed */
+static gboolean
+smtp_auth_offered(const SmtpSession *s)
+{
+    return s->tls || s->cfg.plaintext_auth;
+}
+
 static SmtpResult
 smtp_proceed_ehlo(SmtpSession *s, SmtpArgs *a, GString *out)
 {
@@ -357,6 +402,10 @@ smtp_proceed_ehlo(SmtpSession *s, SmtpArgs *a, GString *out)
     smtp_reply_more(out, 250, SMTP_ESC_NONE, "PIPELINING");
     smtp_reply_more(out, 250, SMTP_ESC_NONE, "SIZE %" G_GSIZE_FORMAT, s->cfg.max_message_size);
     smtp_reply_more(out, 250, SMTP_ESC_NONE, "8BITMIME");
+    if (s->cfg.starttls && !s->tls)
+        smtp_reply_more(out, 250, SMTP_ESC_NONE, "STARTTLS");
+    if (smtp_auth_offered(s))
+        smtp_reply_more(out, 250, SMTP_ESC_NONE, "AUTH PLAIN LOGIN");
     for (const char *const *e = s->cfg.extensions; e && *e; e++)
         smtp_reply_more(out, 250, SMTP_ESC_NONE, "%s", *e);
     smtp_reply(out, 250, SMTP_ESC_NONE, "ENHANCEDSTATUSCODES");
@@ -393,6 +442,9 @@ smtp_check_mail_params(SmtpSession *s, const char *params, GString *out)
                            s->cfg.max_message_size);
                 return SMTP_REFUSED;
             }
+        } else if (strcmp(key, "AUTH") == 0 && value && *value && smtp_auth_offered(s)) {
+            /* RFC 4954 5: the identity a relaying MTA vouches for; we never relay, so it only
+             * needs to be accepted */
         } else if (strcmp(key, "BODY") == 0 && value &&
                    (g_ascii_strcasecmp(value, "7BIT") == 0 || g_ascii_strcasecmp(value, "8BITMIME") == 0)) {
             /* both are stored exactly as they come */
@@ -404,20 +456,35 @@ smtp_check_mail_params(SmtpSession *s, const char *params, GString *out)
     return SMTP_GO;
 }
 
+/* smtp_sender_is_own - whether the parsed MAIL address is the authenticated user's own:
+ * user@<a local domain>, the local part compared without case */
+static gboolean
+smtp_sender_is_own(const SmtpSession *s, const SmtpArgs *a)
+{
+    return a->domain && smtp_domain_is_local(s, a->domain) &&
+           g_ascii_strcasecmp(a->local, s->auth_user) == 0;
+}
+
 /* smtp_check_mail - "FROM:<reverse-path> [params]" (RFC 5321 4.1.1.2); <> is the null sender */
 static SmtpResult
 smtp_check_mail(SmtpSession *s, SmtpArgs *a, GString *out)
 {
     const char *params = NULL;
     if (g_ascii_strncasecmp(a->arg, "FROM:", 5) != 0 || !smtp_parse_path(a->arg + 5, &a->address, &params)) {
-        smtp_reply(out, 501, SMTP_ESC_SYNTAX, "Syntax: MAIL FROM:<address>");
+        smtp_reply(out, 501, SMTP_ESC_INVALID_ARGS, "Syntax: MAIL FROM:<address>");
         return SMTP_BAD;
     }
     if (*a->address && !smtp_split_address(a->address, &a->local, &a->domain)) {
         smtp_reply(out, 501, SMTP_ESC_BAD_SENDER_SYNTAX, "Bad sender address syntax");
         return SMTP_BAD;
     }
-    return smtp_check_mail_params(s, params, out);
+    SmtpResult r = smtp_check_mail_params(s, params, out);
+    if (r == SMTP_GO && s->auth_user && !smtp_sender_is_own(s, a)) {
+        smtp_reply(out, 553, SMTP_ESC_NOT_AUTHORIZED,
+                   "<%.256s>: Sender address rejected: not owned by user %s", a->address, s->auth_user);
+        return SMTP_REFUSED;
+    }
+    return r;
 }
 
 static SmtpResult
@@ -446,7 +513,7 @@ smtp_check_rcpt(SmtpSession *s, SmtpArgs *a, GString *out)
 {
     const char *params = NULL;
     if (g_ascii_strncasecmp(a->arg, "TO:", 3) != 0 || !smtp_parse_path(a->arg + 3, &a->address, &params)) {
-        smtp_reply(out, 501, SMTP_ESC_SYNTAX, "Syntax: RCPT TO:<address>");
+        smtp_reply(out, 501, SMTP_ESC_INVALID_ARGS, "Syntax: RCPT TO:<address>");
         return SMTP_BAD;
     }
     if (*params) {
@@ -504,9 +571,12 @@ smtp_received(SmtpSession *s, GString *msg)
 {
     g_autoptr(GDateTime) now = g_date_time_new_now_local();
     g_autofree char *date = g_date_time_format(now, "%a, %d %b %Y %H:%M:%S %z");
+    /* RFC 3848: ESMTPS over TLS, ESMTPA after AUTH, ESMTPSA for both */
+    const char *with = !s->esmtp ? "SMTP"
+                       : s->tls  ? (s->auth_user ? "ESMTPSA" : "ESMTPS")
+                                 : (s->auth_user ? "ESMTPA" : "ESMTP");
     g_string_append_printf(msg, "Received: from %s (%s)\r\n\tby %s (CassMail) with %s id %s.%u;\r\n\t%s\r\n",
-                           s->helo, s->peer, s->cfg.hostname, s->esmtp ? "ESMTP" : "SMTP", s->id,
-                           s->transactions, date);
+                           s->helo, s->peer, s->cfg.hostname, with, s->id, s->transactions, date);
 }
 
 static SmtpResult
@@ -572,6 +642,248 @@ smtp_proceed_help(SmtpSession *s, SmtpArgs *a, GString *out)
     return SMTP_GO;
 }
 
+/* --- STARTTLS (RFC 3207) --------------------------------------------------------------------- */
+
+static SmtpResult
+smtp_check_starttls(SmtpSession *s, SmtpArgs *a, GString *out)
+{
+    (void)a;
+    if (!s->cfg.starttls) {
+        smtp_reply(out, 502, SMTP_ESC_INVALID_COMMAND, "STARTTLS not available");
+        return SMTP_BAD;
+    }
+    if (s->tls) {
+        smtp_reply(out, 503, SMTP_ESC_INVALID_COMMAND, "Bad sequence of commands: TLS already active");
+        return SMTP_BAD;
+    }
+    return SMTP_GO;
+}
+
+static SmtpResult
+smtp_proceed_starttls(SmtpSession *s, SmtpArgs *a, GString *out)
+{
+    (void)a;
+    smtp_reply(out, 220, SMTP_ESC_OTHER, "Ready to start TLS");
+    s->starttls_pending = TRUE;
+    return SMTP_GO;
+}
+
+/* --- AUTH (RFC 4954; mechanisms PLAIN, RFC 4616, and LOGIN) ---------------------------------- */
+
+/* smtp_auth_decode - strict base64 (RFC 4648 4: whole quads, "=" only as padding) of the
+ * response TEXT: a NUL-terminated buffer (g_free after OPENSSL_cleanse) and its length in *LEN,
+ * or NULL. "=" alone is the empty response (RFC 4954 4). */
+static char *
+smtp_auth_decode(const char *text, gsize *len)
+{
+    gsize n = strlen(text);
+    if (strcmp(text, "=") == 0) {
+        *len = 0;
+        return g_strdup("");
+    }
+    if (n % 4 != 0)
+        return NULL;
+    for (gsize i = 0; i < n; i++) {
+        gboolean pad_ok = text[i] == '=' && i + 2 >= n && (i + 1 == n || text[i + 1] == '=');
+        if (!(g_ascii_isalnum(text[i]) || text[i] == '+' || text[i] == '/' || pad_ok))
+            return NULL;
+    }
+    char *buf = g_strdup(text);
+    gsize out_len = 0;
+    if (n > 0)
+        g_base64_decode_inplace(buf, &out_len);
+    buf[out_len] = '\0';   /* the decoded text is shorter than the encoded one */
+    *len = out_len;
+    return buf;
+}
+
+/* smtp_auth_name - the user an authentication identity names: "pete" or "pete@<local domain>",
+ * lower-cased; NULL when it cannot be one of our users */
+static char *
+smtp_auth_name(const SmtpSession *s, const char *identity)
+{
+    const char *at = strrchr(identity, '@');
+    if (at && !smtp_domain_is_local(s, at + 1))
+        return NULL;
+    char *name = g_ascii_strdown(identity, at ? at - identity : -1);
+    if (!store_name_valid(name)) {
+        g_free(name);
+        return NULL;
+    }
+    return name;
+}
+
+/* smtp_auth_verify - check USER's PASSWORD against Credentials (AUTHZID: empty or the same user)
+ * and reply 235, 535 or 454. Every failing path spends the time of one key derivation, so the
+ * answer's timing does not tell which users exist. */
+static SmtpResult
+smtp_auth_verify(SmtpSession *s, const char *mech, const char *authzid, const char *user,
+                 const char *password, GString *out)
+{
+    g_autofree char *name = smtp_auth_name(s, user);
+    g_autofree char *zname = *authzid ? smtp_auth_name(s, authzid) : NULL;
+    gboolean ok = FALSE;
+    char *hash = NULL;
+    GError *error = NULL;
+    if (name && (!*authzid || (zname && strcmp(zname, name) == 0)) &&
+        store_password_get(s->store, name, &hash, &error)) {
+        ok = password_verify(password, hash);
+        OPENSSL_cleanse(hash, strlen(hash));
+        g_free(hash);
+    } else {
+        password_verify_dummy(password);
+    }
+    g_autofree char *who = g_strescape(user, NULL);   /* from the client: escaped for the log */
+    if (error && !g_error_matches(error, STORE_ERROR, STORE_ERROR_NOT_FOUND) &&
+        !g_error_matches(error, STORE_ERROR, STORE_ERROR_INVALID)) {
+        log_warn("smtp %s %s: AUTH %s for %s not checked: %s", s->id, s->peer, mech, who, error->message);
+        g_error_free(error);
+        smtp_reply(out, 454, SMTP_ESC_SECURITY, "Temporary authentication failure, try again later");
+        return SMTP_REFUSED;
+    }
+    g_clear_error(&error);
+    if (!ok) {
+        log_info("smtp %s %s: AUTH %s failed for %s", s->id, s->peer, mech, who);
+        smtp_reply(out, 535, SMTP_ESC_AUTH_INVALID, "Authentication credentials invalid");
+        return SMTP_BAD;
+    }
+    s->auth_user = g_steal_pointer(&name);
+    s->stats.auth_user = s->auth_user;
+    log_info("smtp %s %s: AUTH %s as %s%s", s->id, s->peer, mech, s->auth_user, s->tls ? " over TLS" : "");
+    smtp_reply(out, 235, SMTP_ESC_SECURITY, "Authentication successful");
+    return SMTP_GO;
+}
+
+/* smtp_auth_response - one decoded client response (DATA, LEN octets) for the current step */
+static SmtpResult
+smtp_auth_response(SmtpSession *s, const char *data, gsize len, GString *out)
+{
+    SmtpAuthStep step = s->auth_step;
+    s->auth_step = SMTP_AUTH_NONE;
+    if (step == SMTP_AUTH_LOGIN_USER) {
+        if (memchr(data, '\0', len)) {
+            smtp_reply(out, 501, SMTP_ESC_SYNTAX, "Bad user name");
+            return SMTP_BAD;
+        }
+        s->auth_login_user = g_strdup(data);
+        s->auth_step = SMTP_AUTH_LOGIN_PASS;
+        smtp_reply(out, 334, SMTP_ESC_NONE, "UGFzc3dvcmQ6");   /* "Password:" */
+        return SMTP_GO;
+    }
+    if (step == SMTP_AUTH_LOGIN_PASS) {
+        char *user = g_steal_pointer(&s->auth_login_user);
+        SmtpResult r;
+        if (memchr(data, '\0', len)) {
+            smtp_reply(out, 501, SMTP_ESC_SYNTAX, "Bad password");
+            r = SMTP_BAD;
+        } else {
+            r = smtp_auth_verify(s, "LOGIN", "", user, data, out);
+        }
+        OPENSSL_cleanse(user, strlen(user));
+        g_free(user);
+        return r;
+    }
+    /* PLAIN: authzid NUL authcid NUL passwd, no other NUL (RFC 4616 2) */
+    const char *nul1 = memchr(data, '\0', len);
+    const char *nul2 = nul1 ? memchr(nul1 + 1, '\0', len - (gsize)(nul1 + 1 - data)) : NULL;
+    if (!nul2 || memchr(nul2 + 1, '\0', len - (gsize)(nul2 + 1 - data))) {
+        smtp_reply(out, 501, SMTP_ESC_SYNTAX, "Bad PLAIN response");
+        return SMTP_BAD;
+    }
+    return smtp_auth_verify(s, "PLAIN", data, nul1 + 1, nul2 + 1, out);
+}
+
+/* smtp_auth_text - a response line's text (CRLF already removed): "*" cancels (RFC 4954 4),
+ * anything else must be base64 */
+static SmtpResult
+smtp_auth_text(SmtpSession *s, const char *text, GString *out)
+{
+    if (strcmp(text, "*") == 0) {
+        smtp_auth_forget(s);
+        smtp_reply(out, 501, SMTP_ESC_SECURITY, "Authentication cancelled");
+        return SMTP_BAD;
+    }
+    gsize len = 0;
+    char *data = smtp_auth_decode(text, &len);
+    if (!data) {
+        smtp_auth_forget(s);
+        smtp_reply(out, 501, SMTP_ESC_SYNTAX, "Cannot decode the response (base64)");
+        return SMTP_BAD;
+    }
+    SmtpResult r = smtp_auth_response(s, data, len, out);
+    OPENSSL_cleanse(data, len);
+    g_free(data);
+    return r;
+}
+
+/* smtp_auth_line - a line of an AUTH exchange as the reader handed it over */
+static SmtpResult
+smtp_auth_line(SmtpSession *s, const char *line, gsize len, guint flags, GString *out)
+{
+    if ((flags & (SMTP_LINE_TOO_LONG | SMTP_LINE_NUL)) || memchr(line, '\0', len)) {
+        smtp_auth_forget(s);
+        smtp_reply(out, 501, SMTP_ESC_SYNTAX, "Bad response line; authentication aborted");
+        return SMTP_BAD;
+    }
+    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        len--;
+    char *text = g_strndup(line, len);
+    SmtpResult r = smtp_auth_text(s, text, out);
+    OPENSSL_cleanse(text, len);
+    g_free(text);
+    return r;
+}
+
+/* smtp_check_auth - "AUTH mechanism [initial-response]": after EHLO, once, where offered */
+static SmtpResult
+smtp_check_auth(SmtpSession *s, SmtpArgs *a, GString *out)
+{
+    if (!s->esmtp) {
+        smtp_reply(out, 503, SMTP_ESC_INVALID_COMMAND, "Bad sequence of commands: AUTH needs EHLO");
+        return SMTP_BAD;
+    }
+    if (s->auth_user) {
+        smtp_reply(out, 503, SMTP_ESC_INVALID_COMMAND, "Bad sequence of commands: already authenticated");
+        return SMTP_BAD;
+    }
+    if (!smtp_auth_offered(s)) {
+        smtp_reply(out, 538, SMTP_ESC_ENCRYPTION_NEEDED,
+                   "Encryption required for requested authentication mechanism");
+        return SMTP_REFUSED;
+    }
+    gsize mlen = strcspn(a->arg, " ");
+    const char *initial = a->arg + mlen;
+    while (*initial == ' ')
+        initial++;
+    if (strchr(initial, ' ')) {
+        smtp_reply(out, 501, SMTP_ESC_SYNTAX, "Syntax: AUTH mechanism [initial-response]");
+        return SMTP_BAD;
+    }
+    if (!((mlen == 5 && g_ascii_strncasecmp(a->arg, "PLAIN", 5) == 0) ||
+          (mlen == 5 && g_ascii_strncasecmp(a->arg, "LOGIN", 5) == 0))) {
+        smtp_reply(out, 504, SMTP_ESC_INVALID_ARGS, "Unrecognized authentication type");
+        return SMTP_BAD;
+    }
+    return SMTP_GO;
+}
+
+static SmtpResult
+smtp_proceed_auth(SmtpSession *s, SmtpArgs *a, GString *out)
+{
+    gboolean plain = g_ascii_strncasecmp(a->arg, "PLAIN", 5) == 0;
+    const char *initial = a->arg + 5;
+    while (*initial == ' ')
+        initial++;
+    s->auth_step = plain ? SMTP_AUTH_PLAIN : SMTP_AUTH_LOGIN_USER;
+    if (*initial)   /* RFC 4954 4: the initial response saves a round trip */
+        return smtp_auth_text(s, initial, out);
+    if (plain)
+        smtp_reply(out, 334, SMTP_ESC_NONE, "%s", "");
+    else
+        smtp_reply(out, 334, SMTP_ESC_NONE, "VXNlcm5hbWU6");   /* "Username:" */
+    return SMTP_GO;
+}
+
 /* smtp_check_not_implemented - commands we know and do not offer (RFC 5321 4.2.4: 502) */
 static SmtpResult
 smtp_check_not_implemented(SmtpSession *s, SmtpArgs *a, GString *out)
@@ -593,6 +905,8 @@ static const SmtpCommand smtp_commands[] = {
     {"QUIT", S_ANY, CMD_ARG_NONE | CMD_GROUP_LAST, NULL, smtp_proceed_quit},
     {"VRFY", S_ANY, CMD_ARG_REQUIRED | CMD_GROUP_LAST, NULL, smtp_proceed_vrfy},
     {"HELP", S_ANY, 0, NULL, smtp_proceed_help},
+    {"STARTTLS", S_READY, CMD_ARG_NONE | CMD_GROUP_LAST, smtp_check_starttls, smtp_proceed_starttls},
+    {"AUTH", S_READY, CMD_ARG_REQUIRED | CMD_GROUP_LAST, smtp_check_auth, smtp_proceed_auth},
     {"EXPN", S_ANY, CMD_GROUP_LAST, smtp_check_not_implemented, NULL},
     {"TURN", S_ANY, CMD_GROUP_LAST, smtp_check_not_implemented, NULL},
     {"ETRN", S_ANY, 0, smtp_check_not_implemented, NULL},
@@ -614,6 +928,8 @@ smtp_sequence_hint(const SmtpSession *s, const SmtpCommand *cmd)
         return "need MAIL command";
     if (strcmp(cmd->verb, "DATA") == 0)
         return s->state == SMTP_STATE_MAIL ? "need RCPT command" : "need MAIL command";
+    if (strcmp(cmd->verb, "STARTTLS") == 0 || strcmp(cmd->verb, "AUTH") == 0)
+        return "mail transaction in progress";
     return "command not allowed now";
 }
 
@@ -727,6 +1043,9 @@ smtp_session_config_init(SmtpSessionConfig *sc, const CassmailConfig *cfg)
     sc->max_message_size = cfg->max_message_size;
     sc->max_recipients = cfg->max_recipients > 0 ? (guint)cfg->max_recipients : 1;
     sc->max_errors = cfg->max_errors > 0 ? (guint)cfg->max_errors : 0;
+    /* The adapter knows the peer and whether it has a TLS context; these are the safe defaults. */
+    sc->starttls = FALSE;
+    sc->plaintext_auth = cfg->allow_plaintext_auth == CONFIG_PLAINTEXT_ALWAYS;
 }
 
 SmtpSession *
@@ -753,6 +1072,8 @@ smtp_session_free(SmtpSession **sp)
     if (!s)
         return;
     smtp_reset_transaction(s);
+    smtp_auth_forget(s);
+    g_free(s->auth_user);
     g_ptr_array_unref(s->rcpt_users);
     g_free(s->helo);
     g_free(s->peer);
@@ -771,6 +1092,38 @@ gboolean
 smtp_session_in_data(const SmtpSession *s)
 {
     return s->state == SMTP_STATE_DATA;
+}
+
+gsize
+smtp_session_line_max(const SmtpSession *s)
+{
+    if (s->state == SMTP_STATE_DATA)
+        return SMTP_TEXT_READ_MAX;
+    return s->auth_step != SMTP_AUTH_NONE ? SMTP_AUTH_LINE_MAX : SMTP_COMMAND_LINE_MAX;
+}
+
+gboolean
+smtp_session_starttls_pending(const SmtpSession *s)
+{
+    return s->starttls_pending;
+}
+
+void
+smtp_session_tls_started(SmtpSession *s)
+{
+    /* RFC 3207 4.2: forget everything the client told us before TLS */
+    s->starttls_pending = FALSE;
+    s->tls = TRUE;
+    s->stats.tls = TRUE;
+    smtp_reset_transaction(s);
+    smtp_auth_forget(s);
+    g_clear_pointer(&s->auth_user, g_free);
+    s->stats.auth_user = NULL;
+    g_clear_pointer(&s->helo, g_free);
+    s->stats.helo = NULL;
+    s->esmtp = FALSE;
+    if (s->state != SMTP_STATE_CLOSED)
+        smtp_enter_state(s, SMTP_STATE_INIT);
 }
 
 void
@@ -797,6 +1150,8 @@ smtp_find_command(const char *verb, gsize len)
     return NULL;
 }
 
+static SmtpResult smtp_command_text(SmtpSession *s, const char *text, GString *out);
+
 /* smtp_command - the rules every command line passes, then the verb's check and proceed */
 static SmtpResult
 smtp_command(SmtpSession *s, const char *line, gsize len, guint flags, GString *out)
@@ -811,7 +1166,17 @@ smtp_command(SmtpSession *s, const char *line, gsize len, guint flags, GString *
     }
     while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
         len--;
-    g_autofree char *text = g_strndup(line, len);
+    char *text = g_strndup(line, len);
+    SmtpResult r = smtp_command_text(s, text, out);
+    OPENSSL_cleanse(text, len);   /* AUTH's initial response carries a password */
+    g_free(text);
+    return r;
+}
+
+/* smtp_command_text - a command line without its line ending: dispatch, check, proceed */
+static SmtpResult
+smtp_command_text(SmtpSession *s, const char *text, GString *out)
+{
     gsize vlen = strcspn(text, " ");
     const SmtpCommand *cmd = smtp_find_command(text, vlen);
     if (!cmd) {
@@ -854,7 +1219,11 @@ smtp_session_feed(SmtpSession *s, const char *line, gsize len, guint flags, GStr
     default:
         break;
     }
-    SmtpResult r = smtp_command(s, line, len, flags, out);
+    /* RFC 3207 6: nothing received after our 220 and before TLS is taken as a command */
+    if (s->starttls_pending)
+        return FALSE;
+    SmtpResult r = s->auth_step != SMTP_AUTH_NONE ? smtp_auth_line(s, line, len, flags, out)
+                                                  : smtp_command(s, line, len, flags, out);
     if (r == SMTP_BAD) {
         s->stats.errors++;
         if (s->cfg.max_errors && s->stats.errors >= s->cfg.max_errors) {

@@ -6,20 +6,48 @@
  * the end of mail data; 4.1.4 order of commands), 4.2 (reply codes), 4.4 (the Received: trace
  * field), 4.5.2 (dot transparency), 4.5.3.1 (size limits) and 4.5.3.2 (timeouts, with the
  * adapter's help); the EHLO extensions PIPELINING (RFC 2920), SIZE (RFC 1870), 8BITMIME (RFC 6152)
- * and ENHANCEDSTATUSCODES (RFC 2034, codes of RFC 3463). It accepts mail only for existing users
- * of its local domains and never relays (RFC 2505).
+ * and ENHANCEDSTATUSCODES (RFC 2034, codes of RFC 3463); STARTTLS (RFC 3207) and AUTH PLAIN and
+ * LOGIN (RFC 4954, RFC 4616) against the store's Credentials. It accepts mail only for existing
+ * users of its local domains and never relays (RFC 2505), authenticated or not.
  *
  * The core never touches a socket, TLS or Thrift. The adapter (src/cmd/cassmail-smtpd.c, the unit
  * tests, a fuzzer) drives it:
  *
  *     smtp_session_greeting(s, out);                             send OUT
  *     loop:
- *         max     = smtp_session_in_data(s) ? SMTP_TEXT_READ_MAX : SMTP_COMMAND_LINE_MAX
- *         timeout = smtp_session_in_data(s) ? data timeout       : idle timeout
+ *         max     = smtp_session_line_max(s)
+ *         timeout = smtp_session_in_data(s) ? data timeout : idle timeout
  *         read one line (with its line ending) of at most MAX octets
  *         on a timeout: smtp_session_timeout(s, out); send OUT; close
  *         close = smtp_session_feed(s, line, len, flags, out);   send OUT (flush when no more
  *         if (close) close                                        input is buffered: RFC 2920)
+ *         if (smtp_session_starttls_pending(s))                   flush OUT, drop every buffered
+ *             TLS handshake; on success                           input octet, then the server
+ *                 smtp_session_tls_started(s)                     side of the handshake; on
+ *             else close                                          failure close
+ *
+ * TLS and authentication (decided here, tested in test/unit/test-smtp-session.c and end to end
+ * in test/e2e/test_tls_auth.py):
+ *   - STARTTLS is offered in EHLO only when the adapter can do TLS (cfg.starttls) and the session
+ *     is not yet encrypted; it is allowed after HELO/EHLO, outside a mail transaction (503 in
+ *     one, 503 when TLS is already active, 502 when not offered). Its 220 is the last reply on
+ *     plaintext: until smtp_session_tls_started() every line fed is dropped unanswered, so a
+ *     command pipelined behind STARTTLS can never be taken as sent under TLS (RFC 3207 6).
+ *     After the handshake the session forgets everything the client said (RFC 3207 4.2): HELO
+ *     name, transaction, authentication; the client must say EHLO again.
+ *   - AUTH PLAIN and AUTH LOGIN are offered after EHLO over TLS, or without TLS when
+ *     cfg.plaintext_auth (the adapter's reading of [smtp] allow_plaintext_auth for this peer);
+ *     asked for anyway they get "538 5.7.11". Success is "235 2.7.0", bad credentials
+ *     "535 5.7.8" (counted as an error, so max_errors bounds guessing), a store failure
+ *     "454 4.7.0", a cancelled exchange ("*") or bad base64 "501". One AUTH per session (503 after
+ *     success), never inside a transaction. A user is named "pete" or "pete@<local domain>";
+ *     a PLAIN authorization identity must be empty or the same user.
+ *   - Relay policy (RFC 2505): a recipient outside the local domains is "554 5.7.1" for everyone,
+ *     authenticated or not: there is no outbound relay. An unauthenticated client may give any
+ *     sender (this is the domains' inbound MX, as in the paper). An authenticated client may give
+ *     only its own address, user@<a local domain>: anything else, <> included, is
+ *     "553 5.7.1" at MAIL — a login must not let one user write as another, nor put mail in
+ *     another user's outbox.
  *
  * Stored message: exactly three lines of our Received: field, then the DATA text dot-unstuffed
  * with every line ending in CRLF (a bare LF becomes CRLF):
@@ -29,7 +57,8 @@
  *     \tDAY, DD MON YYYY HH:MM:SS +ZZZZ\r\n
  *     <the client's text>
  *
- * ("with SMTP" after HELO; SESSION is 8 hex digits per session, N counts its transactions).
+ * ("with SMTP" after HELO; "ESMTPS", "ESMTPA" or "ESMTPSA" over TLS and after AUTH, RFC 3848;
+ * SESSION is 8 hex digits per session, N counts its transactions).
  * Whoever needs the client's octets back drops the first three lines — smtp_received_strip().
  *
  * Text-line and message policies (decided here, tested in test/unit/test-smtp-session.c):
@@ -55,6 +84,8 @@
 #define SMTP_TEXT_LINE_MAX 1000
 /* ...so the reader must allow one octet more for that dot. */
 #define SMTP_TEXT_READ_MAX (SMTP_TEXT_LINE_MAX + 1)
+/* RFC 4954 section 4: a client's response line in an AUTH exchange, CRLF included. */
+#define SMTP_AUTH_LINE_MAX 12288
 /* Lines of our Received: field at the start of every stored message. */
 #define SMTP_RECEIVED_LINES 3
 
@@ -64,8 +95,9 @@ typedef struct {
     gsize max_message_size;          /* octets of text (after unstuffing, CRLF line ends) */
     guint max_recipients;            /* distinct accepted recipients per transaction */
     guint max_errors;                /* bad commands before 421 and close (0: no limit) */
-    const char *const *extensions;   /* borrowed, NULL-terminated or NULL: more EHLO keywords
-                                      * (the hook for STARTTLS, AUTH ...) */
+    const char *const *extensions;   /* borrowed, NULL-terminated or NULL: more EHLO keywords */
+    gboolean starttls;               /* the adapter can start TLS: offer STARTTLS (RFC 3207) */
+    gboolean plaintext_auth;         /* offer AUTH (RFC 4954) before TLS too */
 } SmtpSessionConfig;
 
 /* What the reader saw about the line it hands over. */
@@ -90,7 +122,9 @@ typedef struct {
     guint accepted;            /* messages stored */
     guint64 accepted_octets;   /* their stored size */
     guint rejected;            /* transactions refused or failed at the end of DATA */
-    guint errors;              /* bad commands (syntax, sequence, unknown) */
+    guint errors;              /* bad commands (syntax, sequence, unknown, failed AUTH) */
+    gboolean tls;              /* the session runs over TLS (after STARTTLS) */
+    const char *auth_user;     /* the authenticated user, NULL when none; owned by the session */
 } SmtpSessionStats;
 
 typedef struct SmtpSession SmtpSession;
@@ -114,6 +148,20 @@ gboolean smtp_session_feed(SmtpSession *s, const char *line, gsize len, guint fl
 
 /* smtp_session_in_data - whether the next line is message text (for the line limit and timeout) */
 gboolean smtp_session_in_data(const SmtpSession *s);
+
+/* smtp_session_line_max - the longest line (CRLF included) the reader should hand over next:
+ * SMTP_TEXT_READ_MAX in DATA, SMTP_AUTH_LINE_MAX in an AUTH exchange, else
+ * SMTP_COMMAND_LINE_MAX */
+gsize smtp_session_line_max(const SmtpSession *s);
+
+/* smtp_session_starttls_pending - TRUE from the "220 Ready to start TLS" reply until
+ * smtp_session_tls_started(): the adapter sends OUT, drops whatever input it holds, and runs the
+ * TLS handshake. Lines fed meanwhile are dropped unanswered. */
+gboolean smtp_session_starttls_pending(const SmtpSession *s);
+
+/* smtp_session_tls_started - the handshake succeeded: the session now runs over TLS and has
+ * forgotten the client's HELO name, transaction and authentication (RFC 3207 4.2) */
+void smtp_session_tls_started(SmtpSession *s);
 
 /* smtp_session_timeout - 421 4.4.2 and closed; a transaction in progress is dropped */
 void smtp_session_timeout(SmtpSession *s, GString *out);

@@ -40,7 +40,8 @@ static const char *const known_keys[][12] = {
      "allow_plaintext_auth", NULL},
     {"pop3", "listen", "batch_size", "mailbox_delimiter", "login_delay_ms", NULL},
     {"tls", "certificate", "key", NULL},
-    {"limits", "max_children", "idle_timeout_s", "data_timeout_s", "max_errors", NULL},
+    {"limits", "max_children", "evict_idle_s", "idle_timeout_s", "data_timeout_s",
+     "max_errors", NULL},
     {"server", "user", "group", NULL},
 };
 
@@ -72,7 +73,7 @@ check_keys(GKeyFile *kf, GError **error)
     return TRUE;
 }
 
-/* get_str / get_int / get_list / get_bool - a value or the default; FALSE on a malformed value */
+/* get_str / get_int / get_list - a value or the default; FALSE on a malformed value */
 static gboolean
 get_str(GKeyFile *kf, const char *g, const char *k, const char *def, char **out)
 {
@@ -116,20 +117,45 @@ get_list(GKeyFile *kf, const char *g, const char *k, const char *def)
     return (char **)g_ptr_array_free(out, FALSE);
 }
 
+/* get_plaintext_auth - [smtp] allow_plaintext_auth: true, false or loopback */
 static gboolean
-get_bool(GKeyFile *kf, const char *g, const char *k, gboolean def, gboolean *out, GError **error)
+get_plaintext_auth(GKeyFile *kf, ConfigPlaintextAuth *out, GError **error)
 {
-    *out = def;
-    if (!kf || !g_key_file_has_key(kf, g, k, NULL))
-        return TRUE;
-    GError *e = NULL;
-    *out = g_key_file_get_boolean(kf, g, k, &e);
-    if (e) {
-        g_set_error(error, CONFIG_ERROR, 0, "[%s] %s: expected true or false", g, k);
-        g_error_free(e);
+    g_autofree char *v = NULL;
+    get_str(kf, "smtp", "allow_plaintext_auth", "loopback", &v);
+    if (g_ascii_strcasecmp(v, "loopback") == 0)
+        *out = CONFIG_PLAINTEXT_LOOPBACK;
+    else if (g_ascii_strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0)
+        *out = CONFIG_PLAINTEXT_ALWAYS;
+    else if (g_ascii_strcasecmp(v, "false") == 0 || strcmp(v, "0") == 0)
+        *out = CONFIG_PLAINTEXT_NEVER;
+    else {
+        g_set_error(error, CONFIG_ERROR, 0,
+                    "[smtp] allow_plaintext_auth = \"%s\": expected false, loopback or true", v);
         return FALSE;
     }
     return TRUE;
+}
+
+gboolean
+config_peer_is_loopback(const char *peer)
+{
+    return !peer || g_str_has_prefix(peer, "127.") || strcmp(peer, "::1") == 0 ||
+           strcmp(peer, "local") == 0 || strcmp(peer, "pipe") == 0;
+}
+
+gboolean
+config_plaintext_auth_allowed(const CassmailConfig *cfg, const char *peer)
+{
+    switch (cfg->allow_plaintext_auth) {
+    case CONFIG_PLAINTEXT_ALWAYS:
+        return TRUE;
+    case CONFIG_PLAINTEXT_LOOPBACK:
+        return config_peer_is_loopback(peer);
+    case CONFIG_PLAINTEXT_NEVER:
+    default:
+        return FALSE;
+    }
 }
 
 static gboolean
@@ -167,7 +193,7 @@ config_load(const char *path, GError **error)
     }
 
     CassmailConfig *c = g_new0(CassmailConfig, 1);
-    gint64 n;
+    gint64 n = 0;
     gboolean ok = TRUE;
     c->endpoints = get_list(kf, "cassandra", "endpoints", "127.0.0.1:9160");
     get_str(kf, "cassandra", "keyspace", "Mail", &c->keyspace);
@@ -186,7 +212,7 @@ config_load(const char *path, GError **error)
     ok = ok && get_int(kf, "smtp", "max_message_size", 10240000, 1024, 14 * 1024 * 1024, &n, error);
     c->max_message_size = (gsize)n;
     INT(max_recipients, "smtp", "max_recipients", 100, 1, 100000);
-    ok = ok && get_bool(kf, "smtp", "allow_plaintext_auth", FALSE, &c->allow_plaintext_auth, error);
+    ok = ok && get_plaintext_auth(kf, &c->allow_plaintext_auth, error);
 
     get_str(kf, "pop3", "listen", "127.0.0.1:1110", &c->pop3_listen);
     INT(batch_size, "pop3", "batch_size", 64, 1, 100000);
@@ -199,8 +225,17 @@ config_load(const char *path, GError **error)
 
     get_str(kf, "tls", "certificate", NULL, &c->tls_certificate);
     get_str(kf, "tls", "key", NULL, &c->tls_key);
+    if (c->tls_certificate && !*c->tls_certificate)
+        g_clear_pointer(&c->tls_certificate, g_free);
+    if (c->tls_key && !*c->tls_key)
+        g_clear_pointer(&c->tls_key, g_free);
+    if (ok && !c->tls_certificate != !c->tls_key) {
+        g_set_error(error, CONFIG_ERROR, 0, "[tls] certificate and key must be given together");
+        ok = FALSE;
+    }
 
-    INT(max_children, "limits", "max_children", 100, 1, 100000);
+    INT(max_children, "limits", "max_children", 1000, 1, 100000);
+    INT(evict_idle_s, "limits", "evict_idle_s", 30, 0, 86400);
     INT(idle_timeout_s, "limits", "idle_timeout_s", 300, 1, 86400);
     INT(data_timeout_s, "limits", "data_timeout_s", 600, 1, 86400);
     INT(max_errors, "limits", "max_errors", 10, 1, 1000);

@@ -10,6 +10,14 @@
 
 #include <glib.h>
 
+/* [smtp] allow_plaintext_auth: where a password may travel without TLS (SMTP AUTH, POP3
+ * USER/PASS). Over TLS it is always allowed. */
+typedef enum {
+    CONFIG_PLAINTEXT_NEVER,      /* "false": only after STARTTLS/STLS, from every peer */
+    CONFIG_PLAINTEXT_LOOPBACK,   /* "loopback" (default): also from this machine without TLS */
+    CONFIG_PLAINTEXT_ALWAYS,     /* "true": from every peer (a trusted network, or for tests) */
+} ConfigPlaintextAuth;
+
 typedef struct {
     /* [cassandra] */
     char **endpoints;          /* "host:port", in order of preference (local node first) */
@@ -27,7 +35,7 @@ typedef struct {
     char **domains;            /* local domains; everything else is refused (no relay) */
     gsize max_message_size;    /* octets; SIZE= and DATA over it get 552 */
     int max_recipients;        /* RCPT over it get 452 */
-    gboolean allow_plaintext_auth; /* AUTH / USER-PASS without TLS (always allowed on loopback) */
+    ConfigPlaintextAuth allow_plaintext_auth; /* AUTH and USER/PASS without TLS: where */
 
     /* [pop3] */
     char *pop3_listen;
@@ -36,11 +44,12 @@ typedef struct {
     int login_delay_ms;        /* after a failed PASS */
 
     /* [tls] */
-    char *tls_certificate;
-    char *tls_key;
+    char *tls_certificate;     /* PEM certificate chain; with tls_key it enables STARTTLS/STLS */
+    char *tls_key;             /* PEM private key, read before privileges are dropped */
 
     /* [limits] */
     int max_children;          /* concurrent sessions per listener */
+    int evict_idle_s;          /* a full listener closes a session silent this long (0: never) */
     int idle_timeout_s;        /* between commands (SMTP 300, POP3 600 by RFC) */
     int data_timeout_s;        /* SMTP DATA terminator wait */
     int max_errors;            /* bad commands before the session is closed */
@@ -53,6 +62,13 @@ typedef struct {
 /* config_load - read FILE (NULL: defaults only); unknown keys are errors so typos do not pass */
 CassmailConfig *config_load(const char *path, GError **error);
 void config_free(CassmailConfig **cfg);
+
+/* config_plaintext_auth_allowed - whether CFG lets a password travel without TLS from PEER (a
+ * NetHandler peer text: "127.0.0.1", "::1", "local" for a Unix socket, "pipe" when not a socket,
+ * or NULL: all of those count as this machine) */
+gboolean config_plaintext_auth_allowed(const CassmailConfig *cfg, const char *peer);
+/* config_peer_is_loopback - whether PEER (as above) is this machine */
+gboolean config_peer_is_loopback(const char *peer);
 
 /* config_consistency_parse - "ONE", "QUORUM", "ALL", ... to its Thrift value; -1 when unknown */
 int config_consistency_parse(const char *name);

@@ -16,7 +16,12 @@ from pathlib import Path
 import pytest
 
 TOP = Path(__file__).resolve().parents[2]
-BUILD = TOP / "build"
+# The programs under test: build/, or another build of the same tree (`make test-asan` points
+# CASSMAIL_BUILD at build/asan, made with AddressSanitizer and UBSan).
+BUILD = Path(os.environ.get("CASSMAIL_BUILD") or TOP / "build")
+# Where sanitizer reports go under `make test-asan` (ASAN_OPTIONS/UBSAN_OPTIONS log_path): a
+# report from any process, forked session children included, fails the test that was running.
+SANITIZER_LOGS = os.environ.get("CASSMAIL_SANITIZER_LOGS")
 CLUSTER = TOP / "tools" / "cluster"
 # tools/cluster's address prefix: a second ring (CASSMAIL_NET=127.0.1, its own CASSMAIL_RUN and
 # CASSMAIL_JMX_BASE) lets two test runs share the machine.
@@ -46,8 +51,12 @@ ADMIN = BUILD / "cassmail-admin"
 
 def write_conf(path, **sections):
     """A cassmail.conf at PATH: sections given as dicts, e.g. cassandra={"retry_ms": 2000}."""
-    base = {"cassandra": {"endpoints": node(1), "retry_ms": "8000", "timeout_ms": "8000"},
+    base = {"cassandra": {"endpoints": node(1), "retry_ms": "15000", "timeout_ms": "12000"},
             "smtp": {"domains": "example.com", "hostname": "mx.example.com"}}
+    if os.geteuid() == 0:
+        # Started as root, the servers refuse to serve clients unless they can become [server]
+        # user (src/util/privs.h); they read this file and any TLS key before they switch.
+        base["server"] = {"user": "nobody", "group": "nogroup"}
     for name, values in sections.items():
         base.setdefault(name, {}).update({k: str(v) for k, v in values.items()})
     text = "".join(f"[{g}]\n" + "".join(f"{k}={v}\n" for k, v in kv.items()) + "\n"
@@ -135,3 +144,18 @@ def mail(ring, tmp_path):
     conf = write_conf(tmp_path / "cassmail.conf")
     ring.schema(conf)
     return Mail(conf)
+
+
+@pytest.fixture(autouse=True)
+def no_sanitizer_reports():
+    """Under `make test-asan`: fail the test if a sanitizer wrote a report while it ran."""
+    if not SANITIZER_LOGS:
+        yield
+        return
+    logs = Path(SANITIZER_LOGS)
+    before = set(logs.iterdir()) if logs.is_dir() else set()
+    yield
+    new = sorted(set(logs.iterdir()) - before) if logs.is_dir() else []
+    if new:
+        text = "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[:20000]}" for p in new)
+        pytest.fail(f"sanitizer reports written during this test:\n{text}", pytrace=False)

@@ -31,7 +31,7 @@ static const char *user;
 static int
 check_roundtrip_size(gsize len)
 {
-    guint8 *msg = g_malloc(len);
+    g_autofree guint8 *msg = g_malloc(len);   /* freed on the early returns of OK() too */
     for (gsize i = 0; i < len; i++)
         msg[i] = (guint8)(i * 7 + i / 251);
     StoreTarget t = {user, "inbox"};
@@ -42,7 +42,6 @@ check_roundtrip_size(gsize len)
     gsize blen;
     const guint8 *b = g_bytes_get_data(back, &blen);
     gboolean same = blen == len && memcmp(b, msg, len) == 0;
-    g_free(msg);
     CHECK(same, "message differs (got %zu octets)", blen);
     g_autoptr(GArray) idx = g_array_new(FALSE, FALSE, sizeof(StoreIndexEntry));
     OK(store_index_page(store, user, "inbox", NULL, 10, idx, E));
@@ -68,7 +67,7 @@ static int
 check_volume(void)
 {
     gsize len = 1024 * 1024;
-    guint8 *msg = g_malloc(len);
+    g_autofree guint8 *msg = g_malloc(len);
     memset(msg, 'v', len);
     StoreTarget t = {user, "inbox"};
     StoreMsgId ids[120];
@@ -76,7 +75,6 @@ check_volume(void)
         msg[0] = (guint8)i;
         OK(store_deliver(store, &t, 1, msg, len, &ids[i], E));
     }
-    g_free(msg);
     for (int i = 0; i < 120; i++) {
         g_autoptr(GBytes) back = NULL;
         OK(store_fetch(store, user, "inbox", &ids[i], &back, E));

@@ -866,6 +866,109 @@ test_config_init_takes_the_pop3_settings(void)
     config_free(&c);
 }
 
+/* ---- STLS (RFC 2595) and plaintext USER/PASS ---------------------------------------------------- */
+
+static void
+test_stls_offered_in_capa_only_when_possible(Fx *f, gconstpointer d)
+{
+    (void)d;
+    fx_open(f);
+    g_assert_null(strstr(say(f, "CAPA"), "STLS\r\n"));
+    g_assert_true(g_str_has_prefix(say(f, "STLS"), "-ERR "));
+    g_assert_false(pop3_session_stls_pending(f->s));
+    f->cfg.stls = TRUE;
+    fx_open(f);
+    g_assert_nonnull(strstr(say(f, "CAPA"), "\r\nSTLS\r\n"));
+    login(f);   /* not in TRANSACTION (RFC 2595 4) */
+    g_assert_null(strstr(say(f, "CAPA"), "STLS\r\n"));
+    g_assert_cmpstr(say(f, "STLS"), ==, "-ERR command not valid in this state\r\n");
+}
+
+static void
+test_stls_drops_pipelined_lines_until_tls(Fx *f, gconstpointer d)
+{
+    (void)d;
+    f->cfg.stls = TRUE;
+    fx_open(f);
+    g_assert_cmpstr(say(f, "STLS"), ==, "+OK Begin TLS negotiation\r\n");
+    g_assert_true(pop3_session_stls_pending(f->s));
+    /* what an attacker on the path could add behind STLS is never executed */
+    g_assert_cmpstr(say(f, "USER pete"), ==, "");
+    g_assert_cmpstr(say(f, "QUIT"), ==, "");
+    g_assert_false(f->closed);
+    pop3_session_tls_started(f->s);
+    g_assert_false(pop3_session_stls_pending(f->s));
+    g_assert_cmpstr(say(f, "PASS secret"), ==, "-ERR give USER first\r\n");
+    Pop3SessionStats st;
+    pop3_session_stats(f->s, &st);
+    g_assert_true(st.tls);
+    g_assert_cmpuint(f->proxy->index_pages, ==, 0);
+}
+
+static void
+test_without_plaintext_auth_user_pass_work_after_stls(Fx *f, gconstpointer d)
+{
+    (void)d;
+    f->cfg.plaintext_auth = FALSE;
+    f->cfg.stls = TRUE;
+    deliver(f, "Subject: a\r\n\r\nhello\r\n");
+    fx_open(f);
+    const char *capa = say(f, "CAPA");
+    g_assert_nonnull(strstr(capa, "\r\nSTLS\r\n"));
+    g_assert_null(strstr(capa, "USER\r\n"));
+    g_assert_cmpstr(say(f, "USER pete"), ==,
+                    "-ERR [AUTH] plain-text login is not allowed on this connection, use STLS first\r\n");
+    g_assert_cmpstr(say(f, "STLS"), ==, "+OK Begin TLS negotiation\r\n");
+    pop3_session_tls_started(f->s);
+    capa = say(f, "CAPA");
+    g_assert_null(strstr(capa, "STLS\r\n"));
+    g_assert_nonnull(strstr(capa, "\r\nUSER\r\n"));
+    g_assert_cmpstr(say(f, "USER pete"), ==, "+OK send PASS\r\n");
+    g_assert_cmpstr(say(f, "PASS secret"), ==, "+OK maildrop has 1 messages (21 octets)\r\n");
+}
+
+static void
+test_second_stls_is_err(Fx *f, gconstpointer d)
+{
+    (void)d;
+    f->cfg.stls = TRUE;
+    fx_open(f);
+    say(f, "STLS");
+    pop3_session_tls_started(f->s);
+    g_assert_cmpstr(say(f, "STLS"), ==, "-ERR command not permitted when TLS active\r\n");
+    g_assert_false(pop3_session_stls_pending(f->s));
+    g_assert_cmpstr(say(f, "USER pete"), ==, "+OK send PASS\r\n");
+}
+
+static void
+test_stls_forgets_the_user_given_before(Fx *f, gconstpointer d)
+{
+    (void)d;
+    f->cfg.stls = TRUE;   /* plaintext allowed too (the fixture's default) */
+    fx_open(f);
+    g_assert_cmpstr(say(f, "USER pete"), ==, "+OK send PASS\r\n");
+    say(f, "STLS");
+    pop3_session_tls_started(f->s);
+    g_assert_cmpstr(say(f, "PASS secret"), ==, "-ERR give USER first\r\n");
+}
+
+static void
+test_config_init_leaves_plaintext_and_stls_to_the_adapter(void)
+{
+    g_autoptr(GError) error = NULL;
+    CassmailConfig *c = config_load(NULL, &error);
+    g_assert_no_error(error);
+    Pop3SessionConfig pc;
+    pop3_session_config_init(&pc, c);
+    /* default "loopback": only the adapter, which knows the peer, may allow it */
+    g_assert_false(pc.plaintext_auth);
+    g_assert_false(pc.stls);
+    c->allow_plaintext_auth = CONFIG_PLAINTEXT_ALWAYS;
+    pop3_session_config_init(&pc, c);
+    g_assert_true(pc.plaintext_auth);
+    config_free(&c);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -917,8 +1020,16 @@ main(int argc, char **argv)
     T("failed-logins-count-as-bad-commands", test_failed_logins_count_as_bad_commands);
     T("pipelined-commands-keep-their-order", test_pipelined_commands_keep_their_order);
     T("session-statistics", test_session_statistics);
+    T("stls-offered-in-capa-only-when-possible", test_stls_offered_in_capa_only_when_possible);
+    T("stls-drops-pipelined-lines-until-tls", test_stls_drops_pipelined_lines_until_tls);
+    T("without-plaintext-auth-user-pass-work-after-stls",
+      test_without_plaintext_auth_user_pass_work_after_stls);
+    T("second-stls-is-err", test_second_stls_is_err);
+    T("stls-forgets-the-user-given-before", test_stls_forgets_the_user_given_before);
     g_test_add_func("/pop3/config-init-takes-the-pop3-settings",
                     test_config_init_takes_the_pop3_settings);
+    g_test_add_func("/pop3/config-init-leaves-plaintext-and-stls-to-the-adapter",
+                    test_config_init_leaves_plaintext_and_stls_to_the_adapter);
 #undef T
     int rc = g_test_run();
     g_free(h);

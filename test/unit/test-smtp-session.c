@@ -11,10 +11,14 @@
  */
 #include <stdarg.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
 
 #include "smtp/session.h"
 #include "store/store.h"
 #include "support/store_mem.h"
+#include "util/password.h"
 
 /* ---- fixture -------------------------------------------------------------------------------- */
 
@@ -1369,6 +1373,447 @@ test_config_init_takes_the_smtp_settings(void)
     config_free(&cfg);
 }
 
+/* ---- STARTTLS (RFC 3207) -------------------------------------------------------------------- */
+
+/* tls_session - a session whose adapter can do TLS (and, when PLAINTEXT, allows AUTH before it) */
+static void
+tls_session(Fx *f, gboolean plaintext)
+{
+    f->cfg.starttls = TRUE;
+    f->cfg.plaintext_auth = plaintext;
+    new_session(f);
+}
+
+/* starttls - EHLO, STARTTLS (220), then the handshake as the adapter reports it */
+static void
+starttls(Fx *f)
+{
+    if (state(f) == SMTP_STATE_INIT)
+        assert_reply(script(f, "EHLO before.example\r\n"), "250");
+    assert_replies(script(f, "STARTTLS\r\n"), "220 2.0.0");
+    g_assert_true(smtp_session_starttls_pending(f->s));
+    smtp_session_tls_started(f->s);
+    g_assert_false(smtp_session_starttls_pending(f->s));
+}
+
+static void
+test_starttls_offered_only_when_the_adapter_can(Fx *f, gconstpointer d)
+{
+    (void)d;
+    g_assert_null(strstr(script(f, "EHLO c.example\r\n"), "STARTTLS"));
+    assert_reply(script(f, "STARTTLS\r\n"), "502 5.5.1");
+    g_assert_false(smtp_session_starttls_pending(f->s));
+    tls_session(f, FALSE);
+    g_assert_cmpstr(script(f, "EHLO c.example\r\n"), ==,
+                    "250-" HOST "\r\n250-PIPELINING\r\n250-SIZE 2048\r\n250-8BITMIME\r\n"
+                    "250-STARTTLS\r\n250 ENHANCEDSTATUSCODES\r\n");
+}
+
+static void
+test_starttls_is_220_and_drops_what_follows_until_tls(Fx *f, gconstpointer d)
+{
+    (void)d;
+    tls_session(f, FALSE);
+    assert_reply(script(f, "EHLO c.example\r\n"), "250");
+    /* STARTTLS with a command pipelined behind it, as an attacker on the path would inject it */
+    assert_replies(script(f, "STARTTLS\r\nRSET\r\nMAIL FROM:<x@remote.example>\r\n"), "220 2.0.0");
+    g_assert_true(smtp_session_starttls_pending(f->s));
+    g_assert_cmpstr(script(f, "QUIT\r\n"), ==, "");
+    g_assert_false(f->closed);
+    g_assert_cmpuint(stats(f).errors, ==, 0);
+    smtp_session_tls_started(f->s);
+    g_assert_true(stats(f).tls);
+    /* the session starts over: nothing of the plaintext part is known */
+    g_assert_cmpint(state(f), ==, SMTP_STATE_INIT);
+    g_assert_null(stats(f).helo);
+    assert_reply(script(f, "MAIL FROM:<x@remote.example>\r\n"), "503 5.5.1");
+    g_assert_cmpstr(script(f, "EHLO after.example\r\n"), ==,
+                    "250-" HOST "\r\n250-PIPELINING\r\n250-SIZE 2048\r\n250-8BITMIME\r\n"
+                    "250-AUTH PLAIN LOGIN\r\n250 ENHANCEDSTATUSCODES\r\n");
+    g_assert_cmpstr(stats(f).helo, ==, "after.example");
+}
+
+static void
+test_second_starttls_is_503(Fx *f, gconstpointer d)
+{
+    (void)d;
+    tls_session(f, FALSE);
+    starttls(f);
+    assert_reply(script(f, "EHLO c.example\r\n"), "250");
+    assert_reply(script(f, "STARTTLS\r\n"), "503 5.5.1");
+    g_assert_false(smtp_session_starttls_pending(f->s));
+}
+
+static void
+test_starttls_needs_ehlo_no_transaction_no_argument(Fx *f, gconstpointer d)
+{
+    (void)d;
+    tls_session(f, FALSE);
+    assert_reply(script(f, "STARTTLS\r\n"), "503 5.5.1");
+    assert_reply(script(f, "EHLO c.example\r\n"), "250");
+    assert_reply(script(f, "STARTTLS now\r\n"), "501 5.5.2");
+    assert_replies(script(f, "MAIL FROM:<x@remote.example>\r\nSTARTTLS\r\n"), "250 2.1.0", "503 5.5.1");
+    g_assert_false(smtp_session_starttls_pending(f->s));
+    g_assert_cmpint(state(f), ==, SMTP_STATE_MAIL);
+}
+
+static void
+test_tls_forgets_the_transaction_and_the_login(Fx *f, gconstpointer d)
+{
+    (void)d;
+    tls_session(f, TRUE);
+    g_autofree char *h = password_hash_iterations("secret", 1000, NULL);
+    g_assert_true(store_password_set(f->store, "anne", h, NULL));
+    assert_reply(script(f, "EHLO c.example\r\n"), "250");
+    assert_reply(script(f, "AUTH PLAIN AGFubmUAc2VjcmV0\r\n"), "235 2.7.0");   /* \0anne\0secret */
+    g_assert_cmpstr(stats(f).auth_user, ==, "anne");
+    starttls(f);
+    g_assert_null(stats(f).auth_user);
+    assert_reply(script(f, "EHLO c.example\r\n"), "250");
+    /* no longer anne: any sender again, and AUTH may be used once more */
+    assert_reply(script(f, "MAIL FROM:<bob@example.com>\r\n"), "250 2.1.0");
+    assert_replies(script(f, "RSET\r\nAUTH PLAIN AGFubmUAc2VjcmV0\r\n"), "250", "235 2.7.0");
+}
+
+/* ---- AUTH (RFC 4954) ------------------------------------------------------------------------ */
+
+/* b64 - base64 of LEN octets (NULs allowed), as a client would send them */
+static char *
+b64(const char *data, gsize len)
+{
+    return g_base64_encode((const guchar *)data, len);
+}
+
+/* auth_session - TLS done (or plaintext allowed), anne's password "secret", EHLO said */
+static void
+auth_session(Fx *f)
+{
+    tls_session(f, FALSE);
+    g_autofree char *h = password_hash_iterations("secret", 1000, NULL);
+    g_assert_true(store_password_set(f->store, "anne", h, NULL));
+    starttls(f);
+    assert_reply(script(f, "EHLO c.example\r\n"), "250");
+}
+
+/* auth_plain - "AUTH PLAIN <initial response>" for AUTHZID, USER, PASSWORD; the replies */
+static const char *
+auth_plain(Fx *f, const char *authzid, const char *user, const char *password)
+{
+    g_autofree char *raw = g_strdup_printf("%s%c%s%c%s", authzid, 0, user, 0, password);
+    gsize len = strlen(authzid) + strlen(user) + strlen(password) + 2;
+    g_autofree char *enc = b64(raw, len);
+    g_autofree char *cmd = g_strdup_printf("AUTH PLAIN %s\r\n", enc);
+    return script(f, cmd);
+}
+
+static void
+test_auth_plain_with_initial_response(Fx *f, gconstpointer d)
+{
+    (void)d;
+    auth_session(f);
+    g_assert_cmpuint(smtp_session_line_max(f->s), ==, SMTP_COMMAND_LINE_MAX);
+    g_assert_cmpstr(auth_plain(f, "", "anne", "secret"), ==, "235 2.7.0 Authentication successful\r\n");
+    g_assert_cmpstr(stats(f).auth_user, ==, "anne");
+    g_assert_cmpuint(stats(f).errors, ==, 0);
+}
+
+static void
+test_auth_plain_with_an_empty_challenge(Fx *f, gconstpointer d)
+{
+    (void)d;
+    auth_session(f);
+    g_assert_cmpstr(script(f, "auth plain\r\n"), ==, "334 \r\n");
+    g_assert_cmpuint(smtp_session_line_max(f->s), ==, SMTP_AUTH_LINE_MAX);
+    g_autofree char *enc = b64("anne\0anne\0secret", 16);   /* authzid = the same user */
+    g_autofree char *line = g_strconcat(enc, "\r\n", NULL);
+    assert_reply(script(f, line), "235 2.7.0");
+    g_assert_cmpuint(smtp_session_line_max(f->s), ==, SMTP_COMMAND_LINE_MAX);
+}
+
+static void
+test_auth_login_in_two_steps_and_with_initial_response(Fx *f, gconstpointer d)
+{
+    (void)d;
+    auth_session(f);
+    g_assert_cmpstr(script(f, "AUTH LOGIN\r\n"), ==, "334 VXNlcm5hbWU6\r\n");   /* Username: */
+    g_assert_cmpstr(script(f, "YW5uZQ==\r\n"), ==, "334 UGFzc3dvcmQ6\r\n");     /* anne */
+    assert_reply(script(f, "c2VjcmV0\r\n"), "235 2.7.0");                        /* secret */
+    g_assert_cmpstr(stats(f).auth_user, ==, "anne");
+
+    auth_session(f);   /* smtplib's way: the user name as initial response */
+    g_assert_cmpstr(script(f, "AUTH LOGIN YW5uZUBleGFtcGxlLmNvbQ==\r\n"), ==, "334 UGFzc3dvcmQ6\r\n");
+    assert_reply(script(f, "c2VjcmV0\r\n"), "235 2.7.0");                        /* anne@example.com */
+    g_assert_cmpstr(stats(f).auth_user, ==, "anne");
+}
+
+static void
+test_auth_bad_credentials_are_535_and_count_as_errors(Fx *f, gconstpointer d)
+{
+    (void)d;
+    auth_session(f);
+    g_autofree char *bob = password_hash_iterations("bobs", 1000, NULL);
+    g_assert_true(store_password_set(f->store, "bob", bob, NULL));
+    assert_reply(auth_plain(f, "", "anne", "wrong"), "535 5.7.8");
+    assert_reply(auth_plain(f, "", "ghost", "secret"), "535 5.7.8");            /* unknown user */
+    assert_reply(auth_plain(f, "", "carol", "secret"), "535 5.7.8");            /* no password */
+    assert_reply(auth_plain(f, "bob", "anne", "secret"), "535 5.7.8");          /* acting as bob */
+    assert_reply(auth_plain(f, "", "anne@remote.example", "secret"), "535 5.7.8");
+    assert_reply(auth_plain(f, "", "a:ne", "secret"), "535 5.7.8");             /* not a user name */
+    assert_reply(auth_plain(f, "", "Anne", "Secret"), "535 5.7.8");             /* passwords keep case */
+    g_assert_null(stats(f).auth_user);
+    g_assert_cmpuint(stats(f).errors, ==, 7);
+    /* the user name does not: Anne@Example.NET is anne */
+    assert_reply(auth_plain(f, "", "Anne@Example.NET", "secret"), "235 2.7.0");
+}
+
+static void
+test_auth_failures_reach_max_errors(Fx *f, gconstpointer d)
+{
+    (void)d;
+    f->cfg.max_errors = 3;
+    auth_session(f);
+    assert_reply(auth_plain(f, "", "anne", "a"), "535 5.7.8");
+    assert_reply(auth_plain(f, "", "anne", "b"), "535 5.7.8");
+    assert_replies(auth_plain(f, "", "anne", "secret"), "235 2.7.0");
+    g_assert_false(f->closed);
+    auth_session(f);
+    assert_reply(auth_plain(f, "", "anne", "a"), "535 5.7.8");
+    assert_reply(auth_plain(f, "", "anne", "b"), "535 5.7.8");
+    assert_replies(auth_plain(f, "", "anne", "c"), "535 5.7.8", "421 4.7.0");
+    g_assert_true(f->closed);
+}
+
+static void
+test_auth_cancel_bad_base64_and_bad_plain_are_501(Fx *f, gconstpointer d)
+{
+    (void)d;
+    auth_session(f);
+    assert_reply(script(f, "AUTH PLAIN\r\n"), "334");
+    assert_reply(script(f, "*\r\n"), "501 5.7.0");
+    assert_reply(script(f, "AUTH LOGIN\r\n"), "334");
+    assert_reply(script(f, "YW5uZQ==\r\n"), "334");
+    assert_reply(script(f, "*\r\n"), "501 5.7.0");
+    assert_reply(script(f, "AUTH PLAIN not!base64\r\n"), "501 5.5.2");
+    assert_reply(script(f, "AUTH PLAIN AGFubmU\r\n"), "501 5.5.2");              /* not whole quads */
+    assert_reply(script(f, "AUTH PLAIN A=Fubm==\r\n"), "501 5.5.2");             /* "=" inside */
+    assert_reply(script(f, "AUTH PLAIN YW5uZQ==\r\n"), "501 5.5.2");             /* no NUL at all */
+    g_autofree char *three = b64("\0anne\0secret\0", 13);
+    g_autofree char *cmd = g_strdup_printf("AUTH PLAIN %s\r\n", three);
+    assert_reply(script(f, cmd), "501 5.5.2");                                   /* a third NUL */
+    /* an over-long or NUL response line aborts the exchange */
+    assert_reply(script(f, "AUTH PLAIN\r\n"), "334");
+    assert_reply(feed_line(f, "", 0, SMTP_LINE_TOO_LONG), "501 5.5.2");
+    assert_reply(script(f, "AUTH PLAIN\r\n"), "334");
+    assert_reply(feed_line(f, "A\0==\r\n", 6, SMTP_LINE_NUL), "501 5.5.2");
+    /* every exchange ended: commands are commands again */
+    assert_reply(script(f, "NOOP\r\n"), "250 2.0.0");
+    g_assert_null(stats(f).auth_user);
+    assert_reply(auth_plain(f, "", "anne", "secret"), "235 2.7.0");
+}
+
+static void
+test_auth_sequence_rules(Fx *f, gconstpointer d)
+{
+    (void)d;
+    tls_session(f, TRUE);
+    g_autofree char *h = password_hash_iterations("secret", 1000, NULL);
+    g_assert_true(store_password_set(f->store, "anne", h, NULL));
+    assert_reply(script(f, "AUTH PLAIN AGFubmUAc2VjcmV0\r\n"), "503 5.5.1");    /* before EHLO */
+    assert_reply(script(f, "HELO c.example\r\n"), "250");
+    assert_reply(script(f, "AUTH PLAIN AGFubmUAc2VjcmV0\r\n"), "503 5.5.1");    /* HELO is not EHLO */
+    assert_reply(script(f, "EHLO c.example\r\n"), "250");
+    assert_reply(script(f, "AUTH\r\n"), "501 5.5.2");
+    assert_reply(script(f, "AUTH CRAM-MD5\r\n"), "504 5.5.4");
+    assert_reply(script(f, "AUTH PLAIN AGFubmUAc2VjcmV0 more\r\n"), "501 5.5.2");
+    assert_reply(script(f, "MAIL FROM:<x@remote.example>\r\n"), "250");
+    assert_reply(script(f, "AUTH PLAIN AGFubmUAc2VjcmV0\r\n"), "503 5.5.1");    /* in a transaction */
+    assert_reply(script(f, "RSET\r\n"), "250");
+    assert_reply(script(f, "AUTH PLAIN AGFubmUAc2VjcmV0\r\n"), "235 2.7.0");
+    assert_reply(script(f, "AUTH PLAIN AGFubmUAc2VjcmV0\r\n"), "503 5.5.1");    /* once only */
+    /* EHLO again keeps the login (it resets the transaction, not the authentication) */
+    assert_reply(script(f, "EHLO c.example\r\n"), "250");
+    g_assert_cmpstr(stats(f).auth_user, ==, "anne");
+}
+
+static void
+test_auth_without_tls_is_538_unless_plaintext_allowed(Fx *f, gconstpointer d)
+{
+    (void)d;
+    tls_session(f, FALSE);
+    g_autofree char *h = password_hash_iterations("secret", 1000, NULL);
+    g_assert_true(store_password_set(f->store, "anne", h, NULL));
+    g_assert_null(strstr(script(f, "EHLO c.example\r\n"), "AUTH"));
+    assert_reply(script(f, "AUTH PLAIN AGFubmUAc2VjcmV0\r\n"), "538 5.7.11");
+    assert_reply(script(f, "AUTH LOGIN\r\n"), "538 5.7.11");
+    g_assert_null(stats(f).auth_user);
+    /* a MAIL parameter AUTH= only where AUTH is offered */
+    assert_reply(script(f, "MAIL FROM:<x@remote.example> AUTH=<>\r\n"), "555 5.5.4");
+    starttls(f);
+    g_assert_nonnull(strstr(script(f, "EHLO c.example\r\n"), "250-AUTH PLAIN LOGIN\r\n"));
+    assert_reply(script(f, "AUTH PLAIN AGFubmUAc2VjcmV0\r\n"), "235 2.7.0");
+    /* allowed without TLS: offered and accepted at once */
+    tls_session(f, TRUE);
+    g_assert_nonnull(strstr(script(f, "EHLO c.example\r\n"), "250-AUTH PLAIN LOGIN\r\n"));
+    assert_reply(script(f, "AUTH PLAIN AGFubmUAc2VjcmV0\r\n"), "235 2.7.0");
+    assert_reply(script(f, "MAIL FROM:<anne@example.com> AUTH=<>\r\n"), "250 2.1.0");
+}
+
+static void
+test_auth_store_failure_is_454(Fx *f, gconstpointer d)
+{
+    (void)d;
+    auth_session(f);
+    store_mem_fail_next(f->store, 1);
+    assert_reply(auth_plain(f, "", "anne", "secret"), "454 4.7.0");
+    g_assert_null(stats(f).auth_user);
+    g_assert_cmpuint(stats(f).errors, ==, 0);
+    assert_reply(auth_plain(f, "", "anne", "secret"), "235 2.7.0");
+}
+
+/* ---- what an authenticated client may send (RFC 2505: no relay) ---------------------------- */
+
+static void
+test_authenticated_sender_must_be_own_address(Fx *f, gconstpointer d)
+{
+    (void)d;
+    auth_session(f);
+    assert_reply(auth_plain(f, "", "anne", "secret"), "235");
+    const char *refused[] = {"bob@example.com", "anne@remote.example", "", "postmaster@example.com",
+                             "anne.x@example.com"};
+    for (gsize i = 0; i < G_N_ELEMENTS(refused); i++) {
+        g_autofree char *cmd = g_strdup_printf("MAIL FROM:<%s>\r\n", refused[i]);
+        assert_reply(script(f, cmd), "553 5.7.1");
+        g_assert_cmpint(state(f), ==, SMTP_STATE_READY);
+    }
+    g_assert_cmpuint(stats(f).errors, ==, 0);   /* refusals by policy, not bad commands */
+    /* its own address, in any local domain and any case */
+    assert_replies(script(f, "MAIL FROM:<ANNE@example.net>\r\nRSET\r\n"), "250 2.1.0", "250");
+    open_data(f, "anne@example.com", "bob@example.com");
+    assert_reply(script(f, "hello bob\r\n.\r\n"), "250 2.0.0");
+    assert_stored_text(f, "bob", "hello bob\r\n");
+    g_assert_cmpuint(count(f, "anne", "outbox"), ==, 1);
+    g_autoptr(GBytes) msg = stored(f, "bob", "inbox", 0);
+    g_autofree char *text = g_strndup(g_bytes_get_data(msg, NULL), g_bytes_get_size(msg));
+    g_assert_nonnull(strstr(text, " with ESMTPSA id "));
+}
+
+static void
+test_authenticated_client_cannot_relay(Fx *f, gconstpointer d)
+{
+    (void)d;
+    auth_session(f);
+    assert_reply(auth_plain(f, "", "anne", "secret"), "235");
+    assert_reply(script(f, "MAIL FROM:<anne@example.com>\r\n"), "250 2.1.0");
+    const char *foreign[] = {"x@remote.example", "bob@example.com@remote.example",
+                             "@example.com:x@remote.example", "x@[192.0.2.1]", "x@example.com.remote.example"};
+    for (gsize i = 0; i < G_N_ELEMENTS(foreign); i++) {
+        g_autofree char *cmd = g_strdup_printf("RCPT TO:<%s>\r\n", foreign[i]);
+        assert_reply(script(f, cmd), "554 5.7.1");
+    }
+    /* tricks that name a local domain are just unknown local users */
+    assert_reply(script(f, "RCPT TO:<x%remote.example@example.com>\r\n"), "550 5.1.1");
+    assert_reply(script(f, "RCPT TO:<remote.example!x@example.com>\r\n"), "550 5.1.1");
+    assert_reply(script(f, "DATA\r\n"), "503 5.5.1");
+    g_assert_cmpint(state(f), ==, SMTP_STATE_MAIL);
+}
+
+static void
+test_received_names_tls_and_auth(Fx *f, gconstpointer d)
+{
+    (void)d;
+    const struct {
+        gboolean tls, auth;
+        const char *with;
+    } cases[] = {
+        {FALSE, FALSE, " with ESMTP id "},
+        {FALSE, TRUE, " with ESMTPA id "},
+        {TRUE, FALSE, " with ESMTPS id "},
+        {TRUE, TRUE, " with ESMTPSA id "},
+    };
+    g_autofree char *h = password_hash_iterations("secret", 1000, NULL);
+    g_assert_true(store_password_set(f->store, "anne", h, NULL));
+    for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+        tls_session(f, TRUE);
+        if (cases[i].tls)
+            starttls(f);
+        assert_reply(script(f, "EHLO c.example\r\n"), "250");
+        if (cases[i].auth)
+            assert_reply(script(f, "AUTH PLAIN AGFubmUAc2VjcmV0\r\n"), "235");
+        open_data(f, "anne@example.com", "dave@example.com");
+        assert_reply(script(f, "x\r\n.\r\n"), "250 2.0.0");
+        g_autoptr(GBytes) msg = stored(f, "dave", "inbox", (guint)i);
+        g_autofree char *text = g_strndup(g_bytes_get_data(msg, NULL), g_bytes_get_size(msg));
+        g_assert_nonnull(strstr(text, cases[i].with));
+    }
+}
+
+static void
+test_line_max_follows_the_session(Fx *f, gconstpointer d)
+{
+    (void)d;
+    g_assert_cmpuint(smtp_session_line_max(f->s), ==, SMTP_COMMAND_LINE_MAX);
+    open_data(f, "x@remote.example", "bob@example.com");
+    g_assert_cmpuint(smtp_session_line_max(f->s), ==, SMTP_TEXT_READ_MAX);
+}
+
+/* ---- the [smtp] allow_plaintext_auth rule ---------------------------------------------------- */
+
+/* conf_with - a CassmailConfig from TEXT (NULL and ERROR when it does not load) */
+static CassmailConfig *
+conf_with(const char *text, GError **error)
+{
+    char *path = NULL;
+    int fd = g_file_open_tmp("cassmail-XXXXXX.conf", &path, NULL);
+    g_assert_cmpint(fd, >=, 0);
+    close(fd);
+    g_assert_true(g_file_set_contents(path, text, -1, NULL));
+    CassmailConfig *c = config_load(path, error);
+    g_unlink(path);
+    g_free(path);
+    return c;
+}
+
+static void
+test_config_plaintext_auth_rule(void)
+{
+    const char *loopback[] = {"127.0.0.1", "127.1.2.3", "::1", "local", "pipe"};
+    const char *remote[] = {"192.0.2.7", "2001:db8::7", "10.127.0.1", "::ffff:192.0.2.7"};
+    g_autoptr(GError) error = NULL;
+    CassmailConfig *def = config_load(NULL, &error);
+    g_assert_no_error(error);
+    CassmailConfig *never = conf_with("[smtp]\nallow_plaintext_auth=false\n", &error);
+    g_assert_no_error(error);
+    CassmailConfig *always = conf_with("[smtp]\nallow_plaintext_auth=true\n", &error);
+    g_assert_no_error(error);
+    g_assert_cmpint(def->allow_plaintext_auth, ==, CONFIG_PLAINTEXT_LOOPBACK);
+    for (gsize i = 0; i < G_N_ELEMENTS(loopback); i++) {
+        g_assert_true(config_plaintext_auth_allowed(def, loopback[i]));
+        g_assert_false(config_plaintext_auth_allowed(never, loopback[i]));
+        g_assert_true(config_plaintext_auth_allowed(always, loopback[i]));
+    }
+    for (gsize i = 0; i < G_N_ELEMENTS(remote); i++) {
+        g_assert_false(config_plaintext_auth_allowed(def, remote[i]));
+        g_assert_false(config_plaintext_auth_allowed(never, remote[i]));
+        g_assert_true(config_plaintext_auth_allowed(always, remote[i]));
+    }
+    /* the core's own default is the strict one: the adapter decides per peer */
+    SmtpSessionConfig sc;
+    smtp_session_config_init(&sc, def);
+    g_assert_false(sc.plaintext_auth);
+    g_assert_false(sc.starttls);
+    smtp_session_config_init(&sc, always);
+    g_assert_true(sc.plaintext_auth);
+    config_free(&def);
+    config_free(&never);
+    config_free(&always);
+
+    g_assert_null(conf_with("[smtp]\nallow_plaintext_auth=maybe\n", &error));
+    g_assert_nonnull(strstr(error->message, "allow_plaintext_auth"));
+    g_clear_error(&error);
+    g_assert_null(conf_with("[tls]\ncertificate=/etc/cert.pem\n", &error));
+    g_assert_nonnull(strstr(error->message, "[tls] certificate and key"));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1448,9 +1893,29 @@ main(int argc, char **argv)
     T("timeout/when-idle-is-421", test_timeout_when_idle_is_421);
     T("pipelining/replies-in-order", test_pipelining_replies_in_order);
     T("reply/text-never-breaks-lines", test_reply_text_never_breaks_lines);
+
+    T("starttls/offered-only-when-the-adapter-can", test_starttls_offered_only_when_the_adapter_can);
+    T("starttls/is-220-and-drops-what-follows-until-tls", test_starttls_is_220_and_drops_what_follows_until_tls);
+    T("starttls/second-is-503", test_second_starttls_is_503);
+    T("starttls/needs-ehlo-no-transaction-no-argument", test_starttls_needs_ehlo_no_transaction_no_argument);
+    T("starttls/tls-forgets-the-transaction-and-the-login", test_tls_forgets_the_transaction_and_the_login);
+    T("auth/plain-with-initial-response-is-235", test_auth_plain_with_initial_response);
+    T("auth/plain-with-an-empty-challenge", test_auth_plain_with_an_empty_challenge);
+    T("auth/login-in-two-steps-and-with-initial-response", test_auth_login_in_two_steps_and_with_initial_response);
+    T("auth/bad-credentials-are-535-5.7.8-and-count-as-errors", test_auth_bad_credentials_are_535_and_count_as_errors);
+    T("auth/failures-reach-max-errors", test_auth_failures_reach_max_errors);
+    T("auth/cancel-bad-base64-and-bad-plain-are-501", test_auth_cancel_bad_base64_and_bad_plain_are_501);
+    T("auth/sequence-rules-are-503-501-504", test_auth_sequence_rules);
+    T("auth/without-tls-is-538-unless-plaintext-allowed", test_auth_without_tls_is_538_unless_plaintext_allowed);
+    T("auth/store-failure-is-454", test_auth_store_failure_is_454);
+    T("auth/authenticated-sender-must-be-own-address-553", test_authenticated_sender_must_be_own_address);
+    T("auth/authenticated-client-cannot-relay-554", test_authenticated_client_cannot_relay);
+    T("auth/received-names-tls-and-auth-rfc3848", test_received_names_tls_and_auth);
+    T("limits/line-max-follows-the-session", test_line_max_follows_the_session);
 #undef T
     g_test_add_func("/smtp/received-strip/drops-our-three-lines", test_received_strip);
     g_test_add_func("/smtp/names/state-names", test_state_names);
     g_test_add_func("/smtp/config/init-takes-the-smtp-settings", test_config_init_takes_the_smtp_settings);
+    g_test_add_func("/smtp/config/plaintext-auth-rule", test_config_plaintext_auth_rule);
     return g_test_run();
 }
