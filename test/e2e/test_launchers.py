@@ -1,0 +1,311 @@
+"""The launcher files CassMail ships: config/xinetd.d/*, config/inetd.conf, config/systemd/*.
+
+xinetd: the real xinetd (Debian's package) runs in the foreground with a private configuration
+made from the shipped service files — only what must differ on a test machine is rewritten: an
+unlisted service on a free high port of 127.0.0.1, the programs of this build, the test's
+configuration file, and the user xinetd starts them as. A message goes in through SMTP and comes
+back out through POP3, byte for byte, both through xinetd, against a real Cassandra node. When
+the tests run as root this is done twice: xinetd starting the servers as root (they become the
+[server] user conftest's write_conf sets, nobody, before reading a byte) and as nobody.
+
+systemd: `systemd-analyze verify` checks the units (with ExecStart pointed at this build's
+programs and man pointed at man/, since it checks Documentation=man: pages too), and the test
+checks what makes them inetd-style: Accept=yes, a template service, the socket on standard input
+and output, --inetd.
+
+inetd.conf: each line has the seven fields inetd(8) expects and names the installed server.
+"""
+import os
+import poplib
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import BUILD, TOP, unique, write_conf
+
+CONFIG = TOP / "config"
+SERVICES = {"smtp": ("cassmail-smtp", "cassmail-smtpd", 25), "pop3": ("cassmail-pop3", "cassmail-pop3d", 110)}
+PASSWORD = "launch pass 7"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def parse_xinetd(path):
+    """(service name, [(attribute, operator, value)]) of the one service in an xinetd file."""
+    text = Path(path).read_text()
+    m = re.search(r"^service\s+(\S+)\s*\{(.*?)^\}", text, flags=re.M | re.S)
+    assert m, f"{path}: no service block"
+    attrs = []
+    for line in m.group(2).splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        a = re.match(r"^(\w+)\s*(\+=|-=|=)\s*(.*)$", line)
+        assert a, f"{path}: cannot parse {line!r}"
+        attrs.append(a.groups())
+    return m.group(1), attrs
+
+
+def test_shipped_xinetd_services_start_the_servers_in_inetd_mode():
+    for proto, (name, prog, port) in SERVICES.items():
+        service, attrs = parse_xinetd(CONFIG / "xinetd.d" / name)
+        d = {k: v for k, op, v in attrs if op == "="}
+        assert service == proto and socket.getservbyname(service, "tcp") == port
+        assert d["socket_type"] == "stream" and d["protocol"] == "tcp" and d["wait"] == "no"
+        assert d["disable"] == "no"
+        assert d["server"] == f"/usr/local/sbin/{prog}"
+        assert d["server_args"].split()[:1] == ["--inetd"]
+        assert "-c /etc/cassmail/cassmail.conf" in d["server_args"]
+        assert int(d["instances"]) > 0 and int(d["per_source"]) > 0
+
+
+def xinetd_service(name, port, conf, user):
+    """The shipped service NAME rewritten for the test: unlisted, PORT on 127.0.0.1, this build,
+    CONF, and USER (None: no user/group lines, for a non-root xinetd)."""
+    _, attrs = parse_xinetd(CONFIG / "xinetd.d" / name)
+    prog = SERVICES[name.split("-")[1]][1]
+    replaced = {"server": str(BUILD / prog), "server_args": f"--inetd -c {conf}"}
+    if user:
+        replaced["user"], replaced["group"] = user
+    lines = []
+    for k, op, v in attrs:
+        if k in ("user", "group") and not user:
+            continue
+        lines.append(f"    {k} {op} {replaced.get(k, v)}")
+    lines += ["    type = UNLISTED", f"    port = {port}", "    bind = 127.0.0.1"]
+    return f"service test-{name}\n{{\n" + "\n".join(lines) + "\n}\n"
+
+
+class Xinetd:
+    """xinetd -dontfork with a private configuration; stopped (SIGTERM, then SIGKILL) by pid."""
+
+    def __init__(self, folder, conf, user):
+        self.folder = Path(folder)
+        self.ports = {"smtp": free_port(), "pop3": free_port()}
+        self.log_path = self.folder / "xinetd.log"
+        self.services_log = self.folder / "services.log"
+        text = ("defaults\n{\n"
+                f"    log_type = FILE {self.services_log}\n"
+                "    log_on_success = PID HOST EXIT\n"
+                "    log_on_failure = HOST\n}\n")
+        for proto, (name, _, _) in SERVICES.items():
+            text += xinetd_service(name, self.ports[proto], conf, user)
+        self.conf = self.folder / "xinetd.conf"
+        self.conf.write_text(text)
+        self.proc = subprocess.Popen(["xinetd", "-dontfork", "-f", str(self.conf), "-filelog",
+                                      str(self.log_path), "-pidfile", str(self.folder / "xinetd.pid")],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.folder / "xinetd.stderr", "wb"))
+
+        def started():
+            assert self.proc.poll() is None, f"xinetd exited {self.proc.returncode}:\n{self.log()}"
+            return "Started working: 2 available services" in self.log()
+        wait_for(started, what="xinetd to start its two services")
+
+    def log(self):
+        out = ""
+        for p in (self.log_path, self.services_log, self.folder / "xinetd.stderr"):
+            if p.exists():
+                out += p.read_text(errors="replace")
+        return out
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def message(subject):
+    """A message whose lines exercise dot-stuffing, CRLF throughout."""
+    return (f"From: Launch Test <sender@example.org>\r\nTo: rcpt@example.com\r\n"
+            f"Subject: {subject}\r\nMessage-ID: <{unique('m')}@example.org>\r\n\r\n"
+            "first line\r\n.leading dot\r\n..two dots\r\n.\r\n\r\nlast line\r\n").encode()
+
+
+USERS = [("root", "root"), ("nobody", "nogroup")] if os.geteuid() == 0 else [None]
+
+
+@pytest.mark.parametrize("xinetd_user", USERS, ids=lambda u: f"as-{u[0]}" if u else "as-self")
+def test_xinetd_delivers_over_smtp_and_serves_the_message_over_pop3(mail, xinetd_user):
+    # A folder every user can read: the servers may run as nobody.
+    folder = Path(tempfile.mkdtemp(prefix="cassmail-xinetd-"))
+    try:
+        folder.chmod(0o755)
+        conf = write_conf(folder / "cassmail.conf", smtp={"domains": "example.com"})
+        conf.chmod(0o644)
+        user = mail.useradd(unique("x"), password=PASSWORD)
+        sent = message(f"through xinetd as {xinetd_user[0] if xinetd_user else 'self'}")
+        x = Xinetd(folder, conf, xinetd_user)
+        try:
+            with smtplib.SMTP("127.0.0.1", x.ports["smtp"], timeout=120) as s:
+                code, banner = s.ehlo("client.example")
+                assert code == 250, banner
+                assert s.sendmail("sender@example.org", [f"{user}@example.com"], sent) == {}
+            p = poplib.POP3("127.0.0.1", x.ports["pop3"], timeout=120)
+            try:
+                assert p.getwelcome().startswith(b"+OK")
+                p.user(user)
+                p.pass_(PASSWORD)
+                count, _ = p.stat()
+                assert count == 1
+                _, lines, _ = p.retr(1)
+                got = b"".join(line + b"\r\n" for line in lines)
+                p.dele(1)
+                p.quit()
+            finally:
+                p.close()
+            # What came back is our Received: field (three lines) and then the client's octets.
+            head = got.split(b"\r\n", 3)
+            assert head[0].startswith(b"Received: from client.example (127.0.0.1)")
+            assert head[1].startswith(b"\tby mx.example.com (CassMail) with ESMTP")
+            assert head[3] == sent
+            # Both sessions really went through xinetd, and ended cleanly.
+            wait_for(lambda: len(re.findall(r"EXIT: test-cassmail-\w+ status=0", x.log())) >= 2,
+                     what="two sessions to end with status 0", timeout=60)
+            log = x.log()
+            assert re.search(r"START: test-cassmail-smtp pid=\d+ from=127\.0\.0\.1", log), log
+            assert re.search(r"START: test-cassmail-pop3 pid=\d+ from=127\.0\.0\.1", log), log
+            # DELE and QUIT removed it from Cassandra.
+            assert mail.list(user) == []
+        finally:
+            x.stop()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_xinetd_configuration_rejects_a_server_that_cannot_run():
+    """The generated configuration is really what xinetd reads: a bad server path disables it."""
+    folder = Path(tempfile.mkdtemp(prefix="cassmail-xinetd-"))
+    proc = None
+    try:
+        text = xinetd_service("cassmail-smtp", free_port(), "/nonexistent.conf", None)
+        text = text.replace(str(BUILD / "cassmail-smtpd"), str(folder / "missing-smtpd"))
+        (folder / "xinetd.conf").write_text(text)
+        log = folder / "xinetd.log"
+        proc = subprocess.Popen(["xinetd", "-dontfork", "-f", str(folder / "xinetd.conf"),
+                                 "-filelog", str(log)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        text = wait_for(lambda: log.exists() and "Started working" in log.read_text() and log.read_text(),
+                        what="xinetd to start")
+        assert "missing-smtpd is not executable" in text
+        assert "Started working: 0 available services" in text
+    finally:
+        if proc and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_inetd_conf_lines_have_seven_fields_and_name_the_installed_servers():
+    lines = [l for l in (CONFIG / "inetd.conf").read_text().splitlines()
+             if l.strip() and not l.lstrip().startswith("#")]
+    seen = set()
+    for line in lines:
+        f = line.split()
+        assert len(f) >= 7, line
+        service, sock, proto, wait, user, server, argv0, *args = f
+        assert service in SERVICES, line
+        name, prog, port = SERVICES[service]
+        assert socket.getservbyname(service, "tcp") == port
+        assert (sock, proto, wait) == ("stream", "tcp", "nowait"), line
+        assert re.fullmatch(r"[a-z_][a-z0-9_-]*(\.[a-z_][a-z0-9_-]*)?", user), line
+        assert server == f"/usr/local/sbin/{prog}" and argv0 == prog, line
+        assert args[:1] == ["--inetd"] and "-c" in args, line
+        seen.add(service)
+    assert seen == {"smtp", "pop3"}
+
+
+def systemd_units(tmp_path):
+    """Copies of the units whose ExecStart names this build, and a man tree holding our pages."""
+    units = tmp_path / "units"
+    units.mkdir()
+    for f in (CONFIG / "systemd").iterdir():
+        text = f.read_text()
+        for _, prog, _ in SERVICES.values():
+            text = text.replace(f"/usr/local/sbin/{prog}", str(BUILD / prog))
+        (units / f.name).write_text(text)
+    man = tmp_path / "man"
+    for page in (TOP / "man").iterdir():
+        section = man / f"man{page.suffix[1:]}"
+        section.mkdir(parents=True, exist_ok=True)
+        shutil.copy(page, section / page.name)
+    return units, man
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_systemd_units_pass_systemd_analyze_verify(tmp_path):
+    units, man = systemd_units(tmp_path)
+    for _, (name, _, _) in SERVICES.items():
+        p = subprocess.run(["systemd-analyze", "verify", str(units / f"{name}.socket"),
+                            str(units / f"{name}@.service")],
+                           capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "MANPATH": str(man), "SYSTEMD_LOG_LEVEL": "notice"})
+        assert p.returncode == 0 and p.stdout + p.stderr == "", p.stdout + p.stderr
+    # The check is real: a unit naming a program that is not there fails it.
+    bad = units / "cassmail-smtp@.service"
+    bad.write_text(bad.read_text().replace(str(BUILD / "cassmail-smtpd"), str(tmp_path / "nothing")))
+    p = subprocess.run(["systemd-analyze", "verify", str(units / "cassmail-smtp.socket"), str(bad)],
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "MANPATH": str(man)})
+    assert p.returncode != 0
+
+
+def unit(path):
+    """{section: {key: value}} of a systemd unit file."""
+    out, section = {}, None
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = re.fullmatch(r"\[(\w+)\]", line)
+        if m:
+            section = out.setdefault(m.group(1), {})
+        else:
+            k, v = line.split("=", 1)
+            section[k.strip()] = v.strip()
+    return out
+
+
+def test_systemd_units_are_inetd_style_socket_activation():
+    for proto, (name, prog, port) in SERVICES.items():
+        sock = unit(CONFIG / "systemd" / f"{name}.socket")
+        svc = unit(CONFIG / "systemd" / f"{name}@.service")
+        assert sock["Socket"]["ListenStream"] == str(port)
+        assert sock["Socket"]["Accept"] == "yes"
+        assert int(sock["Socket"]["MaxConnections"]) > 0
+        assert sock["Install"]["WantedBy"] == "sockets.target"
+        s = svc["Service"]
+        assert s["ExecStart"].split() == [f"/usr/local/sbin/{prog}", "--inetd", "-c",
+                                          "/etc/cassmail/cassmail.conf"]
+        assert s["StandardInput"] == "socket" and s["StandardOutput"] == "socket"
+        assert svc["Unit"]["Documentation"] == f"man:{prog}(8)"
+        assert (TOP / "man" / f"{prog}.8").is_file()
