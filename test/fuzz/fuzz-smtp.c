@@ -1,0 +1,232 @@
+/*
+ * fuzz-smtp.c - libFuzzer harness for the SMTP protocol core (src/smtp/session.h).
+ *
+ * One input is one client's side of a session: its octets are cut into lines the way the bounded
+ * line reader (src/net/conn.h) cuts them — after each LF; a line longer than the limit the core
+ * asks for (smtp_session_line_max: commands, DATA text, AUTH responses) is handed over empty with
+ * SMTP_LINE_TOO_LONG; a line with a NUL octet carries SMTP_LINE_NUL; an unfinished last line is
+ * dropped, as the adapter drops it at EOF. Mail goes into the in-memory store of the unit tests
+ * (test/unit/support/store_mem.h), which knows the users anne (password "secret", for AUTH),
+ * bob and postmaster.
+ *
+ * STARTTLS is offered; after its 220 the harness plays a handshake that succeeds (the rest of
+ * the input is what the client says under TLS), except when the input's last octet says it
+ * fails (the session ends). AUTH is offered before TLS too unless the configuration octet says
+ * otherwise.
+ *
+ * An input that starts with the octet 0xff uses its second octet to make the next 0..7 store
+ * operations fail (the 451/454 paths) and the one after to choose a different configuration
+ * (tiny message size, one recipient, few errors, no STARTTLS, AUTH only over TLS); the session
+ * text follows.
+ *
+ * Besides what AddressSanitizer, UBSan and LeakSanitizer catch, the harness checks what every
+ * reply must be (RFC 5321 4.2, RFC 2034): lines of "NNN" then " " or "-" and text, each ending in
+ * CRLF, no bare CR or LF inside, a 4xx/5xx carrying an enhanced code of its own class; a
+ * multi-line reply keeps one code. Every stored message must start with our Received: field.
+ * Between STARTTLS's 220 and the handshake, a line fed (one the client pipelined) gets no answer.
+ * A violation aborts, so libFuzzer keeps the input.
+ *
+ *   make fuzz FUZZ_SECONDS=300       (build/fuzz/fuzz-smtp, seeds in test/fuzz/corpus/smtp and test/smtp)
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smtp/session.h"
+#include "store/store.h"
+#include "../unit/support/store_mem.h"
+#include "util/password.h"
+
+#define FUZZ_PEER "192.0.2.9"
+
+static char *fuzz_domains[] = {"example.com", "Example.NET", NULL};
+static const char *const fuzz_users[] = {"anne", "bob", "postmaster", NULL};
+static char *fuzz_hash;   /* "secret" at the lowest cost password_verify accepts */
+
+/* fuzz_fail - report WHAT about the replies OUT and abort (libFuzzer saves the input) */
+static void
+fuzz_fail(const char *what, const GString *out)
+{
+    fprintf(stderr, "fuzz-smtp: %s in replies:\n%.*s\n", what, (int)MIN(out->len, 4096), out->str);
+    abort();
+}
+
+/* fuzz_check_replies - OUT is nothing but well-formed reply lines */
+static void
+fuzz_check_replies(const GString *out)
+{
+    gsize pos = 0;
+    char prev_code[3] = {0};
+    gboolean continued = FALSE;
+    while (pos < out->len) {
+        const char *l = out->str + pos;
+        const char *crlf = g_strstr_len(l, (gssize)(out->len - pos), "\r\n");
+        if (!crlf)
+            fuzz_fail("a reply line without CRLF", out);
+        gsize n = (gsize)(crlf - l);
+        if (memchr(l, '\n', n) || memchr(l, '\r', n) || memchr(l, '\0', n))
+            fuzz_fail("a CR, LF or NUL inside a reply line", out);
+        if (n < 4 || !g_ascii_isdigit(l[0]) || !g_ascii_isdigit(l[1]) || !g_ascii_isdigit(l[2]) ||
+            (l[3] != ' ' && l[3] != '-'))
+            fuzz_fail("a reply line not of the form NNN SP/- text", out);
+        if (l[0] < '2' || l[0] > '5')
+            fuzz_fail("a reply code outside 2xx-5xx", out);
+        if ((l[0] == '4' || l[0] == '5') && (n < 6 || l[4] != l[0] || l[5] != '.'))
+            fuzz_fail("a 4xx/5xx reply without an enhanced status code of its class", out);
+        if (continued && memcmp(prev_code, l, 3) != 0)
+            fuzz_fail("a multi-line reply that changes its code", out);
+        memcpy(prev_code, l, 3);
+        continued = l[3] == '-';
+        pos += n + 2;
+    }
+}
+
+/* fuzz_check_stored - every message in the store begins with our Received: field */
+static void
+fuzz_check_stored(Store *store)
+{
+    static const char *const boxes[] = {"inbox", "outbox"};
+    for (const char *const *u = fuzz_users; *u; u++) {
+        for (gsize b = 0; b < G_N_ELEMENTS(boxes); b++) {
+            GArray *page = g_array_new(FALSE, FALSE, sizeof(StoreIndexEntry));
+            if (!store_index_page(store, *u, boxes[b], NULL, 1000, page, NULL))
+                abort();
+            for (guint i = 0; i < page->len; i++) {
+                StoreIndexEntry *e = &g_array_index(page, StoreIndexEntry, i);
+                GBytes *msg = NULL;
+                if (!store_fetch(store, *u, boxes[b], &e->id, &msg, NULL))
+                    abort();
+                gsize len, text_len;
+                const char *data = g_bytes_get_data(msg, &len);
+                if (len != e->size || !smtp_received_strip(data, len, &text_len)) {
+                    fprintf(stderr, "fuzz-smtp: stored message without our Received: field\n");
+                    abort();
+                }
+                g_bytes_unref(msg);
+            }
+            g_array_free(page, TRUE);
+        }
+    }
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    fuzz_hash = password_hash_iterations("secret", PASSWORD_ITERATIONS_MIN, NULL);
+    if (!fuzz_hash)
+        abort();
+    return 0;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    SmtpSessionConfig cfg = {
+        .hostname = "mx.example.com",
+        .domains = fuzz_domains,
+        .max_message_size = 4096,
+        .max_recipients = 5,
+        .max_errors = 20,
+        .extensions = NULL,
+        .starttls = TRUE,
+        .plaintext_auth = TRUE,
+    };
+    Store *store = store_mem_new();
+    for (const char *const *u = fuzz_users; *u; u++)
+        if (!store_user_add(store, *u, NULL))
+            abort();
+    if (!store_password_set(store, "anne", fuzz_hash, NULL))
+        abort();
+    if (size >= 3 && data[0] == 0xff) {
+        store_mem_fail_next(store, data[1] & 7);
+        if (data[2] & 1)
+            cfg.max_message_size = 1024;   /* the smallest the configuration allows */
+        if (data[2] & 2)
+            cfg.max_recipients = 1;
+        if (data[2] & 4)
+            cfg.max_errors = 2;
+        if (data[2] & 8)
+            cfg.max_errors = 0;            /* no limit */
+        if (data[2] & 16)
+            cfg.starttls = FALSE;
+        if (data[2] & 32)
+            cfg.plaintext_auth = FALSE;
+        data += 3;
+        size -= 3;
+    }
+
+    SmtpSession *s = smtp_session_new(&cfg, store, FUZZ_PEER);
+    GString *out = g_string_new(NULL);
+    smtp_session_greeting(s, out);
+    fuzz_check_replies(out);
+
+    gsize pos = 0;
+    gboolean closed = FALSE;
+    while (!closed && pos < size) {
+        const uint8_t *lf = memchr(data + pos, '\n', size - pos);
+        if (!lf)
+            break;   /* EOF in the middle of a line: the adapter never feeds it */
+        gsize len = (gsize)(lf - (data + pos)) + 1;
+        gsize max = smtp_session_line_max(s);
+        if (max != SMTP_COMMAND_LINE_MAX && max != SMTP_TEXT_READ_MAX && max != SMTP_AUTH_LINE_MAX)
+            fuzz_fail("an unexpected line limit", out);
+        if (smtp_session_in_data(s) && max != SMTP_TEXT_READ_MAX)
+            fuzz_fail("a line limit other than the text limit in DATA", out);
+        g_string_truncate(out, 0);
+        if (len > max) {
+            closed = smtp_session_feed(s, "", 0, SMTP_LINE_TOO_LONG, out);
+        } else {
+            /* A private copy, so ASan sees any read past the line's end. */
+            char *line = g_memdup2(data + pos, len);
+            guint flags = memchr(line, '\0', len) ? SMTP_LINE_NUL : 0;
+            closed = smtp_session_feed(s, line, len, flags, out);
+            g_free(line);
+        }
+        fuzz_check_replies(out);
+        pos += len;
+        if (!closed && smtp_session_starttls_pending(s)) {
+            if (!g_str_has_prefix(out->str, "220 ") && !strstr(out->str, "\r\n220 "))
+                fuzz_fail("STARTTLS pending without a 220", out);
+            /* A line the client pipelined behind STARTTLS: dropped, never answered. */
+            lf = memchr(data + pos, '\n', size - pos);
+            if (lf && (data[pos] & 1)) {
+                len = (gsize)(lf - (data + pos)) + 1;
+                g_string_truncate(out, 0);
+                char *line = g_memdup2(data + pos, len);
+                closed = smtp_session_feed(s, line, len, 0, out);
+                g_free(line);
+                if (out->len || !smtp_session_starttls_pending(s))
+                    fuzz_fail("a line fed while STARTTLS was pending was acted on", out);
+                pos += len;
+            }
+            if (size && (data[size - 1] & 0x80))
+                break;   /* the handshake failed: the adapter closes */
+            smtp_session_tls_started(s);
+            SmtpSessionStats st;
+            smtp_session_stats(s, &st);
+            if (!st.tls || st.auth_user || st.helo)
+                fuzz_fail("a session that did not start over under TLS", out);
+        }
+    }
+    if (!closed && pos < size && (data[size - 1] & 1)) {
+        /* Some inputs end in a timeout instead of a dropped connection. */
+        g_string_truncate(out, 0);
+        smtp_session_timeout(s, out);
+        fuzz_check_replies(out);
+    }
+    SmtpSessionStats st;
+    smtp_session_stats(s, &st);
+    (void)smtp_state_name(st.state);
+    smtp_session_free(&s);
+    store_mem_fail_next(store, 0);   /* the checks read the store; injected failures are over */
+    fuzz_check_stored(store);
+    store_free(&store);
+    g_string_free(out, TRUE);
+    return 0;
+}
