@@ -3,9 +3,14 @@
 #   make            programs into build/ (C11, -Wall -Wextra -Werror)
 #   make run        a local single-node Cassandra 0.7.0 with the schema, a demo user and the servers
 #   make test       every test (unit, end-to-end against real Cassandra); ends "N passed, N failed"
+#   make test-ring  the failover tests on a 3-node ring, the long cases included (some minutes)
 #   make gen        regenerate gen-c_glib/ from thrift/cassandra.thrift
 #   make clean      remove build/ (run/ and .cache/ are kept; `make distclean` removes them too)
-#   make install    PREFIX=/usr/local DESTDIR= : programs, sample configuration
+#   make install    PREFIX=/usr/local DESTDIR= SYSCONFDIR=/etc : programs, man pages, sample
+#                   configuration, launcher files (xinetd, inetd, systemd) under share/cassmail
+#   make fuzz       each libFuzzer harness (test/fuzz) for FUZZ_SECONDS (default 60) seconds
+#   make test-asan  everything built with AddressSanitizer and UBSan into build/asan, then the
+#                   end-to-end suite against those programs
 #
 # `make run` and `make test` first run tools/setup, which installs the Debian packages and fetches
 # Cassandra's jars from Maven Central; it is quick when everything is already there.
@@ -20,9 +25,10 @@ GEN_CFLAGS = -std=c11 -O2 -g -w $(SAN)
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 
-PREFIX  ?= /usr/local
-DESTDIR ?=
-B       := build
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+SYSCONFDIR ?= /etc
+B          := build
 
 LIB_SRCS := $(wildcard src/util/*.c src/cass/*.c src/store/*.c src/net/*.c src/smtp/*.c src/pop3/*.c)
 GEN_SRCS := $(wildcard gen-c_glib/*.c)
@@ -46,7 +52,7 @@ E2E_BINS     := $(E2E_SRCS:test/e2e/%.c=$(B)/test/%)
 # Keep object files that pattern rules made on the way.
 .SECONDARY:
 
-.PHONY: all gen run test test-fast clean distclean install setup stop
+.PHONY: all gen run test test-fast clean distclean install setup stop fuzz fuzz-build test-asan
 all: $(PROGS) $(UNIT_BINS) $(E2E_BINS)
 
 $(B)/obj/gen-c_glib/%.o: gen-c_glib/%.c
@@ -93,8 +99,13 @@ run: setup all
 stop:
 	@tools/run-local --stop
 
-test: setup all
+test: setup all fuzz-build
 	@test/run
+
+# `make test` skips the long ring cases (CL QUORUM under Postal, hinted handoff); this runs them all.
+.PHONY: test-ring
+test-ring: setup all
+	@CASSMAIL_RING_LONG=1 test/run test/e2e/test_failover.py
 
 clean:
 	rm -rf $(B)
@@ -103,11 +114,93 @@ distclean: clean
 	-tools/cluster stop >/dev/null 2>&1
 	rm -rf run .cache
 
+# install - programs (sbin: the servers and cassmail-admin; bin: cassmail-tokens), man pages,
+# the sample configuration (also as SYSCONFDIR/cassmail/cassmail.conf when there is none yet) and
+# the launcher files, their paths rewritten for PREFIX and SYSCONFDIR.
+SHARE   := $(PREFIX)/share/cassmail
+MANDIR  ?= $(PREFIX)/share/man
+LAUNCH  := config/inetd.conf $(wildcard config/xinetd.d/* config/systemd/*)
 install: all
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/cassmail \
-	           $(DESTDIR)$(PREFIX)/etc/cassmail
-	for p in cassmail-smtpd cassmail-pop3d cassmail-admin; do \
-	  [ -x $(B)/$$p ] && install -m 755 $(B)/$$p $(DESTDIR)$(PREFIX)/sbin/; done; true
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SHARE)/xinetd.d \
+	           $(DESTDIR)$(SHARE)/systemd $(DESTDIR)$(SYSCONFDIR)/cassmail \
+	           $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -m 755 $(B)/cassmail-smtpd $(B)/cassmail-pop3d $(B)/cassmail-admin $(DESTDIR)$(PREFIX)/sbin/
 	install -m 755 $(B)/cassmail-tokens $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 config/cassmail.conf $(DESTDIR)$(PREFIX)/etc/cassmail/cassmail.conf.sample
-	install -m 644 config/cassandra.yaml $(DESTDIR)$(PREFIX)/share/cassmail/
+	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 config/cassmail.conf config/cassandra.yaml config/log4j-server.properties \
+	           $(DESTDIR)$(SHARE)/
+	[ -e $(DESTDIR)$(SYSCONFDIR)/cassmail/cassmail.conf ] || \
+	  install -m 644 config/cassmail.conf $(DESTDIR)$(SYSCONFDIR)/cassmail/cassmail.conf
+	for f in $(LAUNCH); do \
+	  sed -e 's|/usr/local/sbin/|$(PREFIX)/sbin/|g' -e 's|/etc/cassmail/|$(SYSCONFDIR)/cassmail/|g' \
+	      $$f > $(DESTDIR)$(SHARE)/$${f#config/} && chmod 644 $(DESTDIR)$(SHARE)/$${f#config/} || exit 1; \
+	done
+
+# ---- fuzzing (clang's libFuzzer) -------------------------------------------------------------
+# The library is built a second time with clang, coverage and the sanitizers into build/fuzz; each
+# test/fuzz/fuzz-NAME.c becomes build/fuzz/fuzz-NAME. `make fuzz` runs each for FUZZ_SECONDS,
+# growing build/fuzz/corpus-NAME from the seeds in test/fuzz/corpus/NAME (and, for SMTP, the
+# transcripts test/smtp/*.in); a crash leaves build/fuzz/crash-NAME-* and fails the target.
+FUZZ_CC      ?= clang
+FUZZ_SAN     := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+FUZZ_B       := build/fuzz
+FUZZ_NAMES   := $(patsubst test/fuzz/fuzz-%.c,%,$(wildcard test/fuzz/fuzz-*.c))
+FUZZ_SECONDS ?= 60
+
+fuzz-build:
+	@$(MAKE) -s --no-print-directory B=$(FUZZ_B) CC=$(FUZZ_CC) SAN="$(FUZZ_SAN)" \
+	  $(FUZZ_NAMES:%=$(FUZZ_B)/fuzz-%)
+
+# (Used inside the build/fuzz make only: harness + common.c + in-memory store + library.)
+$(B)/fuzz-%: $(B)/obj/test/fuzz/fuzz-%.o $(B)/obj/test/fuzz/common.o \
+             $(B)/obj/test/unit/support/store_mem.o $(LIB)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -Wl,--wrap=password_verify_dummy $^ $(LDLIBS) -lpthread -o $@
+
+fuzz: fuzz-build
+	@for f in $(FUZZ_NAMES); do \
+	  mkdir -p $(FUZZ_B)/corpus-$$f; \
+	  seeds=test/fuzz/corpus/$$f; [ $$f = smtp ] && seeds="$$seeds test/smtp"; \
+	  echo "fuzz-$$f: $(FUZZ_SECONDS) s, log in $(FUZZ_B)/fuzz-$$f.log"; \
+	  $(FUZZ_B)/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -max_len=8192 \
+	    -artifact_prefix=$(FUZZ_B)/crash-$$f- $(FUZZ_B)/corpus-$$f $$seeds \
+	    >$(FUZZ_B)/fuzz-$$f.log 2>&1; rc=$$?; \
+	  grep -E '^stat::(number_of_executed_units|new_units_added)|^SUMMARY|^==[0-9]+==ERROR' \
+	    $(FUZZ_B)/fuzz-$$f.log; \
+	  [ $$rc = 0 ] || { echo "fuzz-$$f failed (exit $$rc): see $(FUZZ_B)/fuzz-$$f.log"; exit 1; }; \
+	done
+
+# ---- sanitizers -------------------------------------------------------------------------------
+# Everything built again with ASan and UBSan into build/asan; the end-to-end suite then runs those
+# programs (conftest honours CASSMAIL_BUILD). A sanitizer report in any process, forked session
+# children included, goes to a file under the run folder, and conftest fails the test during
+# which such a file appeared. Use the same CASSMAIL_NET/CASSMAIL_RUN as for test/run.
+ASAN_B    := build/asan
+ASAN_SAN  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+# Tests that measure a session's resident memory or how many sessions the machine holds are left
+# out: ASan's shadow memory and its quarantine of freed blocks (every free is held back to catch
+# use after free) are what they would measure. `make test` runs them on the real build.
+# ASAN_TESTS picks other tests, e.g. ASAN_TESTS=test/e2e/test_smtp.py.
+ASAN_LOGS  = $(or $(CASSMAIL_RUN),$(CURDIR)/run)/asan-logs
+ASAN_TESTS ?= test/e2e
+ASAN_DESELECT := not bounded_memory and not stays_bounded and not idle_connections
+test-asan: setup
+	@$(MAKE) -s --no-print-directory B=$(ASAN_B) SAN="$(ASAN_SAN)" all
+	@rm -rf $(ASAN_LOGS) && mkdir -p $(ASAN_LOGS)
+	@CASSMAIL_BUILD=$(CURDIR)/$(ASAN_B) CASSMAIL_SANITIZER_LOGS=$(ASAN_LOGS) \
+	  ASAN_OPTIONS=exitcode=86:abort_on_error=0:detect_leaks=1:log_path=$(ASAN_LOGS)/asan \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(ASAN_LOGS)/ubsan \
+	  LSAN_OPTIONS=exitcode=86 \
+	  test/run -k "$(ASAN_DESELECT)" $(ASAN_TESTS)
+
+# Benchmarks: the paper's evaluation re-run (tools/bench/run; method and results in
+# docs/reproduction.md). Each writes docs/bench/NAME.csv and NAME.png. Pass options with
+# BENCH_ARGS (e.g. BENCH_ARGS="--minutes 3") and a private ring with CASSMAIL_NET, CASSMAIL_RUN
+# and CASSMAIL_JMX_BASE.
+BENCH_ARGS ?=
+.PHONY: bench bench-fig3 bench-fig4 bench-fig5 bench-fig6 bench-baselines bench-pop3
+bench-fig3 bench-fig4 bench-fig5 bench-fig6 bench-baselines bench-pop3: all
+	tools/bench/run $(BENCH_ARGS) $(@:bench-%=%)
+bench: all
+	tools/bench/run $(BENCH_ARGS) all
