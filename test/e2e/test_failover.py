@@ -38,10 +38,9 @@ from pathlib import Path
 import pytest
 
 from conftest import BUILD, NET, Mail, node, run, unique, write_conf
-from test_pop3 import Daemon, free_port, retr_bytes
-from test_smtp import HOST, Smtpd, postal_messages, queued_id, strip_received, wait_for
+from support import (HOST, POP3D, SMTPD, Daemon, free_port, postal_messages, queued_id, retr_bytes,
+                     strip_received, wait_for)
 
-POP3D = BUILD / "cassmail-pop3d"
 TOKENS = str(BUILD / "cassmail-tokens")
 PASSWORD = "Failover pass 7"
 NODES = (1, 2, 3)
@@ -268,7 +267,7 @@ def failover_under_load(ring, tmp_path, level):
         mail.useradd(u, password=PASSWORD)
     (tmp_path / "users.txt").write_text("".join(f"{u}@example.com\n" for u in postal_users))
 
-    smtpd = Smtpd(conf, tmp_path / "smtpd.log")
+    smtpd = Daemon(SMTPD, conf, tmp_path / "smtpd.log")
     postal = None
     # two smtplib senders: one for the rows on nodes 2 and 3 only, one for the others (at QUORUM
     # the second one mostly collects 451s, which must leave no trace)
@@ -333,7 +332,7 @@ def failover_under_load(ring, tmp_path, level):
             ring.cluster("restart", 1)
             killed = False
         pop_port = free_port()
-        pop3d = Daemon([POP3D, "-f", "-c", conf, "-l", f"127.0.0.1:{pop_port}"], tmp_path / "pop3d.log", pop_port)
+        pop3d = Daemon(POP3D, conf, tmp_path / "pop3d.log", port=pop_port)
         try:
             expected = collections.defaultdict(dict)
             for rcpt, text, i in sent:
@@ -422,7 +421,7 @@ def test_cl_all_with_a_replica_down_is_451_never_250_and_succeeds_after_restart(
     spare = names_where({":inbox": {2, 3}}, 4, "fb")
     for u in need + spare:
         mail.useradd(u)
-    smtpd = Smtpd(conf, tmp_path / "smtpd.log")
+    smtpd = Daemon(SMTPD, conf, tmp_path / "smtpd.log")
     stored = collections.defaultdict(dict)    # user -> {TimeUUID: text}
     killed = False
     try:
@@ -513,7 +512,7 @@ def test_mail_accepted_at_one_with_a_replica_down_reaches_it_after_restart(ring,
         ring.cluster("kill", 3)
         dead.add(3)
         wait_seen_down(ring, 3, [1, 2])   # from now on coordinators keep hints for node 3
-        smtpd = Smtpd(conf, tmp_path / "smtpd.log")
+        smtpd = Daemon(SMTPD, conf, tmp_path / "smtpd.log")
         stored = collections.defaultdict(dict)
         try:
             for k in range(4):

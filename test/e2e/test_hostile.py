@@ -28,21 +28,18 @@ import random
 import re
 import resource
 import select
-import signal
 import smtplib
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import BUILD, Mail, unique, write_conf
+import support
+from conftest import Mail, unique, write_conf
+from support import HOST, POP3D, SMTPD, wait_for
 
-SMTPD = BUILD / "cassmail-smtpd"
-POP3D = BUILD / "cassmail-pop3d"
-HOST = "mx.example.com"
 PASSWORD = "hostile pass 7"
 IDLE_CONNECTIONS = 500
 SERVE_WITHIN_S = 2.0
@@ -60,32 +57,6 @@ TEN_MB = 10 * 1024 * 1024
 HUNDRED_MB = 100 * 1024 * 1024
 
 
-def wait_for(pred, timeout=60.0, what="condition", step=0.05):
-    """PRED's first true value, polling until TIMEOUT seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(step)
-
-
-def children(pid):
-    """Pids of PID's child processes (a daemon's sessions)."""
-    out = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                stat = (p / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(p.name))
-    return out
-
-
 def status_kb(pid, field):
     """FIELD (VmRSS, VmHWM) of /proc/PID/status in kB, or None once the process is gone."""
     try:
@@ -96,33 +67,15 @@ def status_kb(pid, field):
     return int(m.group(1)) if m else None
 
 
-class Daemon:
+class Daemon(support.Daemon):
     """cassmail-smtpd or cassmail-pop3d -f listening on a free port of 127.0.0.1, log in a file."""
 
-    def __init__(self, program, conf, log_path):
-        self.log_path = Path(log_path)
-        self.log_file = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([str(program), "-f", "-c", str(conf), "-l", "127.0.0.1:0"],
-                                     stdin=subprocess.DEVNULL, stdout=self.log_file,
-                                     stderr=subprocess.STDOUT)
-
-        def listening():
-            assert self.proc.poll() is None, f"{program} exited:\n{self.log()}"
-            return re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log())
-        self.port = int(wait_for(listening, what=f"{program.name} listening").group(1))
-
-    def log(self):
-        return self.log_path.read_text(errors="replace")
-
-    def session_ends(self):
-        return len(re.findall(r"session end ", self.log()))
-
-    def children(self):
-        return children(self.proc.pid)
+    start_timeout = 60.0
+    stop_timeout = 30.0
 
     def new_child(self, before):
         """The one session process started since BEFORE (a set of pids)."""
-        new = wait_for(lambda: set(self.children()) - before, what="the session's process")
+        new = wait_for(lambda: set(self.children()) - before, timeout=60, what="the session's process")
         assert len(new) == 1, new
         return new.pop()
 
@@ -131,18 +84,6 @@ class Daemon:
         log = self.log()
         assert "died of signal" not in log and "exited with status" not in log, log[-3000:]
         assert self.proc.poll() is None
-
-    def stop(self):
-        """SIGTERM; the exit status (killed after 30 s if it does not stop)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log_file.close()
-        return self.proc.returncode
 
 
 class Env:
@@ -331,7 +272,7 @@ def test_full_listener_closes_the_longest_silent_session_to_serve_a_new_client(e
         assert len(readable) == 1
         assert first_bytes(readable[0], 1000).startswith(busy)
         assert readable[0].recv(100) == b""
-        wait_for(lambda: len(d.children()) <= limit, what="the evicted session to end")
+        wait_for(lambda: len(d.children()) <= limit, timeout=60, what="the evicted session to end")
     finally:
         close_all(socks)
         wait_for(lambda: not d.children(), timeout=60, what="the sessions to end")
@@ -365,33 +306,11 @@ class Peak:
         return self.rss
 
 
-class Raw:
-    """A raw client: exact bytes out, reply lines in."""
+class Raw(support.Raw):
+    """A raw client: exact bytes out, reply lines in, the greeting read at connect."""
 
     def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=120)
-        self.buf = b""
-        self.greeting = self.line()
-
-    def line(self):
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError(f"connection closed; unread: {self.buf!r}")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line.decode("utf-8", "replace")
-
-    def reply(self):
-        """One SMTP reply (its lines joined with \\n) or one POP3 status line."""
-        lines = [self.line()]
-        while lines[-1][3:4] == "-":
-            lines.append(self.line())
-        return "\n".join(lines)
-
-    def cmd(self, line):
-        self.sock.sendall(line.encode() + b"\r\n")
-        return self.reply()
+        super().__init__(port, timeout=120)
 
     def stream(self, chunk, total):
         """TOTAL octets: CHUNK repeated (the last one cut to fit)."""
@@ -400,9 +319,6 @@ class Raw:
             piece = chunk[:total - sent]
             self.sock.sendall(piece)
             sent += len(piece)
-
-    def close(self):
-        self.sock.close()
 
 
 def measured(daemon, start):
@@ -568,7 +484,7 @@ POP3_GARBAGE = [
 def test_binary_garbage_and_nul_bytes_get_errors_and_no_session_crashes(env, proto):
     daemon = env.smtpd if proto == "smtp" else env.pop3d
     cases = SMTP_GARBAGE if proto == "smtp" else POP3_GARBAGE
-    ends = daemon.session_ends()
+    ends = daemon.session_end_count()
     sessions = 0
     for data, expected in cases:
         lines = exchange(daemon.port, data)
@@ -589,7 +505,8 @@ def test_binary_garbage_and_nul_bytes_get_errors_and_no_session_crashes(env, pro
         else:
             assert all(l.startswith((b"+OK", b"-ERR")) for l in lines), (seed, lines)
             assert lines[0].startswith(b"-ERR")
-    wait_for(lambda: daemon.session_ends() >= ends + sessions, what="every session's end line")
+    wait_for(lambda: daemon.session_end_count() >= ends + sessions, timeout=60,
+             what="every session's end line")
     daemon.assert_sessions_ended_normally()
     user = env.user()
     if proto == "smtp":
@@ -638,7 +555,7 @@ def smtp_transcript(user, label, k):
 
 def test_smtp_disconnect_at_every_byte_leaves_no_partial_message(env):
     user = env.user()
-    ends = env.smtpd.session_ends()
+    ends = env.smtpd.session_end_count()
     whole, dot_end, _ = smtp_transcript(user, "cut", 0)
     acked = set()
     t = time.monotonic()
@@ -653,7 +570,8 @@ def test_smtp_disconnect_at_every_byte_leaves_no_partial_message(env):
     for k in abrupt:
         cut_session(env.smtpd.port, smtp_transcript(user, "abrupt", k)[0][:k], abrupt=True)
     sessions = len(whole) + 1 + len(abrupt)
-    wait_for(lambda: env.smtpd.session_ends() >= ends + sessions, what="every session's end line")
+    wait_for(lambda: env.smtpd.session_end_count() >= ends + sessions, timeout=60,
+             what="every session's end line")
     took = time.monotonic() - t
 
     stored = {}
@@ -682,7 +600,7 @@ def test_pop3_disconnect_at_every_byte_deletes_only_after_the_whole_quit(env):
     env.deliver(user, text("second"))
     ids = [i for i, _ in env.mail.list(user)]
     assert len(ids) == 2
-    ends = env.pop3d.session_ends()
+    ends = env.pop3d.session_end_count()
     whole = f"USER {user}\r\nPASS {PASSWORD}\r\nDELE 1\r\nQUIT\r\n".encode()
     quit_at = whole.index(b"QUIT")
     for k in range(len(whole)):
@@ -695,13 +613,15 @@ def test_pop3_disconnect_at_every_byte_deletes_only_after_the_whole_quit(env):
     assert [i for i, _ in env.mail.list(user)] == ids, "deleted without a whole QUIT"
     for k in (len(whole) - 2, len(whole) - 1):   # "QUIT" then "QUIT\r", closed abruptly
         cut_session(env.pop3d.port, whole[:k], abrupt=True)
-    wait_for(lambda: env.pop3d.session_ends() >= ends + len(whole) + 2, what="every session's end")
+    wait_for(lambda: env.pop3d.session_end_count() >= ends + len(whole) + 2, timeout=60,
+             what="every session's end")
     assert [i for i, _ in env.mail.list(user)] == ids, "deleted without a whole QUIT"
     replies = cut_session(env.pop3d.port, whole)
     assert replies.count(b"+OK") == 5, replies
     assert [i for i, _ in env.mail.list(user)] == ids[1:]
     # The whole QUIT sent and the connection dropped unread: the deletion may happen (RFC 1047).
     cut_session(env.pop3d.port, whole, abrupt=True)
-    wait_for(lambda: env.pop3d.session_ends() >= ends + len(whole) + 4, what="every session's end")
+    wait_for(lambda: env.pop3d.session_end_count() >= ends + len(whole) + 4, timeout=60,
+             what="every session's end")
     assert [i for i, _ in env.mail.list(user)] in ([], ids[1:])
     env.pop3d.assert_sessions_ended_normally()

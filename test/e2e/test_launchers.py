@@ -24,32 +24,16 @@ import smtplib
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import BUILD, TOP, unique, write_conf
+from support import free_port, wait_for
 
 CONFIG = TOP / "config"
 SERVICES = {"smtp": ("cassmail-smtp", "cassmail-smtpd", 25), "pop3": ("cassmail-pop3", "cassmail-pop3d", 110)}
 PASSWORD = "launch pass 7"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def parse_xinetd(path):

@@ -9,79 +9,20 @@ the end of each session (stderr with -f):
 import os
 import poplib
 import re
-import signal
 import smtplib
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
+import support
 from conftest import BUILD, Mail, unique, write_conf
+from support import POP3D, SMTPD, Daemon, free_port, retr_bytes
 
-SMTPD = BUILD / "cassmail-smtpd"
-POP3D = BUILD / "cassmail-pop3d"
 PASSWORD = "Secret pass 42"
 LOGIN_DELAY_MS = 300
 AUTH_ERR = b"-ERR [AUTH] Invalid login"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Daemon:
-    """A CassMail server in the foreground (-f), its log in a file."""
-
-    def __init__(self, argv, log_path, port):
-        self.log_path = Path(log_path)
-        self.port = port
-        self.log_file = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL,
-                                     stdout=self.log_file, stderr=subprocess.STDOUT)
-
-        # Ready when it says so (a probe connection would count as a session of its own).
-        def listening():
-            assert self.proc.poll() is None, f"{argv[0]} exited:\n{self.log()}"
-            return "listening on" in self.log()
-        wait_for(listening, what=f"{argv[0]} on port {port}")
-
-    def log(self):
-        return self.log_path.read_text(errors="replace")
-
-    def session_ends(self, user=None):
-        """The fields of every "session end" log line so far (of USER's sessions), as dicts."""
-        ends = [dict(kv.split("=", 1) for kv in m.group(1).split())
-                for m in re.finditer(r"session end (.*)", self.log())]
-        return [e for e in ends if user is None or e["user"] == user]
-
-    def wait_session_ends(self, n, user=None):
-        """The first N session-end records (of USER), waiting for the children to finish."""
-        return wait_for(lambda: len(self.session_ends(user)) >= n and self.session_ends(user)[:n],
-                        what=f"{n} pop3 session ends")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log_file.close()
 
 
 class Pop3Env:
@@ -91,10 +32,9 @@ class Pop3Env:
         self.tmp = tmp_path
         self.mail = mail
         self.smtp_port, self.pop_port = free_port(), free_port()
-        self.smtpd = Daemon([SMTPD, "-f", "-c", mail.conf, "-l", f"127.0.0.1:{self.smtp_port}"],
-                            tmp_path / "smtpd.log", self.smtp_port)
-        self.pop3d = Daemon([POP3D, "-f", "-c", mail.conf, "-l", f"127.0.0.1:{self.pop_port}",
-                             *pop3_args], tmp_path / "pop3d.log", self.pop_port)
+        self.smtpd = Daemon(SMTPD, mail.conf, tmp_path / "smtpd.log", port=self.smtp_port)
+        self.pop3d = Daemon(POP3D, mail.conf, tmp_path / "pop3d.log", port=self.pop_port,
+                            args=pop3_args)
 
     def stop(self):
         self.pop3d.stop()
@@ -149,25 +89,22 @@ def message(subject, size=0, seed=0):
     return head + b"\r\n".join(body) + b"\r\n"
 
 
-def retr_bytes(p, n):
-    """RETR N through poplib, back to octets (poplib splits lines and removes the stuffing)."""
-    _, lines, _ = p.retr(n)
-    return b"".join(line + b"\r\n" for line in lines)
-
-
-class Raw:
-    """A POP3 connection spoken line by line, to see replies exactly as sent."""
+class Raw(support.Raw):
+    """A POP3 connection spoken line by line, to see replies exactly as sent: lines are octets,
+    and b"" once the server has closed."""
 
     def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-        self.f = self.sock.makefile("rb")
+        super().__init__(port, timeout=60, greeting=False)
         self.greeting = self.line()
 
     def line(self):
-        return self.f.readline().rstrip(b"\r\n")
+        try:
+            return self.octets()
+        except EOFError:
+            return b""
 
     def cmd(self, text):
-        self.sock.sendall(text.encode() + b"\r\n")
+        self.send(text + "\r\n")
         return self.line()
 
     def multi(self, text):
@@ -177,10 +114,6 @@ class Raw:
             while (line := self.line()) != b".":
                 lines.append(line)
         return first, lines
-
-    def close(self):
-        self.f.close()
-        self.sock.close()
 
 
 def cli_count(ring, cf, row):

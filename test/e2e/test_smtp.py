@@ -8,8 +8,9 @@ field — always exactly three lines,
     \\tby HOSTNAME (CassMail) with ESMTP id SESSION.N;\\r\\n
     \\tDATE\\r\\n
 
-— followed by the client's text, dot-unstuffed, with CRLF line ends. strip_received() checks
-those three lines and returns the rest, which must equal what the client sent, byte for byte.
+— followed by the client's text, dot-unstuffed, with CRLF line ends. strip_received() (in
+support.py) checks those three lines and returns the rest, which must equal what the client sent,
+byte for byte.
 
 Transcripts: test/smtp/NAME.in holds client lines (LF or CRLF; each is sent with CRLF; a line
 "@LONG N" stands for N octets of "x"); test/smtp/NAME.out the server's replies with every TimeUUID
@@ -23,148 +24,28 @@ import smtplib
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import BUILD, TOP, Mail, unique, write_conf
+from conftest import TOP, Mail, unique, write_conf
+from support import (HOST, SMTPD, UUID, Daemon, Raw, body, postal_messages, queued_id,
+                     strip_received, wait_for)
 
-SMTPD = BUILD / "cassmail-smtpd"
 TRANSCRIPTS = TOP / "test" / "smtp"
-UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 MAX_SIZE = 3_000_000
 MAX_RCPTS = 5
-HOST = "mx.example.com"
 TX_USERS = ["txalice", "txbob", "txcarol", "txdave", "txerin", "txfrank", "postmaster"]
 
 
-def wait_for(pred, timeout=30.0, what="condition", step=0.1):
-    """PRED's first true value, polling until TIMEOUT seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(step)
-
-
-def children(pid):
-    """Pids of PID's child processes (the daemon's sessions)."""
-    out = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                stat = (p / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(p.name))
-    return out
-
-
-class Smtpd:
+class Smtpd(Daemon):
     """cassmail-smtpd -f in daemon mode on a free port of 127.0.0.1, its log in a file."""
 
     def __init__(self, conf, log_path):
-        self.log_path = Path(log_path)
-        self.log_file = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([str(SMTPD), "-f", "-c", str(conf), "-l", "127.0.0.1:0"],
-                                     stdin=subprocess.DEVNULL, stdout=self.log_file,
-                                     stderr=subprocess.STDOUT)
-
-        def listening():
-            assert self.proc.poll() is None, f"cassmail-smtpd exited:\n{self.log()}"
-            return re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log())
-        self.port = int(wait_for(listening, what="cassmail-smtpd listening").group(1))
-
-    def log(self):
-        return self.log_path.read_text(errors="replace")
+        super().__init__(SMTPD, conf, log_path)
 
     def accepted(self):
         """{TimeUUID: fields} of every "accepted" log line."""
         return {m.group(1): m.group(0) for m in re.finditer(rf"accepted id=({UUID}) .*", self.log())}
-
-    def session_ends(self):
-        return [dict(kv.split("=", 1) for kv in m.group(1).split())
-                for m in re.finditer(r"session end (.*)", self.log())]
-
-    def children(self):
-        return children(self.proc.pid)
-
-    def stop(self):
-        """SIGTERM; the exit status (killed after 20 s if it does not stop)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log_file.close()
-        return self.proc.returncode
-
-
-class Raw:
-    """A raw SMTP client socket: exact bytes out, reply lines in."""
-
-    def __init__(self, port, timeout=30):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buf = b""
-        self.greeting = self.reply()
-
-    def send(self, data):
-        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
-
-    def line(self):
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError(f"connection closed; unread: {self.buf!r}")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line.decode("utf-8", "replace")
-
-    def reply(self):
-        """One reply, its lines joined with \\n."""
-        lines = [self.line()]
-        while lines[-1][3:4] == "-":
-            lines.append(self.line())
-        return "\n".join(lines)
-
-    def cmd(self, line):
-        self.send(line + "\r\n")
-        return self.reply()
-
-    def closed(self):
-        """Whether the server closed the connection (EOF with nothing more to read)."""
-        try:
-            return self.sock.recv(1) == b""
-        except ConnectionResetError:
-            return True
-
-    def close(self):
-        self.sock.close()
-
-
-def strip_received(stored):
-    """The client's text inside stored message STORED: it must start with our three-line
-    Received: field; the rest is returned."""
-    parts = stored.split(b"\r\n", 3)
-    assert len(parts) == 4, stored[:300]
-    assert re.fullmatch(rb"Received: from \S+ \([^()\r\n]+\)", parts[0]), parts[0]
-    assert re.fullmatch(rb"\tby " + HOST.encode() + rb" \(CassMail\) with E?SMTP id [0-9A-F]{8}\.\d+;",
-                        parts[1]), parts[1]
-    assert re.fullmatch(rb"\t(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}",
-                        parts[2]), parts[2]
-    return parts[3]
-
-
-def queued_id(reply_text):
-    m = re.search(rf"Ok: queued as ({UUID})", reply_text)
-    assert m, reply_text
-    return m.group(1)
 
 
 class Env:
@@ -208,10 +89,6 @@ def env(ring, tmp_path_factory):
         yield Env(conf, mail, smtpd, d)
     finally:
         smtpd.stop()
-
-
-def body(*lines):
-    return b"".join(l + b"\r\n" for l in lines)
 
 
 # ---- real clients ----------------------------------------------------------------------------
@@ -608,31 +485,6 @@ def test_transcript_inetd_and_daemon_agree(env, name):
 
 
 # ---- load: Postal ----------------------------------------------------------------------------
-
-def postal_messages(debug_files):
-    """Every message in Postal's I/O logs (-z): [(recipient, text as sent, unstuffed, server reply)]."""
-    out = []
-    for f in debug_files:
-        lines = f.read_bytes().split(b"\r\n")
-        i = 0
-        rcpt = None
-        while i < len(lines):
-            line = lines[i]
-            m = re.match(rb"RCPT TO: ?<([^@>]+)@", line)
-            if m:
-                rcpt = m.group(1).decode()
-            if line.startswith(b"354 "):
-                j = i + 1
-                text = []
-                while j < len(lines) and lines[j] != b".":
-                    text.append(lines[j][1:] if lines[j].startswith(b".") else lines[j])
-                    j += 1
-                reply = lines[j + 1].decode() if j + 1 < len(lines) else ""
-                out.append((rcpt, b"".join(t + b"\r\n" for t in text), reply))
-                i = j
-            i += 1
-    return out
-
 
 def test_postal_60s_every_message_stored_whole(env, tmp_path):
     n_users = 30

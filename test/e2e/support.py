@@ -1,0 +1,234 @@
+"""Helpers shared by the end-to-end test files (fixtures live in conftest.py).
+
+  - wait_for: poll a predicate until it is true or a deadline passes.
+  - children, free_port: the processes a daemon forked (from /proc); a free TCP port of 127.0.0.1.
+  - Daemon: cassmail-smtpd or cassmail-pop3d in the foreground (-f) on 127.0.0.1, its output in
+    a log file, with what the tests read from that log ("listening on", "session end k=v ...").
+  - Raw: a raw client socket, exact bytes out and CRLF lines in, SMTP replies read whole.
+  - What a stored message looks like: our three-line Received: field (strip_received), a TimeUUID
+    (UUID, queued_id), CRLF text (body); retr_bytes and postal_messages read what POP3 and Postal
+    saw as sent octets.
+
+A test file keeps what is specific to it, as a subclass where it needs more of these.
+"""
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import BUILD
+
+SMTPD = BUILD / "cassmail-smtpd"
+POP3D = BUILD / "cassmail-pop3d"
+# The [smtp] hostname of the test configurations; our Received: fields name it.
+HOST = "mx.example.com"
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+def wait_for(pred, timeout=30.0, what="condition", step=0.05):
+    """PRED's first true value, polling every STEP seconds until TIMEOUT seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(step)
+
+
+def children(pid):
+    """Pids of PID's child processes (a daemon's sessions)."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                stat = (p / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(p.name))
+    return out
+
+
+def free_port():
+    """A TCP port of 127.0.0.1 that nothing listens on at the moment."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Daemon:
+    """PROGRAM (cassmail-smtpd or cassmail-pop3d) -f -c CONF listening on 127.0.0.1:PORT, then
+    ARGS; its stdout and stderr in the file LOG_PATH. PORT 0 (the default): a free port the server
+    picks, read back from its "listening on" line, like any port, into .port.
+
+    Subclasses may change start_timeout (seconds to wait for the "listening on" line) and
+    stop_timeout (seconds after SIGTERM before SIGKILL)."""
+
+    start_timeout = 30.0
+    stop_timeout = 20.0
+
+    def __init__(self, program, conf, log_path, port=0, args=()):
+        self.program = Path(program)
+        self.log_path = Path(log_path)
+        self.log_file = open(self.log_path, "wb")
+        argv = [str(program), "-f", "-c", str(conf), "-l", f"127.0.0.1:{port}", *map(str, args)]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log_file,
+                                     stderr=subprocess.STDOUT)
+
+        # Ready when it says so (a probe connection would count as a session of its own).
+        def listening():
+            assert self.proc.poll() is None, f"{self.program.name} exited:\n{self.log()}"
+            return re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log())
+        m = wait_for(listening, timeout=self.start_timeout, what=f"{self.program.name} listening")
+        self.port = int(m.group(1))
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def session_ends(self, user=None):
+        """The fields of every "session end k=v ..." log line so far (of USER's sessions), as
+        dicts."""
+        ends = [dict(kv.split("=", 1) for kv in m.group(1).split())
+                for m in re.finditer(r"session end (.*)", self.log())]
+        return [e for e in ends if user is None or e["user"] == user]
+
+    def session_end_count(self):
+        """How many "session end" lines were logged so far (whatever their fields hold)."""
+        return len(re.findall(r"session end ", self.log()))
+
+    def wait_session_ends(self, n, user=None, timeout=15.0):
+        """The first N session-end records (of USER), waiting for the sessions to finish."""
+        return wait_for(lambda: len(self.session_ends(user)) >= n and self.session_ends(user)[:n],
+                        timeout=timeout, what=f"{n} {self.program.name} session ends")
+
+    def children(self):
+        return children(self.proc.pid)
+
+    def stop(self):
+        """SIGTERM; the exit status (killed after stop_timeout seconds if it does not stop)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log_file.close()
+        return self.proc.returncode
+
+
+class Raw:
+    """A raw client socket to 127.0.0.1:PORT: exact bytes out, CRLF-ended lines in. With
+    GREETING (the default) the server's first reply is read at once, into .greeting."""
+
+    def __init__(self, port, timeout=30, greeting=True):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+        if greeting:
+            self.greeting = self.reply()
+
+    def send(self, data):
+        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
+
+    def octets(self):
+        """The next line's octets, without its CRLF; EOFError once the server has closed."""
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError(f"connection closed; unread: {self.buf!r}")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def line(self):
+        return self.octets().decode("utf-8", "replace")
+
+    def reply(self):
+        """One SMTP reply (its lines joined with \\n), or one POP3 status line."""
+        lines = [self.line()]
+        while lines[-1][3:4] == "-":
+            lines.append(self.line())
+        return "\n".join(lines)
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.reply()
+
+    def closed(self):
+        """Whether the server closed the connection (EOF with nothing more to read)."""
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+    def close(self):
+        self.sock.close()
+
+
+def body(*lines):
+    """LINES (octets) as CRLF-ended text."""
+    return b"".join(l + b"\r\n" for l in lines)
+
+
+def strip_received(stored, exact=True):
+    """The client's text inside stored (or retrieved) message STORED: it must start with our
+    three-line Received: field; the rest is returned.
+
+    EXACT: each of the three lines is checked whole — "from HELO (PEER)", "by HOST (CassMail)
+    with ESMTP id SESSION.N;" (or SMTP, after HELO) and the date. exact=False: only that the field
+    is ours — "Received: from " and "by HOST (CassMail) with " whatever follows (ESMTPS, ESMTPA
+    and ESMTPSA after STARTTLS or AUTH, RFC 3848)."""
+    parts = stored.split(b"\r\n", 3)
+    if not exact:
+        assert len(parts) == 4 and parts[0].startswith(b"Received: from "), stored[:300]
+        assert parts[1].startswith(b"\tby " + HOST.encode() + b" (CassMail) with "), parts[1]
+        return parts[3]
+    assert len(parts) == 4, stored[:300]
+    assert re.fullmatch(rb"Received: from \S+ \([^()\r\n]+\)", parts[0]), parts[0]
+    assert re.fullmatch(rb"\tby " + HOST.encode() + rb" \(CassMail\) with E?SMTP id [0-9A-F]{8}\.\d+;",
+                        parts[1]), parts[1]
+    assert re.fullmatch(rb"\t(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}",
+                        parts[2]), parts[2]
+    return parts[3]
+
+
+def queued_id(reply_text):
+    """The TimeUUID of a "250 2.0.0 Ok: queued as ID" reply."""
+    m = re.search(rf"Ok: queued as ({UUID})", reply_text)
+    assert m, reply_text
+    return m.group(1)
+
+
+def retr_bytes(p, n):
+    """RETR N through poplib, back to octets (poplib splits lines and removes the stuffing)."""
+    _, lines, _ = p.retr(n)
+    return b"".join(line + b"\r\n" for line in lines)
+
+
+def postal_messages(debug_files):
+    """Every message in Postal's I/O logs (-z): [(recipient, text as sent, unstuffed, server reply)]."""
+    out = []
+    for f in debug_files:
+        lines = f.read_bytes().split(b"\r\n")
+        i = 0
+        rcpt = None
+        while i < len(lines):
+            line = lines[i]
+            m = re.match(rb"RCPT TO: ?<([^@>]+)@", line)
+            if m:
+                rcpt = m.group(1).decode()
+            if line.startswith(b"354 "):
+                j = i + 1
+                text = []
+                while j < len(lines) and lines[j] != b".":
+                    text.append(lines[j][1:] if lines[j].startswith(b".") else lines[j])
+                    j += 1
+                reply = lines[j + 1].decode() if j + 1 < len(lines) else ""
+                out.append((rcpt, b"".join(t + b"\r\n" for t in text), reply))
+                i = j
+            i += 1
+    return out
