@@ -7,10 +7,8 @@ ends, even after failures.
 """
 import os
 import random
-import shutil
 import string
 import subprocess
-import time
 from pathlib import Path
 
 import pytest

@@ -19,12 +19,11 @@ Which node holds a row comes from `cassmail-tokens --key K --ring ... --rf 2` (c
 Cassandra itself in test_tokens.py and test_cluster.py). With RF 2, QUORUM needs both replicas,
 like ALL.
 
-The long cases (CL QUORUM under Postal, hinted handoff) run with `make test-ring`
-(CASSMAIL_RING_LONG=1); `make test` skips them.
+All four cases are part of `make test` (about three and a half minutes together);
+`make test-ring` runs this file alone.
 """
 import collections
 import functools
-import os
 import poplib
 import random
 import re
@@ -35,8 +34,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from conftest import BUILD, NET, Mail, node, run, unique, write_conf
 from support import (HOST, POP3D, SMTPD, Daemon, free_port, postal_messages, queued_id, retr_bytes,
                      strip_received, wait_for)
@@ -44,9 +41,6 @@ from support import (HOST, POP3D, SMTPD, Daemon, free_port, postal_messages, que
 TOKENS = str(BUILD / "cassmail-tokens")
 PASSWORD = "Failover pass 7"
 NODES = (1, 2, 3)
-
-long_ring = pytest.mark.skipif(not os.environ.get("CASSMAIL_RING_LONG"),
-                               reason="long ring case: run with `make test-ring`")
 
 
 def addr(i):
@@ -172,7 +166,7 @@ class Sender(threading.Thread):
         self.n += 1
         rcpt = self.rng.choice(self.users)
         mid = f"<{self.n}.{unique('f')}@client.example>"
-        lines = [f"From: <sender@remote.example>", f"To: <{rcpt}@example.com>",
+        lines = ["From: <sender@remote.example>", f"To: <{rcpt}@example.com>",
                  f"Subject: failover {self.n}", f"Message-ID: {mid}", ""]
         size = self.rng.randint(100, 20000)
         k = 0
@@ -377,7 +371,6 @@ def test_node_1_killed_under_postal_at_cl_one_loses_and_duplicates_nothing(ring,
     print(f"CL ONE: {counts}")
 
 
-@long_ring
 def test_node_1_killed_under_postal_at_cl_quorum_loses_and_duplicates_nothing(ring, tmp_path):
     counts = failover_under_load(ring, tmp_path, "QUORUM")
     print(f"CL QUORUM: {counts}")
@@ -499,7 +492,6 @@ def test_cl_all_with_a_replica_down_is_451_never_250_and_succeeds_after_restart(
 
 # ---- 3. hinted handoff / read repair, seen on each replica with Cassandra's CLI -------------
 
-@long_ring
 def test_mail_accepted_at_one_with_a_replica_down_reaches_it_after_restart(ring, tmp_path):
     conf = ring_conf(tmp_path / "one.conf")
     whole_ring(ring, conf)

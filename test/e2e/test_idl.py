@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from conftest import BUILD, TOP, run
+from conftest import TOP, run
 
 IDL = TOP / "thrift" / "cassandra.thrift"
 LIB = TOP / ".cache" / "cassandra" / "lib"

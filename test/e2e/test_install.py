@@ -8,9 +8,6 @@ key the configuration parser accepts), and mention every option each program's -
 """
 import os
 import re
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 

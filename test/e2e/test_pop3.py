@@ -17,7 +17,7 @@ import time
 import pytest
 
 import support
-from conftest import BUILD, Mail, unique, write_conf
+from conftest import BUILD, unique, write_conf
 from support import POP3D, SMTPD, Daemon, free_port, retr_bytes
 
 PASSWORD = "Secret pass 42"

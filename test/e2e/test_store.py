@@ -2,7 +2,6 @@
 import re
 import time
 
-import pytest
 
 from conftest import BUILD, Mail, run, unique, write_conf
 
