@@ -592,6 +592,8 @@ cf_def(const char *keyspace, const CassCfSpec *spec)
         g_object_set(cf, "gc_grace_seconds", spec->gc_grace_seconds, NULL);
     if (spec->comment)
         g_object_set(cf, "comment", spec->comment, NULL);
+    if (spec->memtable_flush_after_mins > 0)
+        g_object_set(cf, "memtable_flush_after_mins", spec->memtable_flush_after_mins, NULL);
     return cf;
 }
 
@@ -665,6 +667,73 @@ cass_column_family_add(CassClient *c, const char *keyspace, const CassCfSpec *cf
     int saved = c->retry_ms;
     c->retry_ms = 0;
     gboolean ok = cass_run(c, "system_add_column_family", attempt_cf_add, &a, error);
+    c->retry_ms = saved;
+    return ok;
+}
+
+typedef struct {
+    const char *keyspace;
+    const CassCfSpec *cf;
+    gboolean *changed;
+} TuneCfArgs;
+
+/* cf_needs_tuning - whether the described DEF lacks a setting SPEC asks for */
+static gboolean
+cf_needs_tuning(const CassandraCfDef *def, const CassCfSpec *spec)
+{
+    return spec->memtable_flush_after_mins > 0 &&
+           (!def->__isset_memtable_flush_after_mins ||
+            def->memtable_flush_after_mins != spec->memtable_flush_after_mins);
+}
+
+static gboolean
+attempt_cf_tune(CassClient *c, gpointer data, GError **error)
+{
+    TuneCfArgs *a = data;
+    GError *terr = NULL;
+    CassandraNotFoundException *nfe = NULL;
+    CassandraInvalidRequestException *ire = NULL;
+    CassandraKsDef *ks = g_object_new(CASSANDRA_TYPE_KS_DEF, NULL);
+    if (!cassandra_cassandra_if_describe_keyspace(c->iface, &ks, a->keyspace, &nfe, &ire, &terr)) {
+        classify(c, terr, ire, nfe, NULL, NULL, error);
+        g_object_unref(ks);
+        return FALSE;
+    }
+    CassandraCfDef *def = NULL;
+    for (guint i = 0; ks->cf_defs && i < ks->cf_defs->len; i++) {
+        CassandraCfDef *cf = g_ptr_array_index(ks->cf_defs, i);
+        if (cf->name && strcmp(cf->name, a->cf->name) == 0)
+            def = cf;
+    }
+    gboolean ok = TRUE;
+    if (!def) {
+        g_set_error(error, CASS_ERROR, CASS_ERROR_NOT_FOUND, "column family %s.%s does not exist",
+                    a->keyspace, a->cf->name);
+        ok = FALSE;
+    } else if (cf_needs_tuning(def, a->cf)) {
+        /* The described definition (its id included) with the one setting changed. */
+        g_object_set(def, "memtable_flush_after_mins", a->cf->memtable_flush_after_mins, NULL);
+        char *version = NULL;
+        ok = cassandra_cassandra_if_system_update_column_family(c->iface, &version, def, &ire, &terr);
+        g_free(version);
+        if (ok)
+            *a->changed = TRUE;
+        else
+            classify(c, terr, ire, NULL, NULL, NULL, error);
+    }
+    g_object_unref(ks);
+    return ok;
+}
+
+gboolean
+cass_column_family_tune(CassClient *c, const char *keyspace, const CassCfSpec *cf,
+                        gboolean *changed, GError **error)
+{
+    TuneCfArgs a = {keyspace, cf, changed};
+    *changed = FALSE;
+    int saved = c->retry_ms;
+    c->retry_ms = 0;   /* a schema change: re-read, never blindly repeated (as for adding) */
+    gboolean ok = cass_run(c, "system_update_column_family", attempt_cf_tune, &a, error);
     c->retry_ms = saved;
     return ok;
 }

@@ -62,6 +62,7 @@ typedef struct {
     const char *comparator;  /* e.g. "BytesType", "TimeUUIDType" */
     int gc_grace_seconds;    /* 0: server default */
     const char *comment;
+    int memtable_flush_after_mins;   /* 0: server default (60) */
 } CassCfSpec;
 
 typedef struct CassClient CassClient;
@@ -92,6 +93,11 @@ gboolean cass_keyspace_add(CassClient *c, const char *keyspace, int replication_
                            const CassCfSpec *cfs, guint n_cfs, GError **error);
 gboolean cass_column_family_add(CassClient *c, const char *keyspace, const CassCfSpec *cf,
                                 GError **error);
+/* cass_column_family_tune - give the existing column family CF->name of KEYSPACE the settings of
+ * CF that may change after creation (memtable_flush_after_mins), with
+ * system_update_column_family when they differ; *CHANGED says whether it did */
+gboolean cass_column_family_tune(CassClient *c, const char *keyspace, const CassCfSpec *cf,
+                                 gboolean *changed, GError **error);
 /* cass_schema_agree - wait (bounded) until every live node reports one schema version */
 gboolean cass_schema_agree(CassClient *c, int timeout_ms, GError **error);
 

@@ -36,12 +36,24 @@ typedef struct {
 /* The schema: column families with their comparators. gc_grace for the mail CFs is one day
  * instead of ten: deleted mail may reappear if a replica stays down longer than that and is then
  * brought back without repair, which the paper accepts for e-mail; in exchange POP3 slices skip
- * fewer tombstones. */
+ * fewer tombstones.
+ *
+ * Memtable lifetime: Cassandra 0.7 deletes a commit log segment only once every column family
+ * written in it has flushed, and it flushes a memtable when it is full (memtable_throughput_in_mb,
+ * memtable_operations_in_millions) or older than memtable_flush_after_mins (default 60). The
+ * small column families never fill: MailboxIndex gets 8 octets per message, Users and
+ * Credentials a few writes per user added. With the default they would keep an hour of commit
+ * log alive — every message of that hour, twice per local sender — which measured 28 GB after
+ * three minutes of a single node taking 130 MB/s. Flushed after a minute, they bound a node's
+ * commit log to about two minutes of its writes (the flush check runs every minute); the price
+ * is one small SSTable a minute, which compaction merges. Mailboxes fills and flushes by size. */
+#define SMALL_CF_FLUSH_MINS 1
 static const CassCfSpec schema_cfs[] = {
-    {CF_USERS, "BytesType", 0, "user -> mailbox names"},
-    {CF_MAILBOXES, "TimeUUIDType", 86400, "user:mailbox -> TimeUUID -> message"},
-    {CF_INDEX, "TimeUUIDType", 86400, "user:mailbox -> TimeUUID -> size (8 octets, big-endian)"},
-    {CF_CREDENTIALS, "BytesType", 0, "user -> password hash"},
+    {CF_USERS, "BytesType", 0, "user -> mailbox names", SMALL_CF_FLUSH_MINS},
+    {CF_MAILBOXES, "TimeUUIDType", 86400, "user:mailbox -> TimeUUID -> message", 0},
+    {CF_INDEX, "TimeUUIDType", 86400, "user:mailbox -> TimeUUID -> size (8 octets, big-endian)",
+     SMALL_CF_FLUSH_MINS},
+    {CF_CREDENTIALS, "BytesType", 0, "user -> password hash", SMALL_CF_FLUSH_MINS},
 };
 
 /* to_store_error - a CASS_ERROR as the store reports it */
@@ -482,6 +494,11 @@ store_schema_create(Store *base, int replication_factor, GError **error)
         ok = cass_keyspace_add(admin, s->keyspace, replication_factor, schema_cfs,
                                G_N_ELEMENTS(schema_cfs), &e);
     } else if (ok) {
+        /* Changing a column family needs the keyspace selected on the connection (0.7.0 says
+         * "You have not set a keyspace for this session" otherwise). */
+        cass_client_free(&admin);
+        admin = cass_client_new((const char *const *)s->endpoints, s->keyspace, s->timeout_ms,
+                                s->retry_ms, s->backoff_ms);
         for (gsize i = 0; ok && i < G_N_ELEMENTS(schema_cfs); i++) {
             gboolean have = FALSE;
             for (guint j = 0; j < cfs->len; j++) {
@@ -489,8 +506,17 @@ store_schema_create(Store *base, int replication_factor, GError **error)
                 gsize n = strlen(schema_cfs[i].name);
                 have |= strncmp(line, schema_cfs[i].name, n) == 0 && line[n] == ' ';
             }
+            gboolean changed = FALSE;
             if (!have)
                 ok = cass_column_family_add(admin, s->keyspace, &schema_cfs[i], &e);
+            else   /* a keyspace made by an older CassMail: bring its settings up to date */
+                ok = cass_column_family_tune(admin, s->keyspace, &schema_cfs[i], &changed, &e);
+            /* Cassandra 0.7 picks the interval of its flush check when it opens a keyspace:
+             * a node runs the new lifetime's minute-by-minute check after its next restart. */
+            if (ok && changed)
+                log_info("schema: %s.%s now flushes its memtable after %d minute(s) (each node "
+                         "checks that every minute once restarted)", s->keyspace,
+                         schema_cfs[i].name, schema_cfs[i].memtable_flush_after_mins);
         }
     }
     ok = ok && cass_schema_agree(admin, 30000, &e);

@@ -1,0 +1,235 @@
+"""The servers under valgrind's memcheck, against a real Cassandra node: no invalid read or write,
+no use of uninitialised memory, no leak, in the processes that live long and in every session.
+
+  - A whole SMTP session in --inetd mode (the way inetd, xinetd and systemd run it): EHLO, AUTH
+    PLAIN, bad commands, several messages (one to several recipients, one refused recipient), an
+    over-long line, RSET, QUIT.
+  - A whole POP3 session in --inetd mode: a failed PASS, then USER/PASS, STAT, LIST, UIDL, TOP,
+    RETR, DELE, RSET, DELE, QUIT (the deletion applied).
+  - Each daemon (the listener) with every session it forks, under memcheck, over a few dozen
+    sessions, then SIGTERM: each of those processes, listener included, clean at its exit.
+  - The listener does not grow: its resident size after 1500 more sessions is what it was after
+    the first 100 (the real build, no valgrind).
+
+"Clean" is memcheck's error summary with definite and indirect leaks counted as errors
+(--errors-for-leak-kinds=definite,indirect): GLib's and OpenSSL's one-time tables stay
+"still reachable" at exit, which is no leak.
+"""
+import base64
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import unique, write_conf
+from support import HOST, POP3D, SMTPD, Daemon, body, wait_for
+
+PASSWORD = "Valgrind pass 7"
+VALGRIND = ["valgrind", "--leak-check=full", "--show-leak-kinds=definite,indirect",
+            "--errors-for-leak-kinds=definite,indirect", "--num-callers=30",
+            "--child-silent-after-fork=no"]
+# GLib's slice allocator hides blocks from memcheck unless told to use malloc.
+VALGRIND_ENV = {"G_SLICE": "always-malloc", "G_DEBUG": "gc-friendly"}
+
+pytestmark = pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")
+
+
+def summaries(folder):
+    """{pid: (error count, whole log)} of every process memcheck logged into FOLDER (vg.PID)."""
+    out = {}
+    for f in sorted(Path(folder).glob("vg.*")):
+        text = f.read_text(errors="replace")
+        m = re.search(r"ERROR SUMMARY: (\d+) errors", text)
+        assert m, f"{f.name} has no error summary (the process did not exit?):\n{text[-3000:]}"
+        out[int(f.name.split(".")[1])] = (int(m.group(1)), text)
+    return out
+
+
+def assert_clean(folder, at_least):
+    logs = summaries(folder)
+    assert len(logs) >= at_least, f"only {len(logs)} processes logged by memcheck"
+    bad = {pid: text for pid, (n, text) in logs.items() if n}
+    assert not bad, "\n\n".join(f"== process {pid}\n{text[-6000:]}" for pid, text in bad.items())
+    # A log that memcheck cut short would carry no heap summary.
+    assert all("HEAP SUMMARY" in text for _, text in logs.values())
+    return logs
+
+
+def under_valgrind(folder, argv, **kw):
+    env = dict(os.environ, **VALGRIND_ENV)
+    return subprocess.run(VALGRIND + [f"--log-file={folder}/vg.%p", *map(str, argv)], env=env, **kw)
+
+
+def plain(user, password):
+    return base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+
+
+@pytest.fixture
+def vg():
+    """A folder for memcheck's logs that the servers can write after they gave up root (pytest's
+    own temporary folders are root's alone)."""
+    d = Path(tempfile.mkdtemp(prefix="cassmail-vg-"))
+    d.chmod(0o1777)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def env(ring, tmp_path_factory):
+    d = tmp_path_factory.mktemp("valgrind")
+    ring.ensure(1)
+    conf = write_conf(d / "cassmail.conf", smtp={"hostname": HOST, "max_recipients": 3},
+                      pop3={"login_delay_ms": 0}, limits={"max_errors": 50})
+    ring.schema(conf)
+    return d, conf
+
+
+def test_smtp_inetd_session_is_memcheck_clean(env, mail, vg):
+    _, conf = env
+    anne, bob, carol = (mail.useradd(unique("vg"), password=PASSWORD) for _ in range(3))
+    text = body(b"Subject: under valgrind", b"", b"line one", b"..stuffed", b"x" * 900)
+    session = b"".join([
+        b"HELO\r\n", b"EHLO client.example\r\n", b"FOO bar\r\n", b"RCPT TO:<x@example.com>\r\n",
+        f"AUTH PLAIN {plain(anne, PASSWORD)}\r\n".encode(),
+        f"MAIL FROM:<{anne}@example.com> SIZE={len(text)}\r\n".encode(),
+        f"RCPT TO:<{bob}@example.com>\r\n".encode(), f"RCPT TO:<{carol}@example.com>\r\n".encode(),
+        b"RCPT TO:<nobody-here@example.com>\r\n", b"RCPT TO:<someone@elsewhere.example>\r\n",
+        b"DATA\r\n", text, b".\r\n",
+        b"MAIL FROM:<" + b"a" * 600 + b"@example.com>\r\n",
+        f"MAIL FROM:<{anne}@example.com>\r\n".encode(), f"RCPT TO:<{bob}@example.com>\r\n".encode(),
+        b"RSET\r\n",
+        f"MAIL FROM:<{anne}@example.com>\r\n".encode(), f"RCPT TO:<{carol}@example.com>\r\n".encode(),
+        b"DATA\r\n", body(b"Subject: second", b"", b"two"), b".\r\n",
+        b"NOOP\r\n", b"VRFY bob\r\n", b"HELP\r\n", b"QUIT\r\n"])
+    p = under_valgrind(vg, [SMTPD, "--inetd", "-c", conf], input=session,
+                       capture_output=True, timeout=600)
+    replies = p.stdout.decode(errors="replace")
+    assert p.returncode == 0, replies + p.stderr.decode(errors="replace")
+    assert "235 2.7.0" in replies and replies.count("Ok: queued as") == 2 and "221 " in replies, replies
+    assert "550 5.1.1" in replies and "554 5.7.1" in replies and "500 5.5.2" in replies, replies
+    assert len(mail.list(bob)) == 1 and len(mail.list(carol)) == 2 and len(mail.list(anne, "outbox")) == 2
+    assert_clean(vg, 1)
+
+
+def test_pop3_inetd_session_is_memcheck_clean(env, mail, vg):
+    _, conf = env
+    user = mail.useradd(unique("vp"), password=PASSWORD)
+    msgs = [body(b"Subject: pop %d" % k, b"", b".dot line", b"y" * (k * 3000)) for k in range(1, 4)]
+    for m in msgs:
+        p = subprocess.run([str(SMTPD), "--inetd", "-c", str(conf)], capture_output=True, timeout=60,
+                           input=b"EHLO c\r\nMAIL FROM:<s@remote.example>\r\n" +
+                           f"RCPT TO:<{user}@example.com>\r\n".encode() + b"DATA\r\n" + m + b".\r\nQUIT\r\n")
+        assert b"250 2.0.0" in p.stdout, p.stdout
+    session = "".join(["CAPA\r\n", f"USER {user}\r\n", "PASS wrong\r\n", f"USER {user}\r\n",
+                       f"PASS {PASSWORD}\r\n", "STAT\r\n", "LIST\r\n", "LIST 2\r\n", "UIDL\r\n",
+                       "TOP 1 1\r\n", "RETR 2\r\n", "DELE 1\r\n", "RETR 1\r\n", "RSET\r\n",
+                       "DELE 3\r\n", "NOOP\r\n", "QUIT\r\n"]).encode()
+    p = under_valgrind(vg, [POP3D, "--inetd", "-c", conf], input=session,
+                       capture_output=True, timeout=600)
+    out = p.stdout.decode(errors="replace")
+    assert p.returncode == 0, out + p.stderr.decode(errors="replace")
+    assert out.count("-ERR") == 2 and "+OK maildrop has 3 messages" in out, out
+    assert out.splitlines()[-1].startswith("+OK"), out
+    assert len(mail.list(user)) == 2
+    assert_clean(vg, 1)
+
+
+def smtp_exchange(port, lines):
+    """One plain SMTP session on 127.0.0.1:PORT: send LINES one by one, return every reply."""
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
+        f = s.makefile("rb")
+        replies = [f.readline()]
+        for line in lines:
+            s.sendall(line)
+            if line.startswith(b"DATA"):
+                replies.append(f.readline())
+                continue
+            while True:
+                r = f.readline()
+                replies.append(r)
+                if len(r) < 4 or r[3:4] != b"-":
+                    break
+        return b"".join(replies)
+
+
+@pytest.mark.parametrize("program", ["smtpd", "pop3d"])
+def test_listener_and_its_sessions_are_memcheck_clean(env, mail, tmp_path, vg, program):
+    _, conf = env
+    user = mail.useradd(unique("vl"), password=PASSWORD)
+    prog = SMTPD if program == "smtpd" else POP3D
+    server = subprocess.Popen(VALGRIND + [f"--log-file={vg}/vg.%p", str(prog), "-f", "-c", str(conf),
+                                          "-l", "127.0.0.1:0"],
+                              env=dict(os.environ, **VALGRIND_ENV),
+                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / "server.log", "wb"))
+    log = tmp_path / "server.log"
+    try:
+        m = wait_for(lambda: re.search(rb"listening on 127\.0\.0\.1:(\d+)", log.read_bytes()),
+                     timeout=120, what="the server under valgrind listening")
+        port = int(m.group(1))
+        sessions = 12
+        for k in range(sessions):
+            if program == "smtpd":
+                r = smtp_exchange(port, [b"EHLO c\r\n", b"MAIL FROM:<s@remote.example>\r\n",
+                                         f"RCPT TO:<{user}@example.com>\r\n".encode(), b"DATA\r\n",
+                                         body(b"Subject: %d" % k, b"", b"text") + b".\r\n", b"QUIT\r\n"])
+                assert b"250 2.0.0" in r, r
+            else:
+                with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
+                    s.sendall(f"USER {user}\r\nPASS {PASSWORD}\r\nSTAT\r\nLIST\r\nQUIT\r\n".encode())
+                    got = b""
+                    while chunk := s.recv(65536):   # the server closes after QUIT
+                        got += chunk
+                    assert b"+OK maildrop" in got and got.count(b"-ERR") == 0, got
+        # every session ended (memcheck writes its log as each child exits)
+        wait_for(lambda: len(list(vg.glob("vg.*"))) >= sessions + 1 and
+                 sum("ERROR SUMMARY" in f.read_text(errors="replace") for f in vg.glob("vg.*")) >= sessions,
+                 timeout=300, what="the sessions' memcheck summaries")
+    finally:
+        server.terminate()
+        server.wait(timeout=300)
+    assert server.returncode == 0, log.read_text(errors="replace")
+    logs = assert_clean(vg, sessions + 1)
+    assert server.pid in logs, "no memcheck summary for the listener itself"
+
+
+def vmrss_kb(pid):
+    m = re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
+    return int(m.group(1))
+
+
+@pytest.mark.parametrize("program", ["smtpd", "pop3d"])
+def test_the_listener_does_not_grow_over_1500_sessions(env, tmp_path, program):
+    _, conf = env
+    prog = SMTPD if program == "smtpd" else POP3D
+    d = Daemon(prog, conf, tmp_path / "server.log")
+    greeting = b"220" if program == "smtpd" else b"+OK"
+    quit_ = b"QUIT\r\n"
+
+    def sessions(n):
+        for _ in range(n):
+            with socket.create_connection(("127.0.0.1", d.port), timeout=30) as s:
+                assert s.recv(512).startswith(greeting)
+                s.sendall(quit_)
+                while s.recv(512):
+                    pass
+        wait_for(lambda: not d.children(), timeout=60, what="the sessions to end")
+    try:
+        sessions(100)
+        time.sleep(0.2)
+        before = vmrss_kb(d.proc.pid)
+        sessions(1500)
+        time.sleep(0.2)
+        after = vmrss_kb(d.proc.pid)
+        assert d.session_end_count() == 1600
+    finally:
+        d.stop()
+    # 1500 sessions with a leak of even 100 octets each would add 146 kB.
+    assert after - before <= 100, f"listener grew from {before} kB to {after} kB over 1500 sessions"
