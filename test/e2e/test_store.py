@@ -3,7 +3,7 @@ import re
 import time
 
 
-from conftest import BUILD, Mail, run, unique, write_conf
+from conftest import BUILD, NET, Mail, run, unique, write_conf
 
 CHECK = BUILD / "test" / "store-check"
 
@@ -121,7 +121,7 @@ def test_passwords_are_stored_hashed_never_in_clear(mail, ring):
 
 def test_ring_lists_the_node(mail):
     out = mail.admin("ring").stdout.decode()
-    assert re.search(r"^0\s+0\s+127\.0\.0\.1$", out, re.M), out
+    assert re.search(r"^0\s+0\s+%s\.1$" % re.escape(NET), out, re.M), out
 
 
 def test_with_no_node_running_tools_fail_clearly_within_the_retry_budget(tmp_path):

@@ -122,7 +122,7 @@ def test_smtp_inetd_session_is_memcheck_clean(env, mail, vg):
 def test_pop3_inetd_session_is_memcheck_clean(env, mail, vg):
     _, conf = env
     user = mail.useradd(unique("vp"), password=PASSWORD)
-    msgs = [body(b"Subject: pop %d" % k, b"", b".dot line", b"y" * (k * 3000)) for k in range(1, 4)]
+    msgs = [body(b"Subject: pop %d" % k, b"", b".dot line", *[b"y" * 70] * (k * 40)) for k in range(1, 4)]
     for m in msgs:
         p = subprocess.run([str(SMTPD), "--inetd", "-c", str(conf)], capture_output=True, timeout=60,
                            input=b"EHLO c\r\nMAIL FROM:<s@remote.example>\r\n" +
@@ -182,12 +182,15 @@ def test_listener_and_its_sessions_are_memcheck_clean(env, mail, tmp_path, vg, p
                                          body(b"Subject: %d" % k, b"", b"text") + b".\r\n", b"QUIT\r\n"])
                 assert b"250 2.0.0" in r, r
             else:
+                # Two sessions log in (PBKDF2 at full cost takes seconds under memcheck), the
+                # others stop before PASS.
+                login = f"USER {user}\r\nPASS {PASSWORD}\r\nSTAT\r\nLIST\r\n" if k < 2 else "CAPA\r\n"
                 with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
-                    s.sendall(f"USER {user}\r\nPASS {PASSWORD}\r\nSTAT\r\nLIST\r\nQUIT\r\n".encode())
+                    s.sendall(f"{login}QUIT\r\n".encode())
                     got = b""
                     while chunk := s.recv(65536):   # the server closes after QUIT
                         got += chunk
-                    assert b"+OK maildrop" in got and got.count(b"-ERR") == 0, got
+                    assert got.count(b"-ERR") == 0 and (k >= 2 or b"+OK maildrop" in got), got
         # every session ended (memcheck writes its log as each child exits)
         wait_for(lambda: len(list(vg.glob("vg.*"))) >= sessions + 1 and
                  sum("ERROR SUMMARY" in f.read_text(errors="replace") for f in vg.glob("vg.*")) >= sessions,
