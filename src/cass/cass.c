@@ -35,6 +35,7 @@ struct CassClient {
     guint current;
     char *keyspace;
     int timeout_ms, retry_ms, backoff_ms;
+    int unavailable_ms;          /* how long Unavailable answers are retried (within retry_ms) */
 
     int fd;                  /* owned by socket once it exists */
     ThriftTransport *socket;
@@ -204,6 +205,12 @@ const char *
 cass_client_endpoint(CassClient *c)
 {
     return c->n_endpoints ? c->endpoints[c->current] : "(none)";
+}
+
+void
+cass_client_set_unavailable_ms(CassClient *c, int unavailable_ms)
+{
+    c->unavailable_ms = unavailable_ms >= 0 ? unavailable_ms : 0;
 }
 
 int
@@ -388,11 +395,20 @@ typedef gboolean (*CassAttempt)(CassClient *c, gpointer data, GError **error);
  * (or none is left outside back-off), the operation pauses — 100 ms, growing to 1 s — before the
  * next round, so a ring that cannot serve the consistency level is asked a few times a second
  * until the budget is spent, never in a tight loop. Each move (from one endpoint to another) is
- * logged once per operation, however many rounds it takes. */
+ * logged once per operation, however many rounds it takes.
+ *
+ * Unavailable is the coordinator's considered answer (it knows too few replicas are alive), and
+ * a failure detector changes its mind in tens of seconds, not in the time a client should wait:
+ * once every endpoint has said Unavailable in a row and the operation has run for unavailable_ms,
+ * it fails at once instead of spending the rest of retry_ms. A replica that is down at CL ALL
+ * then costs each message that needs it a quick 451, not a session held for retry_ms. */
 static gboolean
 cass_run(CassClient *c, const char *what, CassAttempt attempt, gpointer data, GError **error)
 {
-    gint64 deadline = g_get_monotonic_time() + (gint64)c->retry_ms * 1000;
+    gint64 start = g_get_monotonic_time();
+    gint64 deadline = start + (gint64)c->retry_ms * 1000;
+    gint64 unavailable_deadline = start + (gint64)MIN(c->unavailable_ms, c->retry_ms) * 1000;
+    guint unavailable_in_a_row = 0;
     /* moves already logged in this operation: bit FROM * n + TO (small lists; longer lists are
      * logged without the bookkeeping) */
     guint64 logged = 0;
@@ -416,6 +432,10 @@ cass_run(CassClient *c, const char *what, CassAttempt attempt, gpointer data, GE
                                                          e->code == CASS_ERROR_UNAVAILABLE ||
                                                          e->code == CASS_ERROR_TIMEDOUT);
         now = g_get_monotonic_time();
+        unavailable_in_a_row = e->domain == CASS_ERROR && e->code == CASS_ERROR_UNAVAILABLE
+                                   ? unavailable_in_a_row + 1 : 0;
+        if (unavailable_in_a_row >= c->n_endpoints && now >= unavailable_deadline)
+            deadline = now;   /* every coordinator says so: report it */
         if (!retryable || now >= deadline) {
             if (retryable && tries > 0)
                 g_prefix_error(&e, "%s failed after %u attempts: ", what, tries + 1);

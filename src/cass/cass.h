@@ -80,6 +80,9 @@ const char *cass_client_endpoint(CassClient *c);
 /* cass_client_set_retry_ms - change the retry budget of the operations that follow; returns
  * the previous one (for a short clean-up after a failed operation) */
 int cass_client_set_retry_ms(CassClient *c, int retry_ms);
+/* cass_client_set_unavailable_ms - how long an operation retries while every endpoint answers
+ * Unavailable (default 0: one round of all endpoints, then the error); within retry_ms */
+void cass_client_set_unavailable_ms(CassClient *c, int unavailable_ms);
 
 gboolean cass_describe_version(CassClient *c, char **version, GError **error);
 gboolean cass_describe_cluster_name(CassClient *c, char **name, GError **error);

@@ -22,7 +22,7 @@ typedef struct {
     CassClient *client;
     char *keyspace;
     char **endpoints;
-    int timeout_ms, retry_ms, backoff_ms;
+    int timeout_ms, retry_ms, backoff_ms, unavailable_ms;
     int write_consistency;
     int read_consistency;
 } CassStore;
@@ -454,6 +454,16 @@ static const StoreOps cass_ops = {
     .destroy = cs_destroy,
 };
 
+/* cass_store_client - a client of S's endpoints with its budgets, using KEYSPACE (or none) */
+static CassClient *
+cass_store_client(CassStore *s, const char *keyspace)
+{
+    CassClient *c = cass_client_new((const char *const *)s->endpoints, keyspace, s->timeout_ms,
+                                    s->retry_ms, s->backoff_ms);
+    cass_client_set_unavailable_ms(c, s->unavailable_ms);
+    return c;
+}
+
 Store *
 store_open(const CassmailConfig *cfg, GError **error)
 {
@@ -468,10 +478,10 @@ store_open(const CassmailConfig *cfg, GError **error)
     s->timeout_ms = cfg->timeout_ms;
     s->retry_ms = cfg->retry_ms;
     s->backoff_ms = cfg->backoff_ms;
+    s->unavailable_ms = cfg->unavailable_retry_ms;
     s->write_consistency = cfg->write_consistency;
     s->read_consistency = cfg->read_consistency;
-    s->client = cass_client_new((const char *const *)cfg->endpoints, cfg->keyspace, cfg->timeout_ms,
-                                cfg->retry_ms, cfg->backoff_ms);
+    s->client = cass_store_client(s, s->keyspace);
     return &s->base;
 }
 
@@ -484,8 +494,7 @@ store_schema_create(Store *base, int replication_factor, GError **error)
     }
     CassStore *s = (CassStore *)base;
     /* A client without a keyspace: set_keyspace would fail while it does not exist yet. */
-    CassClient *admin = cass_client_new((const char *const *)s->endpoints, NULL, s->timeout_ms,
-                                        s->retry_ms, s->backoff_ms);
+    CassClient *admin = cass_store_client(s, NULL);
     GError *e = NULL;
     gboolean exists = FALSE, ok;
     g_autoptr(GPtrArray) cfs = g_ptr_array_new_with_free_func(g_free);
@@ -497,8 +506,7 @@ store_schema_create(Store *base, int replication_factor, GError **error)
         /* Changing a column family needs the keyspace selected on the connection (0.7.0 says
          * "You have not set a keyspace for this session" otherwise). */
         cass_client_free(&admin);
-        admin = cass_client_new((const char *const *)s->endpoints, s->keyspace, s->timeout_ms,
-                                s->retry_ms, s->backoff_ms);
+        admin = cass_store_client(s, s->keyspace);
         for (gsize i = 0; ok && i < G_N_ELEMENTS(schema_cfs); i++) {
             gboolean have = FALSE;
             for (guint j = 0; j < cfs->len; j++) {
@@ -527,8 +535,7 @@ store_schema_create(Store *base, int replication_factor, GError **error)
     }
     /* Reconnect so the data client selects the (possibly new) keyspace. */
     cass_client_free(&s->client);
-    s->client = cass_client_new((const char *const *)s->endpoints, s->keyspace, s->timeout_ms,
-                                s->retry_ms, s->backoff_ms);
+    s->client = cass_store_client(s, s->keyspace);
     return TRUE;
 }
 

@@ -35,7 +35,7 @@ config_consistency_name(int level)
 /* The keys each section accepts; anything else is reported, so a typo is not silently ignored. */
 static const char *const known_keys[][12] = {
     {"cassandra", "endpoints", "keyspace", "replication_factor", "write_consistency",
-     "read_consistency", "timeout_ms", "retry_ms", "backoff_ms", NULL},
+     "read_consistency", "timeout_ms", "retry_ms", "unavailable_retry_ms", "backoff_ms", NULL},
     {"smtp", "listen", "hostname", "domains", "max_message_size", "max_recipients",
      "allow_plaintext_auth", NULL},
     {"pop3", "listen", "batch_size", "mailbox_delimiter", "login_delay_ms", NULL},
@@ -202,6 +202,7 @@ config_load(const char *path, GError **error)
     INT(replication_factor, "cassandra", "replication_factor", 1, 1, 16);
     INT(timeout_ms, "cassandra", "timeout_ms", 10000, 100, 600000);
     INT(retry_ms, "cassandra", "retry_ms", 20000, 0, 3600000);
+    INT(unavailable_retry_ms, "cassandra", "unavailable_retry_ms", 1000, 0, 3600000);
     INT(backoff_ms, "cassandra", "backoff_ms", 5000, 0, 3600000);
     ok = ok && get_consistency(kf, "write_consistency", &c->write_consistency, error);
     ok = ok && get_consistency(kf, "read_consistency", &c->read_consistency, error);

@@ -27,6 +27,7 @@ typedef struct {
     int read_consistency;
     int timeout_ms;            /* one RPC (connect, send, receive) */
     int retry_ms;              /* total time one operation may spend failing over and retrying */
+    int unavailable_retry_ms;  /* ...of which retrying while every coordinator says Unavailable */
     int backoff_ms;            /* a failed endpoint is skipped this long */
 
     /* [smtp] */
