@@ -3,10 +3,10 @@
  * the ring, and a look at stored mail.
  *
  *   cassmail-admin [-c FILE] schema [--rf N]
- *   cassmail-admin [-c FILE] useradd [--password-stdin] USER
+ *   cassmail-admin [-c FILE] useradd [--password-stdin [--iterations N]] USER
  *   cassmail-admin [-c FILE] userdel USER
  *   cassmail-admin [-c FILE] users
- *   cassmail-admin [-c FILE] passwd USER            (password from stdin, or prompted on a tty)
+ *   cassmail-admin [-c FILE] passwd [--iterations N] USER   (password from stdin, or prompted)
  *   cassmail-admin [-c FILE] mailbox add USER BOX
  *   cassmail-admin [-c FILE] mailboxes USER
  *   cassmail-admin [-c FILE] import FILE            (one address or user per line; - for stdin)
@@ -39,7 +39,7 @@ static const char *usage_text =
     "  useradd [--password-stdin] USER   add USER with mailboxes inbox and outbox\n"
     "  userdel USER                 remove USER, its mail and its password\n"
     "  users                        list users\n"
-    "  passwd USER                  set USER's password (stdin, or prompted)\n"
+    "  passwd [--iterations N] USER set USER's password (stdin, or prompted)\n"
     "  mailbox add USER BOX         add a mailbox\n"
     "  mailboxes USER               list USER's mailboxes\n"
     "  import FILE                  add the users named in FILE (addresses or names, one a line)\n"
@@ -109,9 +109,9 @@ read_password(gboolean prompt)
     return pw;
 }
 
-/* set_password - hash PW and store it for USER */
+/* set_password - hash PW with ITERATIONS rounds (0: the default) and store it for USER */
 static int
-set_password(Store *store, const char *user, char *pw)
+set_password(Store *store, const char *user, char *pw, int iterations)
 {
     GError *error = NULL;
     if (!pw || !*pw) {
@@ -119,7 +119,8 @@ set_password(Store *store, const char *user, char *pw)
         g_free(pw);
         return EX_DATAERR;
     }
-    char *hash = password_hash(pw, &error);
+    char *hash = iterations ? password_hash_iterations(pw, (guint)iterations, &error)
+                            : password_hash(pw, &error);
     explicit_bzero(pw, strlen(pw));
     g_free(pw);
     if (!hash)
@@ -259,11 +260,15 @@ main(int argc, char **argv)
     g_autofree char *config_path = NULL;
     int rf = 0;
     gboolean password_stdin = FALSE;
+    int iterations = 0;
     GOptionEntry entries[] = {
         {"config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "configuration file", "FILE"},
         {"rf", 0, 0, G_OPTION_ARG_INT, &rf, "replication factor for schema (default: configuration)", "N"},
         {"password-stdin", 0, 0, G_OPTION_ARG_NONE, &password_stdin,
          "useradd: read the password from standard input", NULL},
+        {"iterations", 0, 0, G_OPTION_ARG_INT, &iterations,
+         "passwd, useradd: PBKDF2 iterations of the new hash (default " G_STRINGIFY(PASSWORD_ITERATIONS) ")",
+         "N"},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
     g_autoptr(GOptionContext) ctx = g_option_context_new(usage_text);
@@ -278,6 +283,11 @@ main(int argc, char **argv)
     if (argc < 2) {
         g_autofree char *help = g_option_context_get_help(ctx, TRUE, NULL);
         fputs(help, stderr);
+        return EX_USAGE;
+    }
+    if (iterations && (iterations < PASSWORD_ITERATIONS_MIN || iterations > PASSWORD_ITERATIONS_MAX)) {
+        fprintf(stderr, "cassmail-admin: --iterations must be from %d to %d (got %d)\n",
+                PASSWORD_ITERATIONS_MIN, PASSWORD_ITERATIONS_MAX, iterations);
         return EX_USAGE;
     }
     if (!config_path && g_file_test(DEFAULT_CONFIG, G_FILE_TEST_EXISTS))
@@ -316,7 +326,7 @@ main(int argc, char **argv)
         } else if (!store_user_add(store, args[0], &error)) {
             rc = fail(args[0], error);
         } else {
-            rc = password_stdin ? set_password(store, args[0], read_password(FALSE)) : EX_OK;
+            rc = password_stdin ? set_password(store, args[0], read_password(FALSE), iterations) : EX_OK;
         }
     } else if (strcmp(cmd, "userdel") == 0) {
         NEED(1);
@@ -337,7 +347,7 @@ main(int argc, char **argv)
         NEED(1);
         rc = need_user(store, args[0]);
         if (rc == EX_OK)
-            rc = set_password(store, args[0], read_password(TRUE));
+            rc = set_password(store, args[0], read_password(TRUE), iterations);
     } else if (strcmp(cmd, "mailbox") == 0) {
         if (n != 3 || strcmp(args[0], "add") != 0) {
             fprintf(stderr, "cassmail-admin: usage: mailbox add USER BOX\n");

@@ -119,6 +119,17 @@ def test_passwords_are_stored_hashed_never_in_clear(mail, ring):
     assert secret.encode().hex() not in out and secret not in out
 
 
+def test_passwd_iterations_sets_the_hash_cost_and_refuses_out_of_range(mail, ring):
+    user = unique()
+    mail.useradd(user)
+    mail.admin("passwd", "--iterations", "1000", user, input=b"cheap-but-salted\n")
+    out = ring.cluster("cli", input=f"use Mail;\nget Credentials['{user}'];\n").stdout
+    assert "i=1000$".encode().hex() in out, out
+    for bad in ("999", "100000001"):
+        p = mail.admin("passwd", "--iterations", bad, user, input=b"x\n", check=False)
+        assert p.returncode == 64 and b"--iterations must be from 1000 to 100000000" in p.stderr, p
+
+
 def test_ring_lists_the_node(mail):
     out = mail.admin("ring").stdout.decode()
     assert re.search(r"^0\s+0\s+%s\.1$" % re.escape(NET), out, re.M), out
