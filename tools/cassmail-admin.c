@@ -109,7 +109,7 @@ read_password(gboolean prompt)
     return pw;
 }
 
-/* set_password - hash PW with ITERATIONS rounds (0: the default) and store it for USER */
+/* set_password - hash PW with ITERATIONS rounds and store it for USER */
 static int
 set_password(Store *store, const char *user, char *pw, int iterations)
 {
@@ -119,8 +119,7 @@ set_password(Store *store, const char *user, char *pw, int iterations)
         g_free(pw);
         return EX_DATAERR;
     }
-    char *hash = iterations ? password_hash_iterations(pw, (guint)iterations, &error)
-                            : password_hash(pw, &error);
+    char *hash = password_hash_iterations(pw, (guint)iterations, &error);
     explicit_bzero(pw, strlen(pw));
     g_free(pw);
     if (!hash)
@@ -260,7 +259,7 @@ main(int argc, char **argv)
     g_autofree char *config_path = NULL;
     int rf = 0;
     gboolean password_stdin = FALSE;
-    int iterations = 0;
+    int iterations = PASSWORD_ITERATIONS;
     GOptionEntry entries[] = {
         {"config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "configuration file", "FILE"},
         {"rf", 0, 0, G_OPTION_ARG_INT, &rf, "replication factor for schema (default: configuration)", "N"},
@@ -285,7 +284,8 @@ main(int argc, char **argv)
         fputs(help, stderr);
         return EX_USAGE;
     }
-    if (iterations && (iterations < PASSWORD_ITERATIONS_MIN || iterations > PASSWORD_ITERATIONS_MAX)) {
+    /* checked here too, so that a bad value is refused before a password is asked for */
+    if (iterations < PASSWORD_ITERATIONS_MIN || iterations > PASSWORD_ITERATIONS_MAX) {
         fprintf(stderr, "cassmail-admin: --iterations must be from %d to %d (got %d)\n",
                 PASSWORD_ITERATIONS_MIN, PASSWORD_ITERATIONS_MAX, iterations);
         return EX_USAGE;
