@@ -14,9 +14,11 @@
  *   cassmail-admin [-c FILE] version
  *   cassmail-admin [-c FILE] list USER [BOX]        (one line per message: TimeUUID size)
  *   cassmail-admin [-c FILE] fetch USER BOX ID      (the stored octets, to stdout)
+ *   cassmail-admin [-c FILE] gc [--min-age S] [--dry-run]   (remove bodies nobody refers to)
  *
  * Exit status follows sysexits(3): 64 usage, 65 bad data, 66 no input file, 67 no such user,
- * 69 Cassandra unavailable, 70 internal error, 78 configuration error.
+ * 69 Cassandra unavailable (for gc also: consistency ALL cannot be had; nothing was removed),
+ * 70 internal error, 78 configuration error.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -46,7 +48,8 @@ static const char *usage_text =
     "  ring                         each token range and its endpoints\n"
     "  version                      Cassandra's cluster name and Thrift API version\n"
     "  list USER [BOX]              messages in BOX (default inbox): TimeUUID and size\n"
-    "  fetch USER BOX ID            print one stored message\n";
+    "  fetch USER BOX ID            print one stored message\n"
+    "  gc [--min-age S] [--dry-run] remove message bodies no mailbox refers to (reads at ALL)\n";
 
 /* fail - report ERROR for WHAT and return the matching exit status */
 static int
@@ -206,16 +209,51 @@ cmd_fetch(Store *store, const char *user, const char *box, const char *id_text)
         fprintf(stderr, "cassmail-admin: not a TimeUUID: %s\n", id_text);
         return EX_DATAERR;
     }
-    g_autoptr(GBytes) msg = NULL;
+    StoreReader *r = NULL;
     GError *error = NULL;
-    if (!store_fetch(store, user, box, &id, &msg, &error))
+    if (!store_reader_open(store, user, box, &id, &r, &error))
         return fail(id_text, error);
-    gsize len;
-    const void *data = g_bytes_get_data(msg, &len);
-    if (fwrite(data, 1, len, stdout) != len || fflush(stdout) != 0) {
-        fprintf(stderr, "cassmail-admin: writing the message: %s\n", g_strerror(errno));
-        return EX_IOERR;
+    /* a part at a time: a message may be far larger than what a tool should hold */
+    GBytes *chunk = NULL;
+    int rc = EX_OK;
+    while (rc == EX_OK && store_reader_next(r, &chunk, &error) && chunk) {
+        gsize len;
+        const void *data = g_bytes_get_data(chunk, &len);
+        if (fwrite(data, 1, len, stdout) != len) {
+            fprintf(stderr, "cassmail-admin: writing the message: %s\n", g_strerror(errno));
+            rc = EX_IOERR;
+        }
+        g_bytes_unref(chunk);
     }
+    store_reader_free(&r);
+    if (error)
+        return fail(id_text, error);
+    if (rc == EX_OK && fflush(stdout) != 0) {
+        fprintf(stderr, "cassmail-admin: writing the message: %s\n", g_strerror(errno));
+        rc = EX_IOERR;
+    }
+    return rc;
+}
+
+/* cmd_gc - store_gc, and a report of what it found and did */
+static int
+cmd_gc(Store *store, int min_age_s, gboolean dry_run)
+{
+    StoreGcReport r;
+    GError *error = NULL;
+    gint64 t0 = g_get_monotonic_time();
+    if (!store_gc(store, min_age_s, dry_run, &r, &error)) {
+        fprintf(stderr, "cassmail-admin: gc: nothing removed: the scan at consistency ALL did not "
+                        "complete (is a replica down?)\n");
+        return fail("gc", error);
+    }
+    printf("gc: %" G_GUINT64_FORMAT " bodies: %" G_GUINT64_FORMAT " younger than %d s left alone, %"
+           G_GUINT64_FORMAT " referenced, %" G_GUINT64_FORMAT " orphans %s%s\n",
+           r.bodies, r.young, min_age_s, r.referenced, dry_run ? r.orphans : r.removed,
+           dry_run ? "found" : "removed", dry_run ? " (dry run: nothing removed)" : "");
+    printf("gc: read at ALL: %" G_GUINT64_FORMAT " mailboxes, %" G_GUINT64_FORMAT
+           " index entries; %.1f s\n", r.mailboxes, r.references,
+           (double)(g_get_monotonic_time() - t0) / 1e6);
     return EX_OK;
 }
 
@@ -260,6 +298,8 @@ main(int argc, char **argv)
     int rf = 0;
     gboolean password_stdin = FALSE;
     int iterations = PASSWORD_ITERATIONS;
+    int min_age = -1;
+    gboolean dry_run = FALSE;
     GOptionEntry entries[] = {
         {"config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "configuration file", "FILE"},
         {"rf", 0, 0, G_OPTION_ARG_INT, &rf, "replication factor for schema (default: configuration)", "N"},
@@ -268,6 +308,9 @@ main(int argc, char **argv)
         {"iterations", 0, 0, G_OPTION_ARG_INT, &iterations,
          "passwd, useradd: PBKDF2 iterations of the new hash (default " G_STRINGIFY(PASSWORD_ITERATIONS) ")",
          "N"},
+        {"min-age", 0, 0, G_OPTION_ARG_INT, &min_age,
+         "gc: leave bodies younger than S seconds alone (default [store] gc_min_age_s)", "S"},
+        {"dry-run", 0, 0, G_OPTION_ARG_NONE, &dry_run, "gc: count, remove nothing", NULL},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
     g_autoptr(GOptionContext) ctx = g_option_context_new(usage_text);
@@ -315,7 +358,8 @@ main(int argc, char **argv)
         if (!store_schema_create(store, want, &error)) {
             rc = fail("schema", error);
         } else {
-            printf("keyspace %s ready (Users, Mailboxes, MailboxIndex, Credentials)\n", cfg->keyspace);
+            printf("keyspace %s ready (Users, Mailboxes, MailboxIndex, Bodies, Credentials)\n",
+                   cfg->keyspace);
             rc = EX_OK;
         }
     } else if (strcmp(cmd, "useradd") == 0) {
@@ -382,6 +426,9 @@ main(int argc, char **argv)
     } else if (strcmp(cmd, "fetch") == 0) {
         NEED(3);
         rc = cmd_fetch(store, args[0], args[1], args[2]);
+    } else if (strcmp(cmd, "gc") == 0) {
+        NEED(0);
+        rc = cmd_gc(store, min_age >= 0 ? min_age : cfg->gc_min_age_s, dry_run);
     } else {
         fprintf(stderr, "cassmail-admin: unknown command \"%s\" (see --help)\n", cmd);
     }

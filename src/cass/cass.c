@@ -44,7 +44,52 @@ struct CassClient {
     CassandraCassandraClient *client;
     CassandraCassandraIf *iface;
     CassStats stats;
+    guint32 frame_refused;   /* the size of a frame just refused for being too large, or 0 */
 };
+
+/* A framed transport that checks every frame before it leaves: c_glib's own writes whatever it
+ * is given, and Cassandra answers an oversized frame by closing the connection. This is the one
+ * place every request passes, so the limit holds for all of them (see CASS_FRAME_MAX). */
+typedef struct {
+    ThriftFramedTransport parent;
+    CassClient *owner;
+} CassFramedTransport;
+typedef struct {
+    ThriftFramedTransportClass parent;
+} CassFramedTransportClass;
+
+G_DEFINE_TYPE(CassFramedTransport, cass_framed_transport, THRIFT_TYPE_FRAMED_TRANSPORT)
+
+/* cass_framed_transport_flush - send the buffered frame, or refuse it when too large */
+static gboolean
+cass_framed_transport_flush(ThriftTransport *transport, GError **error)
+{
+    CassFramedTransport *t = (CassFramedTransport *)transport;
+    ThriftFramedTransport *ft = THRIFT_FRAMED_TRANSPORT(transport);
+    guint32 len = ft->w_buf->len;
+    if (len > CASS_FRAME_MAX) {
+        t->owner->frame_refused = len;
+        g_byte_array_set_size(ft->w_buf, 0);
+        g_set_error(error, THRIFT_TRANSPORT_ERROR, THRIFT_TRANSPORT_ERROR_SEND,
+                    "a request of %u octets exceeds the %u-octet Thrift frame", len, CASS_FRAME_MAX);
+        return FALSE;
+    }
+    if (len > t->owner->stats.max_frame)
+        t->owner->stats.max_frame = len;
+    return THRIFT_TRANSPORT_CLASS(cass_framed_transport_parent_class)->flush(transport, error);
+}
+
+static void
+cass_framed_transport_init(CassFramedTransport *t)
+{
+    t->owner = NULL;
+}
+
+static void
+cass_framed_transport_class_init(CassFramedTransportClass *klass)
+{
+    THRIFT_TRANSPORT_CLASS(klass)->flush = cass_framed_transport_flush;
+}
 
 /* A batch: row key (GByteArray*, compared by content) -> cf name -> GPtrArray of mutations. */
 struct CassBatch {
@@ -295,7 +340,13 @@ static void
 classify(CassClient *c, GError *terr, gpointer ire, gpointer nfe, gpointer ue, gpointer te,
          GError **error)
 {
-    if (ire) {
+    if (c->frame_refused) {
+        g_set_error(error, CASS_ERROR, CASS_ERROR_INVALID,
+                    "request of %u octets refused: over the %u-octet Thrift frame",
+                    c->frame_refused, CASS_FRAME_MAX);
+        c->frame_refused = 0;
+        disconnect(c);   /* the generated client may have half a call in its buffers */
+    } else if (ire) {
         gchar *why = NULL;
         g_object_get(ire, "why", &why, NULL);
         g_set_error(error, CASS_ERROR, CASS_ERROR_INVALID, "invalid request: %s", why ? why : "?");
@@ -339,7 +390,8 @@ connect_current(CassClient *c, GError **error)
     split_endpoint(c->endpoints[c->current], &host, &port);
     c->socket = g_object_new(THRIFT_TYPE_SOCKET, "hostname", host, "port", (guint)atoi(port), NULL);
     THRIFT_SOCKET(c->socket)->sd = c->fd;
-    c->framed = g_object_new(THRIFT_TYPE_FRAMED_TRANSPORT, "transport", c->socket, NULL);
+    c->framed = g_object_new(cass_framed_transport_get_type(), "transport", c->socket, NULL);
+    ((CassFramedTransport *)c->framed)->owner = c;
     c->protocol = g_object_new(THRIFT_TYPE_BINARY_PROTOCOL, "transport", c->framed, NULL);
     c->client = g_object_new(CASSANDRA_TYPE_CASSANDRA_CLIENT, "input_protocol", c->protocol,
                              "output_protocol", c->protocol, NULL);

@@ -41,7 +41,14 @@ typedef struct {
     guint64 calls;           /* RPCs that succeeded */
     guint64 retries;         /* RPC attempts repeated after a failure */
     guint64 failovers;       /* moves to another endpoint */
+    guint64 max_frame;       /* the largest Thrift frame sent, in octets */
 } CassStats;
+
+/* The largest frame the client sends: Cassandra 0.7's thrift_framed_transport_size_in_mb (15),
+ * counted as 15 × 10^6 octets to stay on the safe side of either reading of "MB". A request that
+ * would need more is refused before a byte of it is sent (CASS_ERROR_INVALID, never retried):
+ * the server would only drop the connection ("TSocket read 0 bytes"). */
+#define CASS_FRAME_MAX (15u * 1000u * 1000u)
 
 typedef struct {
     GBytes *name;

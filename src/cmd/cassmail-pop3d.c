@@ -155,6 +155,10 @@ pop3d_session(NetConn *conn, const char *peer, gpointer data)
             if (out->len)
                 ok = pop3d_send(conn, out, TRUE);
         }
+        if (pop3_session_closed(s) && !close) {
+            end = "body-failed";   /* logged by the core; the reply cannot be finished */
+            break;
+        }
         /* PIPELINING (RFC 2449): answer a batch of commands in one write. */
         if (ok && (close || !net_conn_pending(conn)))
             ok = net_conn_flush(conn);
@@ -174,11 +178,11 @@ pop3d_session(NetConn *conn, const char *peer, gpointer data)
     log_info("session end peer=%s user=%s mailbox=%s state=%s end=%s tls=%s"
              " retrieved=%u/%" G_GUINT64_FORMAT " deleted=%u failed_logins=%u errors=%u"
              " duration=%.3f bytes_read=%" G_GUINT64_FORMAT " columns_read=%" G_GUINT64_FORMAT
-             " vmhwm_kb=%" G_GUINT64_FORMAT,
+             " max_frame=%" G_GUINT64_FORMAT " vmhwm_kb=%" G_GUINT64_FORMAT,
              peer, st.user ? st.user : "-", st.mailbox ? st.mailbox : "-",
              pop3_state_name(st.state), end, st.tls ? "yes" : "no", st.retrieved,
              st.retrieved_octets, st.deleted, st.failed_logins, st.errors, (double)(g_get_monotonic_time() - start) / 1e6,
-             c->bytes_read, c->columns_read, pop3d_vmhwm_kb());
+             c->bytes_read, c->columns_read, c->max_frame, pop3d_vmhwm_kb());
     pop3_session_free(&s);
     store_free(&store);
     g_string_free(out, TRUE);

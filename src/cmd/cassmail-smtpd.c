@@ -80,6 +80,17 @@ smtpd_start_tls(Smtpd *d, NetConn *conn, SmtpSession *s, const char *peer)
     return TRUE;
 }
 
+/* smtpd_vmhwm_kb - this process's peak resident set (VmHWM in /proc/self/status), 0 if unknown */
+static guint64
+smtpd_vmhwm_kb(void)
+{
+    g_autofree char *status = NULL;
+    if (!g_file_get_contents("/proc/self/status", &status, NULL, NULL))
+        return 0;
+    const char *p = strstr(status, "\nVmHWM:");
+    return p ? g_ascii_strtoull(p + 7, NULL, 10) : 0;
+}
+
 /* smtpd_session - serve one connection (in the forked child, or the inetd process) */
 static void
 smtpd_session(NetConn *conn, const char *peer, gpointer data)
@@ -151,10 +162,11 @@ smtpd_session(NetConn *conn, const char *peer, gpointer data)
     SmtpSessionStats st;
     smtp_session_stats(s, &st);
     log_info("smtp %s %s: session end helo=%s accepted=%u octets=%" G_GUINT64_FORMAT
-             " rejected=%u errors=%u end=%s ms=%" G_GINT64_FORMAT " tls=%s auth=%s",
+             " rejected=%u errors=%u end=%s ms=%" G_GINT64_FORMAT " tls=%s auth=%s"
+             " max_frame=%" G_GUINT64_FORMAT " vmhwm_kb=%" G_GUINT64_FORMAT,
              st.id, peer, st.helo ? st.helo : "-", st.accepted, st.accepted_octets, st.rejected,
              st.errors, end, (g_get_monotonic_time() - start) / 1000, st.tls ? "yes" : "no",
-             st.auth_user ? st.auth_user : "-");
+             st.auth_user ? st.auth_user : "-", store_counters(store)->max_frame, smtpd_vmhwm_kb());
     smtp_session_free(&s);
     store_free(&store);
     g_string_free(out, TRUE);

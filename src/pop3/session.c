@@ -50,6 +50,7 @@ struct Pop3Session {
     Pop3MsgOut body;         /* RETR / TOP output in progress */
     guint64 body_octets;     /* size of a RETR in progress (for the statistics) */
     gboolean body_is_retr;
+    guint body_msg;          /* the message number being sent (for logs) */
 
     guint delay_ms;
     guint errors;
@@ -509,14 +510,14 @@ pop3_uidl(Pop3Session *s, char **argv, guint argc, GString *out)
     return POP3_DONE;
 }
 
-/* pop3_fetch - message N's octets, or NULL after replying -ERR */
-static GBytes *
-pop3_fetch(Pop3Session *s, guint n, const Pop3Msg *m, GString *out)
+/* pop3_open - a reader of message N, or NULL after replying -ERR */
+static StoreReader *
+pop3_open(Pop3Session *s, guint n, const Pop3Msg *m, GString *out)
 {
-    GBytes *msg = NULL;
+    StoreReader *r = NULL;
     GError *e = NULL;
-    if (store_fetch(s->store, s->user, s->mailbox, &m->id, &msg, &e))
-        return msg;
+    if (store_reader_open(s->store, s->user, s->mailbox, &m->id, &r, &e))
+        return r;
     if (g_error_matches(e, STORE_ERROR, STORE_ERROR_NOT_FOUND)) {
         pop3_reply(out, FALSE, NULL, "message %u no longer exists", n);
     } else {
@@ -531,7 +532,8 @@ pop3_fetch(Pop3Session *s, guint n, const Pop3Msg *m, GString *out)
     return NULL;
 }
 
-/* pop3_retr - RETR msg (section 5): "+OK n octets", then the body through pop3_session_more */
+/* pop3_retr - RETR msg (section 5): "+OK n octets", then the body through pop3_session_more,
+ * streamed from the store a part at a time */
 static Pop3Status
 pop3_retr(Pop3Session *s, char **argv, guint argc, GString *out)
 {
@@ -541,14 +543,15 @@ pop3_retr(Pop3Session *s, char **argv, guint argc, GString *out)
     const Pop3Msg *m = pop3_message_arg(s, argv[0], &n, out, &st);
     if (!m)
         return st;
-    g_autoptr(GBytes) msg = pop3_fetch(s, n, m, out);
-    if (!msg)
+    StoreReader *r = pop3_open(s, n, m, out);
+    if (!r)
         return POP3_DONE;
-    gsize len = g_bytes_get_size(msg);
-    pop3_reply(out, TRUE, NULL, "%" G_GSIZE_FORMAT " octets", len);
-    pop3_msgout_start(&s->body, msg, len);
+    guint64 len = store_reader_size(r);
+    pop3_reply(out, TRUE, NULL, "%" G_GUINT64_FORMAT " octets", len);
+    pop3_msgout_start(&s->body, r, FALSE, 0);
     s->body_is_retr = TRUE;
     s->body_octets = len;
+    s->body_msg = n;
     return POP3_DONE;
 }
 
@@ -565,14 +568,13 @@ pop3_top(Pop3Session *s, char **argv, guint argc, GString *out)
         return st;
     if (!pop3_parse_number(argv[1], &lines))
         return pop3_bad(s, out, "invalid number of lines \"%.40s\"", argv[1]);
-    g_autoptr(GBytes) msg = pop3_fetch(s, n, m, out);
-    if (!msg)
+    StoreReader *r = pop3_open(s, n, m, out);
+    if (!r)
         return POP3_DONE;
-    gsize len;
-    const guint8 *data = g_bytes_get_data(msg, &len);
     pop3_reply(out, TRUE, NULL, "top of message %u follows", n);
-    pop3_msgout_start(&s->body, msg, pop3_msgout_top_end(data, len, lines));
+    pop3_msgout_start(&s->body, r, TRUE, lines);
     s->body_is_retr = FALSE;
+    s->body_msg = n;
     return POP3_DONE;
 }
 
@@ -753,12 +755,29 @@ pop3_session_more(Pop3Session *s, GString *out, gsize max)
         return FALSE;
     if (pop3_msgout_next(&s->body, out, max))
         return TRUE;
+    const GError *e = pop3_msgout_failed(&s->body);
+    if (e) {
+        /* The +OK and part of the body are out: the only honest end is to close without the
+         * terminator, so the client cannot take a truncated message for a whole one. */
+        log_warn("pop3 %s: %s|%s: message %u cut short, closing: %s", s->peer, s->user,
+                 s->mailbox, s->body_msg, e->message);
+        pop3_msgout_clear(&s->body);
+        s->body_is_retr = FALSE;
+        pop3_enter_state(s, POP3_STATE_CLOSED);
+        return FALSE;
+    }
     if (s->body_is_retr) {
         s->retrieved++;
         s->retrieved_octets += s->body_octets;
     }
     s->body_is_retr = FALSE;
     return FALSE;
+}
+
+gboolean
+pop3_session_closed(const Pop3Session *s)
+{
+    return s->state == POP3_STATE_CLOSED;
 }
 
 gboolean

@@ -98,8 +98,13 @@ gboolean pop3_session_feed(Pop3Session *s, const char *line, gsize len, gboolean
 guint pop3_session_take_delay_ms(Pop3Session *s);
 
 /* pop3_session_more - append up to about MAX more octets of a multi-line reply (RETR, TOP) to OUT;
- * TRUE while still more remains */
+ * TRUE while still more remains. When the store fails in the middle of a body, the reply cannot
+ * be completed: the session is closed (pop3_session_closed) and the adapter must close the
+ * connection without sending anything more. */
 gboolean pop3_session_more(Pop3Session *s, GString *out, gsize max);
+
+/* pop3_session_closed - whether the session has ended (QUIT, too many errors, a body cut short) */
+gboolean pop3_session_closed(const Pop3Session *s);
 
 /* pop3_session_stls_pending - TRUE from the "+OK" to STLS until pop3_session_tls_started(): the
  * adapter writes OUT, drops its buffered input and runs the TLS handshake. Lines fed meanwhile

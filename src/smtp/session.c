@@ -143,7 +143,9 @@ struct SmtpSession {
     char *sender;              /* envelope sender, "" for <> */
     char *sender_user;         /* the sender's user name when the sender is a local user */
     GPtrArray *rcpt_users;     /* accepted recipients' user names, distinct */
-    GString *message;          /* Received: + text, never beyond max_message_size of text */
+    StoreWriter *writer;       /* the message going to the store while it arrives: Received: +
+                                  text; dropped as soon as the message cannot be accepted */
+    GError *store_error;       /* the store failed mid-message: 451 at its end */
     gsize text_octets;         /* text octets seen, including those not kept */
     gboolean line_too_long;    /* a text line was over SMTP_TEXT_LINE_MAX */
     gboolean has_nul;          /* a text line contained NUL */
@@ -177,9 +179,8 @@ smtp_reset_transaction(SmtpSession *s)
     g_clear_pointer(&s->sender, g_free);
     g_clear_pointer(&s->sender_user, g_free);
     g_ptr_array_set_size(s->rcpt_users, 0);
-    if (s->message)
-        g_string_free(s->message, TRUE);
-    s->message = NULL;
+    store_writer_free(&s->writer);
+    g_clear_error(&s->store_error);
     s->text_octets = 0;
     s->line_too_long = s->has_nul = FALSE;
     s->after_crlf = TRUE;
@@ -584,8 +585,13 @@ smtp_proceed_data(SmtpSession *s, SmtpArgs *a, GString *out)
 {
     (void)a;
     s->transactions++;
-    s->message = g_string_sized_new(64 * 1024);
-    smtp_received(s, s->message);
+    /* The message's id is minted now; its octets go to the store as they arrive (parts of a
+     * large message are written long before the end), memory bounded whatever its size. */
+    s->writer = store_writer_begin(s->store, NULL);
+    g_autoptr(GString) received = g_string_sized_new(256);
+    smtp_received(s, received);
+    if (!store_writer_write(s->writer, received->str, received->len, &s->store_error))
+        store_writer_free(&s->writer);
     s->text_octets = 0;
     s->after_crlf = TRUE;
     smtp_enter_state(s, SMTP_STATE_DATA);
@@ -945,32 +951,35 @@ smtp_deliver(SmtpSession *s, GString *out)
         targets[i] = (StoreTarget){g_ptr_array_index(s->rcpt_users, i), "inbox"};
     if (s->sender_user)
         targets[n - 1] = (StoreTarget){s->sender_user, "outbox"};
-    StoreMsgId id;
     GError *error = NULL;
     gint64 t0 = g_get_monotonic_time();
-    gboolean ok = store_deliver(s->store, targets, n, (const guint8 *)s->message->str, s->message->len,
-                                &id, &error);
+    gboolean ok = FALSE;
+    guint64 size = s->writer ? s->writer->size : 0;
+    if (s->store_error)
+        error = g_error_copy(s->store_error);
+    else
+        ok = store_writer_commit(s->writer, targets, n, &error);
     gint64 ms = (g_get_monotonic_time() - t0) / 1000;
     g_free(targets);
     if (!ok) {
         /* Whatever the store's reason, the client keeps the message and tries again: a
          * permanent refusal here could lose mail the store would take later. */
-        log_warn("smtp %s %s: not stored (from=<%s> rcpts=%u size=%" G_GSIZE_FORMAT
+        log_warn("smtp %s %s: not stored (from=<%s> rcpts=%u size=%" G_GUINT64_FORMAT
                  " after %" G_GINT64_FORMAT " ms): %s",
-                 s->id, s->peer, s->sender, s->rcpt_users->len, s->message->len, ms, error->message);
+                 s->id, s->peer, s->sender, s->rcpt_users->len, size, ms, error->message);
         g_error_free(error);
         smtp_reply(out, 451, SMTP_ESC_SYSTEM, "Mail store temporarily unavailable; message not stored, try again later");
         s->stats.rejected++;
         return;
     }
     char text[STORE_MSGID_TEXT_LEN];
-    store_msgid_to_text(&id, text);
-    log_info("smtp %s %s: accepted id=%s from=<%s> rcpts=%u%s size=%" G_GSIZE_FORMAT " store_ms=%" G_GINT64_FORMAT,
+    store_msgid_to_text(store_writer_id(s->writer), text);
+    log_info("smtp %s %s: accepted id=%s from=<%s> rcpts=%u%s size=%" G_GUINT64_FORMAT " store_ms=%" G_GINT64_FORMAT,
              s->id, s->peer, text, s->sender, s->rcpt_users->len, s->sender_user ? " +outbox" : "",
-             s->message->len, ms);
+             size, ms);
     smtp_reply(out, 250, SMTP_ESC_OTHER, "Ok: queued as %s", text);
     s->stats.accepted++;
-    s->stats.accepted_octets += s->message->len;
+    s->stats.accepted_octets += size;
 }
 
 /* smtp_finish_message - the end of the text: store the message or say why not */
@@ -1025,11 +1034,19 @@ smtp_data_line(SmtpSession *s, const char *line, gsize len, guint flags, GString
     if (body + 2 > SMTP_TEXT_LINE_MAX)
         s->line_too_long = TRUE;
     s->text_octets += body + 2;
-    /* Past the limit only count: the excess is never buffered. */
-    if (s->text_octets <= s->cfg.max_message_size && !s->line_too_long && !s->has_nul) {
-        g_string_append_len(s->message, line, (gssize)body);
-        g_string_append_len(s->message, "\r\n", 2);
+    /* A message that cannot be accepted any more is dropped at once (the store forgets what it
+     * wrote of it); past that only count: the rest is never buffered nor written. */
+    if (s->text_octets > s->cfg.max_message_size || s->line_too_long || s->has_nul) {
+        store_writer_free(&s->writer);
+        return;
     }
+    if (!s->writer)
+        return;   /* the store failed earlier: 451 at the end */
+    gboolean ok = crlf ? store_writer_write(s->writer, line, body + 2, &s->store_error)
+                       : store_writer_write(s->writer, line, body, &s->store_error) &&
+                             store_writer_write(s->writer, "\r\n", 2, &s->store_error);
+    if (!ok)
+        store_writer_free(&s->writer);   /* keep reading the text; 451 at its end */
 }
 
 /* --- the session ----------------------------------------------------------------------------- */

@@ -121,9 +121,9 @@ store_mailbox_exists(Store *s, const char *user, const char *mailbox, gboolean *
     return TRUE;
 }
 
-gboolean
-store_deliver(Store *s, const StoreTarget *targets, guint n_targets, const guint8 *msg, gsize len,
-              StoreMsgId *id, GError **error)
+/* check_targets - INVALID error unless there is a target and every name in it is valid */
+static gboolean
+check_targets(const StoreTarget *targets, guint n_targets, GError **error)
 {
     if (n_targets == 0) {
         g_set_error(error, STORE_ERROR, STORE_ERROR_INVALID, "a message needs at least one mailbox");
@@ -132,7 +132,130 @@ store_deliver(Store *s, const StoreTarget *targets, guint n_targets, const guint
     for (guint i = 0; i < n_targets; i++)
         if (!check_names(targets[i].user, targets[i].mailbox, error))
             return FALSE;
-    return s->ops->deliver(s, targets, n_targets, msg, len, id, error);
+    return TRUE;
+}
+
+StoreWriter *
+store_writer_begin(Store *s, const StoreMsgId *id)
+{
+    StoreMsgId fresh;
+    if (!id) {
+        uuid_generate_time(fresh.bytes);
+        id = &fresh;
+    }
+    StoreWriter *w = s->ops->writer_begin(s, id);
+    w->store = s;
+    w->id = *id;
+    return w;
+}
+
+const StoreMsgId *
+store_writer_id(const StoreWriter *w)
+{
+    return &w->id;
+}
+
+/* writer_failed - ERROR from W's first failure (FALSE) */
+static gboolean
+writer_failed(StoreWriter *w, GError **error)
+{
+    if (error)
+        *error = g_error_copy(w->error);
+    return FALSE;
+}
+
+gboolean
+store_writer_write(StoreWriter *w, const void *data, gsize len, GError **error)
+{
+    if (w->error)
+        return writer_failed(w, error);
+    if (w->committed) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_FAILED, "message already committed");
+        return FALSE;
+    }
+    if (len == 0)
+        return TRUE;
+    if (!w->store->ops->writer_write(w, data, len, &w->error))
+        return writer_failed(w, error);
+    w->size += len;
+    return TRUE;
+}
+
+gboolean
+store_writer_commit(StoreWriter *w, const StoreTarget *targets, guint n_targets, GError **error)
+{
+    if (w->error)
+        return writer_failed(w, error);
+    if (w->committed) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_FAILED, "message already committed");
+        return FALSE;
+    }
+    if (!check_targets(targets, n_targets, error))
+        return FALSE;
+    if (!w->store->ops->writer_commit(w, targets, n_targets, &w->error))
+        return writer_failed(w, error);
+    w->committed = TRUE;
+    return TRUE;
+}
+
+void
+store_writer_free(StoreWriter **wp)
+{
+    StoreWriter *w = *wp;
+    if (!w)
+        return;
+    GError *e = w->error;
+    w->store->ops->writer_free(w);   /* frees W itself */
+    if (e)
+        g_error_free(e);
+    *wp = NULL;
+}
+
+gboolean
+store_deliver(Store *s, const StoreTarget *targets, guint n_targets, const guint8 *msg, gsize len,
+              StoreMsgId *id, GError **error)
+{
+    if (!check_targets(targets, n_targets, error))
+        return FALSE;
+    StoreWriter *w = store_writer_begin(s, NULL);
+    *id = w->id;
+    gboolean ok = store_writer_write(w, msg, len, error) &&
+                  store_writer_commit(w, targets, n_targets, error);
+    store_writer_free(&w);
+    return ok;
+}
+
+gboolean
+store_reader_open(Store *s, const char *user, const char *mailbox, const StoreMsgId *id,
+                  StoreReader **reader, GError **error)
+{
+    *reader = NULL;
+    if (!check_names(user, mailbox, error) || !s->ops->reader_open(s, user, mailbox, id, reader, error))
+        return FALSE;
+    (*reader)->store = s;
+    return TRUE;
+}
+
+guint64
+store_reader_size(const StoreReader *r)
+{
+    return r->size;
+}
+
+gboolean
+store_reader_next(StoreReader *r, GBytes **chunk, GError **error)
+{
+    *chunk = NULL;
+    return r->store->ops->reader_next(r, chunk, error);
+}
+
+void
+store_reader_free(StoreReader **rp)
+{
+    if (rp && *rp) {
+        (*rp)->store->ops->reader_free(*rp);
+        *rp = NULL;
+    }
 }
 
 gboolean
@@ -147,7 +270,25 @@ gboolean
 store_fetch(Store *s, const char *user, const char *mailbox, const StoreMsgId *id, GBytes **msg,
             GError **error)
 {
-    return check_names(user, mailbox, error) && s->ops->fetch(s, user, mailbox, id, msg, error);
+    StoreReader *r = NULL;
+    *msg = NULL;
+    if (!store_reader_open(s, user, mailbox, id, &r, error))
+        return FALSE;
+    GByteArray *all = g_byte_array_sized_new((guint)MIN(r->size, (guint64)G_MAXUINT));
+    GBytes *chunk = NULL;
+    gboolean ok;
+    while ((ok = store_reader_next(r, &chunk, error)) && chunk) {
+        gsize len;
+        const guint8 *data = g_bytes_get_data(chunk, &len);
+        g_byte_array_append(all, data, (guint)len);
+        g_bytes_unref(chunk);
+    }
+    store_reader_free(&r);
+    if (ok)
+        *msg = g_byte_array_free_to_bytes(all);
+    else
+        g_byte_array_unref(all);
+    return ok;
 }
 
 gboolean

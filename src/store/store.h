@@ -1,11 +1,21 @@
 /*
  * store.h - the mail store: users, mailboxes, messages and credentials.
  *
- * The only code that knows the schema (keyspace Mail, see shared design):
+ * The only code that knows the schema (keyspace Mail; the details, and why, in store_cass.c):
  *   Users        row user                column mailbox name            value empty
- *   Mailboxes    row "user:mailbox"      column TimeUUID                value message octets
+ *   Mailboxes    row "user:mailbox"      column TimeUUID                value the message octets
+ *                                                                       (inline) or a reference
+ *                                                                       to its body
  *   MailboxIndex row "user:mailbox"      column TimeUUID                value size (8 octets, BE)
+ *   Bodies       row TimeUUID            column part number (8, BE)     value one part's octets
  *   Credentials  row user                column "password"              value salted hash text
+ *
+ * A message is written once however many mailboxes hold it: up to the store's inline_max octets
+ * it is kept inline in each Mailboxes column (the paper's layout: one read for a small message);
+ * larger, its body goes to Bodies in parts of STORE_PART_SIZE, streamed while it arrives
+ * (StoreWriter), and each mailbox gets a small reference. Reading streams the parts back
+ * (StoreReader) with a bounded read-ahead. Removing a message removes the mailbox's reference;
+ * bodies nobody refers to any more are reclaimed by store_gc (cassmail-admin gc).
  *
  * Protocol cores (src/smtp, src/pop3) call only this interface. A Store is a backend behind a
  * table of operations: the Cassandra backend (store_open) is the product; an in-memory backend
@@ -56,9 +66,29 @@ typedef struct {
     guint64 bytes_written;
     guint64 calls;           /* RPCs that succeeded */
     guint64 retries;         /* RPCs repeated after a failure */
+    guint64 max_frame;       /* the largest request sent, in octets (0: not known) */
 } StoreCounters;
 
 typedef struct Store Store;
+
+/* The size of a body part (see store_cass.c for the measurement behind it). */
+#define STORE_PART_SIZE (256 * 1024)
+
+/* A message being written: the bytes go in as they arrive, then commit makes it visible in every
+ * target mailbox at once (see store_writer_begin). Backends extend this struct. */
+typedef struct {
+    Store *store;
+    StoreMsgId id;
+    guint64 size;            /* octets written so far */
+    GError *error;           /* the first failure; every later call fails with it */
+    gboolean committed;
+} StoreWriter;
+
+/* A stored message being read, a chunk at a time. Backends extend this struct. */
+typedef struct {
+    Store *store;
+    guint64 size;            /* the message's octets, known at open */
+} StoreReader;
 
 /* The backend interface; every function returns FALSE and sets error on failure. */
 typedef struct {
@@ -68,12 +98,20 @@ typedef struct {
     gboolean (*users_list)(Store *s, GPtrArray *out, GError **error);
     gboolean (*mailbox_add)(Store *s, const char *user, const char *mailbox, GError **error);
     gboolean (*mailboxes_list)(Store *s, const char *user, GPtrArray *out, GError **error);
-    gboolean (*deliver)(Store *s, const StoreTarget *targets, guint n_targets,
-                        const guint8 *msg, gsize len, StoreMsgId *id, GError **error);
+    /* a writer for a message under ID (minted by store_writer_begin) */
+    StoreWriter *(*writer_begin)(Store *s, const StoreMsgId *id);
+    gboolean (*writer_write)(StoreWriter *w, const guint8 *data, gsize len, GError **error);
+    gboolean (*writer_commit)(StoreWriter *w, const StoreTarget *targets, guint n_targets,
+                              GError **error);
+    /* free W; when it was not committed, forget (or leave for gc) what it wrote */
+    void (*writer_free)(StoreWriter *w);
     gboolean (*index_page)(Store *s, const char *user, const char *mailbox, const StoreMsgId *after,
                            guint max, GArray *out, GError **error);
-    gboolean (*fetch)(Store *s, const char *user, const char *mailbox, const StoreMsgId *id,
-                      GBytes **msg, GError **error);
+    gboolean (*reader_open)(Store *s, const char *user, const char *mailbox,
+                            const StoreMsgId *id, StoreReader **reader, GError **error);
+    /* the next chunk in *CHUNK, or NULL at the end */
+    gboolean (*reader_next)(StoreReader *r, GBytes **chunk, GError **error);
+    void (*reader_free)(StoreReader *r);
     gboolean (*remove)(Store *s, const char *user, const char *mailbox, const StoreMsgId *ids,
                        guint n, GError **error);
     gboolean (*password_set)(Store *s, const char *user, const char *hash, GError **error);
@@ -109,16 +147,47 @@ gboolean store_mailboxes_list(Store *s, const char *user, GPtrArray *out, GError
 gboolean store_mailbox_exists(Store *s, const char *user, const char *mailbox, gboolean *exists,
                               GError **error);
 
-/* store_deliver - write MSG to every target (and the index entries) in one write under one fresh
- * TimeUUID, returned in ID. Returns only after the backend acknowledged at the configured write
- * consistency; retries with the same id and timestamp, so it never duplicates. */
+/* store_writer_begin - start writing a message under ID (NULL: a fresh version-1 TimeUUID,
+ * minted now, which store_writer_id tells). Memory stays bounded by a few parts whatever the
+ * message's size: full parts go to the backend as the octets arrive.
+ *
+ * store_writer_write - append LEN octets. After a failure every later write and the commit fail
+ * with the same error, so a protocol core can keep reading the message and answer at its end.
+ *
+ * store_writer_commit - the message into every target mailbox (and the index entries) in one
+ * write. Returns only after the backend acknowledged at the configured write consistency; each
+ * write is retried with the same id and timestamps, so it never duplicates. Until commit no
+ * mailbox shows the message; a writer freed without commit leaves at most unreferenced parts,
+ * which store_gc reclaims.
+ *
+ * store_writer_free - free *W and set it to NULL (aborting an uncommitted message). */
+StoreWriter *store_writer_begin(Store *s, const StoreMsgId *id);
+const StoreMsgId *store_writer_id(const StoreWriter *w);
+gboolean store_writer_write(StoreWriter *w, const void *data, gsize len, GError **error);
+gboolean store_writer_commit(StoreWriter *w, const StoreTarget *targets, guint n_targets,
+                             GError **error);
+void store_writer_free(StoreWriter **w);
+
+/* store_deliver - MSG to every target through one writer (begin, write, commit); its id in ID */
 gboolean store_deliver(Store *s, const StoreTarget *targets, guint n_targets,
                        const guint8 *msg, gsize len, StoreMsgId *id, GError **error);
 /* store_index_page - up to MAX index entries strictly after AFTER (NULL: from the start), oldest
  * first, appended to OUT (a GArray of StoreIndexEntry). Fewer than MAX means the end. */
 gboolean store_index_page(Store *s, const char *user, const char *mailbox, const StoreMsgId *after,
                           guint max, GArray *out, GError **error);
-/* store_fetch - one message's octets; STORE_ERROR_NOT_FOUND when it is gone */
+/* store_reader_open - a reader of one message; STORE_ERROR_NOT_FOUND when it is gone.
+ * store_reader_next - the next chunk of its octets in *CHUNK (a part of at most
+ * STORE_PART_SIZE, or a whole inline message), NULL after the last; a body that turns out
+ * incomplete is STORE_ERROR_FAILED. The backend reads ahead a bounded number of parts.
+ * store_reader_free - free *R and set it to NULL. */
+gboolean store_reader_open(Store *s, const char *user, const char *mailbox, const StoreMsgId *id,
+                           StoreReader **reader, GError **error);
+guint64 store_reader_size(const StoreReader *r);
+gboolean store_reader_next(StoreReader *r, GBytes **chunk, GError **error);
+void store_reader_free(StoreReader **r);
+
+/* store_fetch - one message's octets, whole (tools and tests; servers stream with a reader);
+ * STORE_ERROR_NOT_FOUND when it is gone */
 gboolean store_fetch(Store *s, const char *user, const char *mailbox, const StoreMsgId *id,
                      GBytes **msg, GError **error);
 /* store_remove - delete messages and their index entries in one write */

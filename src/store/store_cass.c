@@ -1,12 +1,22 @@
 /*
- * store_cass.c - the mail store on Cassandra 0.7.0 (the product backend; schema in store.h).
+ * store_cass.c - the mail store on Cassandra 0.7.0 (the product backend): the one place that
+ * knows the schema and the layout of a stored message.
  *
- * Delivery is one batch_mutate under one version-1 TimeUUID: every target's Mailboxes column and
- * its MailboxIndex entry. Column timestamps come from the TimeUUID itself, so a retried write is
- * the same write and can never duplicate a message. A delivery that fails in the end is
- * withdrawn (its columns deleted again), since Cassandra may have applied part of the batch and the
- * client will resend the message under a new id. Reads for POP3 listings touch MailboxIndex
- * only; message bodies are read one at a time.
+ * Delivery streams, then commits. A message is written under one version-1 TimeUUID, whose time
+ * is also the timestamp of every column it writes, so a retried write is the same write and can
+ * never duplicate anything:
+ *   1. while the text arrives: up to inline_max octets are only buffered; past that (or when the
+ *      message starts with a NUL, see "References" below) the body goes to Bodies, row = the
+ *      TimeUUID, one batch_mutate per full part of STORE_PART_SIZE octets (a frame of about
+ *      256 KiB, far inside the 15 MB one), so the writer holds at most one part.
+ *   2. at the end: the last part, then ONE batch_mutate with every target's Mailboxes column (the
+ *      inline message, or a 40-octet reference to the body) and its MailboxIndex entry. Only
+ *      then is the message in any mailbox; a session or node that dies before leaves only
+ *      unreferenced parts, which store_gc reclaims. A commit that fails is withdrawn (its
+ *      columns deleted again), since Cassandra may have applied part of the batch and the client
+ *      will resend the message under a new id.
+ * Reads for POP3 listings touch MailboxIndex only; a body is read in slices of READ_AHEAD_PARTS
+ * parts, handed out one part at a time.
  */
 #include "store/store.h"
 
@@ -25,12 +35,15 @@ typedef struct {
     int timeout_ms, retry_ms, backoff_ms, unavailable_ms;
     int write_consistency;
     int read_consistency;
+    gsize inline_max;
+    int gc_min_age_s;
 } CassStore;
 
 #define CF_USERS "Users"
 #define CF_MAILBOXES "Mailboxes"
 #define CF_INDEX "MailboxIndex"
 #define CF_CREDENTIALS "Credentials"
+#define CF_BODIES "Bodies"
 #define PASSWORD_COLUMN "password"
 
 /* The schema: column families with their comparators. gc_grace for the mail CFs is one day
@@ -54,7 +67,44 @@ static const CassCfSpec schema_cfs[] = {
     {CF_INDEX, "TimeUUIDType", 86400, "user:mailbox -> TimeUUID -> size (8 octets, big-endian)",
      SMALL_CF_FLUSH_MINS},
     {CF_CREDENTIALS, "BytesType", 0, "user -> password hash", SMALL_CF_FLUSH_MINS},
+    {CF_BODIES, "LongType", 86400, "TimeUUID -> part number (8 octets, big-endian) -> part", 0},
 };
+
+/* Bodies.
+ *
+ * Row key: the message's TimeUUID (16 octets) — one body per delivery, however many mailboxes
+ * refer to it. Columns (LongType: 8 octets, big-endian, signed): part 0, 1, 2 … each
+ * STORE_PART_SIZE octets but the last; and a marker column -1 (eight 0xff octets), empty, that
+ * sorts before every part and is written with part 0. A range scan asking for one column per row
+ * (store_gc) then reads the marker, not 256 KiB of the first part.
+ *
+ * Part size, measured on one node of this machine kind (tools/bench/cassmail-load, 1 GB heap,
+ * batch commit log): parts of 64 KiB cost a round trip (and a commit log sync) per 64 KiB and were
+ * the slowest; 100 KB and 256 KiB were close; 1 MiB parts are G1 humongous allocations on a 1 GB
+ * heap (every byte[] of 512 KiB or more, see FACTS) and each one is a larger slice of the frame
+ * and of a reader's memory. 256 KiB stays below the humongous threshold with room for the column
+ * overhead, makes a 50 MiB message 200 writes, and a read-ahead of four parts 1 MiB.
+ *
+ * References. A Mailboxes column either holds the message itself (inline: the paper's layout, and
+ * every value an older CassMail wrote) or a reference:
+ *     octets 0-3   00 'C' 'M' 'B'           (REF_MAGIC)
+ *     octet  4     1                        (REF_VERSION)
+ *     octets 5-7   0
+ *     octets 8-15  message size, big-endian
+ *     octets 16-23 number of parts, big-endian
+ *     octets 24-39 the Bodies row key (the TimeUUID)
+ * No inline value can start with a NUL octet: every message our SMTP server stores starts with its
+ * Received: line (and it refuses any text with a NUL in it), and the writer itself never keeps a
+ * message inline whose first octet is NUL, whoever calls it (store_deliver from a tool or a test):
+ * such a message always goes to Bodies. So a value is a reference exactly when it is REF_LEN
+ * octets starting with REF_MAGIC, and an old keyspace's values read as they always did.
+ * MailboxIndex keeps the size (8 octets) for both, so STAT, LIST and UIDL never look further. */
+#define REF_MAGIC "\0CMB"
+#define REF_MAGIC_LEN 4
+#define REF_VERSION 1
+#define REF_LEN 40
+#define READ_AHEAD_PARTS 4
+static const guint8 body_marker[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 
 /* to_store_error - a CASS_ERROR as the store reports it */
 static void
@@ -89,6 +139,7 @@ sync_counters(CassStore *s)
     s->base.counters.bytes_written = st->bytes_written;
     s->base.counters.calls = st->calls;
     s->base.counters.retries = st->retries;
+    s->base.counters.max_frame = st->max_frame;
 }
 
 /* done - common tail of every operation: counters, error conversion */
@@ -263,10 +314,112 @@ cs_users_list(Store *base, GPtrArray *out, GError **error)
     return done(s, TRUE, NULL, error);
 }
 
+/* put_be64 - V as 8 octets, big-endian */
+static void
+put_be64(guint8 *out, guint64 v)
+{
+    for (int i = 0; i < 8; i++)
+        out[i] = (guint8)(v >> (56 - 8 * i));
+}
+
+/* get_be64 - 8 octets, big-endian */
+static guint64
+get_be64(const guint8 *in)
+{
+    guint64 v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | in[i];
+    return v;
+}
+
+/* A message being written (see the file's header). */
+typedef struct {
+    StoreWriter base;
+    GByteArray *buf;        /* the inline message, or the part being filled (reused) */
+    guint64 parts;          /* parts written to Bodies */
+    gint64 ts;              /* the timestamp of every column: the TimeUUID's time */
+    gint64 started;         /* monotonic µs at begin */
+    gboolean in_parts;      /* the body goes to Bodies */
+    gboolean commit_tried;  /* mailbox columns may exist: the parts are left to store_gc */
+} CassWriter;
+
+static StoreWriter *
+cw_begin(Store *base, const StoreMsgId *id)
+{
+    (void)base;
+    CassWriter *w = g_new0(CassWriter, 1);
+    w->buf = g_byte_array_new();
+    w->ts = uuid_timestamp_us(id->bytes);
+    w->started = g_get_monotonic_time();
+    return &w->base;
+}
+
+/* cw_put_part - part number W->parts (LEN octets at DATA) into Bodies: one batch_mutate, the
+ * marker column with part 0 */
+static gboolean
+cw_put_part(CassStore *s, CassWriter *w, const guint8 *data, gsize len, GError **error)
+{
+    guint8 name[8];
+    put_be64(name, w->parts);
+    CassBatch *b = cass_batch_new();
+    g_autoptr(GBytes) value = g_bytes_new_static(data, len);
+    const guint8 *key = w->base.id.bytes;
+    if (w->parts == 0) {
+        g_autoptr(GBytes) empty = g_bytes_new_static("", 0);
+        cass_batch_insert(b, CF_BODIES, key, 16, body_marker, 8, empty, w->ts);
+    }
+    cass_batch_insert(b, CF_BODIES, key, 16, name, 8, value, w->ts);
+    GError *e = NULL;
+    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, &e);
+    cass_batch_free(&b);
+    if (ok)
+        w->parts++;
+    return done(s, ok, e, error);
+}
+
+/* cw_flush_parts - write every full part at the front of W's buffer */
+static gboolean
+cw_flush_parts(CassStore *s, CassWriter *w, GError **error)
+{
+    gsize off = 0;
+    gboolean ok = TRUE;
+    while (ok && w->buf->len - off >= STORE_PART_SIZE) {
+        ok = cw_put_part(s, w, w->buf->data + off, STORE_PART_SIZE, error);
+        off += STORE_PART_SIZE;
+    }
+    if (off)
+        g_byte_array_remove_range(w->buf, 0, (guint)off);
+    return ok;
+}
+
+static gboolean
+cw_write(StoreWriter *base, const guint8 *data, gsize len, GError **error)
+{
+    CassWriter *w = (CassWriter *)base;
+    CassStore *s = (CassStore *)base->store;
+    /* A message that starts with NUL never stays inline: see "References" above. */
+    if (!w->in_parts && (w->buf->len + len > s->inline_max || (w->buf->len == 0 && data[0] == 0)))
+        w->in_parts = TRUE;
+    if (!w->in_parts) {
+        g_byte_array_append(w->buf, data, (guint)len);
+        return TRUE;
+    }
+    gsize taken = 0;
+    for (;;) {
+        if (!cw_flush_parts(s, w, error))
+            return FALSE;
+        if (taken == len)
+            return TRUE;
+        gsize n = MIN(STORE_PART_SIZE - w->buf->len, len - taken);
+        g_byte_array_append(w->buf, data + taken, (guint)n);
+        taken += n;
+    }
+}
+
 /* How long the clean-up after a failed delivery may take, at most. */
 #define WITHDRAW_BUDGET_MS 3000
 
-/* withdraw_delivery - delete whatever landed of a delivery that failed
+/* withdraw_delivery - delete whatever landed of a commit that failed
  *
  * Cassandra 0.7 applies a batch_mutate row by row and replica by replica, and it reports
  * Unavailable for one row after it may already have written others; TimedOut and a dropped
@@ -275,7 +428,8 @@ cs_users_list(Store *base, GPtrArray *out, GError **error)
  * later. Each target's columns are deleted with a timestamp one microsecond newer than the
  * write, which wins over the write on every replica whatever order they arrive in. The
  * deletion goes at ONE (it reaches every live replica; a dead one gets it by hinted handoff) and
- * within a short budget of its own; if even that fails, a warning names the message. */
+ * within a short budget of its own; if even that fails, a warning names the message. The body's
+ * parts stay: a reference may survive this, so only store_gc (at ALL) may decide they are free. */
 static void
 withdraw_delivery(CassStore *s, GHashTable *keys, const StoreMsgId *id, gint64 ts)
 {
@@ -303,33 +457,195 @@ withdraw_delivery(CassStore *s, GHashTable *keys, const StoreMsgId *id, gint64 t
 }
 
 static gboolean
-cs_deliver(Store *base, const StoreTarget *targets, guint n_targets, const guint8 *msg, gsize len,
-           StoreMsgId *id, GError **error)
+cw_commit(StoreWriter *base, const StoreTarget *targets, guint n_targets, GError **error)
 {
-    CassStore *s = (CassStore *)base;
-    uuid_generate_time(id->bytes);
-    gint64 ts = uuid_timestamp_us(id->bytes);
-    guint8 size_be[8];
-    for (int i = 0; i < 8; i++)
-        size_be[i] = (guint8)((guint64)len >> (56 - 8 * i));
-    g_autoptr(GBytes) body = g_bytes_new_static(msg, len);
+    CassWriter *w = (CassWriter *)base;
+    CassStore *s = (CassStore *)base->store;
+    const StoreMsgId *id = &base->id;
+    if (w->in_parts) {
+        /* store_gc takes a body older than gc_min_age_s that nobody refers to for an orphan: a
+         * delivery that took half of that is refused rather than risk a reference to a body
+         * that is being reclaimed. */
+        gint64 took_s = (g_get_monotonic_time() - w->started) / G_USEC_PER_SEC;
+        if (took_s > s->gc_min_age_s / 2) {
+            g_set_error(error, STORE_ERROR, STORE_ERROR_TEMPORARY,
+                        "the delivery took %" G_GINT64_FORMAT " s, over half of [store] "
+                        "gc_min_age_s (%d s)", took_s, s->gc_min_age_s);
+            return FALSE;
+        }
+        if (w->buf->len && !cw_put_part(s, w, w->buf->data, w->buf->len, error))
+            return FALSE;
+        g_byte_array_set_size(w->buf, 0);
+    }
+    guint8 size_be[8], ref[REF_LEN] = {0};
+    put_be64(size_be, base->size);
     g_autoptr(GBytes) size = g_bytes_new(size_be, sizeof size_be);
+    g_autoptr(GBytes) value = NULL;
+    if (w->in_parts) {
+        memcpy(ref, REF_MAGIC, REF_MAGIC_LEN);
+        ref[4] = REF_VERSION;
+        put_be64(ref + 8, base->size);
+        put_be64(ref + 16, w->parts);
+        memcpy(ref + 24, id->bytes, 16);
+        value = g_bytes_new_static(ref, sizeof ref);
+    } else {
+        value = g_bytes_new_static(w->buf->data, w->buf->len);
+    }
     g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     CassBatch *b = cass_batch_new();
     for (guint i = 0; i < n_targets; i++) {
         char *key = row_key(targets[i].user, targets[i].mailbox);
         if (!g_hash_table_add(seen, key))
-            continue;   /* one copy per mailbox, however often it was named */
-        cass_batch_insert(b, CF_MAILBOXES, key, strlen(key), id->bytes, 16, body, ts);
-        cass_batch_insert(b, CF_INDEX, key, strlen(key), id->bytes, 16, size, ts);
+            continue;   /* one reference per mailbox, however often it was named */
+        cass_batch_insert(b, CF_MAILBOXES, key, strlen(key), id->bytes, 16, value, w->ts);
+        cass_batch_insert(b, CF_INDEX, key, strlen(key), id->bytes, 16, size, w->ts);
     }
+    w->commit_tried = TRUE;
     GError *e = NULL;
     gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, &e);
     cass_batch_free(&b);
-    /* InvalidRequest is refused before anything is applied; the rest leave a doubt */
+    /* InvalidRequest (and a frame refused before sending) applies nothing; the rest leave a
+     * doubt */
     if (!ok && e->domain == CASS_ERROR && e->code != CASS_ERROR_INVALID)
-        withdraw_delivery(s, seen, id, ts);
+        withdraw_delivery(s, seen, id, w->ts);
     return done(s, ok, e, error);
+}
+
+/* How long removing the parts of an abandoned message may take, at most. */
+#define ABANDON_BUDGET_MS 2000
+
+static void
+cw_free(StoreWriter *base)
+{
+    CassWriter *w = (CassWriter *)base;
+    CassStore *s = (CassStore *)base->store;
+    /* A message refused or abandoned before its commit was tried has no reference anywhere: its
+     * parts go now, as a courtesy to store_gc (which reclaims them anyway if this fails). */
+    if (!base->committed && !w->commit_tried && w->parts > 0) {
+        int budget = cap_budget(s, ABANDON_BUDGET_MS);
+        GError *e = NULL;
+        if (!cass_remove_row(s->client, CF_BODIES, base->id.bytes, 16, w->ts + 1, CASS_ONE, &e))
+            g_error_free(e);
+        cass_client_set_retry_ms(s->client, budget);
+        sync_counters(s);
+    }
+    g_byte_array_unref(w->buf);
+    g_free(w);
+}
+
+/* A message being read. */
+typedef struct {
+    StoreReader base;
+    GBytes *inline_msg;     /* an inline message, until it is handed out */
+    guint8 body[16];        /* the Bodies row of a referenced body */
+    guint64 parts;          /* its number of parts */
+    guint64 next;           /* the next part to hand out */
+    guint64 handed;         /* octets handed out */
+    GPtrArray *ahead;       /* CassColumn*: parts read ahead, from AHEAD_POS on */
+    guint ahead_pos;
+} CassReader;
+
+/* ref_parse - whether VALUE (LEN octets of a Mailboxes column) is a reference; its fields into R */
+static gboolean
+ref_parse(const guint8 *value, gsize len, CassReader *r)
+{
+    if (len != REF_LEN || memcmp(value, REF_MAGIC, REF_MAGIC_LEN) != 0 || value[4] != REF_VERSION)
+        return FALSE;
+    r->base.size = get_be64(value + 8);
+    r->parts = get_be64(value + 16);
+    memcpy(r->body, value + 24, 16);
+    return TRUE;
+}
+
+static gboolean
+cr_open(Store *base, const char *user, const char *mailbox, const StoreMsgId *id,
+        StoreReader **reader, GError **error)
+{
+    CassStore *s = (CassStore *)base;
+    g_autofree char *key = row_key(user, mailbox);
+    CassColumn *col = NULL;
+    GError *e = NULL;
+    if (!cass_get(s->client, CF_MAILBOXES, key, strlen(key), id->bytes, 16, s->read_consistency,
+                  &col, &e))
+        return done(s, FALSE, e, error);
+    CassReader *r = g_new0(CassReader, 1);
+    gsize len;
+    const guint8 *value = g_bytes_get_data(col->value, &len);
+    if (!ref_parse(value, len, r)) {
+        r->inline_msg = g_bytes_ref(col->value);
+        r->base.size = len;
+    }
+    r->ahead = g_ptr_array_new_with_free_func(cass_column_free);
+    cass_column_free(col);
+    *reader = &r->base;
+    return done(s, TRUE, NULL, error);
+}
+
+/* cr_incomplete - the error for a body that lacks something: TEMPORARY, since at a weak read
+ * consistency a replica may simply not have it yet (a body store_gc removed has no reference) */
+static gboolean
+cr_incomplete(CassReader *r, GError **error, const char *what)
+{
+    char text[STORE_MSGID_TEXT_LEN];
+    store_msgid_to_text((const StoreMsgId *)r->body, text);
+    g_set_error(error, STORE_ERROR, STORE_ERROR_TEMPORARY, "body %s: %s (part %" G_GUINT64_FORMAT
+                " of %" G_GUINT64_FORMAT ")", text, what, r->next, r->parts);
+    return FALSE;
+}
+
+static gboolean
+cr_next(StoreReader *base, GBytes **chunk, GError **error)
+{
+    CassReader *r = (CassReader *)base;
+    CassStore *s = (CassStore *)base->store;
+    if (r->inline_msg || r->parts == 0) {
+        *chunk = g_steal_pointer(&r->inline_msg);
+        return TRUE;
+    }
+    if (r->next == r->parts) {
+        if (r->handed != base->size)
+            return cr_incomplete(r, error, "parts do not add up to the message size");
+        return TRUE;
+    }
+    if (r->ahead_pos == r->ahead->len) {
+        g_ptr_array_set_size(r->ahead, 0);
+        r->ahead_pos = 0;
+        guint8 start[8];
+        put_be64(start, r->next);
+        GError *e = NULL;
+        int count = (int)MIN(r->parts - r->next, (guint64)READ_AHEAD_PARTS);
+        if (!cass_get_slice(s->client, CF_BODIES, r->body, 16, start, 8, NULL, 0, FALSE, count,
+                            s->read_consistency, r->ahead, &e))
+            return done(s, FALSE, e, error);
+        sync_counters(s);
+        if (r->ahead->len == 0)
+            return cr_incomplete(r, error, "part missing");
+    }
+    CassColumn *col = g_ptr_array_index(r->ahead, r->ahead_pos);
+    gsize nlen;
+    const guint8 *name = g_bytes_get_data(col->name, &nlen);
+    if (nlen != 8 || get_be64(name) != r->next)
+        return cr_incomplete(r, error, "part missing");
+    *chunk = g_steal_pointer(&col->value);
+    col->value = g_bytes_new_static("", 0);   /* the part is the caller's now */
+    r->ahead_pos++;
+    r->next++;
+    r->handed += g_bytes_get_size(*chunk);
+    if (r->handed > base->size) {
+        g_clear_pointer(chunk, g_bytes_unref);
+        return cr_incomplete(r, error, "parts exceed the message size");
+    }
+    return TRUE;
+}
+
+static void
+cr_free(StoreReader *base)
+{
+    CassReader *r = (CassReader *)base;
+    if (r->inline_msg)
+        g_bytes_unref(r->inline_msg);
+    g_ptr_array_unref(r->ahead);
+    g_free(r);
 }
 
 static gboolean
@@ -358,23 +674,6 @@ cs_index_page(Store *base, const char *user, const char *mailbox, const StoreMsg
             ent.size = (ent.size << 8) | val[j];
         if (out->len < G_MAXUINT)
             g_array_append_val(out, ent);
-    }
-    return done(s, ok, e, error);
-}
-
-static gboolean
-cs_fetch(Store *base, const char *user, const char *mailbox, const StoreMsgId *id, GBytes **msg,
-         GError **error)
-{
-    CassStore *s = (CassStore *)base;
-    g_autofree char *key = row_key(user, mailbox);
-    CassColumn *col = NULL;
-    GError *e = NULL;
-    gboolean ok = cass_get(s->client, CF_MAILBOXES, key, strlen(key), id->bytes, 16,
-                           s->read_consistency, &col, &e);
-    if (ok) {
-        *msg = g_bytes_ref(col->value);
-        cass_column_free(col);
     }
     return done(s, ok, e, error);
 }
@@ -445,9 +744,14 @@ static const StoreOps cass_ops = {
     .users_list = cs_users_list,
     .mailbox_add = cs_mailbox_add,
     .mailboxes_list = cs_mailboxes_list,
-    .deliver = cs_deliver,
+    .writer_begin = cw_begin,
+    .writer_write = cw_write,
+    .writer_commit = cw_commit,
+    .writer_free = cw_free,
     .index_page = cs_index_page,
-    .fetch = cs_fetch,
+    .reader_open = cr_open,
+    .reader_next = cr_next,
+    .reader_free = cr_free,
     .remove = cs_remove,
     .password_set = cs_password_set,
     .password_get = cs_password_get,
@@ -481,6 +785,8 @@ store_open(const CassmailConfig *cfg, GError **error)
     s->unavailable_ms = cfg->unavailable_retry_ms;
     s->write_consistency = cfg->write_consistency;
     s->read_consistency = cfg->read_consistency;
+    s->inline_max = cfg->inline_max;
+    s->gc_min_age_s = cfg->gc_min_age_s;
     s->client = cass_store_client(s, s->keyspace);
     return &s->base;
 }
@@ -537,6 +843,136 @@ store_schema_create(Store *base, int replication_factor, GError **error)
     cass_client_free(&s->client);
     s->client = cass_store_client(s, s->keyspace);
     return TRUE;
+}
+
+/* GC_PAGE_ROWS - rows per range scan page (one small column each: the body marker, an index
+ * entry); GC_PAGE_COLUMNS - index entries per get_slice */
+#define GC_PAGE_ROWS 256
+#define GC_PAGE_COLUMNS 1024
+
+/* gc_scan_keys - call FN for every row key of CF (rows with a live column), paging the ring in
+ * token order at CL ALL */
+static gboolean
+gc_scan_keys(CassStore *s, const char *cf, gboolean (*fn)(CassStore *s, GBytes *key, gpointer data,
+                                                         GError **error),
+             gpointer data, GError **error)
+{
+    g_autoptr(GBytes) start = g_bytes_new(NULL, 0);
+    for (;;) {
+        g_autoptr(GPtrArray) keys = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+        guint seen = 0;
+        gsize slen;
+        const void *sdata = g_bytes_get_data(start, &slen);
+        GError *e = NULL;
+        if (!cass_range_keys(s->client, cf, sdata, slen, GC_PAGE_ROWS, CASS_ALL, keys, &seen, &e))
+            return done(s, FALSE, e, error);
+        for (guint i = 0; i < keys->len; i++) {
+            GBytes *k = g_ptr_array_index(keys, i);
+            if (slen && g_bytes_equal(k, start))
+                continue;   /* the start key of a following page comes back again */
+            if (!fn(s, k, data, error))
+                return FALSE;
+        }
+        if (seen < GC_PAGE_ROWS || keys->len == 0)
+            return TRUE;
+        g_bytes_unref(start);
+        start = g_bytes_ref(g_ptr_array_index(keys, keys->len - 1));
+    }
+}
+
+typedef struct {
+    GHashTable *candidates;   /* GBytes body key -> itself: old enough, not yet seen referred to */
+    gint64 oldest_us;         /* bodies written before this are old enough */
+    StoreGcReport *report;
+} GcState;
+
+/* gc_body - one Bodies row: a candidate when old enough */
+static gboolean
+gc_body(CassStore *s, GBytes *key, gpointer data, GError **error)
+{
+    (void)s, (void)error;
+    GcState *g = data;
+    g->report->bodies++;
+    gsize len;
+    const guint8 *k = g_bytes_get_data(key, &len);
+    if (len != 16 || (k[6] >> 4) != 1 || uuid_timestamp_us(k) >= g->oldest_us)
+        g->report->young++;   /* not a TimeUUID we wrote, or too recent to judge */
+    else
+        g_hash_table_add(g->candidates, g_bytes_ref(key));
+    return TRUE;
+}
+
+/* gc_mailbox - one MailboxIndex row: every id it holds is referenced */
+static gboolean
+gc_mailbox(CassStore *s, GBytes *key, gpointer data, GError **error)
+{
+    GcState *g = data;
+    g->report->mailboxes++;
+    gsize klen;
+    const void *k = g_bytes_get_data(key, &klen);
+    g_autoptr(GBytes) after = NULL;
+    for (;;) {
+        g_autoptr(GPtrArray) cols = g_ptr_array_new_with_free_func(cass_column_free);
+        gsize alen = 0;
+        const void *a = after ? g_bytes_get_data(after, &alen) : NULL;
+        GError *e = NULL;
+        if (!cass_get_slice(s->client, CF_INDEX, k, klen, a, alen, NULL, 0, FALSE, GC_PAGE_COLUMNS,
+                            CASS_ALL, cols, &e))
+            return done(s, FALSE, e, error);
+        for (guint i = 0; i < cols->len; i++) {
+            CassColumn *c = g_ptr_array_index(cols, i);
+            if (after && g_bytes_equal(c->name, after))
+                continue;
+            g->report->references++;
+            if (g_hash_table_remove(g->candidates, c->name))
+                g->report->referenced++;
+        }
+        if (cols->len < GC_PAGE_COLUMNS)
+            return TRUE;
+        g_clear_pointer(&after, g_bytes_unref);
+        after = g_bytes_ref(((CassColumn *)g_ptr_array_index(cols, cols->len - 1))->name);
+    }
+}
+
+gboolean
+store_gc(Store *base, int min_age_s, gboolean dry_run, StoreGcReport *report, GError **error)
+{
+    memset(report, 0, sizeof *report);
+    if (base->ops != &cass_ops) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_FAILED, "gc needs the Cassandra store");
+        return FALSE;
+    }
+    CassStore *s = (CassStore *)base;
+    GcState g = {
+        .candidates = g_hash_table_new_full(g_bytes_hash, g_bytes_equal,
+                                            (GDestroyNotify)g_bytes_unref, NULL),
+        .oldest_us = now_us() - (gint64)min_age_s * G_USEC_PER_SEC,
+        .report = report,
+    };
+    /* Bodies first, then references: a body old enough now was committed (or abandoned) before
+     * the reference scan starts, and no delivery ever adds a reference to an existing body. */
+    gboolean ok = gc_scan_keys(s, CF_BODIES, gc_body, &g, error) &&
+                  gc_scan_keys(s, CF_INDEX, gc_mailbox, &g, error);
+    if (ok) {
+        report->orphans = g_hash_table_size(g.candidates);
+        gint64 ts = now_us();
+        GHashTableIter it;
+        gpointer key;
+        g_hash_table_iter_init(&it, g.candidates);
+        while (ok && !dry_run && g_hash_table_iter_next(&it, &key, NULL)) {
+            gsize len;
+            const void *k = g_bytes_get_data(key, &len);
+            GError *e = NULL;
+            ok = cass_remove_row(s->client, CF_BODIES, k, len, ts, s->write_consistency, &e);
+            if (ok)
+                report->removed++;
+            else
+                done(s, FALSE, e, error);
+        }
+    }
+    g_hash_table_unref(g.candidates);
+    sync_counters(s);
+    return ok;
 }
 
 CassClient *

@@ -1,7 +1,7 @@
 /*
  * config.h - cassmail.conf: one GKeyFile read by every CassMail program.
  *
- * Sections: [cassandra] [smtp] [pop3] [tls] [limits] [server]; see config/cassmail.conf for every
+ * Sections: [cassandra] [smtp] [store] [pop3] [tls] [limits] [server]; see config/cassmail.conf for every
  * key with its default and meaning. A missing file (path NULL) means all defaults, which suit the
  * local single-node set-up of `make run`.
  */
@@ -37,6 +37,11 @@ typedef struct {
     gsize max_message_size;    /* octets; SIZE= and DATA over it get 552 */
     int max_recipients;        /* RCPT over it get 452 */
     ConfigPlaintextAuth allow_plaintext_auth; /* AUTH and USER/PASS without TLS: where */
+
+    /* [store] */
+    gsize inline_max;          /* messages up to this many octets stay inline in Mailboxes */
+    int gc_min_age_s;          /* gc leaves bodies younger than this alone; a delivery must
+                                  finish within half of it */
 
     /* [pop3] */
     char *pop3_listen;

@@ -20,6 +20,7 @@ typedef enum {
     OP_PASSWORD,
     OP_INDEX,
     OP_FETCH,
+    OP_READ,      /* a chunk of a message being read (after RETR's +OK) */
     OP_REMOVE,
 } ProxyOp;
 
@@ -77,11 +78,37 @@ px_mailboxes_list(Store *s, const char *u, GPtrArray *out, GError **err)
     return !proxy_fails((Proxy *)s, OP_MAILBOXES, err) &&
            INNER(s)->ops->mailboxes_list(INNER(s), u, out, err);
 }
-static gboolean
-px_deliver(Store *s, const StoreTarget *t, guint n, const guint8 *msg, gsize len, StoreMsgId *id,
-           GError **err)
+/* The writer and reader belong to the inner store: its functions see it as their store. */
+static StoreWriter *
+px_writer_begin(Store *s, const StoreMsgId *id)
 {
-    return INNER(s)->ops->deliver(INNER(s), t, n, msg, len, id, err);
+    StoreWriter *w = INNER(s)->ops->writer_begin(INNER(s), id);
+    w->store = INNER(s);
+    return w;
+}
+static gboolean
+px_writer_write(StoreWriter *w, const guint8 *data, gsize len, GError **err)
+{
+    Store *outer = w->store;
+    w->store = ((Proxy *)outer)->inner;
+    gboolean ok = w->store->ops->writer_write(w, data, len, err);
+    w->store = outer;
+    return ok;
+}
+static gboolean
+px_writer_commit(StoreWriter *w, const StoreTarget *t, guint n, GError **err)
+{
+    Store *outer = w->store;
+    w->store = ((Proxy *)outer)->inner;
+    gboolean ok = w->store->ops->writer_commit(w, t, n, err);
+    w->store = outer;
+    return ok;
+}
+static void
+px_writer_free(StoreWriter *w)
+{
+    w->store = ((Proxy *)w->store)->inner;
+    w->store->ops->writer_free(w);
 }
 static gboolean
 px_index_page(Store *s, const char *u, const char *m, const StoreMsgId *after, guint max,
@@ -92,11 +119,29 @@ px_index_page(Store *s, const char *u, const char *m, const StoreMsgId *after, g
            INNER(s)->ops->index_page(INNER(s), u, m, after, max, out, err);
 }
 static gboolean
-px_fetch(Store *s, const char *u, const char *m, const StoreMsgId *id, GBytes **msg, GError **err)
+px_reader_open(Store *s, const char *u, const char *m, const StoreMsgId *id, StoreReader **r,
+               GError **err)
 {
     ((Proxy *)s)->fetches++;
     return !proxy_fails((Proxy *)s, OP_FETCH, err) &&
-           INNER(s)->ops->fetch(INNER(s), u, m, id, msg, err);
+           INNER(s)->ops->reader_open(INNER(s), u, m, id, r, err);
+}
+static gboolean
+px_reader_next(StoreReader *r, GBytes **chunk, GError **err)
+{
+    Store *outer = r->store;
+    if (proxy_fails((Proxy *)outer, OP_READ, err))
+        return FALSE;
+    r->store = ((Proxy *)outer)->inner;
+    gboolean ok = r->store->ops->reader_next(r, chunk, err);
+    r->store = outer;
+    return ok;
+}
+static void
+px_reader_free(StoreReader *r)
+{
+    r->store = ((Proxy *)r->store)->inner;
+    r->store->ops->reader_free(r);
 }
 static gboolean
 px_remove(Store *s, const char *u, const char *m, const StoreMsgId *ids, guint n, GError **err)
@@ -124,8 +169,24 @@ px_destroy(Store *s)
 }
 
 static const StoreOps proxy_ops = {
-    px_user_exists, px_user_add, px_user_del, px_users_list, px_mailbox_add, px_mailboxes_list,
-    px_deliver, px_index_page, px_fetch, px_remove, px_password_set, px_password_get, px_destroy,
+    .user_exists = px_user_exists,
+    .user_add = px_user_add,
+    .user_del = px_user_del,
+    .users_list = px_users_list,
+    .mailbox_add = px_mailbox_add,
+    .mailboxes_list = px_mailboxes_list,
+    .writer_begin = px_writer_begin,
+    .writer_write = px_writer_write,
+    .writer_commit = px_writer_commit,
+    .writer_free = px_writer_free,
+    .index_page = px_index_page,
+    .reader_open = px_reader_open,
+    .reader_next = px_reader_next,
+    .reader_free = px_reader_free,
+    .remove = px_remove,
+    .password_set = px_password_set,
+    .password_get = px_password_get,
+    .destroy = px_destroy,
 };
 
 /* ---- fixture -------------------------------------------------------------------------------- */
@@ -581,15 +642,54 @@ test_top_sends_headers_blank_line_and_n_lines(Fx *f, gconstpointer d)
 }
 
 static void
-test_top_end_offsets(void)
+test_retr_and_top_are_the_same_whatever_the_store_chunks(Fx *f, gconstpointer d)
 {
-    const char *m = "A: 1\nB: 2\n\nb1\nb2\n";
-    const guint8 *d = (const guint8 *)m;
-    g_assert_cmpuint(pop3_msgout_top_end(d, strlen(m), 0), ==, 11);
-    g_assert_cmpuint(pop3_msgout_top_end(d, strlen(m), 1), ==, 14);
-    g_assert_cmpuint(pop3_msgout_top_end(d, strlen(m), 9), ==, strlen(m));
-    g_assert_cmpuint(pop3_msgout_top_end(d, 0, 3), ==, 0);
-    g_assert_cmpuint(pop3_msgout_top_end((const guint8 *)"\r\nbody\r\n", 8, 0), ==, 2);
+    (void)d;
+    /* Lines, dots, an empty header line in CRLF and bare-LF form: each may be split between the
+     * parts the store hands out, anywhere. */
+    deliver(f, "A: 1\r\nB: 2\r\n\r\n.b1\r\nb2\r\n.\r\nb4");
+    deliver(f, "A: 1\nB: 2\n\nb1\nb2\n");
+    deliver(f, "\r\nbody\r\n");
+    login(f);
+    const char *cmds[] = {"RETR 1", "TOP 1 0", "TOP 1 1", "TOP 1 3", "RETR 2", "TOP 2 0",
+                          "TOP 2 1", "TOP 2 9", "TOP 3 0", "RETR 3"};
+    char *want[G_N_ELEMENTS(cmds)];
+    for (gsize i = 0; i < G_N_ELEMENTS(cmds); i++)
+        want[i] = g_strdup(say(f, cmds[i]));
+    g_assert_cmpstr(want[1], ==, "+OK top of message 1 follows\r\nA: 1\r\nB: 2\r\n\r\n.\r\n");
+    g_assert_cmpstr(want[3], ==, "+OK top of message 1 follows\r\nA: 1\r\nB: 2\r\n\r\n..b1\r\n"
+                                 "b2\r\n..\r\n.\r\n");
+    g_assert_cmpstr(want[6], ==, "+OK top of message 2 follows\r\nA: 1\nB: 2\n\nb1\n.\r\n");
+    g_assert_cmpstr(want[8], ==, "+OK top of message 3 follows\r\n\r\n.\r\n");
+    gsize chunks[] = {1, 2, 3, 5, 7};
+    for (gsize c = 0; c < G_N_ELEMENTS(chunks); c++) {
+        store_mem_set_chunk(f->proxy->inner, chunks[c]);
+        for (gsize i = 0; i < G_N_ELEMENTS(cmds); i++)
+            g_assert_cmpstr(say(f, cmds[i]), ==, want[i]);
+    }
+    for (gsize i = 0; i < G_N_ELEMENTS(cmds); i++)
+        g_free(want[i]);
+}
+
+static void
+test_a_store_failure_mid_body_closes_without_the_terminator(Fx *f, gconstpointer d)
+{
+    (void)d;
+    deliver(f, "Subject: x\r\n\r\nfirst part, then the store fails\r\n");
+    store_mem_set_chunk(f->proxy->inner, 16);
+    login(f);
+    g_string_truncate(f->out, 0);
+    g_assert_false(pop3_session_feed(f->s, "RETR 1\r\n", 8, FALSE, f->out));
+    g_assert_true(pop3_session_more(f->s, f->out, 16));   /* the +OK and a first piece */
+    f->proxy->fail_op = OP_READ;
+    while (pop3_session_more(f->s, f->out, 16))
+        ;
+    g_assert_true(g_str_has_prefix(f->out->str, "+OK 48 octets\r\n"));
+    g_assert_false(g_str_has_suffix(f->out->str, "\r\n.\r\n"));
+    g_assert_true(pop3_session_closed(f->s));
+    Pop3SessionStats st;
+    pop3_session_stats(f->s, &st);
+    g_assert_cmpuint(st.retrieved, ==, 0);
 }
 
 static void
@@ -1001,7 +1101,11 @@ main(int argc, char **argv)
     T("retr-of-a-large-message-streams-in-bounded-chunks",
       test_retr_of_a_large_message_streams_in_bounded_chunks);
     T("top-sends-headers-blank-line-and-n-lines", test_top_sends_headers_blank_line_and_n_lines);
-    g_test_add_func("/pop3/top-end-offsets", test_top_end_offsets);
+    T("retr-and-top-are-the-same-whatever-the-store-chunks",
+      test_retr_and_top_are_the_same_whatever_the_store_chunks);
+    T("a-store-failure-mid-body-closes-without-the-terminator",
+      test_a_store_failure_mid_body_closes_without_the_terminator);
+
     T("dele-marks-and-deleted-messages-vanish", test_dele_marks_and_deleted_messages_vanish);
     T("rset-unmarks", test_rset_unmarks);
     T("quit-removes-the-marked-messages-in-one-call",

@@ -20,6 +20,7 @@ typedef struct {
     GHashTable *boxes;       /* "user:mailbox" -> GQueue of MemMsg*, oldest first */
     GHashTable *passwords;   /* user -> hash text */
     int fail_next;
+    gsize chunk;             /* how much a reader hands out at a time */
 } MemStore;
 
 #define ID_OCTETS 16    /* a TimeUUID column name */
@@ -211,15 +212,40 @@ mem_mailboxes_list(Store *base, const char *user, GPtrArray *out, GError **error
     return mem_ok(s);
 }
 
-static gboolean
-mem_deliver(Store *base, const StoreTarget *targets, guint n_targets, const guint8 *msg, gsize len,
-            StoreMsgId *id, GError **error)
+/* A message being written: all of it in memory (tests only need the behaviour). */
+typedef struct {
+    StoreWriter base;
+    GByteArray *buf;
+} MemWriter;
+
+static StoreWriter *
+mem_writer_begin(Store *base, const StoreMsgId *id)
 {
-    MemStore *s = (MemStore *)base;
+    (void)base, (void)id;
+    MemWriter *w = g_new0(MemWriter, 1);
+    w->buf = g_byte_array_new();
+    return &w->base;
+}
+
+static gboolean
+mem_writer_write(StoreWriter *base, const guint8 *data, gsize len, GError **error)
+{
+    (void)error;
+    MemWriter *w = (MemWriter *)base;
+    g_byte_array_append(w->buf, data, (guint)len);
+    return TRUE;
+}
+
+static gboolean
+mem_writer_commit(StoreWriter *wbase, const StoreTarget *targets, guint n_targets, GError **error)
+{
+    MemWriter *w = (MemWriter *)wbase;
+    MemStore *s = (MemStore *)wbase->store;
     if (mem_injected_failure(s, error))
         return FALSE;
-    uuid_generate_time(id->bytes);
-    g_autoptr(GBytes) body = g_bytes_new(msg, len);
+    const StoreMsgId *id = &wbase->id;
+    gsize len = w->buf->len;
+    g_autoptr(GBytes) body = g_bytes_new(w->buf->data, len);
     g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     for (guint i = 0; i < n_targets; i++) {
         char *key = mem_row_key(targets[i].user, targets[i].mailbox);
@@ -237,6 +263,14 @@ mem_deliver(Store *base, const StoreTarget *targets, guint n_targets, const guin
         s->base.counters.bytes_written += (ID_OCTETS + len) + (ID_OCTETS + SIZE_OCTETS);
     }
     return mem_ok(s);
+}
+
+static void
+mem_writer_free(StoreWriter *base)
+{
+    MemWriter *w = (MemWriter *)base;
+    g_byte_array_unref(w->buf);
+    g_free(w);
 }
 
 /* mem_box - USER's MAILBOX queue, or NULL */
@@ -288,9 +322,17 @@ mem_find(GQueue *q, const StoreMsgId *id)
     return NULL;
 }
 
+/* A message being read: its octets in chunks of the store's chunk size. */
+typedef struct {
+    StoreReader base;
+    GBytes *body;
+    gsize pos;
+    gsize chunk;
+} MemReader;
+
 static gboolean
-mem_fetch(Store *base, const char *user, const char *mailbox, const StoreMsgId *id, GBytes **msg,
-          GError **error)
+mem_reader_open(Store *base, const char *user, const char *mailbox, const StoreMsgId *id,
+                StoreReader **reader, GError **error)
 {
     MemStore *s = (MemStore *)base;
     if (mem_injected_failure(s, error))
@@ -301,10 +343,40 @@ mem_fetch(Store *base, const char *user, const char *mailbox, const StoreMsgId *
         return FALSE;
     }
     MemMsg *m = l->data;
-    *msg = g_bytes_ref(m->body);
+    MemReader *r = g_new0(MemReader, 1);
+    r->body = g_bytes_ref(m->body);
+    r->base.size = g_bytes_get_size(m->body);
+    r->chunk = s->chunk;
     s->base.counters.columns_read++;
     s->base.counters.bytes_read += ID_OCTETS + g_bytes_get_size(m->body);
+    *reader = &r->base;
     return mem_ok(s);
+}
+
+static gboolean
+mem_reader_next(StoreReader *base, GBytes **chunk, GError **error)
+{
+    MemReader *r = (MemReader *)base;
+    MemStore *s = (MemStore *)base->store;
+    gsize len = g_bytes_get_size(r->body);
+    if (r->pos == len) {
+        *chunk = NULL;
+        return TRUE;
+    }
+    if (mem_injected_failure(s, error))
+        return FALSE;
+    gsize n = MIN(r->chunk, len - r->pos);
+    *chunk = g_bytes_new_from_bytes(r->body, r->pos, n);
+    r->pos += n;
+    return TRUE;
+}
+
+static void
+mem_reader_free(StoreReader *base)
+{
+    MemReader *r = (MemReader *)base;
+    g_bytes_unref(r->body);
+    g_free(r);
 }
 
 static gboolean
@@ -370,9 +442,14 @@ static const StoreOps mem_ops = {
     .users_list = mem_users_list,
     .mailbox_add = mem_mailbox_add,
     .mailboxes_list = mem_mailboxes_list,
-    .deliver = mem_deliver,
+    .writer_begin = mem_writer_begin,
+    .writer_write = mem_writer_write,
+    .writer_commit = mem_writer_commit,
+    .writer_free = mem_writer_free,
     .index_page = mem_index_page,
-    .fetch = mem_fetch,
+    .reader_open = mem_reader_open,
+    .reader_next = mem_reader_next,
+    .reader_free = mem_reader_free,
     .remove = mem_remove,
     .password_set = mem_password_set,
     .password_get = mem_password_get,
@@ -389,6 +466,7 @@ store_mem_new(void)
                                      (GDestroyNotify)g_hash_table_unref);
     s->boxes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, mem_queue_free);
     s->passwords = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    s->chunk = STORE_PART_SIZE;
     return &s->base;
 }
 
@@ -407,4 +485,12 @@ store_mem_message_count(Store *base, const char *user, const char *mailbox)
     g_return_val_if_fail(base && base->ops == &mem_ops, 0);
     GQueue *q = mem_box((MemStore *)base, user, mailbox);
     return q ? q->length : 0;
+}
+
+/* store_mem_set_chunk - see store_mem.h */
+void
+store_mem_set_chunk(Store *base, gsize chunk)
+{
+    g_return_if_fail(base && base->ops == &mem_ops);
+    ((MemStore *)base)->chunk = MAX(chunk, 1);
 }

@@ -6,6 +6,8 @@
  *   - ids are version-1 TimeUUIDs (uuid_generate_time); a mailbox lists in arrival order;
  *   - delivery to several targets stores one copy per distinct mailbox under one id, and needs
  *     no user to exist (the SMTP core checks recipients, not the store);
+ *   - a writer keeps the whole message in memory and commits it like store_deliver; a reader
+ *     hands it out in chunks (store_mem_set_chunk), a failure injected between chunks;
  *   - fetch of a missing message and password_get without a password give STORE_ERROR_NOT_FOUND;
  *     removing a missing message is not an error;
  *   - counters move like the real client's: each column read counts its name and value octets
@@ -24,5 +26,8 @@ Store *store_mem_new(void);
 void store_mem_fail_next(Store *s, int n);
 /* store_mem_message_count - messages now in USER's MAILBOX (0 when there is none) */
 guint store_mem_message_count(Store *s, const char *user, const char *mailbox);
+/* store_mem_set_chunk - readers hand a message out CHUNK octets at a time (default
+ * STORE_PART_SIZE, as the Cassandra store hands out parts) */
+void store_mem_set_chunk(Store *s, gsize chunk);
 
 #endif
