@@ -71,7 +71,8 @@ typedef struct {
 
 typedef struct Store Store;
 
-/* The size of a body part (see store_cass.c for the measurement behind it). */
+/* The default size of a body part, [store] part_size (see store_cass.c for the measurement
+ * behind it). */
 #define STORE_PART_SIZE (256 * 1024)
 
 /* A message being written: the bytes go in as they arrive, then commit makes it visible in every

@@ -7,16 +7,18 @@
  * never duplicate anything:
  *   1. while the text arrives: up to inline_max octets are only buffered; past that (or when the
  *      message starts with a NUL, see "References" below) the body goes to Bodies, row = the
- *      TimeUUID, one batch_mutate per full part of STORE_PART_SIZE octets (a frame of about
- *      256 KiB, far inside the 15 MB one), so the writer holds at most one part.
+ *      TimeUUID, one batch_mutate per full part of [store] part_size octets (default
+ *      STORE_PART_SIZE: a frame of about 256 KiB, far inside the 15 MB one), so the writer
+ *      holds at most one part (or inline_max octets, when that is larger).
  *   2. at the end: the last part, then ONE batch_mutate with every target's Mailboxes column (the
  *      inline message, or a 40-octet reference to the body) and its MailboxIndex entry. Only
  *      then is the message in any mailbox; a session or node that dies before leaves only
  *      unreferenced parts, which store_gc reclaims. A commit that fails is withdrawn (its
  *      columns deleted again), since Cassandra may have applied part of the batch and the client
  *      will resend the message under a new id.
- * Reads for POP3 listings touch MailboxIndex only; a body is read in slices of READ_AHEAD_PARTS
- * parts, handed out one part at a time.
+ * Reads for POP3 listings touch MailboxIndex only; a body is read in slices of about
+ * READ_AHEAD_OCTETS, handed out one part at a time. The reader needs no part size: it reads
+ * parts 0, 1, 2 … whatever size they were written with.
  */
 #include "store/store.h"
 
@@ -36,6 +38,7 @@ typedef struct {
     int write_consistency;
     int read_consistency;
     gsize inline_max;
+    gsize part_size;
     int gc_min_age_s;
 } CassStore;
 
@@ -74,7 +77,7 @@ static const CassCfSpec schema_cfs[] = {
  *
  * Row key: the message's TimeUUID (16 octets) — one body per delivery, however many mailboxes
  * refer to it. Columns (LongType: 8 octets, big-endian, signed): part 0, 1, 2 … each
- * STORE_PART_SIZE octets but the last; and a marker column -1 (eight 0xff octets), empty, that
+ * part_size octets but the last; and a marker column -1 (eight 0xff octets), empty, that
  * sorts before every part and is written with part 0. A range scan asking for one column per row
  * (store_gc) then reads the marker, not 256 KiB of the first part.
  *
@@ -103,7 +106,7 @@ static const CassCfSpec schema_cfs[] = {
 #define REF_MAGIC_LEN 4
 #define REF_VERSION 1
 #define REF_LEN 40
-#define READ_AHEAD_PARTS 4
+#define READ_AHEAD_OCTETS (1024 * 1024)
 static const guint8 body_marker[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 
 /* to_store_error - a CASS_ERROR as the store reports it */
@@ -383,9 +386,9 @@ cw_flush_parts(CassStore *s, CassWriter *w, GError **error)
 {
     gsize off = 0;
     gboolean ok = TRUE;
-    while (ok && w->buf->len - off >= STORE_PART_SIZE) {
-        ok = cw_put_part(s, w, w->buf->data + off, STORE_PART_SIZE, error);
-        off += STORE_PART_SIZE;
+    while (ok && w->buf->len - off >= s->part_size) {
+        ok = cw_put_part(s, w, w->buf->data + off, s->part_size, error);
+        off += s->part_size;
     }
     if (off)
         g_byte_array_remove_range(w->buf, 0, (guint)off);
@@ -410,7 +413,7 @@ cw_write(StoreWriter *base, const guint8 *data, gsize len, GError **error)
             return FALSE;
         if (taken == len)
             return TRUE;
-        gsize n = MIN(STORE_PART_SIZE - w->buf->len, len - taken);
+        gsize n = MIN(s->part_size - w->buf->len, len - taken);
         g_byte_array_append(w->buf, data + taken, (guint)n);
         taken += n;
     }
@@ -613,7 +616,9 @@ cr_next(StoreReader *base, GBytes **chunk, GError **error)
         guint8 start[8];
         put_be64(start, r->next);
         GError *e = NULL;
-        int count = (int)MIN(r->parts - r->next, (guint64)READ_AHEAD_PARTS);
+        /* about a mebioctet a slice: four parts of the default size */
+        guint64 ahead = MAX((guint64)1, (guint64)(READ_AHEAD_OCTETS / s->part_size));
+        int count = (int)MIN(r->parts - r->next, ahead);
         if (!cass_get_slice(s->client, CF_BODIES, r->body, 16, start, 8, NULL, 0, FALSE, count,
                             s->read_consistency, r->ahead, &e))
             return done(s, FALSE, e, error);
@@ -786,6 +791,7 @@ store_open(const CassmailConfig *cfg, GError **error)
     s->write_consistency = cfg->write_consistency;
     s->read_consistency = cfg->read_consistency;
     s->inline_max = cfg->inline_max;
+    s->part_size = cfg->part_size > 0 ? (gsize)cfg->part_size : STORE_PART_SIZE;
     s->gc_min_age_s = cfg->gc_min_age_s;
     s->client = cass_store_client(s, s->keyspace);
     return &s->base;

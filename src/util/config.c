@@ -38,7 +38,7 @@ static const char *const known_keys[][12] = {
      "read_consistency", "timeout_ms", "retry_ms", "unavailable_retry_ms", "backoff_ms", NULL},
     {"smtp", "listen", "hostname", "domains", "max_message_size", "max_recipients",
      "allow_plaintext_auth", NULL},
-    {"store", "inline_max", "gc_min_age_s", NULL},
+    {"store", "inline_max", "part_size", "gc_min_age_s", NULL},
     {"pop3", "listen", "batch_size", "mailbox_delimiter", "login_delay_ms", NULL},
     {"tls", "certificate", "key", NULL},
     {"limits", "max_children", "evict_idle_s", "idle_timeout_s", "data_timeout_s",
@@ -221,6 +221,7 @@ config_load(const char *path, GError **error)
 
     ok = ok && get_int(kf, "store", "inline_max", 64 * 1024, 0, 1024 * 1024 * 1024, &n, error);
     c->inline_max = (gsize)n;
+    INT(part_size, "store", "part_size", 256 * 1024, 4096, 4 * 1024 * 1024);
     INT(gc_min_age_s, "store", "gc_min_age_s", 3600, 60, 30 * 86400);
 
     get_str(kf, "pop3", "listen", "127.0.0.1:1110", &c->pop3_listen);

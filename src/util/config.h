@@ -40,6 +40,7 @@ typedef struct {
 
     /* [store] */
     gsize inline_max;          /* messages up to this many octets stay inline in Mailboxes */
+    int part_size;             /* octets of a body part in Bodies */
     int gc_min_age_s;          /* gc leaves bodies younger than this alone; a delivery must
                                   finish within half of it */
 

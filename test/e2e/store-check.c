@@ -12,12 +12,20 @@
  *   paging      1000 messages listed in pages of 64 return each message exactly once
  *   delete      removing messages removes both the message and its index entry
  *   outbox      one delivery to two targets is one write: both copies share one TimeUUID
+ *   oldlayout   creates the configuration's keyspace as CassMail 1.0 did (Users, Mailboxes,
+ *               MailboxIndex, Credentials: no Bodies) and writes USER with three messages the
+ *               way its store did (the octets in Mailboxes, the size in MailboxIndex, one
+ *               batch_mutate); prints "msg ID SIZE SHA256" for each
  * Prints "ok CHECK" and exits 0, or prints what failed and exits 1.
  */
 #include <stdio.h>
 #include <string.h>
 
+#include <uuid/uuid.h>
+
+#include "cass/cass.h"
 #include "store/store.h"
+#include "util/config.h"
 
 static Store *store;
 static const char *user;
@@ -184,6 +192,67 @@ check_outbox(void)
     return 0;
 }
 
+/* The keyspace of CassMail before bodies were stored in parts, column family by column family. */
+static const CassCfSpec old_cfs[] = {
+    {"Users", "BytesType", 0, "user -> mailbox names", 1},
+    {"Mailboxes", "TimeUUIDType", 86400, "user:mailbox -> TimeUUID -> message", 0},
+    {"MailboxIndex", "TimeUUIDType", 86400, "user:mailbox -> TimeUUID -> size (8 octets, big-endian)", 1},
+    {"Credentials", "BytesType", 0, "user -> password hash", 1},
+};
+
+static int
+check_oldlayout(const CassmailConfig *cfg)
+{
+    CassClient *admin = cass_client_new((const char *const *)cfg->endpoints, NULL, cfg->timeout_ms,
+                                        cfg->retry_ms, cfg->backoff_ms);
+    gboolean exists = TRUE;
+    OK(cass_keyspace_describe(admin, cfg->keyspace, &exists, NULL, E));
+    CHECK(!exists, "keyspace %s exists already", cfg->keyspace);
+    OK(cass_keyspace_add(admin, cfg->keyspace, 1, old_cfs, G_N_ELEMENTS(old_cfs), E));
+    OK(cass_schema_agree(admin, 30000, E));
+    cass_client_free(&admin);
+    CassClient *c = cass_client_new((const char *const *)cfg->endpoints, cfg->keyspace,
+                                    cfg->timeout_ms, cfg->retry_ms, cfg->backoff_ms);
+    g_autoptr(GBytes) empty = g_bytes_new(NULL, 0);
+    CassBatch *b = cass_batch_new();
+    cass_batch_insert(b, "Users", user, strlen(user), "inbox", 5, empty, g_get_real_time());
+    cass_batch_insert(b, "Users", user, strlen(user), "outbox", 6, empty, g_get_real_time());
+    OK(cass_batch_execute(c, b, CASS_ONE, E));
+    cass_batch_free(&b);
+    const gsize sizes[] = {900, 2 * 1024 * 1024, 9 * 1000 * 1000};
+    g_autofree char *key = g_strconcat(user, ":inbox", NULL);
+    for (gsize m = 0; m < G_N_ELEMENTS(sizes); m++) {
+        GString *msg = g_string_new("Received: from old.example (127.0.0.1)\r\n"
+                                    "\tby mx.example.com (CassMail) with ESMTP id 0000CAFE.1;\r\n"
+                                    "\tWed, 02 Dec 2026 03:00:00 +0000\r\n"
+                                    "Subject: written by the old layout\r\n\r\n");
+        for (guint i = 0; msg->len < sizes[m]; i++)
+            g_string_append_printf(msg, "message %zu line %u of the old layout, ..dots and all\r\n",
+                                   m, i);
+        uuid_t id;
+        uuid_generate_time(id);
+        gint64 ts = g_get_real_time();
+        guint8 size_be[8];
+        for (int i = 0; i < 8; i++)
+            size_be[i] = (guint8)((guint64)msg->len >> (56 - 8 * i));
+        g_autoptr(GBytes) value = g_bytes_new(msg->str, msg->len);
+        g_autoptr(GBytes) size = g_bytes_new(size_be, 8);
+        b = cass_batch_new();
+        cass_batch_insert(b, "Mailboxes", key, strlen(key), id, 16, value, ts);
+        cass_batch_insert(b, "MailboxIndex", key, strlen(key), id, 16, size, ts);
+        OK(cass_batch_execute(c, b, CASS_ONE, E));
+        cass_batch_free(&b);
+        char text[37];
+        uuid_unparse_lower(id, text);
+        g_autofree char *sum = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)msg->str,
+                                                           msg->len);
+        printf("msg %s %zu %s\n", text, msg->len, sum);
+        g_string_free(msg, TRUE);
+    }
+    cass_client_free(&c);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -207,6 +276,7 @@ main(int argc, char **argv)
     else if (strcmp(check, "paging") == 0) rc = check_paging();
     else if (strcmp(check, "delete") == 0) rc = check_delete();
     else if (strcmp(check, "outbox") == 0) rc = check_outbox();
+    else if (strcmp(check, "oldlayout") == 0) rc = check_oldlayout(cfg);
     else fprintf(stderr, "store-check: unknown check %s\n", check);
     if (rc == 0)
         printf("ok %s\n", check);

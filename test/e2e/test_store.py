@@ -42,17 +42,19 @@ def test_one_delivery_to_several_mailboxes_shares_one_timeuuid(mail):
     store_check(mail, "outbox")
 
 
-def test_schema_creation_twice_is_harmless_and_cli_shows_the_four_column_families(mail, ring):
+def test_schema_creation_twice_is_harmless_and_cli_shows_the_five_column_families(mail, ring):
     for _ in range(2):
         assert "keyspace Mail ready" in mail.admin("schema").stdout.decode()
     out = ring.cluster("cli", input="describe keyspace Mail;\n").stdout
     cfs = dict(re.findall(r"ColumnFamily: (\w+).*?Columns sorted by: org\.apache\.cassandra\.db\.marshal\.(\w+)",
                           out, re.S))
     assert cfs == {"Users": "BytesType", "Mailboxes": "TimeUUIDType",
-                   "MailboxIndex": "TimeUUIDType", "Credentials": "BytesType"}, out
+                   "MailboxIndex": "TimeUUIDType", "Credentials": "BytesType",
+                   "Bodies": "LongType"}, out
     # The small column families flush after a minute, so they never hold the commit log for the
     # default hour; Mailboxes flushes by size (the CLI prints ops/MB/minutes).
-    assert flush_minutes(out) == {"Users": 1, "Mailboxes": 60, "MailboxIndex": 1, "Credentials": 1}, out
+    assert flush_minutes(out) == {"Users": 1, "Mailboxes": 60, "MailboxIndex": 1, "Credentials": 1,
+                                  "Bodies": 60}, out
 
 
 def flush_minutes(cli_out):
