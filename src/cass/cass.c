@@ -79,6 +79,26 @@ cass_framed_transport_flush(ThriftTransport *transport, GError **error)
     return THRIFT_TRANSPORT_CLASS(cass_framed_transport_parent_class)->flush(transport, error);
 }
 
+static GQuark finalize_quark;
+static void chained_finalize(GObject *obj);
+
+/* cass_framed_transport_finalize - the parent's finalize; when patch_finalizers wrapped it,
+ * its generated part and then the grandparent's, since chained_finalize looks at the object's
+ * own type and would find ours */
+static void
+cass_framed_transport_finalize(GObject *obj)
+{
+    GObjectClass *parent = G_OBJECT_CLASS(cass_framed_transport_parent_class);
+    if (parent->finalize != chained_finalize) {
+        parent->finalize(obj);
+        return;
+    }
+    void (*generated)(GObject *) = g_type_get_qdata(THRIFT_TYPE_FRAMED_TRANSPORT, finalize_quark);
+    if (generated)
+        generated(obj);
+    G_OBJECT_CLASS(g_type_class_peek_parent(parent))->finalize(obj);
+}
+
 static void
 cass_framed_transport_init(CassFramedTransport *t)
 {
@@ -89,6 +109,7 @@ static void
 cass_framed_transport_class_init(CassFramedTransportClass *klass)
 {
     THRIFT_TRANSPORT_CLASS(klass)->flush = cass_framed_transport_flush;
+    G_OBJECT_CLASS(klass)->finalize = cass_framed_transport_finalize;
 }
 
 /* A batch: row key (GByteArray*, compared by content) -> cf name -> GPtrArray of mutations. */
@@ -135,8 +156,6 @@ byte_array(const void *data, gsize len)
  * the same omission. The generated files are not ours to edit: instead each
  * struct class's finalize is wrapped, once, by one that calls the generated function and then
  * the parent class's finalize. */
-static GQuark finalize_quark;
-
 static void
 chained_finalize(GObject *obj)
 {
