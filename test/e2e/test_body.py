@@ -169,7 +169,7 @@ def test_a_100mib_message_local_to_local_streams_in_and_out_with_bounded_memory(
 
 def test_a_30mib_message_to_20_local_users_is_stored_once(srv):
     users = [srv.user() for _ in range(20)]
-    before = srv.gc("--min-age", "0", "--dry-run").stdout.decode()
+    gc_before = srv.gc("--min-age", "0", "--dry-run").stdout.decode()
     text = text_of(30 * MiB, 2)
     before = srv.smtpd.session_end_count()
     reply = srv.send("someone@example.org", users, text)
@@ -177,9 +177,9 @@ def test_a_30mib_message_to_20_local_users_is_stored_once(srv):
     end, = ends_after(srv.smtpd, before)
     assert int(end["vmhwm_kb"]) <= VMHWM_MAX_KB, end
     assert 0 < int(end["max_frame"]) <= FRAME_MAX, end
-    after = srv.gc("--min-age", "0", "--dry-run").stdout.decode()
-    bodies = [int(re.search(r"gc: (\d+) bodies", t).group(1)) for t in (before, after)]
-    assert bodies[1] == bodies[0] + 1, (before, after)   # one body for twenty mailboxes
+    gc_after = srv.gc("--min-age", "0", "--dry-run").stdout.decode()
+    bodies = [int(re.search(r"gc: (\d+) bodies", t).group(1)) for t in (gc_before, gc_after)]
+    assert bodies[1] == bodies[0] + 1, (gc_before, gc_after)   # one body for twenty mailboxes
     sizes = {srv.mail.list(u)[0][1] for u in users}
     assert len(sizes) == 1
     want = hashlib.sha256(text).hexdigest()
