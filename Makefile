@@ -119,10 +119,10 @@ distclean: clean
 # the launcher files, their paths rewritten for PREFIX and SYSCONFDIR.
 SHARE   := $(PREFIX)/share/cassmail
 MANDIR  ?= $(PREFIX)/share/man
-LAUNCH  := config/inetd.conf $(wildcard config/xinetd.d/* config/systemd/*)
+LAUNCH  := config/inetd.conf $(wildcard config/xinetd.d/* config/systemd/* config/cron.d/*)
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SHARE)/xinetd.d \
-	           $(DESTDIR)$(SHARE)/systemd $(DESTDIR)$(SYSCONFDIR)/cassmail \
+	           $(DESTDIR)$(SHARE)/systemd $(DESTDIR)$(SHARE)/cron.d $(DESTDIR)$(SYSCONFDIR)/cassmail \
 	           $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
 	install -m 755 $(B)/cassmail-smtpd $(B)/cassmail-pop3d $(B)/cassmail-admin $(DESTDIR)$(PREFIX)/sbin/
 	install -m 755 $(B)/cassmail-tokens $(DESTDIR)$(PREFIX)/bin/

@@ -53,6 +53,9 @@ def test_make_install_puts_programs_pages_configuration_and_launchers_in_place(i
         "share/cassmail/systemd/cassmail-smtp@.service": 0o644,
         "share/cassmail/systemd/cassmail-pop3.socket": 0o644,
         "share/cassmail/systemd/cassmail-pop3@.service": 0o644,
+        "share/cassmail/systemd/cassmail-gc.service": 0o644,
+        "share/cassmail/systemd/cassmail-gc.timer": 0o644,
+        "share/cassmail/cron.d/cassmail-gc": 0o644,
     }
     for rel, mode in expected.items():
         p = root / rel
@@ -71,7 +74,7 @@ def test_make_install_puts_programs_pages_configuration_and_launchers_in_place(i
 def test_installed_launcher_files_name_the_installed_programs(installed):
     share = installed / PREFIX.lstrip("/") / "share/cassmail"
     files = [share / "inetd.conf", *sorted((share / "xinetd.d").iterdir()),
-             *sorted((share / "systemd").glob("*.service"))]
+             *sorted((share / "systemd").glob("*.service")), *sorted((share / "cron.d").iterdir())]
     for f in files:
         text = f.read_text()
         assert "/usr/local/sbin" not in text, f"{f.name} still names /usr/local/sbin"
