@@ -73,7 +73,7 @@ typedef struct Store Store;
 
 /* The default size of a body part, [store] part_size (see store_cass.c for the measurement
  * behind it). */
-#define STORE_PART_SIZE (256 * 1024)
+#define STORE_PART_SIZE (1024 * 1024)
 
 /* A message being written: the bytes go in as they arrive, then commit makes it visible in every
  * target mailbox at once (see store_writer_begin). Backends extend this struct. */

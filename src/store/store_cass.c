@@ -8,7 +8,7 @@
  *   1. while the text arrives: up to inline_max octets are only buffered; past that (or when the
  *      message starts with a NUL, see "References" below) the body goes to Bodies, row = the
  *      TimeUUID, one batch_mutate per full part of [store] part_size octets (default
- *      STORE_PART_SIZE: a frame of about 256 KiB, far inside the 15 MB one), so the writer
+ *      STORE_PART_SIZE: a frame of about 1 MiB, far inside the 15 MB one), so the writer
  *      holds at most one part (or inline_max octets, when that is larger).
  *   2. at the end: the last part, then ONE batch_mutate with every target's Mailboxes column (the
  *      inline message, or a 40-octet reference to the body) and its MailboxIndex entry. Only
@@ -79,14 +79,24 @@ static const CassCfSpec schema_cfs[] = {
  * refer to it. Columns (LongType: 8 octets, big-endian, signed): part 0, 1, 2 … each
  * part_size octets but the last; and a marker column -1 (eight 0xff octets), empty, that
  * sorts before every part and is written with part 0. A range scan asking for one column per row
- * (store_gc) then reads the marker, not 256 KiB of the first part.
+ * (store_gc) then reads the marker, not a mebioctet of the first part.
  *
- * Part size, measured on one node of this machine kind (tools/bench/cassmail-load, 1 GB heap,
- * batch commit log): parts of 64 KiB cost a round trip (and a commit log sync) per 64 KiB and were
- * the slowest; 100 KB and 256 KiB were close; 1 MiB parts are G1 humongous allocations on a 1 GB
- * heap (every byte[] of 512 KiB or more, see FACTS) and each one is a larger slice of the frame
- * and of a reader's memory. 256 KiB stays below the humongous threshold with room for the column
- * overhead, makes a 50 MiB message 200 writes, and a read-ahead of four parts 1 MiB.
+ * Part size, measured on one node of this machine kind (2 cores shared with other work, so noisy):
+ * build/cassmail-load, 4 processes, messages of 200 KB-2 MB from local senders (inbox + outbox),
+ * 25 s per setting, two rounds in opposite orders, default 1 GB heap, ParallelGC, batch commit
+ * log. MB/s of mail stored; Cassandra CPU-s and octets written to disk per MB of mail:
+ *     part size        MB/s (round 1, 2)   CPU-s/MB        disk MB/MB
+ *     64 KiB           57.3, 59.9          0.020, 0.018    5.3, 5.7
+ *     100 KB           65.1, 46.0          0.023, 0.021    5.8, 7.5
+ *     256 KiB          67.1, 89.0          0.021, 0.012    4.9, 4.2
+ *     1 MiB            87.7, 98.3          0.014, 0.011    4.7, 3.7
+ *     paper (inline)   55.2, 49.5          0.023, 0.023    9.8, 8.0
+ * (round 1's CPU and disk figures are per MB of the last 20 of 25 s: 25 % high.) Small parts cost a
+ * round trip and a commit log sync each; 1 MiB was the fastest and cheapest in both rounds. It is
+ * one frame per part (a fifteenth of the frame), one part of memory in a writer and about two in
+ * a reader (READ_AHEAD_OCTETS), and 50 writes for a 50 MiB message. On a node run with G1 a
+ * 1 MiB value is a humongous allocation on a 1 GB heap (FACTS); tools/cluster runs ParallelGC,
+ * which has no such class, and [store] part_size can be lowered for a G1 node.
  *
  * References. A Mailboxes column either holds the message itself (inline: the paper's layout, and
  * every value an older CassMail wrote) or a reference:
@@ -106,7 +116,7 @@ static const CassCfSpec schema_cfs[] = {
 #define REF_MAGIC_LEN 4
 #define REF_VERSION 1
 #define REF_LEN 40
-#define READ_AHEAD_OCTETS (1024 * 1024)
+#define READ_AHEAD_OCTETS (2 * 1024 * 1024)
 static const guint8 body_marker[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 
 /* to_store_error - a CASS_ERROR as the store reports it */
@@ -616,7 +626,7 @@ cr_next(StoreReader *base, GBytes **chunk, GError **error)
         guint8 start[8];
         put_be64(start, r->next);
         GError *e = NULL;
-        /* about a mebioctet a slice: four parts of the default size */
+        /* about READ_AHEAD_OCTETS a slice: two parts of the default size */
         guint64 ahead = MAX((guint64)1, (guint64)(READ_AHEAD_OCTETS / s->part_size));
         int count = (int)MIN(r->parts - r->next, ahead);
         if (!cass_get_slice(s->client, CF_BODIES, r->body, 16, start, 8, NULL, 0, FALSE, count,

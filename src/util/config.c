@@ -3,6 +3,7 @@
  */
 #include "util/config.h"
 
+
 #include <string.h>
 
 G_DEFINE_QUARK(cassmail-config-error-quark, config_error)
@@ -221,7 +222,7 @@ config_load(const char *path, GError **error)
 
     ok = ok && get_int(kf, "store", "inline_max", 64 * 1024, 0, 1024 * 1024 * 1024, &n, error);
     c->inline_max = (gsize)n;
-    INT(part_size, "store", "part_size", 256 * 1024, 4096, 4 * 1024 * 1024);
+    INT(part_size, "store", "part_size", 1024 * 1024, 4096, 4 * 1024 * 1024);   /* STORE_PART_SIZE */
     INT(gc_min_age_s, "store", "gc_min_age_s", 3600, 60, 30 * 86400);
 
     get_str(kf, "pop3", "listen", "127.0.0.1:1110", &c->pop3_listen);
