@@ -3,7 +3,6 @@
  */
 #include "util/config.h"
 
-
 #include <string.h>
 
 G_DEFINE_QUARK(cassmail-config-error-quark, config_error)
