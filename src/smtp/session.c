@@ -147,7 +147,9 @@ struct SmtpSession {
     gsize text_octets;         /* text octets seen, including those not kept */
     gboolean line_too_long;    /* a text line was over SMTP_TEXT_LINE_MAX */
     gboolean has_nul;          /* a text line contained NUL */
-    gboolean after_crlf;       /* the previous text line ended in CRLF (or none yet) */
+    gboolean has_bare_cr;      /* a text line contained a CR not followed by LF */
+    gboolean after_crlf;       /* the previous text line (or the DATA command) ended in CRLF */
+    gboolean command_crlf;     /* the last command line ended in CRLF */
 
     SmtpSessionStats stats;
 };
@@ -181,7 +183,7 @@ smtp_reset_transaction(SmtpSession *s)
         g_string_free(s->message, TRUE);
     s->message = NULL;
     s->text_octets = 0;
-    s->line_too_long = s->has_nul = FALSE;
+    s->line_too_long = s->has_nul = s->has_bare_cr = FALSE;
     s->after_crlf = TRUE;
 }
 
@@ -587,7 +589,8 @@ smtp_proceed_data(SmtpSession *s, SmtpArgs *a, GString *out)
     s->message = g_string_sized_new(64 * 1024);
     smtp_received(s, s->message);
     s->text_octets = 0;
-    s->after_crlf = TRUE;
+    /* RFC 5321 4.1.1.4: in an empty message the CRLF before "." is the DATA command's own */
+    s->after_crlf = s->command_crlf;
     smtp_enter_state(s, SMTP_STATE_DATA);
     smtp_reply(out, 354, SMTP_ESC_NONE, "End data with <CR><LF>.<CR><LF>");
     return SMTP_GO;
@@ -980,6 +983,9 @@ smtp_finish_message(SmtpSession *s, GString *out)
     if (s->has_nul) {
         smtp_reply(out, 554, SMTP_ESC_MEDIA, "Message contains NUL octets; not delivered");
         s->stats.rejected++;
+    } else if (s->has_bare_cr) {
+        smtp_reply(out, 554, SMTP_ESC_MEDIA, "Message contains a bare CR (CR without LF); not delivered");
+        s->stats.rejected++;
     } else if (s->line_too_long) {
         smtp_reply(out, 500, SMTP_ESC_MEDIA, "Line too long (over %d octets); message not delivered",
                    SMTP_TEXT_LINE_MAX);
@@ -996,19 +1002,26 @@ smtp_finish_message(SmtpSession *s, GString *out)
     smtp_enter_state(s, SMTP_STATE_READY);
 }
 
-/* smtp_data_line - one line of message text, with its line ending */
+/* smtp_data_line - one line of message text, with its line ending
+ *
+ * The smuggling rules (see session.h): the text ends only at a line that is exactly "." CRLF
+ * when the line before it (or the DATA command) really ended in CRLF. Whatever else came before
+ * — a bare LF, a bare CR, an over-long line the reader skipped (LINE is then just its
+ * terminator: "\r\n", "\n", or "" at EOF), a line split across reads or TLS records — a "."
+ * line is text. A bare LF ends a text line and is stored as CRLF; a bare CR refuses the message
+ * after its end, so every stored message is CRLF-clean and POP3 clients agree on its lines. */
 static void
 smtp_data_line(SmtpSession *s, const char *line, gsize len, guint flags, GString *out)
 {
+    gboolean crlf = len >= 2 && line[len - 2] == '\r' && line[len - 1] == '\n';
     if (flags & SMTP_LINE_TOO_LONG) {
         s->line_too_long = TRUE;
-        s->after_crlf = TRUE;   /* the reader resynchronised at an LF */
+        s->after_crlf = crlf && len == 2;   /* all that is known of the skipped line: its end */
         return;
     }
-    gboolean crlf = len >= 2 && line[len - 2] == '\r' && line[len - 1] == '\n';
     gsize body = len - (crlf ? 2 : (len && line[len - 1] == '\n') ? 1 : 0);
-    /* RFC 5321 4.1.1.4: the text ends with CRLF "." CRLF — only that, never a bare-LF variant,
-     * so no other server's idea of the end can smuggle a second message past us. */
+    /* RFC 5321 4.1.1.4: the text ends with CRLF "." CRLF — only that, never a bare-LF or bare-CR
+     * variant, so no other server's idea of the end can smuggle a second message past us. */
     gboolean end = s->after_crlf && crlf && body == 1 && line[0] == '.';
     s->after_crlf = crlf;
     if (end) {
@@ -1017,6 +1030,8 @@ smtp_data_line(SmtpSession *s, const char *line, gsize len, guint flags, GString
     }
     if ((flags & SMTP_LINE_NUL) || memchr(line, '\0', len))
         s->has_nul = TRUE;
+    if (memchr(line, '\r', body))   /* a CR before the line's end is not followed by LF */
+        s->has_bare_cr = TRUE;
     /* RFC 5321 4.5.2: remove the transparency dot */
     if (body > 0 && line[0] == '.') {
         line++;
@@ -1026,7 +1041,8 @@ smtp_data_line(SmtpSession *s, const char *line, gsize len, guint flags, GString
         s->line_too_long = TRUE;
     s->text_octets += body + 2;
     /* Past the limit only count: the excess is never buffered. */
-    if (s->text_octets <= s->cfg.max_message_size && !s->line_too_long && !s->has_nul) {
+    if (s->text_octets <= s->cfg.max_message_size && !s->line_too_long && !s->has_nul &&
+        !s->has_bare_cr) {
         g_string_append_len(s->message, line, (gssize)body);
         g_string_append_len(s->message, "\r\n", 2);
     }
@@ -1164,6 +1180,7 @@ smtp_command(SmtpSession *s, const char *line, gsize len, guint flags, GString *
         smtp_reply(out, 500, SMTP_ESC_SYNTAX, "NUL octet in command");
         return SMTP_BAD;
     }
+    s->command_crlf = len >= 2 && line[len - 2] == '\r' && line[len - 1] == '\n';
     while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
         len--;
     char *text = g_strndup(line, len);

@@ -934,11 +934,55 @@ test_data_bare_lf_lines_stored_with_crlf(Fx *f, gconstpointer d)
 {
     (void)d;
     open_data(f, "x@remote.example", "anne@example.com");
-    g_assert_cmpstr(script(f, "Subject: lf\n\nline one\nline two\r\ncr\rinside\n.\r\n"), ==, "");
+    g_assert_cmpstr(script(f, "Subject: lf\n\nline one\nline two\r\nend\n.\r\n"), ==, "");
     /* the "." after a bare LF was text, not the end */
     g_assert_true(smtp_session_in_data(f->s));
     assert_reply(script(f, ".\r\n"), "250 2.0.0");
-    assert_stored_text(f, "anne", "Subject: lf\r\n\r\nline one\r\nline two\r\ncr\rinside\r\n\r\n");
+    assert_stored_text(f, "anne", "Subject: lf\r\n\r\nline one\r\nline two\r\nend\r\n\r\n");
+}
+
+static void
+test_data_bare_cr_is_554(Fx *f, gconstpointer d)
+{
+    (void)d;
+    /* a CR not followed by LF: no reading of it is safe (SMTP smuggling's "\r.\r\n"), so the
+     * message is refused after its end, and the session goes on */
+    open_data(f, "x@remote.example", "anne@example.com");
+    g_assert_cmpstr(script(f, "Subject: cr\r\n\r\ncr\rinside\r\n"), ==, "");
+    g_assert_cmpstr(script(f, "x\r.\r\n"), ==, "");   /* text: the line holds a bare CR */
+    g_assert_true(smtp_session_in_data(f->s));
+    g_assert_cmpstr(script(f, ".\r\n"), ==, "554 5.6.0 Message contains a bare CR (CR without LF); not delivered\r\n");
+    g_assert_false(f->closed);
+    g_assert_cmpint(state(f), ==, SMTP_STATE_READY);
+    g_assert_cmpuint(count(f, "anne", "inbox"), ==, 0);
+    g_assert_cmpuint(stats(f).rejected, ==, 1);
+    g_assert_cmpuint(stats(f).errors, ==, 0);
+    /* a CR just before the CRLF is bare too */
+    open_data(f, "x@remote.example", "anne@example.com");
+    assert_reply(script(f, "double\r\r\n.\r\n"), "554 5.6.0");
+    /* the next message is fine */
+    open_data(f, "x@remote.example", "anne@example.com");
+    assert_reply(script(f, "clean\r\n.\r\n"), "250 2.0.0");
+    assert_stored_text(f, "anne", "clean\r\n");
+}
+
+static void
+test_data_too_long_line_ending_decides_the_end(Fx *f, gconstpointer d)
+{
+    (void)d;
+    /* the reader hands over how a skipped line ended: a bare LF makes the "." after it text */
+    open_data(f, "x@remote.example", "anne@example.com");
+    g_assert_cmpstr(feed_line(f, "\n", 1, SMTP_LINE_TOO_LONG), ==, "");
+    g_assert_cmpstr(script(f, ".\r\nMAIL FROM:<ceo@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"), ==, "");
+    g_assert_true(smtp_session_in_data(f->s));
+    /* at EOF the skipped line had no end at all: the same */
+    g_assert_cmpstr(feed_line(f, "", 0, SMTP_LINE_TOO_LONG), ==, "");
+    g_assert_cmpstr(script(f, ".\r\n"), ==, "");
+    /* a CRLF does end it; one answer for the message */
+    g_assert_cmpstr(feed_line(f, "\r\n", 2, SMTP_LINE_TOO_LONG), ==, "");
+    assert_reply(script(f, ".\r\n"), "500 5.6.0");
+    g_assert_cmpuint(count(f, "anne", "inbox"), ==, 0);
+    g_assert_cmpuint(count(f, "bob", "inbox"), ==, 0);
 }
 
 static void
@@ -1034,7 +1078,7 @@ test_data_too_long_line_is_500(Fx *f, gconstpointer d)
     open_data(f, "x@remote.example", "anne@example.com");
     g_assert_cmpstr(script(f, "short\r\n"), ==, "");
     /* the reader skipped the line up to its LF and says so: no answer yet */
-    g_assert_cmpstr(feed_line(f, "", 0, SMTP_LINE_TOO_LONG), ==, "");
+    g_assert_cmpstr(feed_line(f, "\r\n", 2, SMTP_LINE_TOO_LONG), ==, "");
     g_assert_true(smtp_session_in_data(f->s));
     g_assert_cmpstr(script(f, "after\r\n"), ==, "");
     /* one answer, after the end */
@@ -1870,6 +1914,8 @@ main(int argc, char **argv)
     T("data/empty-text-is-stored", test_data_empty_text_is_stored);
     T("data/bare-lf-lines-stored-with-crlf", test_data_bare_lf_lines_stored_with_crlf);
     T("data/bare-lf-period-never-ends-text", test_data_bare_lf_period_never_ends_text);
+    T("data/bare-cr-is-554-5.6.0-nothing-stored", test_data_bare_cr_is_554);
+    T("data/too-long-line-ending-decides-the-end", test_data_too_long_line_ending_decides_the_end);
     T("data/8bit-octets-stored-unchanged", test_data_8bit_octets_stored_unchanged);
     T("data/over-max-size-is-552-nothing-stored-next-works", test_data_over_max_size_is_552);
     T("data/exactly-max-size-is-stored", test_data_exactly_max_size_is_stored);
