@@ -5,6 +5,12 @@
  * with CRLF "." CRLF, after a CRLF is added to a message whose last line has none. Section 7 (TOP):
  * the header, the blank line after it, then the first N lines of the body.
  *
+ * Lines end at CRLF, a bare LF or a bare CR, and each goes out with CRLF (msgout.c says why): a
+ * message as cassmail-smtpd stores it (CRLF-clean) goes out unchanged but for the stuffing; an
+ * older one with bare CR or LF goes out CRLF-clean, so no client, however it splits lines, can
+ * see a lone "." before the end (the response may then be longer than the "+OK n octets" and
+ * LIST sizes, which count stored octets).
+ *
  * The iterator reads straight from the fetched message (no stuffed copy of it is ever built): the
  * caller asks for up to MAX octets at a time, writes them out, and asks again.
  */
