@@ -5,7 +5,7 @@ What was stored is read back with `cassmail-admin list/fetch`. A stored message 
 field — always exactly three lines,
 
     Received: from HELO (PEER)\\r\\n
-    \\tby HOSTNAME (CassMail) with ESMTP id SESSION.N;\\r\\n
+    \\tby HOSTNAME (CassMail) with ESMTP id MSGID;\\r\\n
     \\tDATE\\r\\n
 
 — followed by the client's text, dot-unstuffed, with CRLF line ends. strip_received() (in
