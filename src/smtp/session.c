@@ -130,7 +130,7 @@ struct SmtpSession {
     SmtpState state;
     char *helo;
     gboolean esmtp;
-    guint transactions;        /* DATA commands so far, the N of "id SESSION.N" */
+    guint transactions;        /* DATA commands so far */
 
     /* TLS and authentication */
     gboolean tls;              /* the connection runs over TLS */
@@ -144,6 +144,7 @@ struct SmtpSession {
     char *sender_user;         /* the sender's user name when the sender is a local user */
     GPtrArray *rcpt_users;     /* accepted recipients' user names, distinct */
     GString *message;          /* Received: + text, never beyond max_message_size of text */
+    StoreMsgId msgid;          /* the message's id: in Received:, stored under, "queued as" */
     gsize text_octets;         /* text octets seen, including those not kept */
     gboolean line_too_long;    /* a text line was over SMTP_TEXT_LINE_MAX */
     gboolean has_nul;          /* a text line contained NUL */
@@ -567,18 +568,22 @@ smtp_proceed_rcpt(SmtpSession *s, SmtpArgs *a, GString *out)
     return SMTP_GO;
 }
 
-/* smtp_received - our trace field (RFC 5321 4.4), always SMTP_RECEIVED_LINES lines */
+/* smtp_received - our trace field (RFC 5321 4.4), always SMTP_RECEIVED_LINES lines; its id is
+ * the message's TimeUUID, minted here, the one it is stored under and "queued as" names */
 static void
 smtp_received(SmtpSession *s, GString *msg)
 {
+    char id[STORE_MSGID_TEXT_LEN];
+    store_msgid_new(&s->msgid);
+    store_msgid_to_text(&s->msgid, id);
     g_autoptr(GDateTime) now = g_date_time_new_now_local();
     g_autofree char *date = g_date_time_format(now, "%a, %d %b %Y %H:%M:%S %z");
     /* RFC 3848: ESMTPS over TLS, ESMTPA after AUTH, ESMTPSA for both */
     const char *with = !s->esmtp ? "SMTP"
                        : s->tls  ? (s->auth_user ? "ESMTPSA" : "ESMTPS")
                                  : (s->auth_user ? "ESMTPA" : "ESMTP");
-    g_string_append_printf(msg, "Received: from %s (%s)\r\n\tby %s (CassMail) with %s id %s.%u;\r\n\t%s\r\n",
-                           s->helo, s->peer, s->cfg.hostname, with, s->id, s->transactions, date);
+    g_string_append_printf(msg, "Received: from %s (%s)\r\n\tby %s (CassMail) with %s id %s;\r\n\t%s\r\n",
+                           s->helo, s->peer, s->cfg.hostname, with, id, date);
 }
 
 static SmtpResult
@@ -948,11 +953,10 @@ smtp_deliver(SmtpSession *s, GString *out)
         targets[i] = (StoreTarget){g_ptr_array_index(s->rcpt_users, i), "inbox"};
     if (s->sender_user)
         targets[n - 1] = (StoreTarget){s->sender_user, "outbox"};
-    StoreMsgId id;
     GError *error = NULL;
     gint64 t0 = g_get_monotonic_time();
-    gboolean ok = store_deliver(s->store, targets, n, (const guint8 *)s->message->str, s->message->len,
-                                &id, &error);
+    gboolean ok = store_deliver(s->store, &s->msgid, targets, n, (const guint8 *)s->message->str,
+                                s->message->len, &error);
     gint64 ms = (g_get_monotonic_time() - t0) / 1000;
     g_free(targets);
     if (!ok) {
@@ -967,7 +971,7 @@ smtp_deliver(SmtpSession *s, GString *out)
         return;
     }
     char text[STORE_MSGID_TEXT_LEN];
-    store_msgid_to_text(&id, text);
+    store_msgid_to_text(&s->msgid, text);
     log_info("smtp %s %s: accepted id=%s from=<%s> rcpts=%u%s size=%" G_GSIZE_FORMAT " store_ms=%" G_GINT64_FORMAT,
              s->id, s->peer, text, s->sender, s->rcpt_users->len, s->sender_user ? " +outbox" : "",
              s->message->len, ms);

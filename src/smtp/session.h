@@ -54,12 +54,13 @@
  * stored message never holds a CR or an LF outside a CRLF:
  *
  *     Received: from HELO-NAME (PEER)\r\n
- *     \tby HOSTNAME (CassMail) with ESMTP id SESSION.N;\r\n
+ *     \tby HOSTNAME (CassMail) with ESMTP id MSGID;\r\n
  *     \tDAY, DD MON YYYY HH:MM:SS +ZZZZ\r\n
  *     <the client's text>
  *
  * ("with SMTP" after HELO; "ESMTPS", "ESMTPA" or "ESMTPSA" over TLS and after AUTH, RFC 3848;
- * SESSION is 8 hex digits per session, N counts its transactions).
+ * MSGID is the message's TimeUUID, minted at DATA with store_msgid_new: the id it is stored under
+ * and the one "250 2.0.0 Ok: queued as MSGID" names — one message, one id).
  * Whoever needs the client's octets back drops the first three lines — smtp_received_strip().
  *
  * Text-line and message policies (decided here, tested in test/unit/test-smtp-session.c and

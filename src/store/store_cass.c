@@ -3,15 +3,15 @@
  *
  * Delivery is one batch_mutate under one version-1 TimeUUID: every target's Mailboxes column and
  * its MailboxIndex entry. Column timestamps come from the TimeUUID itself, so a retried write is
- * the same write and can never duplicate a message. A delivery that fails in the end is
- * withdrawn (its columns deleted again), since Cassandra may have applied part of the batch and the
- * client will resend the message under a new id. Reads for POP3 listings touch MailboxIndex
+ * the same write and can never duplicate a message. The id comes from the caller
+ * (store_msgid_new), which may have written it into the message already. A delivery that fails in
+ * the end is withdrawn (its columns deleted again), since Cassandra may have applied part of the
+ * batch and the client will resend the message under a new id. Reads for POP3 listings touch MailboxIndex
  * only; message bodies are read one at a time.
  */
 #include "store/store.h"
 
 #include <string.h>
-#include <uuid/uuid.h>
 
 #include "cass/cass.h"
 #include "store/store_admin.h"
@@ -110,13 +110,10 @@ now_us(void)
 
 /* uuid_timestamp_us - microseconds since the Unix epoch of a version-1 UUID */
 static gint64
-uuid_timestamp_us(const guint8 *u)
+uuid_timestamp_us(const StoreMsgId *id)
 {
-    guint64 t = ((guint64)(u[6] & 0x0f) << 56) | ((guint64)u[7] << 48) | ((guint64)u[4] << 40) |
-                ((guint64)u[5] << 32) | ((guint64)u[0] << 24) | ((guint64)u[1] << 16) |
-                ((guint64)u[2] << 8) | (guint64)u[3];
     /* 100 ns intervals since 1582-10-15 to µs since 1970-01-01 */
-    return (gint64)((t - G_GUINT64_CONSTANT(0x01B21DD213814000)) / 10);
+    return ((gint64)store_msgid_time(id) - (gint64)G_GUINT64_CONSTANT(0x01B21DD213814000)) / 10;
 }
 
 /* row_key - "user:mailbox" */
@@ -303,12 +300,11 @@ withdraw_delivery(CassStore *s, GHashTable *keys, const StoreMsgId *id, gint64 t
 }
 
 static gboolean
-cs_deliver(Store *base, const StoreTarget *targets, guint n_targets, const guint8 *msg, gsize len,
-           StoreMsgId *id, GError **error)
+cs_deliver(Store *base, const StoreMsgId *id, const StoreTarget *targets, guint n_targets,
+           const guint8 *msg, gsize len, GError **error)
 {
     CassStore *s = (CassStore *)base;
-    uuid_generate_time(id->bytes);
-    gint64 ts = uuid_timestamp_us(id->bytes);
+    gint64 ts = uuid_timestamp_us(id);
     guint8 size_be[8];
     for (int i = 0; i < 8; i++)
         size_be[i] = (guint8)((guint64)len >> (56 - 8 * i));

@@ -35,12 +35,26 @@ char *password_hash(const char *password, GError **error);
 /* password_hash_iterations - the same with a chosen cost (tests use a small one) */
 char *password_hash_iterations(const char *password, guint iterations, GError **error);
 
-/* password_verify - whether PASSWORD matches STORED; FALSE for any malformed STORED (after spending
- * the time of a real verification, so a broken entry does not stand out either) */
+/* The cost of a check, in PBKDF2 iterations, is the same whatever its outcome and whether the
+ * user exists: max(the stored hash's iterations, PASSWORD_ITERATIONS). An unknown user, a user
+ * without a password, and a malformed stored hash cost PASSWORD_ITERATIONS (the dummy check); a
+ * hash made cheaper with `cassmail-admin passwd --iterations` is padded up to PASSWORD_ITERATIONS,
+ * so its user cannot be told from an unknown name by timing. A hash made dearer than the default
+ * costs what it says — which does set its user apart from unknown names: raise PASSWORD_ITERATIONS
+ * for everyone rather than one user's count (cassmail-admin(8)). */
+
+/* password_verify - whether PASSWORD matches STORED, at password_check_cost(STORED); FALSE for any
+ * malformed STORED (after a dummy check of the same cost as an unknown user's) */
 gboolean password_verify(const char *password, const char *stored);
 
-/* password_verify_dummy - spend the time of password_verify on a default-cost hash and fail: used
- * for unknown users, so that response time does not tell which users exist */
+/* password_verify_dummy - the check of an unknown user (or of one without a password): spend
+ * PASSWORD_ITERATIONS and fail, so that response time does not tell which users exist */
 void password_verify_dummy(const char *password);
+
+/* password_check_cost - the iterations password_verify spends on STORED (see above) */
+guint password_check_cost(const char *stored);
+/* password_iterations_spent - PBKDF2 iterations this process has spent so far (tests count the
+ * cost of a check with it instead of timing it) */
+guint64 password_iterations_spent(void);
 
 #endif

@@ -5,7 +5,7 @@ What was stored is read back with `cassmail-admin list/fetch`. A stored message 
 field — always exactly three lines,
 
     Received: from HELO (PEER)\\r\\n
-    \\tby HOSTNAME (CassMail) with ESMTP id SESSION.N;\\r\\n
+    \\tby HOSTNAME (CassMail) with ESMTP id MSGID;\\r\\n
     \\tDATE\\r\\n
 
 — followed by the client's text, dot-unstuffed, with CRLF line ends. strip_received() (in
@@ -29,7 +29,7 @@ import pytest
 
 from conftest import TOP, Mail, unique, write_conf
 from support import (HOST, SMTPD, UUID, Daemon, Raw, body, postal_messages, queued_id,
-                     strip_received, wait_for)
+                     received_id, strip_received, wait_for)
 
 TRANSCRIPTS = TOP / "test" / "smtp"
 MAX_SIZE = 3_000_000
@@ -436,7 +436,8 @@ def test_log_lines_per_message_and_session(env):
     line = wait_for(lambda: env.smtpd.accepted().get(msgid), what="accepted line")
     assert re.search(rf"accepted id={msgid} from=<logger@remote\.example> rcpts=1 size={len(stored)} store_ms=\d+$",
                      line), line
-    sid = re.search(rb"id ([0-9A-F]{8})\.1;", stored).group(1).decode()
+    assert received_id(stored) == msgid   # one message, one id
+    sid = re.search(rf"smtp ([0-9A-F]{{8}}) \S+: accepted id={msgid}", env.smtpd.log()).group(1)
     end = rf"smtp {sid} 127\.0\.0\.1: session end helo=client\.example accepted=1 octets={len(stored)} " \
           r"rejected=0 errors=0 end=quit ms=\d+"
     wait_for(lambda: re.search(end, env.smtpd.log()), what="the session end line")

@@ -109,12 +109,14 @@ fuzz_store(void)
             for (int n = 0; m->len < 3000; n++)
                 g_string_append_printf(m, "%s%d line of the long message\r\n", n % 5 ? "" : ".", n);
         }
-        if (!store_deliver(store, &inbox, 1, (const guint8 *)m->str, m->len, &id, NULL))
+        store_msgid_new(&id);
+        if (!store_deliver(store, &id, &inbox, 1, (const guint8 *)m->str, m->len, NULL))
             abort();
         g_string_free(m, TRUE);
     }
     static const char sent[] = "Subject: sent\r\n\r\nfrom the outbox\r\n";
-    if (!store_deliver(store, &outbox, 1, (const guint8 *)sent, sizeof sent - 1, &id, NULL))
+    store_msgid_new(&id);
+    if (!store_deliver(store, &id, &outbox, 1, (const guint8 *)sent, sizeof sent - 1, NULL))
         abort();
     return store;
 }

@@ -78,10 +78,10 @@ px_mailboxes_list(Store *s, const char *u, GPtrArray *out, GError **err)
            INNER(s)->ops->mailboxes_list(INNER(s), u, out, err);
 }
 static gboolean
-px_deliver(Store *s, const StoreTarget *t, guint n, const guint8 *msg, gsize len, StoreMsgId *id,
-           GError **err)
+px_deliver(Store *s, const StoreMsgId *id, const StoreTarget *t, guint n, const guint8 *msg,
+           gsize len, GError **err)
 {
-    return INNER(s)->ops->deliver(INNER(s), t, n, msg, len, id, err);
+    return INNER(s)->ops->deliver(INNER(s), id, t, n, msg, len, err);
 }
 static gboolean
 px_index_page(Store *s, const char *u, const char *m, const StoreMsgId *after, guint max,
@@ -150,7 +150,8 @@ deliver_to(Fx *f, const char *user, const char *mailbox, const char *msg, gsize 
 {
     StoreTarget t = {user, mailbox};
     StoreMsgId id;
-    g_assert_true(store_deliver(f->store, &t, 1, (const guint8 *)msg, len, &id, NULL));
+    store_msgid_new(&id);
+    g_assert_true(store_deliver(f->store, &id, &t, 1, (const guint8 *)msg, len, NULL));
     return id;
 }
 

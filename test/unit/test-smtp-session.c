@@ -244,6 +244,14 @@ assert_text(Fx *f, const char *user, const char *want, gsize len)
 }
 #define assert_stored_text(f, user, want) assert_text((f), (user), (want), strlen(want))
 
+/* queued_id - the id text of a "250 2.0.0 Ok: queued as ID" reply R */
+static char *
+queued_id(const char *r)
+{
+    g_assert_true(g_str_has_prefix(r, "250 2.0.0 Ok: queued as "));
+    return g_strndup(r + strlen("250 2.0.0 Ok: queued as "), STORE_MSGID_TEXT_LEN - 1);
+}
+
 /* open_data - EHLO (when not greeted yet), MAIL FROM:<FROM>, RCPT TO:<RCPT>, DATA: all accepted */
 static void
 open_data(Fx *f, const char *from, const char *rcpt)
@@ -852,17 +860,17 @@ test_data_received_field_then_text(Fx *f, gconstpointer d)
 {
     (void)d;
     open_data(f, "x@remote.example", "anne@example.com");
-    assert_reply(script(f, "Subject: hello\r\n\r\nbody line\r\n.\r\n"), "250 2.0.0");
+    g_autofree char *id = queued_id(script(f, "Subject: hello\r\n\r\nbody line\r\n.\r\n"));
     g_autoptr(GBytes) msg = stored(f, "anne", "inbox", 0);
     gsize len;
     const char *m = g_bytes_get_data(msg, &len);
     g_autofree char *re = g_strdup_printf(
         "^Received: from client\\.example\\.org \\(192\\.0\\.2\\.7\\)\r\n"
-        "\tby mx\\.example\\.com \\(CassMail\\) with ESMTP id %s\\.1;\r\n"
+        "\tby mx\\.example\\.com \\(CassMail\\) with ESMTP id %s;\r\n"
         "\t(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
         "[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4}\r\n"
         "Subject: hello\r\n\r\nbody line\r\n$",
-        stats(f).id);
+        id);
     g_autoptr(GRegex) regex = g_regex_new(re, G_REGEX_RAW, 0, NULL);
     g_assert_nonnull(regex);
     g_autofree char *copy = g_strndup(m, len);
@@ -885,30 +893,40 @@ test_data_helo_session_received_says_smtp(Fx *f, gconstpointer d)
     (void)d;
     assert_reply(script(f, "HELO old.example.org\r\n"), "250");
     open_data(f, "x@remote.example", "bob@example.com");
-    assert_reply(script(f, "x\r\n.\r\n"), "250 2.0.0");
+    g_autofree char *id = queued_id(script(f, "x\r\n.\r\n"));
     g_autoptr(GBytes) msg = stored(f, "bob", "inbox", 0);
     g_autofree char *m = g_strndup(g_bytes_get_data(msg, NULL), g_bytes_get_size(msg));
     g_autofree char *want = g_strdup_printf("Received: from old.example.org (" PEER ")\r\n"
-                                            "\tby " HOST " (CassMail) with SMTP id %s.1;\r\n\t",
-                                            stats(f).id);
+                                            "\tby " HOST " (CassMail) with SMTP id %s;\r\n\t", id);
     g_assert_true(g_str_has_prefix(m, want));
 }
 
 static void
-test_data_transaction_ids_count_up(Fx *f, gconstpointer d)
+test_data_received_id_is_the_queued_id(Fx *f, gconstpointer d)
 {
     (void)d;
+    char *ids[3];
     for (int i = 0; i < 3; i++) {
         open_data(f, "x@remote.example", "carol@example.com");
-        assert_reply(script(f, "x\r\n.\r\n"), "250 2.0.0");
+        ids[i] = queued_id(script(f, "x\r\n.\r\n"));
     }
     g_assert_cmpuint(count(f, "carol", "inbox"), ==, 3);
+    /* one message, one id: its Received: field names the id "queued as" gave, and each message
+     * of the session has its own, in arrival order */
     for (guint i = 0; i < 3; i++) {
         g_autoptr(GBytes) msg = stored(f, "carol", "inbox", i);
         g_autofree char *m = g_strndup(g_bytes_get_data(msg, NULL), g_bytes_get_size(msg));
-        g_autofree char *want = g_strdup_printf(" id %s.%u;\r\n", stats(f).id, i + 1);
+        g_autofree char *want = g_strdup_printf(" (CassMail) with ESMTP id %s;\r\n", ids[i]);
         g_assert_nonnull(strstr(m, want));
+        g_assert_null(strstr(m, stats(f).id));   /* the session id stays in the logs */
+        if (i > 0) {
+            StoreMsgId a, b;
+            g_assert_true(store_msgid_from_text(ids[i - 1], &a) && store_msgid_from_text(ids[i], &b));
+            g_assert_cmpint(store_msgid_compare(&a, &b), <, 0);
+        }
     }
+    for (int i = 0; i < 3; i++)
+        g_free(ids[i]);
 }
 
 static void
@@ -1909,7 +1927,7 @@ main(int argc, char **argv)
     T("data/is-354-and-period-alone-ends", test_data_is_354_and_period_alone_ends);
     T("data/stored-as-one-received-field-then-text", test_data_received_field_then_text);
     T("data/helo-session-received-says-smtp", test_data_helo_session_received_says_smtp);
-    T("data/received-ids-count-transactions", test_data_transaction_ids_count_up);
+    T("data/received-id-is-the-queued-id", test_data_received_id_is_the_queued_id);
     T("data/dot-unstuffing", test_data_dot_unstuffing);
     T("data/empty-text-is-stored", test_data_empty_text_is_stored);
     T("data/bare-lf-lines-stored-with-crlf", test_data_bare_lf_lines_stored_with_crlf);

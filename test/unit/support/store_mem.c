@@ -7,7 +7,6 @@
 #include "store_mem.h"
 
 #include <string.h>
-#include <uuid/uuid.h>
 
 typedef struct {
     StoreMsgId id;
@@ -89,23 +88,19 @@ mem_sorted_names(GHashTable *set)
     return names;
 }
 
-/* mem_uuid_time - the 60-bit timestamp of a version-1 UUID */
-static guint64
-mem_uuid_time(const guint8 *u)
-{
-    return ((guint64)(u[6] & 0x0f) << 56) | ((guint64)u[7] << 48) | ((guint64)u[4] << 40) |
-           ((guint64)u[5] << 32) | ((guint64)u[0] << 24) | ((guint64)u[1] << 16) |
-           ((guint64)u[2] << 8) | (guint64)u[3];
-}
-
 /* mem_id_after - whether A sorts after B as TimeUUIDType does: time first, then the octets */
 static gboolean
 mem_id_after(const StoreMsgId *a, const StoreMsgId *b)
 {
-    guint64 ta = mem_uuid_time(a->bytes), tb = mem_uuid_time(b->bytes);
-    if (ta != tb)
-        return ta > tb;
-    return memcmp(a->bytes, b->bytes, ID_OCTETS) > 0;
+    return store_msgid_compare(a, b) > 0;
+}
+
+/* mem_msg_cmp - g_queue_insert_sorted order of two messages: their ids as Cassandra orders them */
+static gint
+mem_msg_cmp(gconstpointer a, gconstpointer b, gpointer unused)
+{
+    (void)unused;
+    return store_msgid_compare(&((const MemMsg *)a)->id, &((const MemMsg *)b)->id);
 }
 
 static gboolean
@@ -211,14 +206,15 @@ mem_mailboxes_list(Store *base, const char *user, GPtrArray *out, GError **error
     return mem_ok(s);
 }
 
+static GList *mem_find(GQueue *q, const StoreMsgId *id);
+
 static gboolean
-mem_deliver(Store *base, const StoreTarget *targets, guint n_targets, const guint8 *msg, gsize len,
-            StoreMsgId *id, GError **error)
+mem_deliver(Store *base, const StoreMsgId *id, const StoreTarget *targets, guint n_targets,
+            const guint8 *msg, gsize len, GError **error)
 {
     MemStore *s = (MemStore *)base;
     if (mem_injected_failure(s, error))
         return FALSE;
-    uuid_generate_time(id->bytes);
     g_autoptr(GBytes) body = g_bytes_new(msg, len);
     g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     for (guint i = 0; i < n_targets; i++) {
@@ -230,10 +226,17 @@ mem_deliver(Store *base, const StoreTarget *targets, guint n_targets, const guin
             q = g_queue_new();
             g_hash_table_insert(s->boxes, g_strdup(key), q);
         }
-        MemMsg *m = g_new(MemMsg, 1);
-        m->id = *id;
-        m->body = g_bytes_ref(body);
-        g_queue_push_tail(q, m);
+        GList *same = mem_find(q, id);
+        if (same) {   /* the same column written again: the new value replaces the old */
+            MemMsg *old = same->data;
+            g_bytes_unref(old->body);
+            old->body = g_bytes_ref(body);
+        } else {
+            MemMsg *m = g_new(MemMsg, 1);
+            m->id = *id;
+            m->body = g_bytes_ref(body);
+            g_queue_insert_sorted(q, m, mem_msg_cmp, NULL);   /* Cassandra's column order */
+        }
         s->base.counters.bytes_written += (ID_OCTETS + len) + (ID_OCTETS + SIZE_OCTETS);
     }
     return mem_ok(s);
