@@ -29,7 +29,8 @@ main(int argc, char **argv)
     Store *store = cfg ? store_open(cfg, &error) : NULL;
     StoreTarget target = {argv[2], "inbox"};
     StoreMsgId id;
-    if (!store || !store_deliver(store, &target, 1, msg->data, msg->len, &id, &error)) {
+    store_msgid_new(&id);
+    if (!store || !store_deliver(store, &id, &target, 1, msg->data, msg->len, &error)) {
         fprintf(stderr, "store-put: %s\n", error ? error->message : "failed");
         g_clear_error(&error);
         store_free(&store);
