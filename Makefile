@@ -28,9 +28,10 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -Wall -Wextra -Werror $(SAN)
 # Generated stubs are not ours to fix; they build without -Werror's extras.
 GEN_CFLAGS = -std=c11 -O2 -g -w $(SAN)
-# Asked once per make; empty until tools/setup installed the -dev packages (see pkg-check).
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# Asked when a recipe first needs them (not when make reads this file), then kept: empty until
+# tools/setup installed the -dev packages (see pkg-check).
+PKG_LIBS   = $(eval PKG_LIBS := $$(shell pkg-config --libs $(PKGS) 2>/dev/null))$(PKG_LIBS)
+PKG_CFLAGS = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $(PKGS) 2>/dev/null))$(PKG_CFLAGS)
 LDLIBS     += $(PKG_LIBS)
 
 PREFIX     ?= /usr/local
