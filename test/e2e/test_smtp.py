@@ -213,24 +213,6 @@ def test_bare_lf_text_stored_with_crlf(env):
     assert strip_received(env.only(rcpt)[1]) == b"Subject: lf\r\n\r\nbare\r\n\r\nstill text\r\n"
 
 
-def test_outbox_copy_for_local_sender(env):
-    sender, rcpt = env.users(2)
-    msg = body(b"Subject: from a local user", b"", b"kept in my outbox")
-    with env.smtp() as s:
-        s.sendmail(f"{sender}@Example.COM", [f"{rcpt}@example.com"], msg)
-    in_id, in_msg = env.only(rcpt)
-    out_id, out_msg = env.only(sender, "outbox")
-    assert in_id == out_id and in_msg == out_msg
-    assert strip_received(out_msg) == msg
-    assert env.mail.list(sender) == []
-    # a remote sender, or an unknown local one, has no outbox copy
-    with env.smtp() as s:
-        s.sendmail(f"{sender}@remote.example", [f"{rcpt}@example.com"], msg)
-        s.sendmail(f"nosuch{sender}@example.com", [f"{rcpt}@example.com"], msg)
-    assert len(env.mail.list(sender, "outbox")) == 1
-    assert len(env.mail.list(rcpt)) == 3
-
-
 # ---- refusals --------------------------------------------------------------------------------
 
 def test_unknown_user_is_550(env):
