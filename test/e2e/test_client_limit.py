@@ -127,9 +127,11 @@ def test_trickling_sessions_from_one_address_fill_only_their_share(mail, tmp_pat
         assert all(first_line(s).startswith(GREETING[proto]) for s in socks)
         t = time.monotonic()
         fourth = connect(d.port, "127.0.0.1")
+        socks.append(fourth)
         assert first_line(fourth).startswith(BUSY[proto])   # at once, then closed
         assert fourth.recv(100) == b""
         assert time.monotonic() - t < 1.0
+        socks.remove(fourth)
         fourth.close()
         wait_for(lambda: "refused 127.0.0.1: 3 sessions from this address, its limit" in d.log(),
                  timeout=10, what="the refusal's log line")
