@@ -7,8 +7,9 @@
  * stdout), or as its own listener forking one child per connection (at most [limits]
  * max_children, and [limits] client_connection_limit from one client address; beyond that a
  * client gets "421 4.3.2" and is closed). It never daemonizes: run under systemd (Type=simple)
- * or a supervisor. Logs go to syslog (facility mail), or to stderr with -f. Each session opens its own Store, which connects to Cassandra on first use, so every
- * child has its own Thrift connection and the parent has none.
+ * or a supervisor. Logs go to syslog (facility mail), or to stderr with -f. Each session opens
+ * its own Store, which connects to Cassandra on first use, so every child has its own Thrift
+ * connection and the parent has none.
  *
  * Start-up order (src/util/privs.h): read the configuration, bind the listener (not in --inetd
  * mode), load the [tls] certificate and key, then — when started as root — become [server]

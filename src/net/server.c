@@ -394,8 +394,8 @@ on_stop(int sig)
 }
 
 /* net_reap - collect every exited child, forgetting ours in CHILDREN (which closes our copy of
- * its connection) and freeing its slot in SLOTS. A session that died of a signal is logged, except of the SIGTERM a STOPPING
- * server sent it. */
+ * its connection) and freeing its slot in SLOTS. A session that died of a signal is logged,
+ * except of the SIGTERM a STOPPING server sent it. */
 static void
 net_reap(GHashTable *children, NetSlots *slots, gboolean stopping)
 {

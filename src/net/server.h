@@ -42,9 +42,9 @@
  * the numeric text of NetHandler's PEER_ADDR (each IPv6 address on its own).
  *
  * The log (util/log.h) gets "listening on ADDR:PORT" once the socket accepts connections, one
- * line per connection refused as busy ("N sessions running" or "N sessions from this address"), one per session closed to make room ("evicted PID ..."),
- * one for a session that died of a signal (but for the SIGTERM of a stop) or exited non-zero,
- * and one when the server stops.
+ * line per connection refused as busy ("N sessions running" or "N sessions from this address"),
+ * one per session closed to make room ("evicted PID ..."), one for a session that died of a
+ * signal (but for the SIGTERM of a stop) or exited non-zero, and one when the server stops.
  */
 #ifndef CASSMAIL_NET_SERVER_H
 #define CASSMAIL_NET_SERVER_H

@@ -40,8 +40,8 @@ static const char *const known_keys[][12] = {
      "allow_plaintext_auth", "outbox_copy", NULL},
     {"pop3", "listen", "batch_size", "mailbox_delimiter", "login_delay_ms", NULL},
     {"tls", "certificate", "key", NULL},
-    {"limits", "max_children", "client_connection_limit", "evict_idle_s", "idle_timeout_s", "data_timeout_s",
-     "max_errors", NULL},
+    {"limits", "max_children", "client_connection_limit", "evict_idle_s", "idle_timeout_s",
+     "data_timeout_s", "max_errors", NULL},
     {"server", "user", "group", NULL},
 };
 
