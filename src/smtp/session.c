@@ -490,11 +490,29 @@ smtp_check_mail(SmtpSession *s, SmtpArgs *a, GString *out)
     return r;
 }
 
+/* smtp_outbox_wanted - whether the sender of the parsed MAIL address gets an outbox copy (when
+ * it is a user of ours): every local sender under "local" (the paper's design); under
+ * "authenticated" only a logged-in client, whose address smtp_check_mail proved its own */
+static gboolean
+smtp_outbox_wanted(const SmtpSession *s, const SmtpArgs *a)
+{
+    if (!a->domain || !smtp_domain_is_local(s, a->domain))
+        return FALSE;
+    switch (s->cfg.outbox_copy) {
+    case CONFIG_OUTBOX_LOCAL:
+        return TRUE;
+    case CONFIG_OUTBOX_AUTHENTICATED:
+        return s->auth_user && smtp_sender_is_own(s, a);
+    case CONFIG_OUTBOX_NEVER:
+    default:
+        return FALSE;
+    }
+}
+
 static SmtpResult
 smtp_proceed_mail(SmtpSession *s, SmtpArgs *a, GString *out)
 {
-    /* A sender who is a user of ours gets a copy in the outbox (the paper's design). */
-    if (a->domain && smtp_domain_is_local(s, a->domain)) {
+    if (smtp_outbox_wanted(s, a)) {
         GError *error = NULL;
         if (!smtp_lookup_user(s, a->local, &s->sender_user, &error)) {
             log_warn("smtp %s %s: MAIL FROM:<%s>: %s", s->id, s->peer, a->address, error->message);
@@ -1066,6 +1084,7 @@ smtp_session_config_init(SmtpSessionConfig *sc, const CassmailConfig *cfg)
     /* The adapter knows the peer and whether it has a TLS context; these are the safe defaults. */
     sc->starttls = FALSE;
     sc->plaintext_auth = cfg->allow_plaintext_auth == CONFIG_PLAINTEXT_ALWAYS;
+    sc->outbox_copy = cfg->outbox_copy;
 }
 
 SmtpSession *

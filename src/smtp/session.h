@@ -48,6 +48,11 @@
  *     only its own address, user@<a local domain>: anything else, <> included, is
  *     "553 5.7.1" at MAIL — a login must not let one user write as another, nor put mail in
  *     another user's outbox.
+ *   - The sender's outbox copy (cfg.outbox_copy, [smtp] outbox_copy): by default only a client
+ *     that authenticated gets one, in its own outbox (its sender address is checked above); an
+ *     unauthenticated MAIL FROM naming a local user stores nothing there, since anyone can write
+ *     that address. "local" copies for every local sender, proven or not (the paper's design);
+ *     "never" copies for nobody.
  *
  * Stored message: exactly three lines of our Received: field, then the DATA text dot-unstuffed
  * with every line ending in CRLF (a bare LF becomes CRLF; a bare CR is refused, below), so a
@@ -117,6 +122,7 @@ typedef struct {
     const char *const *extensions;   /* borrowed, NULL-terminated or NULL: more EHLO keywords */
     gboolean starttls;               /* the adapter can start TLS: offer STARTTLS (RFC 3207) */
     gboolean plaintext_auth;         /* offer AUTH (RFC 4954) before TLS too */
+    ConfigOutboxCopy outbox_copy;    /* who gets the sent copy in user:outbox (0: authenticated) */
 } SmtpSessionConfig;
 
 /* What the reader saw about the line it hands over. */

@@ -692,6 +692,14 @@ static void
 test_mail_local_sender_store_failure_is_451(Fx *f, gconstpointer d)
 {
     (void)d;
+    /* By default an unauthenticated sender gets no outbox copy, so MAIL asks the store nothing */
+    assert_reply(script(f, "EHLO client.example.org\r\n"), "250");
+    store_mem_fail_next(f->store, 1);
+    assert_replies(script(f, "MAIL FROM:<anne@example.com>\r\nRSET\r\n"), "250 2.1.0", "250");
+    store_mem_fail_next(f->store, 0);
+    /* With outbox_copy = local, MAIL looks the sender up: a store failure there is 451 */
+    f->cfg.outbox_copy = CONFIG_OUTBOX_LOCAL;
+    new_session(f);
     assert_reply(script(f, "EHLO client.example.org\r\n"), "250");
     store_mem_fail_next(f->store, 1);
     assert_reply(script(f, "MAIL FROM:<anne@example.com>\r\n"), "451 4.3.0");
@@ -1159,6 +1167,8 @@ static void
 test_data_store_failure_is_451_then_next_is_250(Fx *f, gconstpointer d)
 {
     (void)d;
+    f->cfg.outbox_copy = CONFIG_OUTBOX_LOCAL;   /* anne's outbox copy is part of the write */
+    new_session(f);
     open_data(f, "anne@example.com", "bob@example.com");
     g_assert_cmpstr(script(f, "first try\r\n"), ==, "");
     store_mem_fail_next(f->store, 1);
@@ -1182,9 +1192,28 @@ test_data_store_failure_is_451_then_next_is_250(Fx *f, gconstpointer d)
 /* ---- the sender's outbox -------------------------------------------------------------------- */
 
 static void
-test_outbox_copy_for_local_sender(Fx *f, gconstpointer d)
+test_outbox_none_for_unauthenticated_local_sender_by_default(Fx *f, gconstpointer d)
 {
     (void)d;
+    /* anyone can write MAIL FROM:<anne@...>: without AUTH, anne's outbox is not touched */
+    g_assert_cmpint(f->cfg.outbox_copy, ==, CONFIG_OUTBOX_AUTHENTICATED);
+    open_data(f, "anne@example.com", "bob@example.com");
+    assert_reply(script(f, "forged\r\n.\r\n"), "250 2.0.0");
+    assert_stored_text(f, "bob", "forged\r\n");
+    g_assert_cmpuint(count(f, "anne", "outbox"), ==, 0);
+    /* writing to "oneself" unauthenticated: the inbox only */
+    open_data(f, "anne@example.com", "anne@example.com");
+    assert_reply(script(f, "note\r\n.\r\n"), "250 2.0.0");
+    g_assert_cmpuint(count(f, "anne", "inbox"), ==, 1);
+    g_assert_cmpuint(count(f, "anne", "outbox"), ==, 0);
+}
+
+static void
+test_outbox_local_copies_for_every_local_sender(Fx *f, gconstpointer d)
+{
+    (void)d;
+    f->cfg.outbox_copy = CONFIG_OUTBOX_LOCAL;   /* the paper's design */
+    new_session(f);
     assert_replies(script(f, "EHLO client.example.org\r\nMAIL FROM:<Anne@Example.net>\r\n"
                              "RCPT TO:<bob@example.com>\r\nRCPT TO:<carol@example.com>\r\n"
                              "DATA\r\nfrom anne\r\n.\r\n"),
@@ -1206,6 +1235,8 @@ static void
 test_outbox_none_for_foreign_sender(Fx *f, gconstpointer d)
 {
     (void)d;
+    f->cfg.outbox_copy = CONFIG_OUTBOX_LOCAL;
+    new_session(f);
     /* "anne" of another domain is not our anne */
     open_data(f, "anne@remote.example", "bob@example.com");
     assert_reply(script(f, "x\r\n.\r\n"), "250 2.0.0");
@@ -1217,6 +1248,8 @@ static void
 test_outbox_none_for_null_sender(Fx *f, gconstpointer d)
 {
     (void)d;
+    f->cfg.outbox_copy = CONFIG_OUTBOX_LOCAL;
+    new_session(f);
     open_data(f, "", "bob@example.com");
     assert_reply(script(f, "x\r\n.\r\n"), "250 2.0.0");
     g_assert_cmpuint(count(f, "bob", "inbox"), ==, 1);
@@ -1228,6 +1261,8 @@ static void
 test_outbox_none_for_unknown_local_sender(Fx *f, gconstpointer d)
 {
     (void)d;
+    f->cfg.outbox_copy = CONFIG_OUTBOX_LOCAL;
+    new_session(f);
     open_data(f, "ghost@example.com", "bob@example.com");
     assert_reply(script(f, "x\r\n.\r\n"), "250 2.0.0");
     g_assert_cmpuint(count(f, "bob", "inbox"), ==, 1);
@@ -1760,6 +1795,33 @@ test_authenticated_sender_must_be_own_address(Fx *f, gconstpointer d)
 }
 
 static void
+test_outbox_authenticated_sender_gets_a_copy_by_default(Fx *f, gconstpointer d)
+{
+    (void)d;
+    auth_session(f);
+    assert_reply(auth_plain(f, "", "anne", "secret"), "235");
+    open_data(f, "Anne@Example.NET", "bob@example.com");
+    assert_reply(script(f, "sent by anne\r\n.\r\n"), "250 2.0.0");
+    g_assert_cmpuint(count(f, "anne", "outbox"), ==, 1);
+    g_autoptr(GBytes) in = stored(f, "bob", "inbox", 0);
+    g_autoptr(GBytes) out = stored(f, "anne", "outbox", 0);
+    g_assert_true(g_bytes_equal(in, out));
+}
+
+static void
+test_outbox_never_copies_even_for_an_authenticated_sender(Fx *f, gconstpointer d)
+{
+    (void)d;
+    f->cfg.outbox_copy = CONFIG_OUTBOX_NEVER;
+    auth_session(f);
+    assert_reply(auth_plain(f, "", "anne", "secret"), "235");
+    open_data(f, "anne@example.com", "bob@example.com");
+    assert_reply(script(f, "x\r\n.\r\n"), "250 2.0.0");
+    g_assert_cmpuint(count(f, "bob", "inbox"), ==, 1);
+    g_assert_cmpuint(count(f, "anne", "outbox"), ==, 0);
+}
+
+static void
 test_authenticated_client_cannot_relay(Fx *f, gconstpointer d)
 {
     (void)d;
@@ -1942,7 +2004,9 @@ main(int argc, char **argv)
     T("data/nul-line-is-554-5.6.0-nothing-stored", test_data_nul_line_is_554);
     T("data/store-failure-is-451-then-next-is-250", test_data_store_failure_is_451_then_next_is_250);
 
-    T("outbox/copy-for-local-sender", test_outbox_copy_for_local_sender);
+    T("outbox/none-for-unauthenticated-local-sender-by-default",
+      test_outbox_none_for_unauthenticated_local_sender_by_default);
+    T("outbox/local-copies-for-every-local-sender", test_outbox_local_copies_for_every_local_sender);
     T("outbox/none-for-foreign-sender", test_outbox_none_for_foreign_sender);
     T("outbox/none-for-null-sender", test_outbox_none_for_null_sender);
     T("outbox/none-for-unknown-local-sender", test_outbox_none_for_unknown_local_sender);
@@ -1973,6 +2037,10 @@ main(int argc, char **argv)
     T("auth/without-tls-is-538-unless-plaintext-allowed", test_auth_without_tls_is_538_unless_plaintext_allowed);
     T("auth/store-failure-is-454", test_auth_store_failure_is_454);
     T("auth/authenticated-sender-must-be-own-address-553", test_authenticated_sender_must_be_own_address);
+    T("outbox/authenticated-sender-gets-a-copy-by-default",
+      test_outbox_authenticated_sender_gets_a_copy_by_default);
+    T("outbox/never-copies-even-for-an-authenticated-sender",
+      test_outbox_never_copies_even_for_an_authenticated_sender);
     T("auth/authenticated-client-cannot-relay-554", test_authenticated_client_cannot_relay);
     T("auth/received-names-tls-and-auth-rfc3848", test_received_names_tls_and_auth);
     T("limits/line-max-follows-the-session", test_line_max_follows_the_session);
