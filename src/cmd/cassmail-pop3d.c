@@ -42,6 +42,7 @@
 #include "net/server.h"
 #include "pop3/session.h"
 #include "store/store.h"
+#include "util/password.h"
 #include "util/config.h"
 #include "util/log.h"
 #include "util/privs.h"
@@ -249,6 +250,7 @@ main(int argc, char **argv)
     CassmailConfig *cfg = config_load(config_path, &error);
     if (!cfg)
         return pop3d_fail(NULL, echo, error, 78);
+    password_set_cost((guint)cfg->password_iterations);
     Pop3d d = {
         .cfg = cfg,
         /* RFC 1939 wants >= 10 minutes; [limits] idle_timeout_s is shared with SMTP (300 s by

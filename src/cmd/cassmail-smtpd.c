@@ -46,6 +46,7 @@
 #include "net/server.h"
 #include "smtp/session.h"
 #include "store/store.h"
+#include "util/password.h"
 #include "util/config.h"
 #include "util/log.h"
 #include "util/privs.h"
@@ -228,6 +229,7 @@ main(int argc, char **argv)
     CassmailConfig *cfg = config_load(config_path, &error);
     if (!cfg)
         return smtpd_fail(NULL, echo, error, 78);
+    password_set_cost((guint)cfg->password_iterations);
     Smtpd d = {.cfg = cfg};
     signal(SIGPIPE, SIG_IGN);
 

@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+#include "util/password.h"
+
 G_DEFINE_QUARK(cassmail-config-error-quark, config_error)
 
 static const struct {
@@ -43,6 +45,7 @@ static const char *const known_keys[][12] = {
     {"limits", "max_children", "client_connection_limit", "evict_idle_s", "idle_timeout_s",
      "data_timeout_s", "max_errors", NULL},
     {"server", "user", "group", NULL},
+    {"auth", "password_iterations", NULL},
 };
 
 /* check_keys - an error naming the first unknown group or key in KF */
@@ -272,6 +275,8 @@ config_load(const char *path, GError **error)
     INT(idle_timeout_s, "limits", "idle_timeout_s", 300, 1, 86400);
     INT(data_timeout_s, "limits", "data_timeout_s", 600, 1, 86400);
     INT(max_errors, "limits", "max_errors", 10, 1, 1000);
+    INT(password_iterations, "auth", "password_iterations", PASSWORD_ITERATIONS,
+        PASSWORD_ITERATIONS_MIN, PASSWORD_ITERATIONS_MAX);
 #undef INT
 
     get_str(kf, "server", "user", NULL, &c->user);

@@ -70,6 +70,9 @@ typedef struct {
     /* [server] */
     char *user;                /* drop to this user after binding (when started as root) */
     char *group;
+
+    /* [auth] */
+    int password_iterations;   /* PBKDF2 cost of new hashes and the least a check costs */
 } CassmailConfig;
 
 /* config_load - read FILE (NULL: defaults only); unknown keys are errors so typos do not pass */

@@ -25,6 +25,20 @@ G_DEFINE_QUARK(cassmail-password-error-quark, password_error)
 
 /* PBKDF2 iterations spent by this process (password_iterations_spent). */
 static guint64 password_spent;
+/* The least a check costs, and the cost of new hashes (password_set_cost). */
+static guint password_cost = PASSWORD_ITERATIONS;
+
+void
+password_set_cost(guint iterations)
+{
+    password_cost = CLAMP(iterations, PASSWORD_ITERATIONS_MIN, PASSWORD_ITERATIONS_MAX);
+}
+
+guint
+password_get_cost(void)
+{
+    return password_cost;
+}
 
 guint64
 password_iterations_spent(void)
@@ -77,7 +91,7 @@ password_hash_iterations(const char *password, guint iterations, GError **error)
 char *
 password_hash(const char *password, GError **error)
 {
-    return password_hash_iterations(password, PASSWORD_ITERATIONS, error);
+    return password_hash_iterations(password, password_cost, error);
 }
 
 /* password_b64_decode - decode LEN characters of canonical, padded base64 at TEXT into OUT (room
@@ -178,9 +192,9 @@ guint
 password_check_cost(const char *stored)
 {
     PasswordStored p;
-    guint cost = PASSWORD_ITERATIONS;
+    guint cost = password_cost;
     if (password_parse(stored, &p))
-        cost = MAX(p.iterations, PASSWORD_ITERATIONS);
+        cost = MAX(p.iterations, password_cost);
     OPENSSL_cleanse(&p, sizeof p);
     return cost;
 }
@@ -188,7 +202,7 @@ password_check_cost(const char *stored)
 void
 password_verify_dummy(const char *password)
 {
-    password_burn(password, PASSWORD_ITERATIONS);
+    password_burn(password, password_cost);
 }
 
 gboolean
@@ -203,10 +217,10 @@ password_verify(const char *password, const char *stored)
     guint8 key[PASSWORD_KEY_MAX];
     gboolean ok = password_derive(password, p.salt, p.salt_len, p.iterations, key, p.key_len) &&
                   CRYPTO_memcmp(key, p.key, p.key_len) == 0;
-    /* A hash cheaper than the default is padded up to it, so that its user's checks cost what
-     * an unknown user's dummy check costs (see password_check_cost). */
-    if (p.iterations < PASSWORD_ITERATIONS)
-        password_burn(password, PASSWORD_ITERATIONS - p.iterations);
+    /* A hash cheaper than the configured cost is padded up to it, so that its user's checks cost
+     * what an unknown user's dummy check costs (see password_check_cost). */
+    if (p.iterations < password_cost)
+        password_burn(password, password_cost - p.iterations);
     OPENSSL_cleanse(key, sizeof key);
     OPENSSL_cleanse(&p, sizeof p);
     return ok;

@@ -173,6 +173,27 @@ test_a_malformed_hash_costs_the_default(void)
     g_assert_cmpuint(password_check_cost("plain text"), ==, PASSWORD_ITERATIONS);
 }
 
+/* The configured cost ([auth] password_iterations) is what every check costs at least and what
+ * new hashes get; the rules above hold around it. */
+static void
+test_the_configured_cost_sets_every_checks_floor(void)
+{
+    password_set_cost(2000);
+    g_autofree char *h = password_hash("right", NULL);
+    g_autofree char *cheap = password_hash_iterations("right", 1000, NULL);
+    g_autofree char *dear = password_hash_iterations("right", 5000, NULL);
+    g_assert_cmpuint(password_check_cost(h), ==, 2000);
+    g_assert_cmpuint(spent(verify_unknown, NULL), ==, 2000);
+    g_assert_cmpuint(spent(verify_wrong, h), ==, 2000);
+    g_assert_cmpuint(spent(verify_right, cheap), ==, 2000);
+    g_assert_cmpuint(spent(verify_wrong, cheap), ==, 2000);
+    g_assert_cmpuint(spent(verify_right, dear), ==, 5000);
+    g_assert_cmpuint(spent(verify_unknown, "plain text"), ==, 2000);
+    password_set_cost(1);   /* clamped to the accepted range */
+    g_assert_cmpuint(password_get_cost(), ==, PASSWORD_ITERATIONS_MIN);
+    password_set_cost(PASSWORD_ITERATIONS);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -194,5 +215,7 @@ main(int argc, char **argv)
                     test_a_cheaper_hash_is_padded_to_the_default_cost);
     g_test_add_func("/password/a-dearer-hash-costs-its-own-count", test_a_dearer_hash_costs_its_own_count);
     g_test_add_func("/password/a-malformed-hash-costs-the-default", test_a_malformed_hash_costs_the_default);
+    g_test_add_func("/password/the-configured-cost-sets-every-checks-floor",
+                    test_the_configured_cost_sets_every_checks_floor);
     return g_test_run();
 }

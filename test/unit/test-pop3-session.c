@@ -1100,6 +1100,8 @@ int
 main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
+    /* the tests' hashes cost 1000 iterations, as a deployment may configure ([auth]) */
+    password_set_cost(1000);
     char *h = password_hash_iterations("secret", 1000, NULL);
     hash_secret = h;
 #define T(name, fn) g_test_add("/pop3/" name, Fx, NULL, fx_setup, fn, fx_teardown)

@@ -1942,6 +1942,8 @@ int
 main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
+    /* the tests' hashes cost 1000 iterations, as a deployment may configure ([auth]) */
+    password_set_cost(1000);
 #define T(path, fn) g_test_add("/smtp/" path, Fx, NULL, fx_setup, fn, fx_teardown)
     T("greeting/is-220", test_greeting_is_220);
     T("ehlo/lists-pipelining-size-8bitmime-enhancedstatuscodes", test_ehlo_lists_extensions);
