@@ -12,8 +12,14 @@
 #   make test-asan  everything built with AddressSanitizer and UBSan into build/asan, then the
 #                   end-to-end suite against those programs
 #
+#   make fresh-check  the README's first steps on a fresh Debian 12 root (tools/fresh-check; root,
+#                   network to Debian's mirror and Maven Central; FRESH_ARGS passes options)
+#
 # `make run` and `make test` first run tools/setup, which installs the Debian packages and fetches
-# Cassandra's jars from Maven Central; it is quick when everything is already there.
+# Cassandra's jars from Maven Central; it is quick when everything is already there. The build
+# then runs in a second make, so that what pkg-config says is read only after setup installed the
+# libraries (this make reads the Makefile before setup runs: on a fresh machine its pkg-config
+# answers nothing).
 
 CC       ?= gcc
 PKGS     := glib-2.0 gobject-2.0 thrift_c_glib openssl uuid
@@ -22,8 +28,11 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -Wall -Wextra -Werror $(SAN)
 # Generated stubs are not ours to fix; they build without -Werror's extras.
 GEN_CFLAGS = -std=c11 -O2 -g -w $(SAN)
-LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# Asked when a recipe first needs them (not when make reads this file), then kept: empty until
+# tools/setup installed the -dev packages (see pkg-check).
+PKG_LIBS   = $(eval PKG_LIBS := $$(shell pkg-config --libs $(PKGS) 2>/dev/null))$(PKG_LIBS)
+PKG_CFLAGS = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $(PKGS) 2>/dev/null))$(PKG_CFLAGS)
+LDLIBS     += $(PKG_LIBS)
 
 PREFIX     ?= /usr/local
 DESTDIR    ?=
@@ -52,8 +61,16 @@ E2E_BINS     := $(E2E_SRCS:test/e2e/%.c=$(B)/test/%)
 # Keep object files that pattern rules made on the way.
 .SECONDARY:
 
-.PHONY: all gen run test test-fast clean distclean install setup stop fuzz fuzz-build test-asan
+.PHONY: all gen run test test-fast clean distclean install setup stop fuzz fuzz-build test-asan \
+        pkg-check fresh-check
 all: $(PROGS) $(UNIT_BINS) $(E2E_BINS)
+
+# pkg-check - before the first compile: the libraries pkg-config must know, or what to do
+$(LIB_OBJS) $(GEN_OBJS) $(CMD_SRCS:%.c=$(B)/obj/%.o) $(UNIT_SRCS:%.c=$(B)/obj/%.o) \
+  $(UNIT_SUPPORT:%.c=$(B)/obj/%.o) $(E2E_SRCS:%.c=$(B)/obj/%.o): | pkg-check
+pkg-check:
+	@[ -n "$(PKG_CFLAGS)" ] || { echo "make: pkg-config knows none of $(PKGS): run tools/setup" \
+	  "first (make run and make test do), then make again" >&2; exit 1; }
 
 $(B)/obj/gen-c_glib/%.o: gen-c_glib/%.c
 	@mkdir -p $(dir $@)
@@ -93,18 +110,26 @@ gen:
 setup:
 	@tools/setup
 
-run: setup all
+# run, test, test-ring, test-asan: setup, then the build in a make of its own (see the top).
+SUBMAKE := $(MAKE) --no-print-directory
+run:
+	@tools/setup
+	@$(SUBMAKE) all
 	@tools/run-local
 
 stop:
 	@tools/run-local --stop
 
-test: setup all fuzz-build
+test:
+	@tools/setup
+	@$(SUBMAKE) all fuzz-build
 	@test/run
 
 # The failover cases on a 3-node ring alone (they are part of `make test` too).
 .PHONY: test-ring
-test-ring: setup all
+test-ring:
+	@tools/setup
+	@$(SUBMAKE) all
 	@test/run test/e2e/test_failover.py
 
 clean:
@@ -187,7 +212,8 @@ ASAN_SAN  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 ASAN_LOGS  = $(or $(CASSMAIL_RUN),$(CURDIR)/run)/asan-logs
 ASAN_TESTS ?= test/e2e
 ASAN_DESELECT := not bounded_memory and not stays_bounded and not idle_connections and not test_valgrind
-test-asan: setup
+test-asan:
+	@tools/setup
 	@$(MAKE) -s --no-print-directory B=$(ASAN_B) SAN="$(ASAN_SAN)" all
 	@rm -rf $(ASAN_LOGS) && mkdir -p $(ASAN_LOGS)
 	@CASSMAIL_BUILD=$(CURDIR)/$(ASAN_B) CASSMAIL_SANITIZER_LOGS=$(ASAN_LOGS) \
@@ -206,3 +232,10 @@ bench-fig3 bench-fig4 bench-fig5 bench-fig6 bench-baselines bench-pop3 bench-thr
 	tools/bench/run $(BENCH_ARGS) $(@:bench-%=%)
 bench: all
 	tools/bench/run $(BENCH_ARGS) all
+
+# The README's first steps on a fresh Debian 12 root (tools/fresh-check: as root, some minutes,
+# network to Debian's mirror and Maven Central). FRESH_ARGS passes options, e.g.
+# FRESH_ARGS="--root /var/tmp/cm-root --keep --test".
+FRESH_ARGS ?=
+fresh-check:
+	tools/fresh-check $(FRESH_ARGS)

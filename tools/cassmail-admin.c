@@ -297,7 +297,7 @@ main(int argc, char **argv)
     g_autofree char *config_path = NULL;
     int rf = 0;
     gboolean password_stdin = FALSE;
-    int iterations = PASSWORD_ITERATIONS;
+    int iterations = 0;   /* 0: [auth] password_iterations */
     int min_age = -1;
     gboolean dry_run = FALSE;
     GOptionEntry entries[] = {
@@ -306,7 +306,8 @@ main(int argc, char **argv)
         {"password-stdin", 0, 0, G_OPTION_ARG_NONE, &password_stdin,
          "useradd: read the password from standard input", NULL},
         {"iterations", 0, 0, G_OPTION_ARG_INT, &iterations,
-         "passwd, useradd: PBKDF2 iterations of the new hash (default " G_STRINGIFY(PASSWORD_ITERATIONS) ")",
+         "passwd, useradd: PBKDF2 iterations of the new hash (default: [auth] password_iterations, "
+         G_STRINGIFY(PASSWORD_ITERATIONS) " unless set)",
          "N"},
         {"min-age", 0, 0, G_OPTION_ARG_INT, &min_age,
          "gc: leave bodies younger than S seconds alone (default [store] gc_min_age_s)", "S"},
@@ -328,7 +329,7 @@ main(int argc, char **argv)
         return EX_USAGE;
     }
     /* checked here too, so that a bad value is refused before a password is asked for */
-    if (iterations < PASSWORD_ITERATIONS_MIN || iterations > PASSWORD_ITERATIONS_MAX) {
+    if (iterations != 0 && (iterations < PASSWORD_ITERATIONS_MIN || iterations > PASSWORD_ITERATIONS_MAX)) {
         fprintf(stderr, "cassmail-admin: --iterations must be from %d to %d (got %d)\n",
                 PASSWORD_ITERATIONS_MIN, PASSWORD_ITERATIONS_MAX, iterations);
         return EX_USAGE;
@@ -341,6 +342,9 @@ main(int argc, char **argv)
         g_error_free(error);
         return EX_CONFIG;
     }
+    password_set_cost((guint)cfg->password_iterations);
+    if (iterations == 0)
+        iterations = cfg->password_iterations;
     Store *store = store_open(cfg, &error);
     if (!store) {
         config_free(&cfg);

@@ -5,8 +5,11 @@
  *
  * Started per connection by inetd/xinetd/systemd (--inetd: the connection is stdin/stdout), or as
  * its own listener forking one child per connection (at most [limits] max_children; beyond that a
- * client gets "-ERR [SYS/TEMP] too many connections"). Each session opens its own Store, which
- * connects to Cassandra on first use.
+ * client gets "-ERR [SYS/TEMP] too many connections", as does one beyond [limits]
+ * client_connection_limit from one client address). A session may be evicted by a full listener
+ * (src/net/server.h) only while it waits for a command, never while a command waits on the store
+ * or its reply is being written. Each session opens its own Store, which connects to Cassandra
+ * on first use.
  *
  * The adapter does what the pure core must not: reading lines with a timeout (RFC 1939 section 3:
  * the autologout timer is at least 10 minutes), sleeping before a failed login's reply, writing
@@ -39,6 +42,7 @@
 #include "net/server.h"
 #include "pop3/session.h"
 #include "store/store.h"
+#include "util/password.h"
 #include "util/config.h"
 #include "util/log.h"
 #include "util/privs.h"
@@ -126,8 +130,10 @@ pop3d_session(NetConn *conn, const char *peer, gpointer data)
     gboolean ok = pop3d_send(conn, out, TRUE);
     while (ok) {
         /* RFC 2449 section 4: 255 octets; we allow 255 before the CRLF (see session.h). */
+        net_session_hold(FALSE);   /* evictable only while waiting for a command */
         NetLineStatus r = net_conn_read_line(conn, POP3_LINE_MAX + 2, d->idle_timeout_s * 1000,
                                               line);
+        net_session_hold(TRUE);    /* the command may wait on the store (PASS, STAT, QUIT) */
         gboolean close;
         if (r == NET_LINE_OK || r == NET_LINE_NUL || r == NET_LINE_TOO_LONG) {
             /* The core strips the CRLF and answers a NUL or an over-long line with -ERR. */
@@ -248,6 +254,7 @@ main(int argc, char **argv)
     CassmailConfig *cfg = config_load(config_path, &error);
     if (!cfg)
         return pop3d_fail(NULL, echo, error, 78);
+    password_set_cost((guint)cfg->password_iterations);
     Pop3d d = {
         .cfg = cfg,
         /* RFC 1939 wants >= 10 minutes; [limits] idle_timeout_s is shared with SMTP (300 s by
@@ -280,6 +287,7 @@ main(int argc, char **argv)
         log_info("max %d children, autologout after %d s, STLS %s", cfg->max_children,
                  d.idle_timeout_s, d.tls ? "offered" : "not offered (no [tls] certificate)");
         net_serve_set_evict_idle(cfg->evict_idle_s);
+        net_serve_set_client_limit(cfg->client_connection_limit);
         if (net_serve_fd(fd, cfg->max_children, POP3D_BUSY, pop3d_session, &d, &error) < 0) {
             SSL_CTX_free(d.tls);
             return pop3d_fail(cfg, echo, error, 69);

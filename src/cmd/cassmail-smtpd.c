@@ -5,10 +5,11 @@
  *
  * Started per connection by inetd/xinetd/systemd Accept=yes (--inetd: the connection is stdin and
  * stdout), or as its own listener forking one child per connection (at most [limits]
- * max_children; beyond that a client gets "421 4.3.2" and is closed). It never daemonizes: run
- * under systemd (Type=simple) or a supervisor. Logs go to syslog (facility mail), or to stderr
- * with -f. Each session opens its own Store, which connects to Cassandra on first use, so every
- * child has its own Thrift connection and the parent has none.
+ * max_children, and [limits] client_connection_limit from one client address; beyond that a
+ * client gets "421 4.3.2" and is closed). It never daemonizes: run under systemd (Type=simple)
+ * or a supervisor. Logs go to syslog (facility mail), or to stderr with -f. Each session opens
+ * its own Store, which connects to Cassandra on first use, so every child has its own Thrift
+ * connection and the parent has none.
  *
  * Start-up order (src/util/privs.h): read the configuration, bind the listener (not in --inetd
  * mode), load the [tls] certificate and key, then — when started as root — become [server]
@@ -25,7 +26,11 @@
  * plus the transparency dot) and timeouts ([limits] idle_timeout_s between commands,
  * data_timeout_s inside DATA; on expiry "421 4.4.2" and close), answers pipelined commands in one
  * write (RFC 2920: it flushes when no more input is buffered, and the reader flushes before it
- * waits), and logs one line per session:
+ * waits), and logs one line per session. Under its own listener a session may be evicted (see
+ * src/net/server.h) only while it waits for a command outside DATA: it holds inside DATA, and
+ * from each line read until its reply is written (a delivery waiting on the store included), so
+ * a stored message always gets its 250 rather than an eviction the client would retry.
+ *
  *
  *     smtp ID PEER: session end helo=... accepted=N octets=N rejected=N errors=N end=... ms=N
  *         tls=yes|no auth=USER|-
@@ -41,6 +46,7 @@
 #include "net/server.h"
 #include "smtp/session.h"
 #include "store/store.h"
+#include "util/password.h"
 #include "util/config.h"
 #include "util/log.h"
 #include "util/privs.h"
@@ -122,7 +128,10 @@ smtpd_session(NetConn *conn, const char *peer, gpointer data)
         gboolean in_data = smtp_session_in_data(s);
         gsize max = smtp_session_line_max(s);
         int timeout_s = in_data ? d->cfg->data_timeout_s : d->cfg->idle_timeout_s;
+        /* Evictable only while waiting for a command: never inside DATA (src/net/server.h). */
+        net_session_hold(in_data);
         NetLineStatus r = net_conn_read_line(conn, max, timeout_s * 1000, line);
+        net_session_hold(TRUE);   /* the line may wait on the store; its reply must go out */
         guint flags = 0;
         if (r == NET_LINE_TOO_LONG) {
             flags |= SMTP_LINE_TOO_LONG;
@@ -232,6 +241,7 @@ main(int argc, char **argv)
     CassmailConfig *cfg = config_load(config_path, &error);
     if (!cfg)
         return smtpd_fail(NULL, echo, error, 78);
+    password_set_cost((guint)cfg->password_iterations);
     Smtpd d = {.cfg = cfg};
     signal(SIGPIPE, SIG_IGN);
 
@@ -263,6 +273,8 @@ main(int argc, char **argv)
                  : cfg->allow_plaintext_auth == CONFIG_PLAINTEXT_LOOPBACK ? "loopback clients only"
                                                                           : "never");
         net_serve_set_evict_idle(cfg->evict_idle_s);
+        net_serve_set_client_limit(cfg->client_connection_limit);
+        log_info("outbox copies: %s", config_outbox_copy_name(cfg->outbox_copy));
         if (net_serve_fd(fd, cfg->max_children, SMTPD_BUSY, smtpd_session, &d, &error) < 0) {
             SSL_CTX_free(d.tls);
             return smtpd_fail(cfg, echo, error, 69);

@@ -52,6 +52,7 @@ struct NetConn {
     gsize rpos, rlen;               /* unconsumed input is rbuf[rpos, rlen) */
     gsize scanned;                  /* rbuf[rpos, rpos+scanned) is known to hold no LF */
     gboolean skipping;              /* dropping an over-long line up to its LF */
+    gboolean skip_cr;               /* the last octet dropped while skipping was a CR */
     gboolean eof, rfailed;
 
     guint8 *wbuf;                   /* NET_CONN_BUFFER_SIZE */
@@ -384,11 +385,17 @@ net_conn_read_line(NetConn *c, gsize max, int timeout_ms, GString *line)
         if (c->skipping) {
             const guint8 *lf = memchr(start, '\n', avail);
             if (lf) {
+                /* The LF's CR may have gone with an earlier read (or with the first MAX octets):
+                 * skip_cr remembers it, so the caller learns how the line really ended. */
+                gboolean cr = lf > start ? lf[-1] == '\r' : c->skip_cr;
+                g_string_append(line, cr ? "\r\n" : "\n");
                 c->rpos += (gsize)(lf - start) + 1;
-                c->skipping = FALSE;
+                c->skipping = c->skip_cr = FALSE;
                 c->scanned = 0;
                 return NET_LINE_TOO_LONG;
             }
+            if (avail > 0)
+                c->skip_cr = start[avail - 1] == '\r';
             c->rpos = c->rlen = c->scanned = 0;   /* the middle of an over-long line: drop it */
         } else {
             gsize limit = MIN(avail, max);
@@ -411,8 +418,8 @@ net_conn_read_line(NetConn *c, gsize max, int timeout_ms, GString *line)
         }
 
         if (c->eof) {
-            if (c->skipping) {
-                c->skipping = FALSE;
+            if (c->skipping) {   /* no line end at all: LINE stays empty */
+                c->skipping = c->skip_cr = FALSE;
                 c->rpos = c->rlen = c->scanned = 0;
                 return NET_LINE_TOO_LONG;
             }
@@ -499,7 +506,7 @@ void
 net_conn_discard_input(NetConn *c)
 {
     c->rpos = c->rlen = c->scanned = 0;
-    c->skipping = FALSE;
+    c->skipping = c->skip_cr = FALSE;
 }
 
 /* net_conn_write - see conn.h */

@@ -14,11 +14,16 @@
  *     recognise bare LF, but MUAs send it and both POP3 and SMTP commands are unambiguous either
  *     way). The terminator stays in LINE: net_line_chomp() returns TRUE only for CRLF, so the SMTP
  *     core can insist on CRLF where it matters — the end of DATA must be "." CRLF after a CRLF,
- *     never a bare-LF variant (SMTP smuggling). A CR not followed by LF is an ordinary octet.
+ *     never a bare-LF variant (SMTP smuggling). A CR not followed by LF is an ordinary octet here;
+ *     what it means is the protocol's decision (SMTP refuses a message that holds one).
  *   - Over-long lines: once MAX octets arrived without an LF, the reader drops octets up to and
  *     including the next LF, never holding more than NET_CONN_BUFFER_SIZE, and then reports
- *     NET_LINE_TOO_LONG exactly once (at EOF if the LF never comes); LINE is empty. The next
- *     call reads the line after it.
+ *     NET_LINE_TOO_LONG exactly once (at EOF if the LF never comes). LINE then holds only how the
+ *     skipped line ended: "\r\n" for CRLF, "\n" for a bare LF, empty at EOF — the same whether
+ *     the CR and the LF arrived in one read or two, or the CR was the last of the first MAX
+ *     octets. The SMTP core needs it: a skipped text line that ended in a bare LF must not make
+ *     the "." CRLF after it the end of DATA (SMTP smuggling with over-long lines). The next call
+ *     reads the line after it.
  *   - NUL policy: a complete line that contains a NUL octet is reported as NET_LINE_NUL, not OK,
  *     with the whole line in LINE (so code that treats lines as C strings cannot be fooled by
  *     an early NUL unless it asks for that). Protocols answer it with an error.
@@ -68,7 +73,8 @@ typedef enum {
 typedef enum {
     NET_LINE_OK,         /* a complete line in LINE, ending in LF (see net_line_chomp) */
     NET_LINE_NUL,        /* a complete line in LINE that contains a NUL octet */
-    NET_LINE_TOO_LONG,   /* a line longer than MAX was skipped up to its LF; LINE is empty */
+    NET_LINE_TOO_LONG,   /* a line longer than MAX was skipped up to its LF; LINE holds only its
+                          * terminator ("\r\n", "\n", or "" at EOF) */
     NET_LINE_EOF,        /* the peer closed; LINE holds any incomplete last line */
     NET_LINE_TIMEOUT,    /* no complete line within TIMEOUT_MS */
     NET_LINE_ERROR,      /* a read error (connection reset, TLS failure) */

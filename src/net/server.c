@@ -10,6 +10,12 @@
  * TCP_INFO, how long each client has been silent, and close the quietest (server.h); it is closed
  * when the child is reaped. A new child closes the whole table's copies at once (they belong to
  * its siblings), so a client always sees its connection end when its own session ends.
+ *
+ * Held sessions: each child has a slot, one byte of a page the parent maps shared and anonymous
+ * before it forks anything. The child writes its byte (net_session_hold); the parent only reads
+ * it, as "non-zero: do not evict", when it looks for a session to close. Which slot belongs to
+ * which child is the parent's private bookkeeping, so whatever a child writes there can at worst
+ * keep sessions from being evicted — never corrupt the listener's state or make it wait.
  */
 #include "net/server.h"
 
@@ -25,6 +31,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -41,12 +48,26 @@
 static volatile sig_atomic_t got_child;
 static volatile sig_atomic_t got_stop;
 static int evict_idle_s = NET_SERVE_EVICT_IDLE_S;
+static int client_limit = NET_SERVE_CLIENT_LIMIT;
+/* In a session forked by net_serve_fd: its byte in the listener's shared slot page (see above).
+ * NULL in the listener itself and in inetd mode. */
+static volatile guint8 *own_slot;
+
+/* The slots of one listener: the shared page and the parent's private list of free slots. */
+typedef struct {
+    volatile guint8 *held;   /* MAP_SHARED: one byte per slot, non-zero while its child holds */
+    gsize size;              /* bytes mapped */
+    guint n;                 /* slots */
+    guint *free;             /* private: free slot numbers, a stack */
+    guint nfree;
+} NetSlots;
 
 /* One live session, as the parent sees it. */
 typedef struct {
     pid_t pid;
     int fd;             /* the parent's copy of the connection (-1 when there is none) */
-    char *peer;         /* the client's address, for logs */
+    char *peer;         /* the client's address, for logs and the per-client limit */
+    guint slot;         /* its byte in NetSlots.held */
     gboolean evicted;   /* closed to make room; no longer counted, waiting to be reaped */
 } NetChild;
 
@@ -66,6 +87,79 @@ void
 net_serve_set_evict_idle(int seconds)
 {
     evict_idle_s = MAX(seconds, 0);
+}
+
+/* net_serve_set_client_limit - see server.h */
+void
+net_serve_set_client_limit(int sessions)
+{
+    client_limit = MAX(sessions, 0);
+}
+
+/* net_serve_client_share - see server.h */
+int
+net_serve_client_share(int max_children)
+{
+    if (client_limit <= 0)
+        return max_children;
+    return MIN(client_limit, MAX(max_children - 1, 1));
+}
+
+/* net_session_hold - see server.h */
+void
+net_session_hold(gboolean hold)
+{
+    if (own_slot)
+        *own_slot = hold ? 1 : 0;
+}
+
+/* net_slots_init - N slots, every one free; FALSE with ERROR when the page cannot be mapped */
+static gboolean
+net_slots_init(NetSlots *sl, guint n, GError **error)
+{
+    sl->n = n;
+    sl->size = n;
+    void *p = mmap(NULL, sl->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        g_set_error(error, NET_ERROR, NET_ERROR_SYSTEM, "mmap: %s", g_strerror(errno));
+        return FALSE;
+    }
+    sl->held = p;
+    sl->free = g_new(guint, n);
+    for (guint i = 0; i < n; i++)
+        sl->free[i] = n - 1 - i;
+    sl->nfree = n;
+    return TRUE;
+}
+
+/* net_slots_clear - unmap and free SL's slots */
+static void
+net_slots_clear(NetSlots *sl)
+{
+    if (sl->held)
+        munmap((void *)sl->held, sl->size);
+    sl->held = NULL;
+    g_clear_pointer(&sl->free, g_free);
+    sl->nfree = 0;
+}
+
+/* net_slot_take - a free slot, not held; FALSE when every slot is in use */
+static gboolean
+net_slot_take(NetSlots *sl, guint *slot)
+{
+    if (sl->nfree == 0)
+        return FALSE;
+    *slot = sl->free[--sl->nfree];
+    sl->held[*slot] = 0;
+    return TRUE;
+}
+
+/* net_slot_give - SLOT is free again (its child has been reaped) */
+static void
+net_slot_give(NetSlots *sl, guint slot)
+{
+    if (slot < sl->n && sl->nfree < sl->n)
+        sl->free[sl->nfree++] = slot;
 }
 
 /* net_parse_port - a decimal port 0..65535 */
@@ -300,10 +394,10 @@ on_stop(int sig)
 }
 
 /* net_reap - collect every exited child, forgetting ours in CHILDREN (which closes our copy of
- * its connection). A session that died of a signal is logged, except of the SIGTERM a STOPPING
- * server sent it. */
+ * its connection) and freeing its slot in SLOTS. A session that died of a signal is logged,
+ * except of the SIGTERM a STOPPING server sent it. */
 static void
-net_reap(GHashTable *children, gboolean stopping)
+net_reap(GHashTable *children, NetSlots *slots, gboolean stopping)
 {
     got_child = 0;
     for (;;) {
@@ -319,6 +413,7 @@ net_reap(GHashTable *children, gboolean stopping)
         else if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
             log_warn("session %ld exited with status %d (%s)", (long)pid, WEXITSTATUS(status),
                      c->peer);
+        net_slot_give(slots, c->slot);
         g_hash_table_remove(children, GINT_TO_POINTER(pid));
     }
 }
@@ -335,6 +430,22 @@ net_live(GHashTable *children)
         if (!((NetChild *)value)->evicted)
             live++;
     return live;
+}
+
+/* net_client_sessions - sessions of CHILDREN (evicted ones not counted) from client address PEER */
+static guint
+net_client_sessions(GHashTable *children, const char *peer)
+{
+    guint n = 0;
+    GHashTableIter it;
+    gpointer value;
+    g_hash_table_iter_init(&it, children);
+    while (g_hash_table_iter_next(&it, NULL, &value)) {
+        const NetChild *c = value;
+        if (!c->evicted && strcmp(c->peer, peer) == 0)
+            n++;
+    }
+    return n;
 }
 
 /* net_silent_ms - how long the client on FD has been silent: the time since data last went
@@ -356,10 +467,11 @@ net_silent_ms(int fd)
 }
 
 /* net_evict_idle - make room for a new connection: close the session whose client has been
- * silent longest, when that is at least evict_idle_s. The client gets BUSY_REPLY; shutting the
- * socket down makes the session read EOF and end. TRUE when a session was closed. */
+ * silent longest, when that is at least evict_idle_s, among those that do not hold (SLOTS). The
+ * client gets BUSY_REPLY; shutting the socket down makes the session read EOF and end. TRUE
+ * when a session was closed. */
 static gboolean
-net_evict_idle(GHashTable *children, const char *busy_reply)
+net_evict_idle(GHashTable *children, const NetSlots *slots, const char *busy_reply)
 {
     if (evict_idle_s <= 0)
         return FALSE;
@@ -370,7 +482,7 @@ net_evict_idle(GHashTable *children, const char *busy_reply)
     g_hash_table_iter_init(&it, children);
     while (g_hash_table_iter_next(&it, NULL, &value)) {
         NetChild *c = value;
-        gint64 ms = c->evicted ? -1 : net_silent_ms(c->fd);
+        gint64 ms = c->evicted || slots->held[c->slot] ? -1 : net_silent_ms(c->fd);
         if (ms > longest) {
             longest = ms;
             quietest = c;
@@ -405,15 +517,14 @@ net_raise_fd_limit(int max_children)
                  (unsigned long)rl.rlim_cur, max_children);
 }
 
-/* net_refuse - tell a connection we are full, and close it */
+/* net_refuse - tell a connection we are full (or its address has its share), and close it */
 static void
-net_refuse(int cfd, const char *busy_reply, const char *peer, guint live)
+net_refuse(int cfd, const char *busy_reply)
 {
     if (busy_reply && *busy_reply)
         (void)send(cfd, busy_reply, strlen(busy_reply), MSG_DONTWAIT | MSG_NOSIGNAL);
     (void)shutdown(cfd, SHUT_WR);
     close(cfd);
-    log_warn("refused %s: %u sessions running, the limit", peer, live);
 }
 
 /* Signal dispositions net_serve_fd changes, to put back. */
@@ -435,11 +546,13 @@ net_restore_signals(const NetSavedSignals *saved)
 
 /* net_run_child - the child's life: one session on CFD, then exit */
 static void G_GNUC_NORETURN
-net_run_child(int listen_fd, GHashTable *children, int cfd, const char *peer,
-              const sigset_t *unblocked, NetHandler handler, gpointer user_data)
+net_run_child(int listen_fd, GHashTable *children, NetSlots *slots, guint slot, int cfd,
+              const char *peer, const sigset_t *unblocked, NetHandler handler, gpointer user_data)
 {
     close(listen_fd);
     g_hash_table_unref(children);   /* the parent's bookkeeping; closes the siblings' sockets */
+    g_clear_pointer(&slots->free, g_free);
+    own_slot = &slots->held[slot];   /* the shared page stays mapped: net_session_hold */
     struct sigaction dfl = {.sa_handler = SIG_DFL};
     sigemptyset(&dfl.sa_mask);
     sigaction(SIGCHLD, &dfl, NULL);
@@ -458,7 +571,7 @@ net_run_child(int listen_fd, GHashTable *children, int cfd, const char *peer,
 
 /* net_stop_children - SIGTERM every child, wait the grace period, SIGKILL the rest, reap all */
 static void
-net_stop_children(GHashTable *children, const sigset_t *unblocked)
+net_stop_children(GHashTable *children, NetSlots *slots, const sigset_t *unblocked)
 {
     GHashTableIter it;
     gpointer key;
@@ -466,11 +579,11 @@ net_stop_children(GHashTable *children, const sigset_t *unblocked)
     while (g_hash_table_iter_next(&it, &key, NULL))
         kill(GPOINTER_TO_INT(key), SIGTERM);
     gint64 deadline = g_get_monotonic_time() + (gint64)NET_SERVE_STOP_GRACE_MS * 1000;
-    net_reap(children, TRUE);
+    net_reap(children, slots, TRUE);
     while (g_hash_table_size(children) > 0 && g_get_monotonic_time() < deadline) {
         struct timespec nap = {.tv_sec = 0, .tv_nsec = 50 * 1000 * 1000};
         (void)ppoll(NULL, 0, &nap, unblocked);   /* SIGCHLD ends the nap early */
-        net_reap(children, TRUE);
+        net_reap(children, slots, TRUE);
     }
     if (g_hash_table_size(children) == 0)
         return;
@@ -526,15 +639,24 @@ net_serve_fd(int fd, int max_children, const char *busy_reply, NetHandler handle
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, &saved.pipe);
 
+    /* Slots for max_children live sessions and as many evicted ones not yet reaped. */
+    NetSlots slots = {0};
+    if (!net_slots_init(&slots, (guint)max_children * 2, error)) {
+        net_restore_signals(&saved);
+        close(fd);
+        return -1;
+    }
     net_raise_fd_limit(max_children);
     GHashTable *children = g_hash_table_new_full(NULL, NULL, NULL, net_child_free);
     g_autofree char *where = net_local_text(fd);
-    log_info("listening on %s (at most %d sessions)", where, max_children);
+    guint share = (guint)net_serve_client_share(max_children);
+    log_info("listening on %s (at most %d sessions, %u from one client address)", where,
+             max_children, share);
     int result = 0;
 
     while (!got_stop) {
         if (got_child)
-            net_reap(children, FALSE);
+            net_reap(children, &slots, FALSE);
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int r = ppoll(&p, 1, NULL, &unblocked);
         if (r < 0 && errno != EINTR) {
@@ -562,31 +684,50 @@ net_serve_fd(int fd, int max_children, const char *busy_reply, NetHandler handle
             break;
         }
         g_autofree char *peer = net_addr_text((struct sockaddr *)&ss, slen, FALSE);
-        net_reap(children, FALSE);   /* count only sessions that are really alive */
+        net_reap(children, &slots, FALSE);   /* count only sessions that are really alive */
         guint live = net_live(children);
-        if (live >= (guint)max_children && !net_evict_idle(children, busy_reply)) {
-            net_refuse(cfd, busy_reply, peer, live);
+        /* An address over its share is refused at once: evicting another client's session for
+         * it would hand the listener to whoever opens the most connections. */
+        guint mine = client_limit > 0 ? net_client_sessions(children, peer) : 0;
+        if (client_limit > 0 && mine >= share) {
+            net_refuse(cfd, busy_reply);
+            log_warn("refused %s: %u sessions from this address, its limit", peer, mine);
+            continue;
+        }
+        if (live >= (guint)max_children && !net_evict_idle(children, &slots, busy_reply)) {
+            net_refuse(cfd, busy_reply);
+            log_warn("refused %s: %u sessions running, the limit", peer, live);
+            continue;
+        }
+        guint slot;
+        if (!net_slot_take(&slots, &slot)) {
+            net_refuse(cfd, busy_reply);
+            log_warn("refused %s: %u evicted sessions have not ended yet", peer,
+                     g_hash_table_size(children) - net_live(children));
             continue;
         }
         pid_t pid = fork();
         if (pid == 0)
-            net_run_child(fd, children, cfd, peer, &unblocked, handler, user_data);
+            net_run_child(fd, children, &slots, slot, cfd, peer, &unblocked, handler, user_data);
         if (pid < 0) {
             log_err("fork: %s", g_strerror(errno));
-            net_refuse(cfd, busy_reply, peer, live);
+            net_slot_give(&slots, slot);
+            net_refuse(cfd, busy_reply);
             continue;
         }
         NetChild *child = g_new0(NetChild, 1);
         child->pid = pid;
         child->fd = cfd;   /* kept: see the top of this file */
+        child->slot = slot;
         child->peer = g_steal_pointer(&peer);
         g_hash_table_insert(children, GINT_TO_POINTER(pid), child);
     }
 
     close(fd);
     log_info("stopping: %u sessions running", g_hash_table_size(children));
-    net_stop_children(children, &unblocked);
+    net_stop_children(children, &slots, &unblocked);
     g_hash_table_unref(children);
+    net_slots_clear(&slots);
     net_restore_signals(&saved);
     log_info("stopped listening on %s", where);
     return result;

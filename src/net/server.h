@@ -26,10 +26,25 @@
  * parent keeps its copy of every session's socket until it reaps the child, and raises its soft
  * RLIMIT_NOFILE (within the hard limit) to fit MAX_CHILDREN of them.
  *
+ * Sessions that must not be closed: a session in the middle of something the client would have
+ * to repeat — an SMTP session inside DATA, or one waiting on the store (a delivery may take
+ * retry_ms and more while Cassandra fails over, and its client is silent meanwhile) — says so
+ * with net_session_hold(TRUE), and is never evicted until it says net_session_hold(FALSE).
+ * Evicting it after the message was stored but before the 250 went out would make the client
+ * send the message again. A held session ends by its own timeouts (idle, DATA, the store's).
+ *
+ * One client address (a trickle of bytes keeps all of its sessions from ever being silent) may
+ * hold at most net_serve_client_share(MAX_CHILDREN) sessions: the client limit
+ * (net_serve_set_client_limit, like Postfix's smtpd_client_connection_count_limit), but never
+ * more than MAX_CHILDREN - 1, so another address always finds a slot that one address cannot
+ * take (MAX_CHILDREN 1 leaves a share of 1). A connection over its address's share gets
+ * BUSY_REPLY at once and is closed without a fork; it evicts nobody. Addresses are compared as
+ * the numeric text of NetHandler's PEER_ADDR (each IPv6 address on its own).
+ *
  * The log (util/log.h) gets "listening on ADDR:PORT" once the socket accepts connections, one
- * line per connection refused as busy, one per session closed to make room ("evicted PID ..."),
- * one for a session that died of a signal (but for the SIGTERM of a stop) or exited non-zero,
- * and one when the server stops.
+ * line per connection refused as busy ("N sessions running" or "N sessions from this address"),
+ * one per session closed to make room ("evicted PID ..."), one for a session that died of a
+ * signal (but for the SIGTERM of a stop) or exited non-zero, and one when the server stops.
  */
 #ifndef CASSMAIL_NET_SERVER_H
 #define CASSMAIL_NET_SERVER_H
@@ -45,6 +60,9 @@
 /* the eviction time until net_serve_set_evict_idle says otherwise: longer than a delivery takes
  * while Cassandra fails over (a client waiting for its 250 is silent too) */
 #define NET_SERVE_EVICT_IDLE_S 30
+/* sessions from one client address until net_serve_set_client_limit says otherwise (Postfix's
+ * smtpd_client_connection_count_limit) */
+#define NET_SERVE_CLIENT_LIMIT 50
 
 /* One connection, in its own child process. PEER_ADDR is the client's numeric address without
  * port ("192.0.2.7", "2001:db8::7"; IPv4-mapped IPv6 shown as IPv4), or "local" (a Unix socket)
@@ -72,6 +90,18 @@ int net_serve_fd(int fd, int max_children, const char *busy_reply, NetHandler ha
  * listener closes a session whose client has been silent at least SECONDS to serve a new
  * connection (see above); 0 never closes one (a full listener refuses). */
 void net_serve_set_evict_idle(int seconds);
+/* net_serve_set_client_limit - the most sessions one client address may hold in the listeners of
+ * this process (see above); 0: no limit of its own, only MAX_CHILDREN */
+void net_serve_set_client_limit(int sessions);
+/* net_serve_client_share - what one address may hold of MAX_CHILDREN: the client limit, at most
+ * MAX_CHILDREN - 1 and at least 1; MAX_CHILDREN itself when there is no client limit */
+int net_serve_client_share(int max_children);
+/* net_session_hold - in a session net_serve_fd forked: TRUE while it must not be evicted (inside
+ * SMTP DATA, waiting on the store, answering); FALSE while it only waits for the client's next
+ * command. Sessions start not held. A plain store to shared memory, cheap enough per line; a
+ * no-op outside such a session (inetd mode, the listener). */
+void net_session_hold(gboolean hold);
+
 /* net_serve - net_listen then net_serve_fd */
 int net_serve(const char *listen, int max_children, const char *busy_reply, NetHandler handler,
               gpointer user_data, GError **error);

@@ -1,9 +1,19 @@
 /*
  * msgout.c - byte-stuffed, chunked POP3 message bodies (RFC 1939 sections 3 and 7); see msgout.h.
  *
- * Lines end at LF. Stored messages use CRLF (SMTP DATA, unstuffed); a stray bare LF is sent as it
- * is, so that what a client retrieves is byte for byte what was stored. A line may span chunks:
- * the line state (at its start, its length so far, whether it began with CR) carries over.
+ * Line model (the same for RETR, TOP's line count and the stuffing): a line ends at CRLF, at a
+ * bare LF, or at a bare CR (a CR not followed by LF), and every line goes out ending in CRLF,
+ * with one more "." when it starts with ".". A message stored by cassmail-smtpd is CRLF-clean
+ * (bare LF is stored as CRLF, bare CR refused), so it goes out byte for byte as stored, plus the
+ * stuffing. A message stored by an older version (or put there by other means) may hold bare CR
+ * or LF: whatever a client takes for a line end — CRLF only, LF, or CR as well — it sees the same
+ * lines, none of them a lone "." before the real terminator. Sending such octets as they are
+ * would let "x\r.\r\n" end the response early for a client that reads CR as a line end
+ * (SMTP smuggling's POP3 twin), and stuffing after a bare CR without converting it would add a
+ * "." to the text of a client that does not.
+ *
+ * The message arrives in chunks (body parts) and a line, even a CRLF, may span two of them: the
+ * line state (at its start, empty so far, a CR that ended the last chunk) carries over.
  */
 #include "pop3/msgout.h"
 
@@ -15,6 +25,7 @@ pop3_msgout_start(Pop3MsgOut *m, StoreReader *reader, gboolean top, guint64 line
     pop3_msgout_clear(m);
     m->reader = reader;
     m->line_start = TRUE;
+    m->line_empty = TRUE;
     m->top = top;
     m->in_header = TRUE;
     m->lines_left = lines;
@@ -36,13 +47,12 @@ pop3_msgout_failed(const Pop3MsgOut *m)
 static gboolean
 msgout_line_done(Pop3MsgOut *m)
 {
-    gboolean empty = m->line_len == 1 || (m->line_len == 2 && m->line_cr);
-    m->line_len = 0;
-    m->line_cr = FALSE;
+    gboolean empty = m->line_empty;
+    m->line_empty = TRUE;
     if (!m->top)
         return FALSE;
     if (m->in_header) {
-        if (empty)
+        if (empty)   /* the header ends with the first empty line, which is sent */
             m->in_header = FALSE;
         return !m->in_header && m->lines_left == 0;
     }
@@ -64,6 +74,16 @@ msgout_fill(Pop3MsgOut *m)
     return TRUE;
 }
 
+/* line_break - the offset of the first CR or LF in DATA[POS, LEN), or LEN */
+static gsize
+line_break(const guint8 *data, gsize len, gsize pos)
+{
+    for (gsize i = pos; i < len; i++)
+        if (data[i] == '\n' || data[i] == '\r')
+            return i;
+    return len;
+}
+
 gboolean
 pop3_msgout_next(Pop3MsgOut *m, GString *out, gsize max)
 {
@@ -72,30 +92,52 @@ pop3_msgout_next(Pop3MsgOut *m, GString *out, gsize max)
     gsize budget = MAX(max, 1);
     gsize written = 0;
     gboolean finished = FALSE;
+    /* Accounting for the MAX + 5 bound: a line's text never passes BUDGET; its CRLF goes out
+     * only while WRITTEN < BUDGET (so at most one octet over); the terminator adds 3 after a
+     * CRLF, 5 after text. */
     while (written < budget) {
         if (!msgout_fill(m)) {
             finished = TRUE;
             break;
         }
-        if (m->line_start && m->data[m->pos] == '.') {
-            g_string_append_c(out, '.');
-            written++;
+        if (m->pending_cr) {
+            m->pending_cr = FALSE;
+            if (m->data[m->pos] == '\n') {   /* the LF of a CRLF split between chunks */
+                m->pos++;
+                continue;
+            }
         }
-        const guint8 *nl = memchr(m->data + m->pos, '\n', m->len - m->pos);
-        gsize stop = nl ? (gsize)(nl - m->data) + 1 : m->len;
-        gsize room = budget > written ? budget - written : 1;
-        if (stop - m->pos > room)
-            stop = m->pos + room;
-        if (m->line_len == 0 && m->data[m->pos] == '\r')
-            m->line_cr = TRUE;
-        g_string_append_len(out, (const char *)m->data + m->pos, (gssize)(stop - m->pos));
-        written += stop - m->pos;
-        m->line_len += stop - m->pos;
-        m->pos = stop;
-        m->line_start = m->data[stop - 1] == '\n';
-        if (m->line_start && msgout_line_done(m)) {
-            finished = TRUE;
-            break;
+        if (m->line_start) {
+            m->line_start = FALSE;
+            if (m->data[m->pos] == '.') {
+                g_string_append_c(out, '.');
+                written++;
+                continue;
+            }
+        }
+        gsize brk = line_break(m->data, m->len, m->pos);
+        gsize n = MIN(brk - m->pos, budget - written);
+        g_string_append_len(out, (const char *)m->data + m->pos, (gssize)n);
+        written += n;
+        m->pos += n;
+        if (n)
+            m->line_empty = FALSE;
+        if (m->pos == brk && brk < m->len && written < budget) {
+            gsize blen = 1;
+            if (m->data[brk] == '\r') {
+                if (brk + 1 < m->len)
+                    blen = m->data[brk + 1] == '\n' ? 2 : 1;
+                else
+                    m->pending_cr = TRUE;   /* decided by the next chunk's first octet */
+            }
+            g_string_append_len(out, "\r\n", 2);
+            written += 2;
+            m->pos += blen;
+            m->line_start = TRUE;
+            if (msgout_line_done(m)) {
+                finished = TRUE;
+                break;
+            }
         }
     }
     if (!finished)

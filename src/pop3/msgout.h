@@ -5,6 +5,12 @@
  * with CRLF "." CRLF, after a CRLF is added to a message whose last line has none. Section 7 (TOP):
  * the header, the blank line after it, then the first N lines of the body.
  *
+ * Lines end at CRLF, a bare LF or a bare CR, and each goes out with CRLF (msgout.c says why): a
+ * message as cassmail-smtpd stores it (CRLF-clean) goes out unchanged but for the stuffing; an
+ * older one with bare CR or LF goes out CRLF-clean, so no client, however it splits lines, can
+ * see a lone "." before the end (the response may then be longer than the "+OK n octets" and
+ * LIST sizes, which count stored octets).
+ *
  * The iterator streams: it reads the message from a StoreReader a chunk (a body part) at a time
  * and never holds more than the chunk in hand; no stuffed copy is ever built. The caller asks for
  * up to MAX octets at a time, writes them out, and asks again.
@@ -26,8 +32,8 @@ typedef struct {
     gboolean top;         /* TOP: stop after the header, its blank line and LINES_LEFT lines */
     gboolean in_header;
     guint64 lines_left;
-    gsize line_len;       /* octets of the current line sent so far */
-    gboolean line_cr;     /* ...starting with CR (an empty line may be "\r\n") */
+    gboolean line_empty;  /* the current line has no text so far (TOP: the header's end) */
+    gboolean pending_cr;  /* a chunk ended in a CR: an LF starting the next one is its CRLF */
     GError *error;        /* why the body stopped short (pop3_msgout_failed) */
 } Pop3MsgOut;
 

@@ -130,7 +130,7 @@ struct SmtpSession {
     SmtpState state;
     char *helo;
     gboolean esmtp;
-    guint transactions;        /* DATA commands so far, the N of "id SESSION.N" */
+    guint transactions;        /* DATA commands so far */
 
     /* TLS and authentication */
     gboolean tls;              /* the connection runs over TLS */
@@ -146,10 +146,13 @@ struct SmtpSession {
     StoreWriter *writer;       /* the message going to the store while it arrives: Received: +
                                   text; dropped as soon as the message cannot be accepted */
     GError *store_error;       /* the store failed mid-message: 451 at its end */
+    StoreMsgId msgid;          /* the message's id: in Received:, stored under, "queued as" */
     gsize text_octets;         /* text octets seen, including those not kept */
     gboolean line_too_long;    /* a text line was over SMTP_TEXT_LINE_MAX */
     gboolean has_nul;          /* a text line contained NUL */
-    gboolean after_crlf;       /* the previous text line ended in CRLF (or none yet) */
+    gboolean has_bare_cr;      /* a text line contained a CR not followed by LF */
+    gboolean after_crlf;       /* the previous text line (or the DATA command) ended in CRLF */
+    gboolean command_crlf;     /* the last command line ended in CRLF */
 
     SmtpSessionStats stats;
 };
@@ -182,7 +185,7 @@ smtp_reset_transaction(SmtpSession *s)
     store_writer_free(&s->writer);
     g_clear_error(&s->store_error);
     s->text_octets = 0;
-    s->line_too_long = s->has_nul = FALSE;
+    s->line_too_long = s->has_nul = s->has_bare_cr = FALSE;
     s->after_crlf = TRUE;
 }
 
@@ -488,11 +491,29 @@ smtp_check_mail(SmtpSession *s, SmtpArgs *a, GString *out)
     return r;
 }
 
+/* smtp_outbox_wanted - whether the sender of the parsed MAIL address gets an outbox copy (when
+ * it is a user of ours): every local sender under "local" (the paper's design); under
+ * "authenticated" only a logged-in client, whose address smtp_check_mail proved its own */
+static gboolean
+smtp_outbox_wanted(const SmtpSession *s, const SmtpArgs *a)
+{
+    if (!a->domain || !smtp_domain_is_local(s, a->domain))
+        return FALSE;
+    switch (s->cfg.outbox_copy) {
+    case CONFIG_OUTBOX_LOCAL:
+        return TRUE;
+    case CONFIG_OUTBOX_AUTHENTICATED:
+        return s->auth_user && smtp_sender_is_own(s, a);
+    case CONFIG_OUTBOX_NEVER:
+    default:
+        return FALSE;
+    }
+}
+
 static SmtpResult
 smtp_proceed_mail(SmtpSession *s, SmtpArgs *a, GString *out)
 {
-    /* A sender who is a user of ours gets a copy in the outbox (the paper's design). */
-    if (a->domain && smtp_domain_is_local(s, a->domain)) {
+    if (smtp_outbox_wanted(s, a)) {
         GError *error = NULL;
         if (!smtp_lookup_user(s, a->local, &s->sender_user, &error)) {
             log_warn("smtp %s %s: MAIL FROM:<%s>: %s", s->id, s->peer, a->address, error->message);
@@ -566,18 +587,22 @@ smtp_proceed_rcpt(SmtpSession *s, SmtpArgs *a, GString *out)
     return SMTP_GO;
 }
 
-/* smtp_received - our trace field (RFC 5321 4.4), always SMTP_RECEIVED_LINES lines */
+/* smtp_received - our trace field (RFC 5321 4.4), always SMTP_RECEIVED_LINES lines; its id is
+ * the message's TimeUUID, minted here, the one it is stored under and "queued as" names */
 static void
 smtp_received(SmtpSession *s, GString *msg)
 {
+    char id[STORE_MSGID_TEXT_LEN];
+    store_msgid_new(&s->msgid);
+    store_msgid_to_text(&s->msgid, id);
     g_autoptr(GDateTime) now = g_date_time_new_now_local();
     g_autofree char *date = g_date_time_format(now, "%a, %d %b %Y %H:%M:%S %z");
     /* RFC 3848: ESMTPS over TLS, ESMTPA after AUTH, ESMTPSA for both */
     const char *with = !s->esmtp ? "SMTP"
                        : s->tls  ? (s->auth_user ? "ESMTPSA" : "ESMTPS")
                                  : (s->auth_user ? "ESMTPA" : "ESMTP");
-    g_string_append_printf(msg, "Received: from %s (%s)\r\n\tby %s (CassMail) with %s id %s.%u;\r\n\t%s\r\n",
-                           s->helo, s->peer, s->cfg.hostname, with, s->id, s->transactions, date);
+    g_string_append_printf(msg, "Received: from %s (%s)\r\n\tby %s (CassMail) with %s id %s;\r\n\t%s\r\n",
+                           s->helo, s->peer, s->cfg.hostname, with, id, date);
 }
 
 static SmtpResult
@@ -585,15 +610,17 @@ smtp_proceed_data(SmtpSession *s, SmtpArgs *a, GString *out)
 {
     (void)a;
     s->transactions++;
-    /* The message's id is minted now; its octets go to the store as they arrive (parts of a
-     * large message are written long before the end), memory bounded whatever its size. */
-    s->writer = store_writer_begin(s->store, NULL);
+    /* The message's id is minted now (smtp_received); its octets go to the store as they arrive
+     * (parts of a large message are written long before the end), memory bounded whatever its
+     * size. */
     g_autoptr(GString) received = g_string_sized_new(256);
     smtp_received(s, received);
+    s->writer = store_writer_begin(s->store, &s->msgid);
     if (!store_writer_write(s->writer, received->str, received->len, &s->store_error))
         store_writer_free(&s->writer);
     s->text_octets = 0;
-    s->after_crlf = TRUE;
+    /* RFC 5321 4.1.1.4: in an empty message the CRLF before "." is the DATA command's own */
+    s->after_crlf = s->command_crlf;
     smtp_enter_state(s, SMTP_STATE_DATA);
     smtp_reply(out, 354, SMTP_ESC_NONE, "End data with <CR><LF>.<CR><LF>");
     return SMTP_GO;
@@ -989,6 +1016,9 @@ smtp_finish_message(SmtpSession *s, GString *out)
     if (s->has_nul) {
         smtp_reply(out, 554, SMTP_ESC_MEDIA, "Message contains NUL octets; not delivered");
         s->stats.rejected++;
+    } else if (s->has_bare_cr) {
+        smtp_reply(out, 554, SMTP_ESC_MEDIA, "Message contains a bare CR (CR without LF); not delivered");
+        s->stats.rejected++;
     } else if (s->line_too_long) {
         smtp_reply(out, 500, SMTP_ESC_MEDIA, "Line too long (over %d octets); message not delivered",
                    SMTP_TEXT_LINE_MAX);
@@ -1005,19 +1035,26 @@ smtp_finish_message(SmtpSession *s, GString *out)
     smtp_enter_state(s, SMTP_STATE_READY);
 }
 
-/* smtp_data_line - one line of message text, with its line ending */
+/* smtp_data_line - one line of message text, with its line ending
+ *
+ * The smuggling rules (see session.h): the text ends only at a line that is exactly "." CRLF
+ * when the line before it (or the DATA command) really ended in CRLF. Whatever else came before
+ * — a bare LF, a bare CR, an over-long line the reader skipped (LINE is then just its
+ * terminator: "\r\n", "\n", or "" at EOF), a line split across reads or TLS records — a "."
+ * line is text. A bare LF ends a text line and is stored as CRLF; a bare CR refuses the message
+ * after its end, so every stored message is CRLF-clean and POP3 clients agree on its lines. */
 static void
 smtp_data_line(SmtpSession *s, const char *line, gsize len, guint flags, GString *out)
 {
+    gboolean crlf = len >= 2 && line[len - 2] == '\r' && line[len - 1] == '\n';
     if (flags & SMTP_LINE_TOO_LONG) {
         s->line_too_long = TRUE;
-        s->after_crlf = TRUE;   /* the reader resynchronised at an LF */
+        s->after_crlf = crlf && len == 2;   /* all that is known of the skipped line: its end */
         return;
     }
-    gboolean crlf = len >= 2 && line[len - 2] == '\r' && line[len - 1] == '\n';
     gsize body = len - (crlf ? 2 : (len && line[len - 1] == '\n') ? 1 : 0);
-    /* RFC 5321 4.1.1.4: the text ends with CRLF "." CRLF — only that, never a bare-LF variant,
-     * so no other server's idea of the end can smuggle a second message past us. */
+    /* RFC 5321 4.1.1.4: the text ends with CRLF "." CRLF — only that, never a bare-LF or bare-CR
+     * variant, so no other server's idea of the end can smuggle a second message past us. */
     gboolean end = s->after_crlf && crlf && body == 1 && line[0] == '.';
     s->after_crlf = crlf;
     if (end) {
@@ -1026,6 +1063,8 @@ smtp_data_line(SmtpSession *s, const char *line, gsize len, guint flags, GString
     }
     if ((flags & SMTP_LINE_NUL) || memchr(line, '\0', len))
         s->has_nul = TRUE;
+    if (memchr(line, '\r', body))   /* a CR before the line's end is not followed by LF */
+        s->has_bare_cr = TRUE;
     /* RFC 5321 4.5.2: remove the transparency dot */
     if (body > 0 && line[0] == '.') {
         line++;
@@ -1036,7 +1075,8 @@ smtp_data_line(SmtpSession *s, const char *line, gsize len, guint flags, GString
     s->text_octets += body + 2;
     /* A message that cannot be accepted any more is dropped at once (the store forgets what it
      * wrote of it); past that only count: the rest is never buffered nor written. */
-    if (s->text_octets > s->cfg.max_message_size || s->line_too_long || s->has_nul) {
+    if (s->text_octets > s->cfg.max_message_size || s->line_too_long || s->has_nul ||
+        s->has_bare_cr) {
         store_writer_free(&s->writer);
         return;
     }
@@ -1063,6 +1103,7 @@ smtp_session_config_init(SmtpSessionConfig *sc, const CassmailConfig *cfg)
     /* The adapter knows the peer and whether it has a TLS context; these are the safe defaults. */
     sc->starttls = FALSE;
     sc->plaintext_auth = cfg->allow_plaintext_auth == CONFIG_PLAINTEXT_ALWAYS;
+    sc->outbox_copy = cfg->outbox_copy;
 }
 
 SmtpSession *
@@ -1181,6 +1222,7 @@ smtp_command(SmtpSession *s, const char *line, gsize len, guint flags, GString *
         smtp_reply(out, 500, SMTP_ESC_SYNTAX, "NUL octet in command");
         return SMTP_BAD;
     }
+    s->command_crlf = len >= 2 && line[len - 2] == '\r' && line[len - 1] == '\n';
     while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
         len--;
     char *text = g_strndup(line, len);

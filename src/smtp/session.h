@@ -48,22 +48,46 @@
  *     only its own address, user@<a local domain>: anything else, <> included, is
  *     "553 5.7.1" at MAIL — a login must not let one user write as another, nor put mail in
  *     another user's outbox.
+ *   - The sender's outbox copy (cfg.outbox_copy, [smtp] outbox_copy): by default only a client
+ *     that authenticated gets one, in its own outbox (its sender address is checked above); an
+ *     unauthenticated MAIL FROM naming a local user stores nothing there, since anyone can write
+ *     that address. "local" copies for every local sender, proven or not (the paper's design);
+ *     "never" copies for nobody.
  *
  * Stored message: exactly three lines of our Received: field, then the DATA text dot-unstuffed
- * with every line ending in CRLF (a bare LF becomes CRLF):
+ * with every line ending in CRLF (a bare LF becomes CRLF; a bare CR is refused, below), so a
+ * stored message never holds a CR or an LF outside a CRLF:
  *
  *     Received: from HELO-NAME (PEER)\r\n
- *     \tby HOSTNAME (CassMail) with ESMTP id SESSION.N;\r\n
+ *     \tby HOSTNAME (CassMail) with ESMTP id MSGID;\r\n
  *     \tDAY, DD MON YYYY HH:MM:SS +ZZZZ\r\n
  *     <the client's text>
  *
  * ("with SMTP" after HELO; "ESMTPS", "ESMTPA" or "ESMTPSA" over TLS and after AUTH, RFC 3848;
- * SESSION is 8 hex digits per session, N counts its transactions).
+ * MSGID is the message's TimeUUID, minted at DATA with store_msgid_new: the id it is stored under
+ * and the one "250 2.0.0 Ok: queued as MSGID" names — one message, one id).
  * Whoever needs the client's octets back drops the first three lines — smtp_received_strip().
  *
- * Text-line and message policies (decided here, tested in test/unit/test-smtp-session.c):
- *   - the text ends only at "." CRLF right after a CRLF (a bare-LF variant is text: no SMTP
- *     smuggling); a text line that is not the end and begins with "." loses that dot;
+ * Text-line and message policies (decided here, tested in test/unit/test-smtp-session.c and
+ * test/e2e/test_smuggling.py) — like Postfix 3.9's smtpd_forbid_bare_newline = normalize:
+ *   - the text ends only at a line that is exactly "." CRLF and follows a line that really
+ *     ended in CRLF (for an empty message: the DATA command's own CRLF). Every other "." line is
+ *     text: after a bare LF ("\n.\r\n", "\n.\n"), before a bare LF or CR ("\r\n.\n",
+ *     "\r\n.\r"), after an over-long line that the reader skipped to a bare LF, after a bare CR
+ *     ("\r.\r\n" is one line holding a bare CR). However the octets were split across TCP reads,
+ *     TLS records or pipelined batches, the lines are the same (the reader reassembles them), so
+ *     no server that reads the end of DATA another way can smuggle a second message, with an
+ *     envelope of the attacker's choosing, past us or through us (SMTP smuggling, Dec 2023);
+ *   - a bare LF ends a text line, which is stored with CRLF (MUAs and scripts send it, and it is
+ *     unambiguous once it can never end the text);
+ *   - a bare CR (a CR not followed by LF) refuses the message: "554 5.6.0" after its end,
+ *     nothing stored, the session goes on. RFC 5321 2.3.8 and RFC 5322 2.3 forbid it, legitimate
+ *     text mail does not carry it (binary needs BINARYMIME, which we do not offer), and no single
+ *     reading of it is safe: POP3 clients and MUAs differ on whether it ends a line, which is
+ *     what the "\r.\r\n" and "\r\n.\r" variants exploit; turning it into CRLF would invent line
+ *     breaks (and header fields) the sender's other readers never saw, dropping it would join
+ *     words. Refusing keeps every stored message CRLF-clean;
+ *   - a text line that is not the end and begins with "." loses that dot (RFC 5321 4.5.2);
  *   - a text line over 1000 octets (CRLF included, the transparency dot not counted, RFC 5321
  *     4.5.3.1.6) is skipped by the reader; the message is refused after its end with
  *     "500 5.6.0" and nothing is stored — one answer per message;
@@ -98,11 +122,13 @@ typedef struct {
     const char *const *extensions;   /* borrowed, NULL-terminated or NULL: more EHLO keywords */
     gboolean starttls;               /* the adapter can start TLS: offer STARTTLS (RFC 3207) */
     gboolean plaintext_auth;         /* offer AUTH (RFC 4954) before TLS too */
+    ConfigOutboxCopy outbox_copy;    /* who gets the sent copy in user:outbox (0: authenticated) */
 } SmtpSessionConfig;
 
 /* What the reader saw about the line it hands over. */
 typedef enum {
-    SMTP_LINE_TOO_LONG = 1 << 0,  /* longer than the limit; its text was skipped */
+    SMTP_LINE_TOO_LONG = 1 << 0,  /* longer than the limit; its text was skipped and the line
+                                   * holds only its terminator ("\r\n", "\n", or "" at EOF) */
     SMTP_LINE_NUL = 1 << 1,       /* it contains a NUL octet */
 } SmtpLineFlags;
 

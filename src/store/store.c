@@ -4,8 +4,16 @@
  */
 #include "store/store.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 #include <uuid/uuid.h>
+
+#include <openssl/rand.h>
+
+#include "util/log.h"
 
 G_DEFINE_QUARK(cassmail-store-error-quark, store_error)
 
@@ -49,6 +57,120 @@ gboolean
 store_msgid_from_text(const char *text, StoreMsgId *id)
 {
     return text && strlen(text) == 36 && uuid_parse(text, id->bytes) == 0;
+}
+
+/* Gregorian reform (1582-10-15) to the Unix epoch, in 100-ns intervals (RFC 4122 4.1.4). */
+#define MSGID_EPOCH_OFFSET G_GUINT64_CONSTANT(0x01B21DD213814000)
+#define MSGID_TIME_MAX G_GUINT64_CONSTANT(0x0FFFFFFFFFFFFFFF)   /* 60 bits */
+
+/* The minting state of this process. libuuid's uuid_generate_time would put the machine's MAC
+ * address into every id (and so into "queued as" and UIDL); the node here is random instead. */
+static struct {
+    pid_t pid;          /* the process that drew node and clock_seq (0: not yet) */
+    guint64 last;       /* the last timestamp handed out */
+    guint8 node[6];
+    guint16 clock_seq;
+} msgid_state;
+G_LOCK_DEFINE_STATIC(msgid_state);
+
+/* msgid_random - LEN random octets into BUF: the kernel's getrandom(2), else OpenSSL's RAND; when
+ * both fail (neither should), the process id and both clocks, which still tell processes apart */
+static void
+msgid_random(guint8 *buf, gsize len)
+{
+    gsize got = 0;
+    while (got < len) {
+        ssize_t n = getrandom(buf + got, len - got, 0);
+        if (n > 0)
+            got += (gsize)n;
+        else if (n < 0 && errno != EINTR)
+            break;
+    }
+    if (got == len || RAND_bytes(buf, (int)len) == 1)
+        return;
+    log_warn("store: no random octets for message ids; using the process id and the clocks");
+    guint64 mix[3] = {(guint64)getpid(), (guint64)g_get_real_time(), (guint64)g_get_monotonic_time()};
+    guint32 h = 2166136261u;   /* FNV-1a over MIX, one output octet per round */
+    for (gsize i = 0; i < len; i++) {
+        for (gsize j = 0; j < sizeof mix; j++)
+            h = (h ^ ((const guint8 *)mix)[j]) * 16777619u;
+        buf[i] = (guint8)(h >> 24);
+        h ^= (guint32)i;
+    }
+}
+
+/* msgid_clock - the real-time clock in 100-ns intervals since 1582-10-15 */
+static guint64
+msgid_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (guint64)ts.tv_sec * 10000000u + (guint64)ts.tv_nsec / 100u + MSGID_EPOCH_OFFSET;
+}
+
+void
+store_msgid_new_at(StoreMsgId *id, guint64 now)
+{
+    G_LOCK(msgid_state);
+    pid_t pid = getpid();
+    if (msgid_state.pid != pid) {
+        /* first id of this process, or the first after fork(): a node and clock sequence of
+         * its own; the inherited last timestamp stays, so order carries on across the fork */
+        guint8 r[8];
+        msgid_random(r, sizeof r);
+        memcpy(msgid_state.node, r, 6);
+        msgid_state.node[0] |= 0x01;   /* RFC 4122 4.5: the multicast bit marks a random node */
+        msgid_state.clock_seq = (guint16)(((guint16)r[6] << 8 | r[7]) & 0x3fff);
+        msgid_state.pid = pid;
+    }
+    /* Strictly ascending in this process, whatever the clock does: TimeUUIDType compares the
+     * timestamp first, so a later id must never carry an earlier or equal one. */
+    guint64 t = now > msgid_state.last ? now : msgid_state.last + 1;
+    t &= MSGID_TIME_MAX;
+    msgid_state.last = t;
+    guint8 *u = id->bytes;
+    u[0] = (guint8)(t >> 24);                       /* time_low */
+    u[1] = (guint8)(t >> 16);
+    u[2] = (guint8)(t >> 8);
+    u[3] = (guint8)t;
+    u[4] = (guint8)(t >> 40);                       /* time_mid */
+    u[5] = (guint8)(t >> 32);
+    u[6] = (guint8)(0x10 | ((t >> 56) & 0x0f));     /* version 1, time_hi */
+    u[7] = (guint8)(t >> 48);
+    u[8] = (guint8)(0x80 | (msgid_state.clock_seq >> 8));   /* variant 10, clock_seq_hi */
+    u[9] = (guint8)msgid_state.clock_seq;
+    memcpy(u + 10, msgid_state.node, 6);
+    G_UNLOCK(msgid_state);
+}
+
+void
+store_msgid_new(StoreMsgId *id)
+{
+    store_msgid_new_at(id, msgid_clock());
+}
+
+guint64
+store_msgid_time(const StoreMsgId *id)
+{
+    const guint8 *u = id->bytes;
+    return ((guint64)(u[6] & 0x0f) << 56) | ((guint64)u[7] << 48) | ((guint64)u[4] << 40) |
+           ((guint64)u[5] << 32) | ((guint64)u[0] << 24) | ((guint64)u[1] << 16) |
+           ((guint64)u[2] << 8) | (guint64)u[3];
+}
+
+int
+store_msgid_compare(const StoreMsgId *a, const StoreMsgId *b)
+{
+    guint64 ta = store_msgid_time(a), tb = store_msgid_time(b);
+    if (ta != tb)
+        return ta < tb ? -1 : 1;
+    for (int i = 0; i < 16; i++) {
+        int x = a->bytes[i] < 128 ? a->bytes[i] : a->bytes[i] - 256;
+        int y = b->bytes[i] < 128 ? b->bytes[i] : b->bytes[i] - 256;
+        if (x != y)
+            return x < y ? -1 : 1;
+    }
+    return 0;
 }
 
 void
@@ -135,12 +257,24 @@ check_targets(const StoreTarget *targets, guint n_targets, GError **error)
     return TRUE;
 }
 
+/* check_msgid - INVALID error unless ID is a version-1 TimeUUID (the column name and timestamp
+ * of everything a delivery writes come from it) */
+static gboolean
+check_msgid(const StoreMsgId *id, GError **error)
+{
+    if (!id || id->bytes[6] >> 4 != 1 || (id->bytes[8] & 0xc0) != 0x80) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_INVALID, "a message id must be a version-1 TimeUUID");
+        return FALSE;
+    }
+    return TRUE;
+}
+
 StoreWriter *
 store_writer_begin(Store *s, const StoreMsgId *id)
 {
     StoreMsgId fresh;
     if (!id) {
-        uuid_generate_time(fresh.bytes);
+        store_msgid_new(&fresh);
         id = &fresh;
     }
     StoreWriter *w = s->ops->writer_begin(s, id);
@@ -190,7 +324,7 @@ store_writer_commit(StoreWriter *w, const StoreTarget *targets, guint n_targets,
         g_set_error(error, STORE_ERROR, STORE_ERROR_FAILED, "message already committed");
         return FALSE;
     }
-    if (!check_targets(targets, n_targets, error))
+    if (!check_targets(targets, n_targets, error) || !check_msgid(&w->id, error))
         return FALSE;
     if (!w->store->ops->writer_commit(w, targets, n_targets, &w->error))
         return writer_failed(w, error);
@@ -212,13 +346,12 @@ store_writer_free(StoreWriter **wp)
 }
 
 gboolean
-store_deliver(Store *s, const StoreTarget *targets, guint n_targets, const guint8 *msg, gsize len,
-              StoreMsgId *id, GError **error)
+store_deliver(Store *s, const StoreMsgId *id, const StoreTarget *targets, guint n_targets,
+              const guint8 *msg, gsize len, GError **error)
 {
-    if (!check_targets(targets, n_targets, error))
+    if (!check_targets(targets, n_targets, error) || !check_msgid(id, error))
         return FALSE;
-    StoreWriter *w = store_writer_begin(s, NULL);
-    *id = w->id;
+    StoreWriter *w = store_writer_begin(s, id);
     gboolean ok = store_writer_write(w, msg, len, error) &&
                   store_writer_commit(w, targets, n_targets, error);
     store_writer_free(&w);

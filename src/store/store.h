@@ -39,13 +39,31 @@ typedef enum {
     STORE_ERROR_FAILED,
 } StoreErrorCode;
 
-/* A message id: the version-1 TimeUUID minted when the message was accepted. */
+/* A message id: the version-1 TimeUUID minted when the message was accepted. It names the
+ * message everywhere: the Received: field, "250 ... queued as", the Mailboxes and MailboxIndex
+ * column, POP3 UIDL. */
 typedef struct {
     guint8 bytes[16];
 } StoreMsgId;
 #define STORE_MSGID_TEXT_LEN 37  /* canonical 8-4-4-4-12 text plus NUL */
 void store_msgid_to_text(const StoreMsgId *id, char out[STORE_MSGID_TEXT_LEN]);
 gboolean store_msgid_from_text(const char *text, StoreMsgId *id);
+
+/* store_msgid_new - a fresh id for a message about to be delivered: a version-1 TimeUUID (RFC 4122
+ * 4.2) of the current time whose node is 47 random bits with the multicast bit set (4.5: never a
+ * network card's address) and whose clock sequence is random too. Both are drawn again in a new
+ * process (a forked child), so processes minting in the same 100-ns tick, here or on other nodes,
+ * still differ. Within one process ids are strictly ascending in Cassandra's TimeUUIDType order:
+ * when the clock stands still or steps back, the timestamp is the previous one plus 100 ns. */
+void store_msgid_new(StoreMsgId *id);
+/* store_msgid_new_at - the same with NOW (100-ns intervals since 1582-10-15) as the clock reading,
+ * for tests of a clock that stands still or steps back */
+void store_msgid_new_at(StoreMsgId *id, guint64 now);
+/* store_msgid_time - the 60-bit timestamp of a version-1 id (100-ns intervals since 1582-10-15) */
+guint64 store_msgid_time(const StoreMsgId *id);
+/* store_msgid_compare - <0, 0, >0 as Cassandra 0.7's TimeUUIDType orders column names: the
+ * timestamp first, then the 16 octets as Java's ByteBuffer.compareTo does (signed octets) */
+int store_msgid_compare(const StoreMsgId *a, const StoreMsgId *b);
 
 /* One entry of a mailbox's index (MailboxIndex): which message, how many octets. */
 typedef struct {
@@ -148,8 +166,9 @@ gboolean store_mailboxes_list(Store *s, const char *user, GPtrArray *out, GError
 gboolean store_mailbox_exists(Store *s, const char *user, const char *mailbox, gboolean *exists,
                               GError **error);
 
-/* store_writer_begin - start writing a message under ID (NULL: a fresh version-1 TimeUUID,
- * minted now, which store_writer_id tells). Memory stays bounded by a few parts whatever the
+/* store_writer_begin - start writing a message under ID, which the caller minted with
+ * store_msgid_new (and may already have written into the message, as the SMTP core does in its
+ * Received: field); NULL: one minted here, which store_writer_id tells. Memory stays bounded by a few parts whatever the
  * message's size: full parts go to the backend as the octets arrive.
  *
  * store_writer_write - append LEN octets. After a failure every later write and the commit fail
@@ -169,9 +188,10 @@ gboolean store_writer_commit(StoreWriter *w, const StoreTarget *targets, guint n
                              GError **error);
 void store_writer_free(StoreWriter **w);
 
-/* store_deliver - MSG to every target through one writer (begin, write, commit); its id in ID */
-gboolean store_deliver(Store *s, const StoreTarget *targets, guint n_targets,
-                       const guint8 *msg, gsize len, StoreMsgId *id, GError **error);
+/* store_deliver - MSG to every target under ID (minted with store_msgid_new) through one writer:
+ * begin, write, commit. After a failure, deliver the message again under a new id. */
+gboolean store_deliver(Store *s, const StoreMsgId *id, const StoreTarget *targets,
+                       guint n_targets, const guint8 *msg, gsize len, GError **error);
 /* store_index_page - up to MAX index entries strictly after AFTER (NULL: from the start), oldest
  * first, appended to OUT (a GArray of StoreIndexEntry). Fewer than MAX means the end. */
 gboolean store_index_page(Store *s, const char *user, const char *mailbox, const StoreMsgId *after,

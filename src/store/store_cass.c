@@ -2,9 +2,10 @@
  * store_cass.c - the mail store on Cassandra 0.7.0 (the product backend): the one place that
  * knows the schema and the layout of a stored message.
  *
- * Delivery streams, then commits. A message is written under one version-1 TimeUUID, whose time
- * is also the timestamp of every column it writes, so a retried write is the same write and can
- * never duplicate anything:
+ * Delivery streams, then commits. A message is written under one version-1 TimeUUID, minted by
+ * the caller (store_msgid_new; the SMTP core has written it into its Received: field already),
+ * whose time is also the timestamp of every column it writes, so a retried write is the same
+ * write and can never duplicate anything:
  *   1. while the text arrives: up to inline_max octets are only buffered; past that (or when the
  *      message starts with a NUL, see "References" below) the body goes to Bodies, row = the
  *      TimeUUID, one batch_mutate per full part of [store] part_size octets (default
@@ -23,7 +24,6 @@
 #include "store/store.h"
 
 #include <string.h>
-#include <uuid/uuid.h>
 
 #include "cass/cass.h"
 #include "store/store_admin.h"
@@ -174,13 +174,10 @@ now_us(void)
 
 /* uuid_timestamp_us - microseconds since the Unix epoch of a version-1 UUID */
 static gint64
-uuid_timestamp_us(const guint8 *u)
+uuid_timestamp_us(const StoreMsgId *id)
 {
-    guint64 t = ((guint64)(u[6] & 0x0f) << 56) | ((guint64)u[7] << 48) | ((guint64)u[4] << 40) |
-                ((guint64)u[5] << 32) | ((guint64)u[0] << 24) | ((guint64)u[1] << 16) |
-                ((guint64)u[2] << 8) | (guint64)u[3];
     /* 100 ns intervals since 1582-10-15 to µs since 1970-01-01 */
-    return (gint64)((t - G_GUINT64_CONSTANT(0x01B21DD213814000)) / 10);
+    return ((gint64)store_msgid_time(id) - (gint64)G_GUINT64_CONSTANT(0x01B21DD213814000)) / 10;
 }
 
 /* row_key - "user:mailbox" */
@@ -362,7 +359,7 @@ cw_begin(Store *base, const StoreMsgId *id)
     (void)base;
     CassWriter *w = g_new0(CassWriter, 1);
     w->buf = g_byte_array_new();
-    w->ts = uuid_timestamp_us(id->bytes);
+    w->ts = uuid_timestamp_us(id);
     w->started = g_get_monotonic_time();
     return &w->base;
 }
@@ -911,7 +908,7 @@ gc_body(CassStore *s, GBytes *key, gpointer data, GError **error)
     g->report->bodies++;
     gsize len;
     const guint8 *k = g_bytes_get_data(key, &len);
-    if (len != 16 || (k[6] >> 4) != 1 || uuid_timestamp_us(k) >= g->oldest_us)
+    if (len != 16 || (k[6] >> 4) != 1 || uuid_timestamp_us((const StoreMsgId *)k) >= g->oldest_us)
         g->report->young++;   /* not a TimeUUID we wrote, or too recent to judge */
     else
         g_hash_table_add(g->candidates, g_bytes_ref(key));

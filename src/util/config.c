@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+#include "util/password.h"
+
 G_DEFINE_QUARK(cassmail-config-error-quark, config_error)
 
 static const struct {
@@ -37,13 +39,14 @@ static const char *const known_keys[][12] = {
     {"cassandra", "endpoints", "keyspace", "replication_factor", "write_consistency",
      "read_consistency", "timeout_ms", "retry_ms", "unavailable_retry_ms", "backoff_ms", NULL},
     {"smtp", "listen", "hostname", "domains", "max_message_size", "max_recipients",
-     "allow_plaintext_auth", NULL},
+     "allow_plaintext_auth", "outbox_copy", NULL},
     {"store", "inline_max", "part_size", "gc_min_age_s", NULL},
     {"pop3", "listen", "batch_size", "mailbox_delimiter", "login_delay_ms", NULL},
     {"tls", "certificate", "key", NULL},
-    {"limits", "max_children", "evict_idle_s", "idle_timeout_s", "data_timeout_s",
-     "max_errors", NULL},
+    {"limits", "max_children", "client_connection_limit", "evict_idle_s", "idle_timeout_s",
+     "data_timeout_s", "max_errors", NULL},
     {"server", "user", "group", NULL},
+    {"auth", "password_iterations", NULL},
 };
 
 /* check_keys - an error naming the first unknown group or key in KF */
@@ -138,6 +141,36 @@ get_plaintext_auth(GKeyFile *kf, ConfigPlaintextAuth *out, GError **error)
     return TRUE;
 }
 
+static const char *const outbox_copy_names[] = {
+    [CONFIG_OUTBOX_AUTHENTICATED] = "authenticated",
+    [CONFIG_OUTBOX_LOCAL] = "local",
+    [CONFIG_OUTBOX_NEVER] = "never",
+};
+
+/* config_outbox_copy_name - see config.h */
+const char *
+config_outbox_copy_name(ConfigOutboxCopy copy)
+{
+    return (gsize)copy < G_N_ELEMENTS(outbox_copy_names) ? outbox_copy_names[copy] : "?";
+}
+
+/* get_outbox_copy - [smtp] outbox_copy: authenticated, local or never */
+static gboolean
+get_outbox_copy(GKeyFile *kf, ConfigOutboxCopy *out, GError **error)
+{
+    g_autofree char *v = NULL;
+    get_str(kf, "smtp", "outbox_copy", "authenticated", &v);
+    for (gsize i = 0; i < G_N_ELEMENTS(outbox_copy_names); i++) {
+        if (g_ascii_strcasecmp(v, outbox_copy_names[i]) == 0) {
+            *out = (ConfigOutboxCopy)i;
+            return TRUE;
+        }
+    }
+    g_set_error(error, CONFIG_ERROR, 0,
+                "[smtp] outbox_copy = \"%s\": expected authenticated, local or never", v);
+    return FALSE;
+}
+
 gboolean
 config_peer_is_loopback(const char *peer)
 {
@@ -218,6 +251,7 @@ config_load(const char *path, GError **error)
     c->max_message_size = (gsize)n;
     INT(max_recipients, "smtp", "max_recipients", 100, 1, 100000);
     ok = ok && get_plaintext_auth(kf, &c->allow_plaintext_auth, error);
+    ok = ok && get_outbox_copy(kf, &c->outbox_copy, error);
 
     ok = ok && get_int(kf, "store", "inline_max", 64 * 1024, 0, 1024 * 1024 * 1024, &n, error);
     c->inline_max = (gsize)n;
@@ -245,10 +279,13 @@ config_load(const char *path, GError **error)
     }
 
     INT(max_children, "limits", "max_children", 1000, 1, 100000);
+    INT(client_connection_limit, "limits", "client_connection_limit", 50, 0, 100000);
     INT(evict_idle_s, "limits", "evict_idle_s", 30, 0, 86400);
     INT(idle_timeout_s, "limits", "idle_timeout_s", 300, 1, 86400);
     INT(data_timeout_s, "limits", "data_timeout_s", 600, 1, 86400);
     INT(max_errors, "limits", "max_errors", 10, 1, 1000);
+    INT(password_iterations, "auth", "password_iterations", PASSWORD_ITERATIONS,
+        PASSWORD_ITERATIONS_MIN, PASSWORD_ITERATIONS_MAX);
 #undef INT
 
     get_str(kf, "server", "user", NULL, &c->user);

@@ -18,6 +18,16 @@ typedef enum {
     CONFIG_PLAINTEXT_ALWAYS,     /* "true": from every peer (a trusted network, or for tests) */
 } ConfigPlaintextAuth;
 
+/* [smtp] outbox_copy: which senders get a copy of their message in their own outbox. Zero is the
+ * safe default, so a configuration built by hand (tests, fuzzers) gets it too. */
+typedef enum {
+    CONFIG_OUTBOX_AUTHENTICATED, /* "authenticated" (default): only a client that logged in (AUTH)
+                                  * as that user, sending from its own address */
+    CONFIG_OUTBOX_LOCAL,         /* "local": any envelope sender that is a local user, proven or
+                                  * not (the paper's design) */
+    CONFIG_OUTBOX_NEVER,         /* "never": no outbox copies */
+} ConfigOutboxCopy;
+
 typedef struct {
     /* [cassandra] */
     char **endpoints;          /* "host:port", in order of preference (local node first) */
@@ -37,6 +47,7 @@ typedef struct {
     gsize max_message_size;    /* octets; SIZE= and DATA over it get 552 */
     int max_recipients;        /* RCPT over it get 452 */
     ConfigPlaintextAuth allow_plaintext_auth; /* AUTH and USER/PASS without TLS: where */
+    ConfigOutboxCopy outbox_copy; /* who gets the sent copy in user:outbox */
 
     /* [store] */
     gsize inline_max;          /* messages up to this many octets stay inline in Mailboxes */
@@ -56,6 +67,7 @@ typedef struct {
 
     /* [limits] */
     int max_children;          /* concurrent sessions per listener */
+    int client_connection_limit; /* ...of them from one client address (0: no limit) */
     int evict_idle_s;          /* a full listener closes a session silent this long (0: never) */
     int idle_timeout_s;        /* between commands (SMTP 300, POP3 600 by RFC) */
     int data_timeout_s;        /* SMTP DATA terminator wait */
@@ -64,6 +76,9 @@ typedef struct {
     /* [server] */
     char *user;                /* drop to this user after binding (when started as root) */
     char *group;
+
+    /* [auth] */
+    int password_iterations;   /* PBKDF2 cost of new hashes and the least a check costs */
 } CassmailConfig;
 
 /* config_load - read FILE (NULL: defaults only); unknown keys are errors so typos do not pass */
@@ -76,6 +91,9 @@ void config_free(CassmailConfig **cfg);
 gboolean config_plaintext_auth_allowed(const CassmailConfig *cfg, const char *peer);
 /* config_peer_is_loopback - whether PEER (as above) is this machine */
 gboolean config_peer_is_loopback(const char *peer);
+
+/* config_outbox_copy_name - "authenticated", "local" or "never" */
+const char *config_outbox_copy_name(ConfigOutboxCopy copy);
 
 /* config_consistency_parse - "ONE", "QUORUM", "ALL", ... to its Thrift value; -1 when unknown */
 int config_consistency_parse(const char *name);

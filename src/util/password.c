@@ -23,11 +23,35 @@ G_DEFINE_QUARK(cassmail-password-error-quark, password_error)
 #define PASSWORD_KEY_MIN 16
 #define PASSWORD_KEY_MAX 64
 
+/* PBKDF2 iterations spent by this process (password_iterations_spent). */
+static guint64 password_spent;
+/* The least a check costs, and the cost of new hashes (password_set_cost). */
+static guint password_cost = PASSWORD_ITERATIONS;
+
+void
+password_set_cost(guint iterations)
+{
+    password_cost = CLAMP(iterations, PASSWORD_ITERATIONS_MIN, PASSWORD_ITERATIONS_MAX);
+}
+
+guint
+password_get_cost(void)
+{
+    return password_cost;
+}
+
+guint64
+password_iterations_spent(void)
+{
+    return password_spent;
+}
+
 /* password_derive - KEY_LEN octets of PBKDF2-HMAC-SHA-256 into KEY; FALSE when OpenSSL fails */
 static gboolean
 password_derive(const char *password, const guint8 *salt, gsize salt_len, guint iterations,
                 guint8 *key, gsize key_len)
 {
+    password_spent += iterations;
     return PKCS5_PBKDF2_HMAC(password, (int)strlen(password), salt, (int)salt_len, (int)iterations,
                              EVP_sha256(), (int)key_len, key) == 1;
 }
@@ -67,7 +91,7 @@ password_hash_iterations(const char *password, guint iterations, GError **error)
 char *
 password_hash(const char *password, GError **error)
 {
-    return password_hash_iterations(password, PASSWORD_ITERATIONS, error);
+    return password_hash_iterations(password, password_cost, error);
 }
 
 /* password_b64_decode - decode LEN characters of canonical, padded base64 at TEXT into OUT (room
@@ -149,17 +173,36 @@ password_parse(const char *stored, PasswordStored *p)
 /* The salt of the dummy verification; its value does not matter, only the cost does. */
 static const guint8 password_dummy_salt[PASSWORD_SALT_LEN] = "cassmail-dummy!";
 
-void
-password_verify_dummy(const char *password)
+/* password_burn - ITERATIONS of PBKDF2 whose result is thrown away, then a constant-time compare,
+ * as a real check ends */
+static void
+password_burn(const char *password, guint iterations)
 {
     guint8 key[PASSWORD_KEY_LEN];
     guint8 other[PASSWORD_KEY_LEN] = {0};
-    /* Same work as a real check: derive the key, then compare it in constant time. */
-    password_derive(password ? password : "", password_dummy_salt, sizeof password_dummy_salt,
-                    PASSWORD_ITERATIONS, key, sizeof key);
+    if (iterations > 0)
+        password_derive(password ? password : "", password_dummy_salt, sizeof password_dummy_salt,
+                        iterations, key, sizeof key);
     volatile int sink = CRYPTO_memcmp(key, other, sizeof key);
     (void)sink;
     OPENSSL_cleanse(key, sizeof key);
+}
+
+guint
+password_check_cost(const char *stored)
+{
+    PasswordStored p;
+    guint cost = password_cost;
+    if (password_parse(stored, &p))
+        cost = MAX(p.iterations, password_cost);
+    OPENSSL_cleanse(&p, sizeof p);
+    return cost;
+}
+
+void
+password_verify_dummy(const char *password)
+{
+    password_burn(password, password_cost);
 }
 
 gboolean
@@ -174,6 +217,10 @@ password_verify(const char *password, const char *stored)
     guint8 key[PASSWORD_KEY_MAX];
     gboolean ok = password_derive(password, p.salt, p.salt_len, p.iterations, key, p.key_len) &&
                   CRYPTO_memcmp(key, p.key, p.key_len) == 0;
+    /* A hash cheaper than the configured cost is padded up to it, so that its user's checks cost
+     * what an unknown user's dummy check costs (see password_check_cost). */
+    if (p.iterations < password_cost)
+        password_burn(password, password_cost - p.iterations);
     OPENSSL_cleanse(key, sizeof key);
     OPENSSL_cleanse(&p, sizeof p);
     return ok;

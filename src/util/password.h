@@ -14,7 +14,8 @@
 
 #include <glib.h>
 
-/* Iterations for new hashes: one verification costs about 70 ms on the 2-core build machine. */
+/* The default cost, [auth] password_iterations: PBKDF2 iterations of new hashes and the least a
+ * check costs. One check costs about 0.1 s of CPU on a 2-core build machine. */
 #define PASSWORD_ITERATIONS 300000
 /* The range password_verify accepts in stored text (anything else is malformed). */
 #define PASSWORD_ITERATIONS_MIN 1000
@@ -29,18 +30,39 @@ typedef enum {
 
 #define PASSWORD_MAX_LEN 1024
 
-/* password_hash - the stored text for PASSWORD with a fresh salt (g_free it); NULL and ERROR on
- * failure */
+/* password_hash - the stored text for PASSWORD with a fresh salt at the process's cost C (g_free
+ * it); NULL and ERROR on failure */
 char *password_hash(const char *password, GError **error);
 /* password_hash_iterations - the same with a chosen cost (tests use a small one) */
 char *password_hash_iterations(const char *password, guint iterations, GError **error);
 
-/* password_verify - whether PASSWORD matches STORED; FALSE for any malformed STORED (after spending
- * the time of a real verification, so a broken entry does not stand out either) */
+/* The cost of a check, in PBKDF2 iterations, is the same whatever its outcome and whether the
+ * user exists: max(the stored hash's iterations, C), where C is the cost set by
+ * password_set_cost ([auth] password_iterations, default PASSWORD_ITERATIONS). An unknown user, a
+ * user without a password, and a malformed stored hash cost C (the dummy check); a hash made
+ * cheaper with `cassmail-admin passwd --iterations` is padded up to C, so its user cannot be told
+ * from an unknown name by timing. A hash dearer than C costs what it says — which does set its
+ * user apart from unknown names: raise C for everyone rather than one user's count
+ * (cassmail-admin(8)). */
+
+/* password_set_cost - the process's C (clamped to the accepted range): every server and
+ * cassmail-admin set it from [auth] password_iterations before the first check or hash */
+void password_set_cost(guint iterations);
+/* password_get_cost - the process's C */
+guint password_get_cost(void);
+
+/* password_verify - whether PASSWORD matches STORED, at password_check_cost(STORED); FALSE for any
+ * malformed STORED (after a dummy check of the same cost as an unknown user's) */
 gboolean password_verify(const char *password, const char *stored);
 
-/* password_verify_dummy - spend the time of password_verify on a default-cost hash and fail: used
- * for unknown users, so that response time does not tell which users exist */
+/* password_verify_dummy - the check of an unknown user (or of one without a password): spend C
+ * iterations and fail, so that response time does not tell which users exist */
 void password_verify_dummy(const char *password);
+
+/* password_check_cost - the iterations password_verify spends on STORED (see above) */
+guint password_check_cost(const char *stored);
+/* password_iterations_spent - PBKDF2 iterations this process has spent so far (tests count the
+ * cost of a check with it instead of timing it) */
+guint64 password_iterations_spent(void);
 
 #endif

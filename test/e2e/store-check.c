@@ -44,7 +44,7 @@ check_roundtrip_size(gsize len)
         msg[i] = (guint8)(i * 7 + i / 251);
     StoreTarget t = {user, "inbox"};
     StoreMsgId id;
-    OK(store_deliver(store, &t, 1, msg, len, &id, E));
+    OK((store_msgid_new(&id), store_deliver(store, &id, &t, 1, msg, len, E)));
     g_autoptr(GBytes) back = NULL;
     OK(store_fetch(store, user, "inbox", &id, &back, E));
     gsize blen;
@@ -81,7 +81,7 @@ check_volume(void)
     StoreMsgId ids[120];
     for (int i = 0; i < 120; i++) {
         msg[0] = (guint8)i;
-        OK(store_deliver(store, &t, 1, msg, len, &ids[i], E));
+        OK((store_msgid_new(&ids[i]), store_deliver(store, &ids[i], &t, 1, msg, len, E)));
     }
     for (int i = 0; i < 120; i++) {
         g_autoptr(GBytes) back = NULL;
@@ -101,7 +101,7 @@ check_order(void)
     StoreTarget t = {user, "inbox"};
     for (int i = 0; i < 50; i++) {
         g_autofree char *m = g_strdup_printf("Subject: %d\r\n\r\n%*d\r\n", i, i + 1, i);
-        OK(store_deliver(store, &t, 1, (const guint8 *)m, strlen(m), &ids[i], E));
+        OK((store_msgid_new(&ids[i]), store_deliver(store, &ids[i], &t, 1, (const guint8 *)m, strlen(m), E)));
     }
     g_autoptr(GArray) idx = g_array_new(FALSE, FALSE, sizeof(StoreIndexEntry));
     OK(store_index_page(store, user, "inbox", NULL, 100, idx, E));
@@ -124,7 +124,7 @@ check_paging(void)
     for (int i = 0; i < n; i++) {
         g_autofree char *m = g_strdup_printf("Subject: message %d\r\n\r\nbody %d\r\n", i, i);
         StoreMsgId id;
-        OK(store_deliver(store, &t, 1, (const guint8 *)m, strlen(m), &id, E));
+        OK((store_msgid_new(&id), store_deliver(store, &id, &t, 1, (const guint8 *)m, strlen(m), E)));
         char text[STORE_MSGID_TEXT_LEN];
         store_msgid_to_text(&id, text);
         g_hash_table_add(sent, g_strdup(text));
@@ -159,7 +159,7 @@ check_delete(void)
     StoreTarget t = {user, "inbox"};
     StoreMsgId ids[3];
     for (int i = 0; i < 3; i++)
-        OK(store_deliver(store, &t, 1, (const guint8 *)"x\r\n", 3, &ids[i], E));
+        OK((store_msgid_new(&ids[i]), store_deliver(store, &ids[i], &t, 1, (const guint8 *)"x\r\n", 3, E)));
     StoreMsgId gone[2] = {ids[0], ids[2]};
     OK(store_remove(store, user, "inbox", gone, 2, E));
     g_autoptr(GArray) idx = g_array_new(FALSE, FALSE, sizeof(StoreIndexEntry));
@@ -181,7 +181,7 @@ check_outbox(void)
 {
     StoreTarget t[3] = {{user, "inbox"}, {user, "outbox"}, {user, "inbox"}};
     StoreMsgId id;
-    OK(store_deliver(store, t, 3, (const guint8 *)"hello\r\n", 7, &id, E));
+    OK((store_msgid_new(&id), store_deliver(store, &id, t, 3, (const guint8 *)"hello\r\n", 7, E)));
     for (int i = 0; i < 2; i++) {
         g_autoptr(GArray) idx = g_array_new(FALSE, FALSE, sizeof(StoreIndexEntry));
         OK(store_index_page(store, user, t[i].mailbox, NULL, 10, idx, E));

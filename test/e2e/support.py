@@ -174,12 +174,24 @@ def body(*lines):
     return b"".join(l + b"\r\n" for l in lines)
 
 
+# A message id as CassMail mints it: a version-1 TimeUUID, variant 10, in canonical lower case.
+MSGID_RE = rb"[0-9a-f]{8}-[0-9a-f]{4}-1[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+
+
+def received_id(stored):
+    """The message id our Received: field in STORED names."""
+    m = re.search(rb"\r\n\tby \S+ \(CassMail\) with \S+ id (" + MSGID_RE + rb");\r\n", stored)
+    assert m, stored[:300]
+    return m.group(1).decode()
+
+
 def strip_received(stored, exact=True):
     """The client's text inside stored (or retrieved) message STORED: it must start with our
     three-line Received: field; the rest is returned.
 
     EXACT: each of the three lines is checked whole — "from HELO (PEER)", "by HOST (CassMail)
-    with ESMTP id SESSION.N;" (or SMTP, after HELO) and the date. exact=False: only that the field
+    with ESMTP id MSGID;" (or SMTP, after HELO; MSGID is the message's TimeUUID, the id of
+    "queued as") and the date. exact=False: only that the field
     is ours — "Received: from " and "by HOST (CassMail) with " whatever follows (ESMTPS, ESMTPA
     and ESMTPSA after STARTTLS or AUTH, RFC 3848)."""
     parts = stored.split(b"\r\n", 3)
@@ -189,7 +201,7 @@ def strip_received(stored, exact=True):
         return parts[3]
     assert len(parts) == 4, stored[:300]
     assert re.fullmatch(rb"Received: from \S+ \([^()\r\n]+\)", parts[0]), parts[0]
-    assert re.fullmatch(rb"\tby " + HOST.encode() + rb" \(CassMail\) with E?SMTP id [0-9A-F]{8}\.\d+;",
+    assert re.fullmatch(rb"\tby " + HOST.encode() + rb" \(CassMail\) with E?SMTP id " + MSGID_RE + rb";",
                         parts[1]), parts[1]
     assert re.fullmatch(rb"\t(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}",
                         parts[2]), parts[2]

@@ -6,10 +6,13 @@ The policies these tests hold the servers to:
 
   - Slowloris. A session is a small forked process that opens its Cassandra connection only when
     it needs one (SMTP at the first RCPT, POP3 at PASS), so [limits] max_children is high (1000 by
-    default): 500 silent connections fit, and a new client is served at once. When the listener
-    is full anyway, a new connection closes the session whose client has been silent longest,
-    once that silence reaches [limits] evict_idle_s (src/net/server.h); only when no session is
-    that quiet is the newcomer turned away.
+    default): 500 silent connections fit (50 from each of 10 addresses, [limits]
+    client_connection_limit; test_client_limit.py shows one address held to its share), and a
+    new client is served at once. When the listener is full anyway, a new connection closes the
+    session whose client has been silent longest, once that silence reaches [limits]
+    evict_idle_s (src/net/server.h); only when no session is that quiet is the newcomer turned
+    away. A session inside DATA, or waiting on the store, is never the one closed: its message
+    is stored once and answered with 250, even when Cassandra stalls (a node stopped by SIGSTOP).
   - Memory. The line reader keeps at most one 64 KB buffer and skips an over-long line to its LF;
     the SMTP core keeps a message's text only up to max_message_size and merely counts the rest.
     So a 10 MB line without LF must leave a session's peak resident size (VmHWM) under
@@ -28,6 +31,7 @@ import random
 import re
 import resource
 import select
+import signal
 import smtplib
 import socket
 import threading
@@ -147,12 +151,18 @@ def client_text(stored):
     return parts[3]
 
 
-def open_idle(port, n):
-    """N connections that never send a byte (a slowloris)."""
+# Where the slowloris connects from: 10 addresses of this machine, 50 connections each (the
+# default client_connection_limit); the clients that must be served come from 127.0.0.1.
+IDLE_SOURCES = [f"127.0.0.{i}" for i in range(2, 12)]
+
+
+def open_idle(port, n, sources=IDLE_SOURCES):
+    """N connections that never send a byte (a slowloris), from the SOURCES addresses in turn."""
     socks = []
     try:
-        for _ in range(n):
-            s = socket.create_connection(("127.0.0.1", port), timeout=60)
+        for i in range(n):
+            s = socket.create_connection(("127.0.0.1", port), timeout=60,
+                                         source_address=(sources[i % len(sources)], 0))
             socks.append(s)
     except BaseException:
         close_all(socks)
@@ -226,7 +236,7 @@ def test_500_idle_connections_do_not_stop_a_new_client_being_served_within_2s(en
         print(f"{proto}: {IDLE_CONNECTIONS} idle sessions up in {forked:.1f} s; "
               f"new client served in {elapsed:.3f} s")
         assert elapsed < SERVE_WITHIN_S
-        busy = r"refused 127\.0\.0\.1: \d+ sessions running|evicted \d+"
+        busy = r"refused 127\.0\.0\.\d+: \d+ sessions|evicted \d+"
         assert not re.search(busy, daemon.log())
         # The idle sessions are still there, untouched.
         assert len(set(daemon.children()) - before) >= IDLE_CONNECTIONS
@@ -266,7 +276,7 @@ def test_full_listener_closes_the_longest_silent_session_to_serve_a_new_client(e
             elapsed, count = served_pop3(d.port, user)
             assert count == 1
         assert elapsed < SERVE_WITHIN_S
-        assert len(re.findall(r"evicted \d+ \(127\.0\.0\.1\): silent \d+ s", d.log())) == 1
+        assert len(re.findall(r"evicted \d+ \(127\.0\.0\.\d+\): silent \d+ s", d.log())) == 1
         # Exactly one held client was told, then its connection ended.
         readable = select.select(held, [], [], 5)[0]
         assert len(readable) == 1
@@ -280,6 +290,114 @@ def test_full_listener_closes_the_longest_silent_session_to_serve_a_new_client(e
         assert d.stop() == 0
     if proto == "smtp":
         assert [client_text(m) for _, m in env.stored(user)] == [text("before"), text("served")]
+
+
+class RawFrom(support.Raw):
+    """A raw client connecting from address SOURCE (any 127.0.0.0/8 address is this machine's);
+    the greeting is read at connect, into .greeting."""
+
+    def __init__(self, port, source, timeout=60):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                             source_address=(source, 0))
+        self.buf = b""
+        self.greeting = self.reply()
+
+
+def node_pid(ring, i=1):
+    """The pid of the ring's node I (the Cassandra this test session started)."""
+    out = ring.cluster("status").stdout
+    return int(re.search(rf"^node {i} \S+ pid (\d+) up", out, re.M).group(1))
+
+
+def open_transaction(port, user):
+    """A client from 127.0.0.1 inside DATA for USER, with some text sent."""
+    a = RawFrom(port, "127.0.0.1")
+    assert a.greeting.startswith("220 ")
+    for line in ("EHLO client.example", "MAIL FROM:<held@remote.example>", f"RCPT TO:<{user}@example.com>"):
+        assert a.cmd(line).startswith("250"), line
+    assert a.cmd("DATA").startswith("354")
+    a.send(b"Subject: held\r\n\r\npart one\r\n")
+    return a
+
+
+def assert_evicted_only(d, source):
+    """The log names exactly one evicted session, from SOURCE."""
+    evicted = wait_for(lambda: re.findall(r"evicted \d+ \((127\.0\.0\.\d+)\): silent \d+ s", d.log()),
+                       timeout=10, what="the eviction's log line")
+    assert evicted == [source], evicted
+
+
+def test_full_listener_never_evicts_a_session_silent_inside_data(env, tmp_path):
+    """The DATA session is the one silent longest, yet the idle one is closed to make room."""
+    evict_s = 2
+    conf = conf_for(tmp_path / "data.conf", max_children=2, evict_idle_s=evict_s)
+    user = env.user()
+    d = Daemon(SMTPD, conf, tmp_path / "data.log")
+    clients = []
+    try:
+        a = open_transaction(d.port, user)
+        clients.append(a)
+        time.sleep(0.5)
+        b = RawFrom(d.port, "127.0.0.2")   # an idle session, silent for less time than a
+        clients.append(b)
+        assert b.greeting.startswith("220 ")
+        time.sleep(evict_s + 0.5)
+        c = RawFrom(d.port, "127.0.0.3")   # the listener is full: someone must make room
+        clients.append(c)
+        assert c.greeting.startswith("220 "), c.greeting
+        assert_evicted_only(d, "127.0.0.2")
+        assert b.reply().startswith("421 4.3.2 ") and b.closed()
+        a.send(b"part two\r\n.\r\n")
+        assert a.reply().startswith("250 2.0.0 Ok: queued as ")
+        assert a.cmd("QUIT").startswith("221")
+    finally:
+        for x in clients:
+            x.close()
+        wait_for(lambda: not d.children(), timeout=60, what="the sessions to end")
+        d.assert_sessions_ended_normally()
+        assert d.stop() == 0
+    assert [client_text(m) for _, m in env.stored(user)] == [text("held", b"part one", b"part two")]
+
+
+def test_full_listener_never_evicts_a_session_waiting_on_the_store(env, ring, tmp_path):
+    """Cassandra stalls (SIGSTOP) after the final dot: the session waiting for its write is the
+    one silent longest, yet it is not closed; once Cassandra goes on the client gets its 250 and
+    the message is stored exactly once (an eviction would have made the client send it again)."""
+    evict_s = 2
+    conf = conf_for(tmp_path / "store.conf", max_children=2, evict_idle_s=evict_s)
+    user = env.user()
+    d = Daemon(SMTPD, conf, tmp_path / "store.log")
+    pid = node_pid(ring)
+    clients, stopped = [], False
+    try:
+        a = open_transaction(d.port, user)   # RCPT made its Cassandra connection
+        clients.append(a)
+        os.kill(pid, signal.SIGSTOP)
+        stopped = True
+        a.send(b"part two\r\n.\r\n")   # the delivery now waits on the store
+        time.sleep(0.5)
+        b = RawFrom(d.port, "127.0.0.2")
+        clients.append(b)
+        assert b.greeting.startswith("220 ")
+        time.sleep(evict_s + 0.5)
+        c = RawFrom(d.port, "127.0.0.3")
+        clients.append(c)
+        assert c.greeting.startswith("220 "), c.greeting
+        assert_evicted_only(d, "127.0.0.2")
+        os.kill(pid, signal.SIGCONT)
+        stopped = False
+        reply = a.reply()
+        assert reply.startswith("250 2.0.0 Ok: queued as "), reply
+        assert a.cmd("QUIT").startswith("221")
+    finally:
+        if stopped:
+            os.kill(pid, signal.SIGCONT)
+        for x in clients:
+            x.close()
+        wait_for(lambda: not d.children(), timeout=60, what="the sessions to end")
+        d.assert_sessions_ended_normally()
+        assert d.stop() == 0
+    assert [client_text(m) for _, m in env.stored(user)] == [text("held", b"part one", b"part two")]
 
 
 # ---- endless lines and an endless DATA -----------------------------------------------------------

@@ -3,7 +3,9 @@
 xinetd: the real xinetd (Debian's package) runs in the foreground with a private configuration
 made from the shipped service files — only what must differ on a test machine is rewritten: an
 unlisted service on a free high port of 127.0.0.1, the programs of this build, the test's
-configuration file, and the user xinetd starts them as. A message goes in through SMTP and comes
+configuration file, and the user xinetd starts them as. The programs are copies in the test's own
+world-readable folder, so that nobody can run them wherever the tree was cloned (root's home,
+mode 700, keeps nobody out of build/). A message goes in through SMTP and comes
 back out through POP3, byte for byte, both through xinetd, against a real Cassandra node. When
 the tests run as root this is done twice: xinetd starting the servers as root (they become the
 [server] user conftest's write_conf sets, nobody, before reading a byte) and as nobody.
@@ -23,6 +25,7 @@ import signal
 import smtplib
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -65,12 +68,13 @@ def test_shipped_xinetd_services_start_the_servers_in_inetd_mode():
         assert int(d["instances"]) > 0 and int(d["per_source"]) > 0
 
 
-def xinetd_service(name, port, conf, user):
-    """The shipped service NAME rewritten for the test: unlisted, PORT on 127.0.0.1, this build,
-    CONF, and USER (None: no user/group lines, for a non-root xinetd)."""
+def xinetd_service(name, port, conf, user, bindir=BUILD):
+    """The shipped service NAME rewritten for the test: unlisted, PORT on 127.0.0.1, the program
+    in BINDIR (this build or a copy of it), CONF, and USER (None: no user/group lines, for a
+    non-root xinetd)."""
     _, attrs = parse_xinetd(CONFIG / "xinetd.d" / name)
     prog = SERVICES[name.split("-")[1]][1]
-    replaced = {"server": str(BUILD / prog), "server_args": f"--inetd -c {conf}"}
+    replaced = {"server": str(Path(bindir) / prog), "server_args": f"--inetd -c {conf}"}
     if user:
         replaced["user"], replaced["group"] = user
     lines = []
@@ -83,10 +87,18 @@ def xinetd_service(name, port, conf, user):
 
 
 class Xinetd:
-    """xinetd -dontfork with a private configuration; stopped (SIGTERM, then SIGKILL) by pid."""
+    """xinetd -dontfork with a private configuration; stopped (SIGTERM, then SIGKILL) by pid.
+    The servers it starts are copies of this build's in FOLDER/bin (FOLDER must be readable by
+    USER): a build/ under a private home is out of the reach of nobody."""
 
     def __init__(self, folder, conf, user):
         self.folder = Path(folder)
+        bindir = self.folder / "bin"
+        bindir.mkdir(mode=0o755)
+        bindir.chmod(0o755)
+        for _, prog, _ in SERVICES.values():
+            shutil.copy2(BUILD / prog, bindir / prog)
+            (bindir / prog).chmod(0o755)
         self.ports = {"smtp": free_port(), "pop3": free_port()}
         self.log_path = self.folder / "xinetd.log"
         self.services_log = self.folder / "services.log"
@@ -95,7 +107,7 @@ class Xinetd:
                 "    log_on_success = PID HOST EXIT\n"
                 "    log_on_failure = HOST\n}\n")
         for proto, (name, _, _) in SERVICES.items():
-            text += xinetd_service(name, self.ports[proto], conf, user)
+            text += xinetd_service(name, self.ports[proto], conf, user, bindir)
         self.conf = self.folder / "xinetd.conf"
         self.conf.write_text(text)
         self.proc = subprocess.Popen(["xinetd", "-dontfork", "-f", str(self.conf), "-filelog",
@@ -137,6 +149,32 @@ USERS = [("root", "root"), ("nobody", "nogroup")] if os.geteuid() == 0 else [Non
 
 @pytest.mark.parametrize("xinetd_user", USERS, ids=lambda u: f"as-{u[0]}" if u else "as-self")
 def test_xinetd_delivers_over_smtp_and_serves_the_message_over_pop3(mail, xinetd_user):
+    deliver_through_xinetd(mail, xinetd_user)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="xinetd can start the servers as nobody only as root")
+def test_xinetd_as_nobody_serves_a_tree_cloned_into_a_private_home(mail, monkeypatch):
+    """A tree cloned as root into root's home (mode 700, the default) keeps nobody out of its
+    build/: xinetd starting the servers as nobody must still work there."""
+    home = Path(tempfile.mkdtemp(prefix="cassmail-home-"))
+    try:
+        home.chmod(0o700)
+        private = home / "cassmail" / "build"
+        private.mkdir(parents=True)
+        for _, prog, _ in SERVICES.values():
+            shutil.copy2(BUILD / prog, private / prog)
+        # nobody really cannot reach it
+        p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                            "test", "-x", str(private / "cassmail-smtpd")])
+        assert p.returncode == 1
+        monkeypatch.setattr(sys.modules[__name__], "BUILD", private)
+        deliver_through_xinetd(mail, ("nobody", "nogroup"))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def deliver_through_xinetd(mail, xinetd_user):
+    """A message in through SMTP and out through POP3, both started by xinetd as XINETD_USER."""
     # A folder every user can read: the servers may run as nobody.
     folder = Path(tempfile.mkdtemp(prefix="cassmail-xinetd-"))
     try:

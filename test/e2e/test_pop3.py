@@ -274,7 +274,10 @@ def test_dropped_connection_after_dele_deletes_nothing(env, ring):
 def test_outbox_is_read_with_user_pipe_outbox(env):
     pete, anne = env.user(), env.user()
     sent = message("from pete", 500)
-    env.send(anne, [sent], sender=f"{pete}@example.com")
+    # the sent copy is kept for a sender who logged in ([smtp] outbox_copy = authenticated)
+    with smtplib.SMTP("127.0.0.1", env.smtp_port, timeout=120) as s:
+        s.login(pete, PASSWORD)
+        assert s.sendmail(f"{pete}@example.com", [f"{anne}@example.com"], sent) == {}
     out = env.stored(pete, "outbox")
     assert len(out) == 1
     p = env.pop(pete, "outbox")

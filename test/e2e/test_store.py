@@ -132,6 +132,24 @@ def test_passwd_iterations_sets_the_hash_cost_and_refuses_out_of_range(mail, rin
         assert p.returncode == 64 and b"--iterations must be from 1000 to 100000000" in p.stderr, p
 
 
+def test_auth_password_iterations_sets_the_cost_of_new_hashes_and_is_range_checked(mail, ring, tmp_path):
+    base = mail.conf.read_text()
+    conf = tmp_path / "auth.conf"
+    conf.write_text(base + "\n[auth]\npassword_iterations=2000\n")
+    cheap = Mail(conf)
+    user = unique()
+    cheap.useradd(user)
+    cheap.admin("passwd", user, input=b"configured-cost\n")
+    out = ring.cluster("cli", input=f"use Mail;\nget Credentials['{user}'];\n").stdout
+    assert "i=2000$".encode().hex() in out, out
+    cheap.admin("passwd", "--iterations", "3000", user, input=b"explicit-cost\n")
+    out = ring.cluster("cli", input=f"use Mail;\nget Credentials['{user}'];\n").stdout
+    assert "i=3000$".encode().hex() in out, out
+    conf.write_text(base + "\n[auth]\npassword_iterations=999\n")
+    p = Mail(conf).admin("users", check=False)
+    assert p.returncode == 78 and b"password_iterations" in p.stderr, p
+
+
 def test_ring_lists_the_node(mail):
     out = mail.admin("ring").stdout.decode()
     assert re.search(r"^0\s+0\s+%s\.1$" % re.escape(NET), out, re.M), out

@@ -14,8 +14,9 @@
  * The oracle replays the reader's contract (conn.h) against the input:
  *   OK        the next octets of the input up to and including an LF, at most MAX, no NUL;
  *   NUL       the same with a NUL among them;
- *   TOO_LONG  LINE is empty and the input's next line (through its LF, or to the end) was longer
- *             than MAX allows; the reader resumes after its LF;
+ *   TOO_LONG  the input's next line (through its LF, or to the end) was longer than MAX allows;
+ *             LINE is how it ended: "\r\n", "\n", or empty when it ran to the end of the
+ *             input; the reader resumes after its LF;
  *   EOF       the rest of the input, shorter than MAX and without an LF; EOF again afterwards;
  *   TIMEOUT / ERROR never happen here (every read may wait as long as it likes).
  * After a discard, the reader resumes exactly net_conn_pending() octets further on.
@@ -148,8 +149,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 pos += pending;
             }
         } else if (r == NET_LINE_TOO_LONG) {
-            if (line->len != 0)
-                fuzz_fail("an over-long line with text", r, max, pos, line);
+            const char *want = !lf ? "" : next >= 2 && rest[next - 2] == '\r' ? "\r\n" : "\n";
+            if (line->len != strlen(want) || memcmp(line->str, want, line->len) != 0)
+                fuzz_fail("an over-long line reported with the wrong ending", r, max, pos, line);
             if (lf ? next <= eff : left < eff)
                 fuzz_fail("a line within MAX called too long", r, max, pos, line);
             pos += next;

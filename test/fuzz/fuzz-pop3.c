@@ -6,8 +6,9 @@
  * unfinished last line is dropped (EOF). Each command's reply is drained with pop3_session_more
  * in small chunks whose size varies with the input, as cassmail-pop3d drains RETR and TOP.
  *
- * The in-memory store of the unit tests holds user pete (password "secret") with five messages
- * in inbox — dot-stuffing cases, an empty body, a last line without CRLF, one of 3000 octets —
+ * The in-memory store of the unit tests holds user pete (password "secret") with six messages
+ * in inbox — dot-stuffing cases, an empty body, a last line without CRLF, one with the bare CR
+ * and bare LF an older version may have stored ("x\r.\r\n" and friends), one of 3000 octets —
  * and one in outbox (USER pete|outbox), read in pages of three; and anne, who has no password.
  * The login delay is the adapter's business and is not slept here, and the dummy verification
  * for unknown users (which costs a real PBKDF2 run on purpose) is replaced by a cheap one, so
@@ -22,8 +23,9 @@
  * a low error limit, other delimiters, no STLS); the session text follows.
  *
  * Checks beyond the sanitizers: every command gets a reply; a reply starts with "+OK" or "-ERR"
- * and ends in CRLF with no bare LF; a multi-line reply ends with "." CRLF and has no line that is
- * a lone "." before it (dot-stuffing, RFC 1939 section 3); a line fed between STLS's "+OK" and
+ * and ends in CRLF with no bare LF; a multi-line reply has no bare CR either, ends with "." CRLF
+ * and has no line that is a lone "." before it (dot-stuffing, RFC 1939 section 3) — so no client,
+ * whether it ends lines at CRLF, LF or CR, sees an early end; a line fed between STLS's "+OK" and
  * the handshake is dropped unanswered. A violation aborts.
  *
  *   make fuzz FUZZ_SECONDS=300       (build/fuzz/fuzz-pop3, seeds in test/fuzz/corpus/pop3)
@@ -45,6 +47,7 @@ static const char *const fuzz_inbox[] = {
     "Subject: dots\r\n\r\n.\r\n..\r\n.leading dot\r\n\r\n.\r\nend\r\n",
     "Subject: empty body\r\n\r\n",
     "Subject: no final line end\r\n\r\nlast line without CRLF",
+    "Subject: legacy\rX: y\n\r\nx\r.\r\n.\n.\r\r\n..\rend\n.\r",
     NULL,   /* the long one, made at start-up */
 };
 
@@ -77,6 +80,9 @@ fuzz_check_reply(const GString *out)
         return;   /* single line */
     if (out->str[0] == '-')
         fuzz_fail("a multi-line -ERR", out);
+    for (gsize i = first_len; i < out->len; i++)
+        if (out->str[i] == '\r' && (i + 1 == out->len || out->str[i + 1] != '\n'))
+            fuzz_fail("a bare CR in a multi-line reply", out);
     if (out->len < first_len + 3 || memcmp(out->str + out->len - 3, ".\r\n", 3) != 0 ||
         (out->len > first_len + 3 && out->str[out->len - 4] != '\n'))
         fuzz_fail("a multi-line reply not ending with . CRLF", out);
@@ -103,12 +109,14 @@ fuzz_store(void)
             for (int n = 0; m->len < 3000; n++)
                 g_string_append_printf(m, "%s%d line of the long message\r\n", n % 5 ? "" : ".", n);
         }
-        if (!store_deliver(store, &inbox, 1, (const guint8 *)m->str, m->len, &id, NULL))
+        store_msgid_new(&id);
+        if (!store_deliver(store, &id, &inbox, 1, (const guint8 *)m->str, m->len, NULL))
             abort();
         g_string_free(m, TRUE);
     }
     static const char sent[] = "Subject: sent\r\n\r\nfrom the outbox\r\n";
-    if (!store_deliver(store, &outbox, 1, (const guint8 *)sent, sizeof sent - 1, &id, NULL))
+    store_msgid_new(&id);
+    if (!store_deliver(store, &id, &outbox, 1, (const guint8 *)sent, sizeof sent - 1, NULL))
         abort();
     return store;
 }
@@ -121,6 +129,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
+    /* logins cost the least a deployment may configure ([auth] password_iterations) */
+    password_set_cost(PASSWORD_ITERATIONS_MIN);
     fuzz_hash = password_hash_iterations("secret", PASSWORD_ITERATIONS_MIN, NULL);
     if (!fuzz_hash)
         abort();

@@ -3,9 +3,9 @@
  *
  * One input is one client's side of a session: its octets are cut into lines the way the bounded
  * line reader (src/net/conn.h) cuts them — after each LF; a line longer than the limit the core
- * asks for (smtp_session_line_max: commands, DATA text, AUTH responses) is handed over empty with
- * SMTP_LINE_TOO_LONG; a line with a NUL octet carries SMTP_LINE_NUL; an unfinished last line is
- * dropped, as the adapter drops it at EOF. Mail goes into the in-memory store of the unit tests
+ * asks for (smtp_session_line_max: commands, DATA text, AUTH responses) is handed over as its
+ * terminator alone ("\r\n" or "\n") with SMTP_LINE_TOO_LONG; a line with a NUL octet carries
+ * SMTP_LINE_NUL; an unfinished last line is dropped, as the adapter drops it at EOF. Mail goes into the in-memory store of the unit tests
  * (test/unit/support/store_mem.h), which knows the users anne (password "secret", for AUTH),
  * bob and postmaster.
  *
@@ -22,7 +22,10 @@
  * Besides what AddressSanitizer, UBSan and LeakSanitizer catch, the harness checks what every
  * reply must be (RFC 5321 4.2, RFC 2034): lines of "NNN" then " " or "-" and text, each ending in
  * CRLF, no bare CR or LF inside, a 4xx/5xx carrying an enhanced code of its own class; a
- * multi-line reply keeps one code. Every stored message must start with our Received: field.
+ * multi-line reply keeps one code. Every stored message must start with our Received: field and
+ * be CRLF-clean (no CR or LF outside a CRLF). No SMTP smuggling: every message that reaches the
+ * end of DATA (stored or refused there) ends at a CRLF "." CRLF of the input, so there are never
+ * more of them than the input holds (overlapping ones counted).
  * Between STARTTLS's 220 and the handshake, a line fed (one the client pipelined) gets no answer.
  * A violation aborts, so libFuzzer keeps the input.
  *
@@ -103,6 +106,13 @@ fuzz_check_stored(Store *store)
                     fprintf(stderr, "fuzz-smtp: stored message without our Received: field\n");
                     abort();
                 }
+                for (gsize k = 0; k < len; k++) {
+                    if ((data[k] == '\r' && (k + 1 == len || data[k + 1] != '\n')) ||
+                        (data[k] == '\n' && (k == 0 || data[k - 1] != '\r'))) {
+                        fprintf(stderr, "fuzz-smtp: stored message with a bare CR or LF\n");
+                        abort();
+                    }
+                }
                 g_bytes_unref(msg);
             }
             g_array_free(page, TRUE);
@@ -118,6 +128,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
+    /* logins cost the least a deployment may configure ([auth] password_iterations) */
+    password_set_cost(PASSWORD_ITERATIONS_MIN);
     fuzz_hash = password_hash_iterations("secret", PASSWORD_ITERATIONS_MIN, NULL);
     if (!fuzz_hash)
         abort();
@@ -180,7 +192,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fuzz_fail("a line limit other than the text limit in DATA", out);
         g_string_truncate(out, 0);
         if (len > max) {
-            closed = smtp_session_feed(s, "", 0, SMTP_LINE_TOO_LONG, out);
+            gboolean crlf = len >= 2 && data[pos + len - 2] == '\r';
+            closed = smtp_session_feed(s, crlf ? "\r\n" : "\n", crlf ? 2 : 1, SMTP_LINE_TOO_LONG, out);
         } else {
             /* A private copy, so ASan sees any read past the line's end. */
             char *line = g_memdup2(data + pos, len);
@@ -223,6 +236,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     SmtpSessionStats st;
     smtp_session_stats(s, &st);
     (void)smtp_state_name(st.state);
+    guint ends = 0;
+    for (gsize k = 0; k + 5 <= size; k++)
+        ends += memcmp(data + k, "\r\n.\r\n", 5) == 0;
+    if (st.accepted + st.rejected > ends) {
+        fprintf(stderr, "fuzz-smtp: %u messages ended, the input holds %u CRLF.CRLF\n",
+                st.accepted + st.rejected, ends);
+        abort();
+    }
     smtp_session_free(&s);
     store_mem_fail_next(store, 0);   /* the checks read the store; injected failures are over */
     fuzz_check_stored(store);

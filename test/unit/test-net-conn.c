@@ -164,7 +164,7 @@ test_max_plus_one_is_too_long_once_then_resyncs(void)
     Pair *p = pair_new();
     send_text(p, "0123456789\r\nNEXT\r\n", -1);
     g_assert_cmpint(read_line(p, 11), ==, NET_LINE_TOO_LONG);
-    g_assert_cmpuint(p->line->len, ==, 0);
+    g_assert_cmpstr(p->line->str, ==, "\r\n");   /* only how the skipped line ended */
     g_assert_cmpint(read_line(p, 11), ==, NET_LINE_OK);
     g_assert_cmpstr(p->line->str, ==, "NEXT\r\n");
     client_close(p);
@@ -209,9 +209,92 @@ test_too_long_at_eof_is_reported_once(void)
     send_text(p, "0123456789abcdef", -1);
     client_close(p);
     g_assert_cmpint(read_line(p, 8), ==, NET_LINE_TOO_LONG);
+    g_assert_cmpuint(p->line->len, ==, 0);   /* it never ended */
     g_assert_cmpint(read_line(p, 8), ==, NET_LINE_EOF);
     g_assert_cmpint(read_line(p, 8), ==, NET_LINE_EOF);
     pair_free(p);
+}
+
+static void
+test_too_long_line_tells_crlf_from_bare_lf(void)
+{
+    /* The SMTP smuggling attack: an over-long text line ending in a bare LF, then "." CRLF. The
+     * caller must learn that the skipped line ended in a bare LF, or it takes the "." for the
+     * end of DATA. */
+    Pair *p = pair_new();
+    g_autofree char *x = g_strnfill(1100, 'X');
+    send_text(p, x, -1);
+    send_text(p, "\n.\r\n", -1);
+    send_text(p, x, -1);
+    send_text(p, "\r\n.\r\n", -1);
+    send_text(p, x, -1);
+    send_text(p, "\r\r\n\r\n", -1);   /* a bare CR, then CRLF: it ended in CRLF */
+    send_text(p, x, -1);
+    send_text(p, "\rx\n", -1);           /* a bare CR inside, a bare LF at the end */
+    client_close(p);
+    static const char *const ends[] = {"\n", "\r\n", "\r\n", "\n"};
+    static const char *const after[] = {".\r\n", ".\r\n", "\r\n", NULL};
+    for (guint i = 0; i < G_N_ELEMENTS(ends); i++) {
+        g_assert_cmpint(read_line(p, 1001), ==, NET_LINE_TOO_LONG);
+        g_assert_cmpstr(p->line->str, ==, ends[i]);
+        if (after[i]) {
+            g_assert_cmpint(read_line(p, 1001), ==, NET_LINE_OK);
+            g_assert_cmpstr(p->line->str, ==, after[i]);
+        }
+    }
+    g_assert_cmpint(read_line(p, 1001), ==, NET_LINE_EOF);
+    pair_free(p);
+}
+
+/* split_too_long - one over-long line sent as PIECES (NULL-terminated), the reader made to read
+ * each piece on its own; how the reader says the line ended */
+static char *
+split_too_long(gsize max, const char *const *pieces)
+{
+    Pair *p = pair_new();
+    for (const char *const *piece = pieces; *piece; piece++) {
+        send_text(p, *piece, -1);
+        if (piece[1]) {   /* not the last: nothing complete yet, the reader takes what came */
+            g_assert_cmpint(net_conn_read_line(p->conn, max, 30, p->line), ==, NET_LINE_TIMEOUT);
+        }
+    }
+    g_assert_cmpint(read_line(p, max), ==, NET_LINE_TOO_LONG);
+    char *end = g_strdup(p->line->str);
+    send_text(p, "NEXT\n", -1);
+    g_assert_cmpint(read_line(p, max), ==, NET_LINE_OK);
+    g_assert_cmpstr(p->line->str, ==, "NEXT\n");
+    pair_free(p);
+    return end;
+}
+
+static void
+test_too_long_line_end_survives_any_split(void)
+{
+    /* CR and LF in two reads: the CR went with the octets already dropped */
+    const char *const cr_then_lf[] = {"aaaaaaaaaaaa\r", "\n", NULL};
+    g_autofree char *e1 = split_too_long(8, cr_then_lf);
+    g_assert_cmpstr(e1, ==, "\r\n");
+    /* the CR is the last of the first MAX octets, the LF the first octet after them */
+    const char *const cr_at_max[] = {"1234567\r", "\n", NULL};
+    g_autofree char *e2 = split_too_long(8, cr_at_max);
+    g_assert_cmpstr(e2, ==, "\r\n");
+    const char *const cr_at_max_one_read[] = {"1234567\r\n", NULL};
+    g_autofree char *e3 = split_too_long(8, cr_at_max_one_read);
+    g_assert_cmpstr(e3, ==, "\r\n");
+    /* a CR at the end of one read that is not followed by the LF: a bare LF ends the line */
+    const char *const cr_then_other[] = {"aaaaaaaaaaaa\r", "b\n", NULL};
+    g_autofree char *e4 = split_too_long(8, cr_then_other);
+    g_assert_cmpstr(e4, ==, "\n");
+    const char *const cr_then_more[] = {"aaaaaaaaaaaa\r", "bbbbbbbbbbbbbbbbbbbbbbbbb", "\n", NULL};
+    g_autofree char *e5 = split_too_long(8, cr_then_more);
+    g_assert_cmpstr(e5, ==, "\n");
+    /* a skipped line in many pieces, the last CR in a piece of its own */
+    const char *const pieces[] = {"aaaaaaaaaaaa", "bbbbbbbbbbbb", "\r", "\n", NULL};
+    g_autofree char *e6 = split_too_long(8, pieces);
+    g_assert_cmpstr(e6, ==, "\r\n");
+    const char *const lf_alone[] = {"aaaaaaaaaaaa", "bbbbbbbbbbbb", "\n", NULL};
+    g_autofree char *e7 = split_too_long(8, lf_alone);
+    g_assert_cmpstr(e7, ==, "\n");
 }
 
 static void
@@ -645,6 +728,10 @@ main(int argc, char **argv)
                     test_too_long_at_eof_is_reported_once);
     g_test_add_func("/net/line/too-long-line-split-across-reads-is-one-error",
                     test_too_long_line_split_across_reads_is_one_error);
+    g_test_add_func("/net/line/too-long-line-tells-crlf-from-bare-lf",
+                    test_too_long_line_tells_crlf_from_bare_lf);
+    g_test_add_func("/net/line/too-long-line-end-survives-any-split",
+                    test_too_long_line_end_survives_any_split);
     g_test_add_func("/net/line/nul-is-reported", test_nul_is_reported);
     g_test_add_func("/net/line/timeout-when-no-complete-line", test_timeout_when_no_complete_line);
     g_test_add_func("/net/line/partial-line-survives-a-timeout",

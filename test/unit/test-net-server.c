@@ -1,6 +1,7 @@
 /*
  * test-net-server.c - net/server: listen addresses, the fork-per-connection listener (the busy
- * reply past max_children, reaping, SIGTERM stopping it and its sessions) and inetd mode.
+ * reply past max_children, reaping, SIGTERM stopping it and its sessions, a client address's
+ * share, eviction passing over a held session) and inetd mode.
  */
 #include "net/server.h"
 
@@ -213,6 +214,88 @@ test_serve_refuses_past_max_children_and_stops_on_sigterm(void)
 }
 
 static void
+test_client_share_leaves_another_address_a_slot(void)
+{
+    net_serve_set_client_limit(50);
+    g_assert_cmpint(net_serve_client_share(1), ==, 1);
+    g_assert_cmpint(net_serve_client_share(2), ==, 1);
+    g_assert_cmpint(net_serve_client_share(4), ==, 3);
+    g_assert_cmpint(net_serve_client_share(51), ==, 50);
+    g_assert_cmpint(net_serve_client_share(1000), ==, 50);
+    net_serve_set_client_limit(0);   /* no limit of its own */
+    g_assert_cmpint(net_serve_client_share(4), ==, 4);
+    net_serve_set_client_limit(NET_SERVE_CLIENT_LIMIT);
+}
+
+/* hold_handler - greets, answers two lines; after a first line "HOLD" it holds the session */
+static void
+hold_handler(NetConn *conn, const char *peer, gpointer user_data)
+{
+    (void)user_data;
+    net_conn_printf(conn, "220 hello %s\r\n", peer);
+    net_conn_flush(conn);
+    g_autoptr(GString) line = g_string_new(NULL);
+    for (int i = 0; i < 2 && net_conn_read_line(conn, 512, 20000, line) == NET_LINE_OK; i++) {
+        if (i == 0 && g_str_has_prefix(line->str, "HOLD"))
+            net_session_hold(TRUE);
+        net_conn_printf(conn, "250 %s", line->str);
+        net_conn_flush(conn);
+    }
+}
+
+/* say - send LINE on C and expect REPLY */
+static void
+say(NetConn *c, const char *line, const char *reply)
+{
+    g_autoptr(GString) got = g_string_new(NULL);
+    g_assert_true(net_conn_printf(c, "%s", line) && net_conn_flush(c));
+    g_assert_cmpint(net_conn_read_line(c, 512, 10000, got), ==, NET_LINE_OK);
+    g_assert_cmpstr(got->str, ==, reply);
+}
+
+static void
+test_eviction_passes_over_a_held_session(void)
+{
+    g_autoptr(GError) error = NULL;
+    int lfd = net_listen("127.0.0.1:0", &error);
+    g_assert_no_error(error);
+    int port = net_bound_port(lfd);
+    pid_t server = fork();
+    g_assert_cmpint(server, >=, 0);
+    if (server == 0) {
+        net_serve_set_evict_idle(1);
+        net_serve_set_client_limit(0);   /* every client here is 127.0.0.1 */
+        int rc = net_serve_fd(lfd, 2, BUSY, hold_handler, NULL, NULL);
+        _exit(rc == 0 ? 0 : 3);
+    }
+    close(lfd);
+    g_autoptr(GString) line = g_string_new(NULL);
+    int fd1, fd2, fd3;
+    NetConn *held = client_connect(port, &fd1);
+    g_assert_cmpint(net_conn_read_line(held, 512, 10000, line), ==, NET_LINE_OK);
+    say(held, "HOLD\r\n", "250 HOLD\r\n");
+    g_usleep(200 * 1000);
+    NetConn *idle = client_connect(port, &fd2);
+    g_assert_cmpint(net_conn_read_line(idle, 512, 10000, line), ==, NET_LINE_OK);
+    say(idle, "FREE\r\n", "250 FREE\r\n");
+    g_usleep(1500 * 1000);   /* both silent past the eviction time, the held one longest */
+
+    /* the listener is full: the newcomer is served by closing the idle session, not the held */
+    NetConn *third = client_connect(port, &fd3);
+    g_assert_cmpint(net_conn_read_line(third, 512, 10000, line), ==, NET_LINE_OK);
+    g_assert_cmpstr(line->str, ==, "220 hello 127.0.0.1\r\n");
+    g_assert_cmpint(net_conn_read_line(idle, 512, 10000, line), ==, NET_LINE_OK);
+    g_assert_cmpstr(line->str, ==, BUSY);
+    g_assert_cmpint(net_conn_read_line(idle, 512, 10000, line), ==, NET_LINE_EOF);
+    say(held, "PING\r\n", "250 PING\r\n");
+    client_close(&idle, fd2);
+    client_close(&held, fd1);
+    client_close(&third, fd3);
+    g_assert_cmpint(kill(server, SIGTERM), ==, 0);
+    g_assert_cmpint(wait_exit(server, 15000), ==, 0);
+}
+
+static void
 test_serve_rejects_bad_arguments(void)
 {
     g_autoptr(GError) error = NULL;
@@ -309,6 +392,10 @@ main(int argc, char **argv)
     g_test_add_func("/net/serve/refuses-past-max-children-and-stops-on-sigterm",
                     test_serve_refuses_past_max_children_and_stops_on_sigterm);
     g_test_add_func("/net/serve/rejects-bad-arguments", test_serve_rejects_bad_arguments);
+    g_test_add_func("/net/serve/client-share-leaves-another-address-a-slot",
+                    test_client_share_leaves_another_address_a_slot);
+    g_test_add_func("/net/serve/eviction-passes-over-a-held-session",
+                    test_eviction_passes_over_a_held_session);
     g_test_add_func("/net/serve/inetd-mode-serves-fds-0-and-1", test_inetd_mode_serves_fds_0_and_1);
     return g_test_run();
 }

@@ -211,7 +211,8 @@ deliver_to(Fx *f, const char *user, const char *mailbox, const char *msg, gsize 
 {
     StoreTarget t = {user, mailbox};
     StoreMsgId id;
-    g_assert_true(store_deliver(f->store, &t, 1, (const guint8 *)msg, len, &id, NULL));
+    store_msgid_new(&id);
+    g_assert_true(store_deliver(f->store, &id, &t, 1, (const guint8 *)msg, len, NULL));
     return id;
 }
 
@@ -641,6 +642,127 @@ test_top_sends_headers_blank_line_and_n_lines(Fx *f, gconstpointer d)
     g_assert_cmpuint(st.retrieved, ==, 0);   /* TOP is not a retrieval */
 }
 
+/* client_lines - what a client that ends lines at TERMINATORS ("\r\n": CRLF only; "\n": LF;
+ * "\r\n" + bare CR too when CR_TOO) sees of a multi-line response OUT: the lines after the
+ * status line up to the first lone ".", unstuffed; NULL when it never finds that end */
+static GPtrArray *
+client_lines(const char *out, gsize len, const char *mode)
+{
+    GPtrArray *lines = g_ptr_array_new_with_free_func(g_free);
+    gsize pos = 0;
+    gboolean first = TRUE;
+    while (pos < len) {
+        gsize end = pos, next;
+        if (strcmp(mode, "crlf") == 0) {
+            while (end + 1 < len && !(out[end] == '\r' && out[end + 1] == '\n'))
+                end++;
+            if (end + 1 >= len)
+                break;
+            next = end + 2;
+        } else {
+            /* "lf": a line ends at LF (a CR before it dropped); "cr": at CR, LF or CRLF */
+            while (end < len && out[end] != '\n' && !(mode[0] == 'c' && out[end] == '\r'))
+                end++;
+            if (end >= len)
+                break;
+            next = end + 1;
+            if (out[end] == '\r' && next < len && out[next] == '\n')
+                next++;
+            else if (out[end] == '\n' && end > pos && out[end - 1] == '\r')
+                end--;
+        }
+        g_autofree char *line = g_strndup(out + pos, end - pos);
+        pos = next;
+        if (first) {   /* the status line */
+            first = FALSE;
+            continue;
+        }
+        if (strcmp(line, ".") == 0)
+            return lines;
+        g_ptr_array_add(lines, g_strdup(line[0] == '.' ? line + 1 : line));
+    }
+    g_ptr_array_unref(lines);
+    return NULL;
+}
+
+/* assert_clients_agree - CRLF-only, LF and CR-as-well clients all see exactly WANT (lines, NULL
+ * terminated) in OUT */
+static void
+assert_clients_agree(const char *out, const char *const *want)
+{
+    static const char *const modes[] = {"crlf", "lf", "cr"};
+    for (guint i = 0; i < G_N_ELEMENTS(modes); i++) {
+        GPtrArray *got = client_lines(out, strlen(out), modes[i]);
+        g_assert_nonnull(got);
+        g_ptr_array_add(got, NULL);
+        if (!g_strv_equal((const char *const *)got->pdata, want)) {
+            g_autofree char *esc = g_strescape(out, NULL);
+            g_autofree char *msg = g_strdup_printf("a %s client sees other lines in \"%s\"", modes[i], esc);
+            g_assertion_message(G_LOG_DOMAIN, __FILE__, __LINE__, G_STRFUNC, msg);
+        }
+        g_ptr_array_unref(got);
+    }
+}
+
+static void
+test_retr_of_bare_cr_and_lf_is_crlf_clean(Fx *f, gconstpointer d)
+{
+    (void)d;
+    /* Messages an older version may have stored: bare CR and bare LF, with "." after them. Sent
+     * as stored, "x\r.\r\n" would end the response early for a client that ends lines at CR. */
+    deliver(f, "Subject: old\r\n\r\nx\r.\r\nMAIL FROM:<ceo@example.com>\r\n");
+    deliver(f, "a\n.\nb\n.\r\nc\r\n.\rd\r\n.\ne");
+    deliver(f, "double\r\r\n.\r\r\n..\r");
+    deliver(f, "Subject: clean\r\n\r\n.\r\n..\r\nend\r\n");
+    login(f);
+    const char *const want1[] = {"Subject: old", "", "x", ".", "MAIL FROM:<ceo@example.com>", NULL};
+    const char *const want2[] = {"a", ".", "b", ".", "c", ".", "d", ".", "e", NULL};
+    const char *const want3[] = {"double", "", ".", "", "..", NULL};
+    const char *const want4[] = {"Subject: clean", "", ".", "..", "end", NULL};
+    const char *const *wants[] = {want1, want2, want3, want4};
+    gsize sizes[] = {1, 2, 3, 7, 100000};
+    for (guint n = 0; n < G_N_ELEMENTS(wants); n++) {
+        g_autofree char *cmd = g_strdup_printf("RETR %u", n + 1);
+        g_autofree char *first = NULL;
+        for (gsize i = 0; i < G_N_ELEMENTS(sizes); i++) {
+            f->chunk = sizes[i];
+            const char *out = say(f, cmd);
+            g_assert_true(g_str_has_prefix(out, "+OK "));
+            /* nothing but CRLF line ends; the same octets for every chunk size */
+            const char *body = strstr(out, "\r\n") + 2;
+            for (const char *p = body; *p; p++)
+                g_assert_true(*p == '\r' ? p[1] == '\n' : *p != '\n' || p[-1] == '\r');
+            if (!first)
+                first = g_strdup(out);
+            g_assert_cmpstr(out, ==, first);
+            assert_clients_agree(out, wants[n]);
+        }
+    }
+    /* a message stored CRLF-clean goes out byte for byte, stuffing aside */
+    f->chunk = 7;
+    g_assert_cmpstr(say(f, "RETR 4"), ==,
+                    "+OK 30 octets\r\nSubject: clean\r\n\r\n..\r\n...\r\nend\r\n.\r\n");
+    g_assert_cmpstr(say(f, "RETR 1"), ==,
+                    "+OK 50 octets\r\nSubject: old\r\n\r\nx\r\n..\r\nMAIL FROM:<ceo@example.com>\r\n.\r\n");
+}
+
+static void
+test_top_counts_bare_cr_and_lf_as_line_ends(Fx *f, gconstpointer d)
+{
+    (void)d;
+    deliver(f, "A: 1\rB: 2\n\rx\r.\r\n.\ny\n");
+    login(f);
+    const char *out = say(f, "TOP 1 0");
+    g_assert_cmpstr(out, ==, "+OK top of message 1 follows\r\nA: 1\r\nB: 2\r\n\r\n.\r\n");
+    out = say(f, "TOP 1 2");
+    g_assert_cmpstr(out, ==, "+OK top of message 1 follows\r\nA: 1\r\nB: 2\r\n\r\nx\r\n..\r\n.\r\n");
+    const char *const want[] = {"A: 1", "B: 2", "", "x", ".", NULL};
+    assert_clients_agree(out, want);
+    out = say(f, "TOP 1 9");
+    const char *const all[] = {"A: 1", "B: 2", "", "x", ".", ".", "y", NULL};
+    assert_clients_agree(out, all);
+}
+
 static void
 test_retr_and_top_are_the_same_whatever_the_store_chunks(Fx *f, gconstpointer d)
 {
@@ -650,17 +772,21 @@ test_retr_and_top_are_the_same_whatever_the_store_chunks(Fx *f, gconstpointer d)
     deliver(f, "A: 1\r\nB: 2\r\n\r\n.b1\r\nb2\r\n.\r\nb4");
     deliver(f, "A: 1\nB: 2\n\nb1\nb2\n");
     deliver(f, "\r\nbody\r\n");
+    deliver(f, "A: 1\rB: 2\r\r\n.b1\rb2\r\n\r");   /* bare CRs: a CRLF never cut in two */
     login(f);
     const char *cmds[] = {"RETR 1", "TOP 1 0", "TOP 1 1", "TOP 1 3", "RETR 2", "TOP 2 0",
-                          "TOP 2 1", "TOP 2 9", "TOP 3 0", "RETR 3"};
+                          "TOP 2 1", "TOP 2 9", "TOP 3 0", "RETR 3", "RETR 4", "TOP 4 0",
+                          "TOP 4 1", "TOP 4 2"};
     char *want[G_N_ELEMENTS(cmds)];
     for (gsize i = 0; i < G_N_ELEMENTS(cmds); i++)
         want[i] = g_strdup(say(f, cmds[i]));
     g_assert_cmpstr(want[1], ==, "+OK top of message 1 follows\r\nA: 1\r\nB: 2\r\n\r\n.\r\n");
     g_assert_cmpstr(want[3], ==, "+OK top of message 1 follows\r\nA: 1\r\nB: 2\r\n\r\n..b1\r\n"
                                  "b2\r\n..\r\n.\r\n");
-    g_assert_cmpstr(want[6], ==, "+OK top of message 2 follows\r\nA: 1\nB: 2\n\nb1\n.\r\n");
+    g_assert_cmpstr(want[6], ==, "+OK top of message 2 follows\r\nA: 1\r\nB: 2\r\n\r\nb1\r\n.\r\n");
     g_assert_cmpstr(want[8], ==, "+OK top of message 3 follows\r\n\r\n.\r\n");
+    g_assert_cmpstr(want[10], ==, "+OK 21 octets\r\nA: 1\r\nB: 2\r\n\r\n..b1\r\nb2\r\n\r\n.\r\n");
+    g_assert_cmpstr(want[12], ==, "+OK top of message 4 follows\r\nA: 1\r\nB: 2\r\n\r\n..b1\r\n.\r\n");
     gsize chunks[] = {1, 2, 3, 5, 7};
     for (gsize c = 0; c < G_N_ELEMENTS(chunks); c++) {
         store_mem_set_chunk(f->proxy->inner, chunks[c]);
@@ -1073,6 +1199,8 @@ int
 main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
+    /* the tests' hashes cost 1000 iterations, as a deployment may configure ([auth]) */
+    password_set_cost(1000);
     char *h = password_hash_iterations("secret", 1000, NULL);
     hash_secret = h;
 #define T(name, fn) g_test_add("/pop3/" name, Fx, NULL, fx_setup, fn, fx_teardown)
@@ -1106,6 +1234,8 @@ main(int argc, char **argv)
     T("a-store-failure-mid-body-closes-without-the-terminator",
       test_a_store_failure_mid_body_closes_without_the_terminator);
 
+    T("retr-of-bare-cr-and-lf-is-crlf-clean-for-every-client", test_retr_of_bare_cr_and_lf_is_crlf_clean);
+    T("top-counts-bare-cr-and-lf-as-line-ends", test_top_counts_bare_cr_and_lf_as_line_ends);
     T("dele-marks-and-deleted-messages-vanish", test_dele_marks_and_deleted_messages_vanish);
     T("rset-unmarks", test_rset_unmarks);
     T("quit-removes-the-marked-messages-in-one-call",

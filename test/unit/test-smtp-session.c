@@ -244,6 +244,14 @@ assert_text(Fx *f, const char *user, const char *want, gsize len)
 }
 #define assert_stored_text(f, user, want) assert_text((f), (user), (want), strlen(want))
 
+/* queued_id - the id text of a "250 2.0.0 Ok: queued as ID" reply R */
+static char *
+queued_id(const char *r)
+{
+    g_assert_true(g_str_has_prefix(r, "250 2.0.0 Ok: queued as "));
+    return g_strndup(r + strlen("250 2.0.0 Ok: queued as "), STORE_MSGID_TEXT_LEN - 1);
+}
+
 /* open_data - EHLO (when not greeted yet), MAIL FROM:<FROM>, RCPT TO:<RCPT>, DATA: all accepted */
 static void
 open_data(Fx *f, const char *from, const char *rcpt)
@@ -684,6 +692,14 @@ static void
 test_mail_local_sender_store_failure_is_451(Fx *f, gconstpointer d)
 {
     (void)d;
+    /* By default an unauthenticated sender gets no outbox copy, so MAIL asks the store nothing */
+    assert_reply(script(f, "EHLO client.example.org\r\n"), "250");
+    store_mem_fail_next(f->store, 1);
+    assert_replies(script(f, "MAIL FROM:<anne@example.com>\r\nRSET\r\n"), "250 2.1.0", "250");
+    store_mem_fail_next(f->store, 0);
+    /* With outbox_copy = local, MAIL looks the sender up: a store failure there is 451 */
+    f->cfg.outbox_copy = CONFIG_OUTBOX_LOCAL;
+    new_session(f);
     assert_reply(script(f, "EHLO client.example.org\r\n"), "250");
     store_mem_fail_next(f->store, 1);
     assert_reply(script(f, "MAIL FROM:<anne@example.com>\r\n"), "451 4.3.0");
@@ -852,17 +868,17 @@ test_data_received_field_then_text(Fx *f, gconstpointer d)
 {
     (void)d;
     open_data(f, "x@remote.example", "anne@example.com");
-    assert_reply(script(f, "Subject: hello\r\n\r\nbody line\r\n.\r\n"), "250 2.0.0");
+    g_autofree char *id = queued_id(script(f, "Subject: hello\r\n\r\nbody line\r\n.\r\n"));
     g_autoptr(GBytes) msg = stored(f, "anne", "inbox", 0);
     gsize len;
     const char *m = g_bytes_get_data(msg, &len);
     g_autofree char *re = g_strdup_printf(
         "^Received: from client\\.example\\.org \\(192\\.0\\.2\\.7\\)\r\n"
-        "\tby mx\\.example\\.com \\(CassMail\\) with ESMTP id %s\\.1;\r\n"
+        "\tby mx\\.example\\.com \\(CassMail\\) with ESMTP id %s;\r\n"
         "\t(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
         "[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4}\r\n"
         "Subject: hello\r\n\r\nbody line\r\n$",
-        stats(f).id);
+        id);
     g_autoptr(GRegex) regex = g_regex_new(re, G_REGEX_RAW, 0, NULL);
     g_assert_nonnull(regex);
     g_autofree char *copy = g_strndup(m, len);
@@ -885,30 +901,40 @@ test_data_helo_session_received_says_smtp(Fx *f, gconstpointer d)
     (void)d;
     assert_reply(script(f, "HELO old.example.org\r\n"), "250");
     open_data(f, "x@remote.example", "bob@example.com");
-    assert_reply(script(f, "x\r\n.\r\n"), "250 2.0.0");
+    g_autofree char *id = queued_id(script(f, "x\r\n.\r\n"));
     g_autoptr(GBytes) msg = stored(f, "bob", "inbox", 0);
     g_autofree char *m = g_strndup(g_bytes_get_data(msg, NULL), g_bytes_get_size(msg));
     g_autofree char *want = g_strdup_printf("Received: from old.example.org (" PEER ")\r\n"
-                                            "\tby " HOST " (CassMail) with SMTP id %s.1;\r\n\t",
-                                            stats(f).id);
+                                            "\tby " HOST " (CassMail) with SMTP id %s;\r\n\t", id);
     g_assert_true(g_str_has_prefix(m, want));
 }
 
 static void
-test_data_transaction_ids_count_up(Fx *f, gconstpointer d)
+test_data_received_id_is_the_queued_id(Fx *f, gconstpointer d)
 {
     (void)d;
+    char *ids[3];
     for (int i = 0; i < 3; i++) {
         open_data(f, "x@remote.example", "carol@example.com");
-        assert_reply(script(f, "x\r\n.\r\n"), "250 2.0.0");
+        ids[i] = queued_id(script(f, "x\r\n.\r\n"));
     }
     g_assert_cmpuint(count(f, "carol", "inbox"), ==, 3);
+    /* one message, one id: its Received: field names the id "queued as" gave, and each message
+     * of the session has its own, in arrival order */
     for (guint i = 0; i < 3; i++) {
         g_autoptr(GBytes) msg = stored(f, "carol", "inbox", i);
         g_autofree char *m = g_strndup(g_bytes_get_data(msg, NULL), g_bytes_get_size(msg));
-        g_autofree char *want = g_strdup_printf(" id %s.%u;\r\n", stats(f).id, i + 1);
+        g_autofree char *want = g_strdup_printf(" (CassMail) with ESMTP id %s;\r\n", ids[i]);
         g_assert_nonnull(strstr(m, want));
+        g_assert_null(strstr(m, stats(f).id));   /* the session id stays in the logs */
+        if (i > 0) {
+            StoreMsgId a, b;
+            g_assert_true(store_msgid_from_text(ids[i - 1], &a) && store_msgid_from_text(ids[i], &b));
+            g_assert_cmpint(store_msgid_compare(&a, &b), <, 0);
+        }
     }
+    for (int i = 0; i < 3; i++)
+        g_free(ids[i]);
 }
 
 static void
@@ -934,11 +960,55 @@ test_data_bare_lf_lines_stored_with_crlf(Fx *f, gconstpointer d)
 {
     (void)d;
     open_data(f, "x@remote.example", "anne@example.com");
-    g_assert_cmpstr(script(f, "Subject: lf\n\nline one\nline two\r\ncr\rinside\n.\r\n"), ==, "");
+    g_assert_cmpstr(script(f, "Subject: lf\n\nline one\nline two\r\nend\n.\r\n"), ==, "");
     /* the "." after a bare LF was text, not the end */
     g_assert_true(smtp_session_in_data(f->s));
     assert_reply(script(f, ".\r\n"), "250 2.0.0");
-    assert_stored_text(f, "anne", "Subject: lf\r\n\r\nline one\r\nline two\r\ncr\rinside\r\n\r\n");
+    assert_stored_text(f, "anne", "Subject: lf\r\n\r\nline one\r\nline two\r\nend\r\n\r\n");
+}
+
+static void
+test_data_bare_cr_is_554(Fx *f, gconstpointer d)
+{
+    (void)d;
+    /* a CR not followed by LF: no reading of it is safe (SMTP smuggling's "\r.\r\n"), so the
+     * message is refused after its end, and the session goes on */
+    open_data(f, "x@remote.example", "anne@example.com");
+    g_assert_cmpstr(script(f, "Subject: cr\r\n\r\ncr\rinside\r\n"), ==, "");
+    g_assert_cmpstr(script(f, "x\r.\r\n"), ==, "");   /* text: the line holds a bare CR */
+    g_assert_true(smtp_session_in_data(f->s));
+    g_assert_cmpstr(script(f, ".\r\n"), ==, "554 5.6.0 Message contains a bare CR (CR without LF); not delivered\r\n");
+    g_assert_false(f->closed);
+    g_assert_cmpint(state(f), ==, SMTP_STATE_READY);
+    g_assert_cmpuint(count(f, "anne", "inbox"), ==, 0);
+    g_assert_cmpuint(stats(f).rejected, ==, 1);
+    g_assert_cmpuint(stats(f).errors, ==, 0);
+    /* a CR just before the CRLF is bare too */
+    open_data(f, "x@remote.example", "anne@example.com");
+    assert_reply(script(f, "double\r\r\n.\r\n"), "554 5.6.0");
+    /* the next message is fine */
+    open_data(f, "x@remote.example", "anne@example.com");
+    assert_reply(script(f, "clean\r\n.\r\n"), "250 2.0.0");
+    assert_stored_text(f, "anne", "clean\r\n");
+}
+
+static void
+test_data_too_long_line_ending_decides_the_end(Fx *f, gconstpointer d)
+{
+    (void)d;
+    /* the reader hands over how a skipped line ended: a bare LF makes the "." after it text */
+    open_data(f, "x@remote.example", "anne@example.com");
+    g_assert_cmpstr(feed_line(f, "\n", 1, SMTP_LINE_TOO_LONG), ==, "");
+    g_assert_cmpstr(script(f, ".\r\nMAIL FROM:<ceo@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"), ==, "");
+    g_assert_true(smtp_session_in_data(f->s));
+    /* at EOF the skipped line had no end at all: the same */
+    g_assert_cmpstr(feed_line(f, "", 0, SMTP_LINE_TOO_LONG), ==, "");
+    g_assert_cmpstr(script(f, ".\r\n"), ==, "");
+    /* a CRLF does end it; one answer for the message */
+    g_assert_cmpstr(feed_line(f, "\r\n", 2, SMTP_LINE_TOO_LONG), ==, "");
+    assert_reply(script(f, ".\r\n"), "500 5.6.0");
+    g_assert_cmpuint(count(f, "anne", "inbox"), ==, 0);
+    g_assert_cmpuint(count(f, "bob", "inbox"), ==, 0);
 }
 
 static void
@@ -1034,7 +1104,7 @@ test_data_too_long_line_is_500(Fx *f, gconstpointer d)
     open_data(f, "x@remote.example", "anne@example.com");
     g_assert_cmpstr(script(f, "short\r\n"), ==, "");
     /* the reader skipped the line up to its LF and says so: no answer yet */
-    g_assert_cmpstr(feed_line(f, "", 0, SMTP_LINE_TOO_LONG), ==, "");
+    g_assert_cmpstr(feed_line(f, "\r\n", 2, SMTP_LINE_TOO_LONG), ==, "");
     g_assert_true(smtp_session_in_data(f->s));
     g_assert_cmpstr(script(f, "after\r\n"), ==, "");
     /* one answer, after the end */
@@ -1097,6 +1167,8 @@ static void
 test_data_store_failure_is_451_then_next_is_250(Fx *f, gconstpointer d)
 {
     (void)d;
+    f->cfg.outbox_copy = CONFIG_OUTBOX_LOCAL;   /* anne's outbox copy is part of the write */
+    new_session(f);
     open_data(f, "anne@example.com", "bob@example.com");
     g_assert_cmpstr(script(f, "first try\r\n"), ==, "");
     store_mem_fail_next(f->store, 1);
@@ -1120,9 +1192,28 @@ test_data_store_failure_is_451_then_next_is_250(Fx *f, gconstpointer d)
 /* ---- the sender's outbox -------------------------------------------------------------------- */
 
 static void
-test_outbox_copy_for_local_sender(Fx *f, gconstpointer d)
+test_outbox_none_for_unauthenticated_local_sender_by_default(Fx *f, gconstpointer d)
 {
     (void)d;
+    /* anyone can write MAIL FROM:<anne@...>: without AUTH, anne's outbox is not touched */
+    g_assert_cmpint(f->cfg.outbox_copy, ==, CONFIG_OUTBOX_AUTHENTICATED);
+    open_data(f, "anne@example.com", "bob@example.com");
+    assert_reply(script(f, "forged\r\n.\r\n"), "250 2.0.0");
+    assert_stored_text(f, "bob", "forged\r\n");
+    g_assert_cmpuint(count(f, "anne", "outbox"), ==, 0);
+    /* writing to "oneself" unauthenticated: the inbox only */
+    open_data(f, "anne@example.com", "anne@example.com");
+    assert_reply(script(f, "note\r\n.\r\n"), "250 2.0.0");
+    g_assert_cmpuint(count(f, "anne", "inbox"), ==, 1);
+    g_assert_cmpuint(count(f, "anne", "outbox"), ==, 0);
+}
+
+static void
+test_outbox_local_copies_for_every_local_sender(Fx *f, gconstpointer d)
+{
+    (void)d;
+    f->cfg.outbox_copy = CONFIG_OUTBOX_LOCAL;   /* the paper's design */
+    new_session(f);
     assert_replies(script(f, "EHLO client.example.org\r\nMAIL FROM:<Anne@Example.net>\r\n"
                              "RCPT TO:<bob@example.com>\r\nRCPT TO:<carol@example.com>\r\n"
                              "DATA\r\nfrom anne\r\n.\r\n"),
@@ -1144,6 +1235,8 @@ static void
 test_outbox_none_for_foreign_sender(Fx *f, gconstpointer d)
 {
     (void)d;
+    f->cfg.outbox_copy = CONFIG_OUTBOX_LOCAL;
+    new_session(f);
     /* "anne" of another domain is not our anne */
     open_data(f, "anne@remote.example", "bob@example.com");
     assert_reply(script(f, "x\r\n.\r\n"), "250 2.0.0");
@@ -1155,6 +1248,8 @@ static void
 test_outbox_none_for_null_sender(Fx *f, gconstpointer d)
 {
     (void)d;
+    f->cfg.outbox_copy = CONFIG_OUTBOX_LOCAL;
+    new_session(f);
     open_data(f, "", "bob@example.com");
     assert_reply(script(f, "x\r\n.\r\n"), "250 2.0.0");
     g_assert_cmpuint(count(f, "bob", "inbox"), ==, 1);
@@ -1166,6 +1261,8 @@ static void
 test_outbox_none_for_unknown_local_sender(Fx *f, gconstpointer d)
 {
     (void)d;
+    f->cfg.outbox_copy = CONFIG_OUTBOX_LOCAL;
+    new_session(f);
     open_data(f, "ghost@example.com", "bob@example.com");
     assert_reply(script(f, "x\r\n.\r\n"), "250 2.0.0");
     g_assert_cmpuint(count(f, "bob", "inbox"), ==, 1);
@@ -1698,6 +1795,33 @@ test_authenticated_sender_must_be_own_address(Fx *f, gconstpointer d)
 }
 
 static void
+test_outbox_authenticated_sender_gets_a_copy_by_default(Fx *f, gconstpointer d)
+{
+    (void)d;
+    auth_session(f);
+    assert_reply(auth_plain(f, "", "anne", "secret"), "235");
+    open_data(f, "Anne@Example.NET", "bob@example.com");
+    assert_reply(script(f, "sent by anne\r\n.\r\n"), "250 2.0.0");
+    g_assert_cmpuint(count(f, "anne", "outbox"), ==, 1);
+    g_autoptr(GBytes) in = stored(f, "bob", "inbox", 0);
+    g_autoptr(GBytes) out = stored(f, "anne", "outbox", 0);
+    g_assert_true(g_bytes_equal(in, out));
+}
+
+static void
+test_outbox_never_copies_even_for_an_authenticated_sender(Fx *f, gconstpointer d)
+{
+    (void)d;
+    f->cfg.outbox_copy = CONFIG_OUTBOX_NEVER;
+    auth_session(f);
+    assert_reply(auth_plain(f, "", "anne", "secret"), "235");
+    open_data(f, "anne@example.com", "bob@example.com");
+    assert_reply(script(f, "x\r\n.\r\n"), "250 2.0.0");
+    g_assert_cmpuint(count(f, "bob", "inbox"), ==, 1);
+    g_assert_cmpuint(count(f, "anne", "outbox"), ==, 0);
+}
+
+static void
 test_authenticated_client_cannot_relay(Fx *f, gconstpointer d)
 {
     (void)d;
@@ -1818,6 +1942,8 @@ int
 main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
+    /* the tests' hashes cost 1000 iterations, as a deployment may configure ([auth]) */
+    password_set_cost(1000);
 #define T(path, fn) g_test_add("/smtp/" path, Fx, NULL, fx_setup, fn, fx_teardown)
     T("greeting/is-220", test_greeting_is_220);
     T("ehlo/lists-pipelining-size-8bitmime-enhancedstatuscodes", test_ehlo_lists_extensions);
@@ -1865,11 +1991,13 @@ main(int argc, char **argv)
     T("data/is-354-and-period-alone-ends", test_data_is_354_and_period_alone_ends);
     T("data/stored-as-one-received-field-then-text", test_data_received_field_then_text);
     T("data/helo-session-received-says-smtp", test_data_helo_session_received_says_smtp);
-    T("data/received-ids-count-transactions", test_data_transaction_ids_count_up);
+    T("data/received-id-is-the-queued-id", test_data_received_id_is_the_queued_id);
     T("data/dot-unstuffing", test_data_dot_unstuffing);
     T("data/empty-text-is-stored", test_data_empty_text_is_stored);
     T("data/bare-lf-lines-stored-with-crlf", test_data_bare_lf_lines_stored_with_crlf);
     T("data/bare-lf-period-never-ends-text", test_data_bare_lf_period_never_ends_text);
+    T("data/bare-cr-is-554-5.6.0-nothing-stored", test_data_bare_cr_is_554);
+    T("data/too-long-line-ending-decides-the-end", test_data_too_long_line_ending_decides_the_end);
     T("data/8bit-octets-stored-unchanged", test_data_8bit_octets_stored_unchanged);
     T("data/over-max-size-is-552-nothing-stored-next-works", test_data_over_max_size_is_552);
     T("data/exactly-max-size-is-stored", test_data_exactly_max_size_is_stored);
@@ -1878,7 +2006,9 @@ main(int argc, char **argv)
     T("data/nul-line-is-554-5.6.0-nothing-stored", test_data_nul_line_is_554);
     T("data/store-failure-is-451-then-next-is-250", test_data_store_failure_is_451_then_next_is_250);
 
-    T("outbox/copy-for-local-sender", test_outbox_copy_for_local_sender);
+    T("outbox/none-for-unauthenticated-local-sender-by-default",
+      test_outbox_none_for_unauthenticated_local_sender_by_default);
+    T("outbox/local-copies-for-every-local-sender", test_outbox_local_copies_for_every_local_sender);
     T("outbox/none-for-foreign-sender", test_outbox_none_for_foreign_sender);
     T("outbox/none-for-null-sender", test_outbox_none_for_null_sender);
     T("outbox/none-for-unknown-local-sender", test_outbox_none_for_unknown_local_sender);
@@ -1909,6 +2039,10 @@ main(int argc, char **argv)
     T("auth/without-tls-is-538-unless-plaintext-allowed", test_auth_without_tls_is_538_unless_plaintext_allowed);
     T("auth/store-failure-is-454", test_auth_store_failure_is_454);
     T("auth/authenticated-sender-must-be-own-address-553", test_authenticated_sender_must_be_own_address);
+    T("outbox/authenticated-sender-gets-a-copy-by-default",
+      test_outbox_authenticated_sender_gets_a_copy_by_default);
+    T("outbox/never-copies-even-for-an-authenticated-sender",
+      test_outbox_never_copies_even_for_an_authenticated_sender);
     T("auth/authenticated-client-cannot-relay-554", test_authenticated_client_cannot_relay);
     T("auth/received-names-tls-and-auth-rfc3848", test_received_names_tls_and_auth);
     T("limits/line-max-follows-the-session", test_line_max_follows_the_session);

@@ -27,7 +27,8 @@ deliver(Store *s, const char *msg)
     StoreTarget to[] = {{"pete", "inbox"}, {"anna", "inbox"}};
     StoreMsgId id;
     g_autoptr(GError) error = NULL;
-    g_assert_true(store_deliver(s, to, G_N_ELEMENTS(to), (const guint8 *)msg, strlen(msg), &id, &error));
+    store_msgid_new(&id);
+    g_assert_true(store_deliver(s, &id, to, G_N_ELEMENTS(to), (const guint8 *)msg, strlen(msg), &error));
     g_assert_no_error(error);
     return id;
 }
@@ -89,7 +90,8 @@ test_one_copy_per_mailbox_however_often_named(void)
     Store *s = new_store();
     StoreTarget to[] = {{"pete", "inbox"}, {"pete", "inbox"}, {"pete", "outbox"}};
     StoreMsgId id;
-    g_assert_true(store_deliver(s, to, 3, (const guint8 *)"x\r\n", 3, &id, NULL));
+    store_msgid_new(&id);
+    g_assert_true(store_deliver(s, &id, to, 3, (const guint8 *)"x\r\n", 3, NULL));
     g_assert_cmpuint(store_mem_message_count(s, "pete", "inbox"), ==, 1);
     g_assert_cmpuint(store_mem_message_count(s, "pete", "outbox"), ==, 1);
     store_free(&s);
@@ -217,7 +219,8 @@ test_fail_next_fails_exactly_n_operations_with_temporary(void)
     StoreTarget to = {"pete", "inbox"};
     StoreMsgId id;
     g_autoptr(GError) error = NULL;
-    g_assert_false(store_deliver(s, &to, 1, (const guint8 *)"x\r\n", 3, &id, &error));
+    store_msgid_new(&id);
+    g_assert_false(store_deliver(s, &id, &to, 1, (const guint8 *)"x\r\n", 3, &error));
     g_assert_error(error, STORE_ERROR, STORE_ERROR_TEMPORARY);
     g_clear_error(&error);
     g_autoptr(GArray) page = g_array_new(FALSE, FALSE, sizeof(StoreIndexEntry));
@@ -225,7 +228,8 @@ test_fail_next_fails_exactly_n_operations_with_temporary(void)
     g_assert_error(error, STORE_ERROR, STORE_ERROR_TEMPORARY);
     g_clear_error(&error);
     g_assert_cmpuint(store_mem_message_count(s, "pete", "inbox"), ==, 0);   /* nothing half-done */
-    g_assert_true(store_deliver(s, &to, 1, (const guint8 *)"x\r\n", 3, &id, &error));
+    store_msgid_new(&id);
+    g_assert_true(store_deliver(s, &id, &to, 1, (const guint8 *)"x\r\n", 3, &error));
     g_assert_no_error(error);
     g_assert_cmpuint(store_mem_message_count(s, "pete", "inbox"), ==, 1);
     store_free(&s);
@@ -259,7 +263,8 @@ test_invalid_names_are_refused_before_the_backend(void)
     g_autoptr(GError) error = NULL;
     StoreTarget to = {"Pete:x", "inbox"};
     StoreMsgId id;
-    g_assert_false(store_deliver(s, &to, 1, (const guint8 *)"x", 1, &id, &error));
+    store_msgid_new(&id);
+    g_assert_false(store_deliver(s, &id, &to, 1, (const guint8 *)"x", 1, &error));
     g_assert_error(error, STORE_ERROR, STORE_ERROR_INVALID);
     store_free(&s);
 }

@@ -67,7 +67,8 @@ worker(const CassmailConfig *cfg, GPtrArray *users, gsize min, gsize max, gint64
         const char *from = g_ptr_array_index(users, g_rand_int_range(rand, 0, (gint32)users->len));
         StoreTarget targets[2] = {{to, "inbox"}, {from, "outbox"}};
         StoreMsgId id;
-        if (store_deliver(store, targets, 2, body, len, &id, &error)) {
+        store_msgid_new(&id);
+        if (store_deliver(store, &id, targets, 2, body, len, &error)) {
             t.messages++;
             t.octets += len;
         } else {

@@ -7,7 +7,6 @@
 #include "store_mem.h"
 
 #include <string.h>
-#include <uuid/uuid.h>
 
 typedef struct {
     StoreMsgId id;
@@ -90,23 +89,19 @@ mem_sorted_names(GHashTable *set)
     return names;
 }
 
-/* mem_uuid_time - the 60-bit timestamp of a version-1 UUID */
-static guint64
-mem_uuid_time(const guint8 *u)
-{
-    return ((guint64)(u[6] & 0x0f) << 56) | ((guint64)u[7] << 48) | ((guint64)u[4] << 40) |
-           ((guint64)u[5] << 32) | ((guint64)u[0] << 24) | ((guint64)u[1] << 16) |
-           ((guint64)u[2] << 8) | (guint64)u[3];
-}
-
 /* mem_id_after - whether A sorts after B as TimeUUIDType does: time first, then the octets */
 static gboolean
 mem_id_after(const StoreMsgId *a, const StoreMsgId *b)
 {
-    guint64 ta = mem_uuid_time(a->bytes), tb = mem_uuid_time(b->bytes);
-    if (ta != tb)
-        return ta > tb;
-    return memcmp(a->bytes, b->bytes, ID_OCTETS) > 0;
+    return store_msgid_compare(a, b) > 0;
+}
+
+/* mem_msg_cmp - g_queue_insert_sorted order of two messages: their ids as Cassandra orders them */
+static gint
+mem_msg_cmp(gconstpointer a, gconstpointer b, gpointer unused)
+{
+    (void)unused;
+    return store_msgid_compare(&((const MemMsg *)a)->id, &((const MemMsg *)b)->id);
 }
 
 static gboolean
@@ -212,6 +207,8 @@ mem_mailboxes_list(Store *base, const char *user, GPtrArray *out, GError **error
     return mem_ok(s);
 }
 
+static GList *mem_find(GQueue *q, const StoreMsgId *id);
+
 /* A message being written: all of it in memory (tests only need the behaviour). */
 typedef struct {
     StoreWriter base;
@@ -256,10 +253,17 @@ mem_writer_commit(StoreWriter *wbase, const StoreTarget *targets, guint n_target
             q = g_queue_new();
             g_hash_table_insert(s->boxes, g_strdup(key), q);
         }
-        MemMsg *m = g_new(MemMsg, 1);
-        m->id = *id;
-        m->body = g_bytes_ref(body);
-        g_queue_push_tail(q, m);
+        GList *same = mem_find(q, id);
+        if (same) {   /* the same column written again: the new value replaces the old */
+            MemMsg *old = same->data;
+            g_bytes_unref(old->body);
+            old->body = g_bytes_ref(body);
+        } else {
+            MemMsg *m = g_new(MemMsg, 1);
+            m->id = *id;
+            m->body = g_bytes_ref(body);
+            g_queue_insert_sorted(q, m, mem_msg_cmp, NULL);   /* Cassandra's column order */
+        }
         s->base.counters.bytes_written += (ID_OCTETS + len) + (ID_OCTETS + SIZE_OCTETS);
     }
     return mem_ok(s);

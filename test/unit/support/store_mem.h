@@ -3,7 +3,9 @@
  *
  * Test support only: it is never linked into a program and never used by end-to-end tests.
  * It behaves like the Cassandra backend as far as the cores can tell:
- *   - ids are version-1 TimeUUIDs (uuid_generate_time); a mailbox lists in arrival order;
+ *   - messages are stored under the caller's id (store_msgid_new) and a mailbox lists in
+ *     Cassandra's TimeUUIDType order (arrival order within one process); the same id again
+ *     replaces the message, as the same column written again would;
  *   - delivery to several targets stores one copy per distinct mailbox under one id, and needs
  *     no user to exist (the SMTP core checks recipients, not the store);
  *   - a writer keeps the whole message in memory and commits it like store_deliver; a reader
