@@ -135,7 +135,10 @@ def ends_after(daemon, before, n=1):
 def srv(ring, tmp_path_factory):
     ring.ensure(1)
     tmp = tmp_path_factory.mktemp("body")
-    conf = write_conf(tmp / "cassmail.conf", smtp={"max_message_size": 220 * MiB},
+    # outbox_copy=local: a local sender's message is also referred to from the sender's outbox
+    # without a login, which the two-reference tests use
+    conf = write_conf(tmp / "cassmail.conf", smtp={"max_message_size": 220 * MiB,
+                                                   "outbox_copy": "local"},
                       cassandra={"retry_ms": 4000, "unavailable_retry_ms": 1000})
     ring.schema(conf)
     s = Servers(conf, tmp)
