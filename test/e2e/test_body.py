@@ -218,6 +218,32 @@ def test_a_young_orphan_is_left_alone(srv):
     assert srv.orphans_removed() == 1
 
 
+def test_the_paper_layout_refuses_a_write_over_the_frame_before_sending_it(ring, tmp_path):
+    """inline_max at max_message_size is the paper's layout: a copy per mailbox in one write. Two
+    copies of 8 MB would be a 16 MB frame: the client layer refuses it (451, the reason logged),
+    where Cassandra would only have dropped the connection; 6 MB twice still goes through."""
+    ring.ensure(1)
+    conf = write_conf(tmp_path / "paper.conf",
+                      smtp={"max_message_size": 10240000, "outbox_copy": "local"},
+                      store={"inline_max": 10240000})
+    ring.schema(conf)
+    s = Servers(conf, tmp_path, "paper")
+    try:
+        a, b = s.user(), s.user()
+        reply = s.send(f"{a}@example.com", [b], text_of(8_000_000, 11))
+        assert reply.startswith("451 "), reply
+        assert re.search(r"not stored .*request of \d+ octets refused: over the 15000000-octet "
+                         r"Thrift frame", s.smtpd.log()), s.smtpd.log()[-2000:]
+        assert s.mail.list(b) == [] and s.mail.list(a, "outbox") == []
+        text = text_of(6_000_000, 12)
+        assert s.send(f"{a}@example.com", [b], text).startswith("250 ")
+        end = s.smtpd.wait_session_ends(2, timeout=60)[1]
+        assert 12_000_000 < int(end["max_frame"]) <= FRAME_MAX, end
+        assert s.retr_text(b)[0] == text
+    finally:
+        s.stop()
+
+
 def test_small_messages_stay_inline_and_large_ones_become_references(srv, ring):
     a = srv.user()
     small, large = text_of(10_000, 5), text_of(200_000, 6)
