@@ -915,7 +915,13 @@ gc_body(CassStore *s, GBytes *key, gpointer data, GError **error)
     return TRUE;
 }
 
-/* gc_mailbox - one MailboxIndex row: every id it holds is referenced */
+/* gc_mailbox - one MailboxIndex row: every id it holds is referenced
+ *
+ * The index is read instead of Mailboxes (8-octet values instead of inline messages): a
+ * mailbox's reference and its index entry share the row key "user:mailbox", so Cassandra applies
+ * them (and their deletions, store_remove) in one RowMutation per replica — one is never there
+ * without the other. The one exception, store_user_del, removes the Mailboxes row before the
+ * index row, which can only leave an index entry behind: a body kept longer, never one lost. */
 static gboolean
 gc_mailbox(CassStore *s, GBytes *key, gpointer data, GError **error)
 {
