@@ -1189,6 +1189,25 @@ test_data_store_failure_is_451_then_next_is_250(Fx *f, gconstpointer d)
     g_assert_cmpuint(stats(f).accepted, ==, 1);
 }
 
+static void
+test_data_store_failure_mid_text_is_451_at_the_end(Fx *f, gconstpointer d)
+{
+    (void)d;
+    new_session(f);
+    open_data(f, "x@remote.example", "bob@example.com");
+    g_assert_cmpstr(script(f, "first line\r\n"), ==, "");
+    store_mem_fail_next(f->store, 1);   /* the store fails while the text still arrives */
+    g_assert_cmpstr(script(f, "second line\r\n"), ==, "");
+    g_assert_cmpstr(script(f, "third line\r\n"), ==, "");   /* read on, nothing said yet */
+    const char *r = script(f, ".\r\n");
+    assert_reply(r, "451 4.3.0");
+    g_assert_cmpuint(count(f, "bob", "inbox"), ==, 0);
+    g_assert_cmpuint(stats(f).rejected, ==, 1);
+    open_data(f, "x@remote.example", "bob@example.com");
+    assert_reply(script(f, "again\r\n.\r\n"), "250 2.0.0");
+    assert_stored_text(f, "bob", "again\r\n");
+}
+
 /* ---- the sender's outbox -------------------------------------------------------------------- */
 
 static void
@@ -2005,6 +2024,8 @@ main(int argc, char **argv)
     T("data/line-limit-is-1000-octets-without-the-dot", test_data_line_limit_is_1000_octets_without_the_dot);
     T("data/nul-line-is-554-5.6.0-nothing-stored", test_data_nul_line_is_554);
     T("data/store-failure-is-451-then-next-is-250", test_data_store_failure_is_451_then_next_is_250);
+    T("data/store-failure-mid-text-is-451-at-the-end",
+      test_data_store_failure_mid_text_is_451_at_the_end);
 
     T("outbox/none-for-unauthenticated-local-sender-by-default",
       test_outbox_none_for_unauthenticated_local_sender_by_default);

@@ -227,8 +227,9 @@ mem_writer_begin(Store *base, const StoreMsgId *id)
 static gboolean
 mem_writer_write(StoreWriter *base, const guint8 *data, gsize len, GError **error)
 {
-    (void)error;
     MemWriter *w = (MemWriter *)base;
+    if (mem_injected_failure((MemStore *)base->store, error))
+        return FALSE;   /* as when a part cannot be written */
     g_byte_array_append(w->buf, data, (guint)len);
     return TRUE;
 }

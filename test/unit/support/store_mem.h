@@ -8,7 +8,8 @@
  *     replaces the message, as the same column written again would;
  *   - delivery to several targets stores one copy per distinct mailbox under one id, and needs
  *     no user to exist (the SMTP core checks recipients, not the store);
- *   - a writer keeps the whole message in memory and commits it like store_deliver; a reader
+ *   - a writer keeps the whole message in memory and commits it like store_deliver (each write
+ *     and the commit are operations store_mem_fail_next can fail); a reader
  *     hands it out in chunks (store_mem_set_chunk), a failure injected between chunks;
  *   - fetch of a missing message and password_get without a password give STORE_ERROR_NOT_FOUND;
  *     removing a missing message is not an error;
