@@ -170,7 +170,7 @@ def test_a_100mib_message_local_to_local_streams_in_and_out_with_bounded_memory(
     assert srv.orphans_found() == 0
 
 
-def test_a_30mib_message_to_20_local_users_is_stored_once(srv):
+def test_a_30mib_message_to_20_local_users_is_stored_once_with_bounded_memory(srv):
     users = [srv.user() for _ in range(20)]
     gc_before = srv.gc("--min-age", "0", "--dry-run").stdout.decode()
     text = text_of(30 * MiB, 2)
