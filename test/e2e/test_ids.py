@@ -39,6 +39,7 @@ def test_one_message_has_one_id_everywhere(mail, tmp_path):
     try:
         with smtplib.SMTP("127.0.0.1", d.port, timeout=60) as s:
             s.ehlo("client.example")
+            s.login(sender, PASSWORD)   # the sent copy is for senders who logged in (outbox_copy)
             s.mail(f"{sender}@example.com")
             for r in rcpts:
                 s.rcpt(f"{r}@example.com")
