@@ -151,6 +151,41 @@ def test_pop3_inetd_session_is_memcheck_clean(env, mail, vg):
     assert_clean(vg, 1)
 
 
+def test_body_parts_are_memcheck_clean_written_refused_read_and_collected(env, mail, vg):
+    """The parts layout under memcheck: a 3 MiB message streamed in parts (and referred to from
+    two mailboxes), one refused for a NUL after parts of it were written (its parts removed
+    again), RETR and TOP of the parts across part boundaries, and gc."""
+    _, conf = env
+    anne, bob = (mail.useradd(unique("vb"), password=PASSWORD) for _ in range(2))
+    lines = [b".%07d dotted, so every part boundary falls somewhere in a stuffed line" % i
+             for i in range(42000)]
+    text = body(b"Subject: in parts", b"", *lines)
+    assert len(text) > 3 * 1024 * 1024
+    session = b"".join([
+        b"EHLO client.example\r\n", b"MAIL FROM:<x@remote.example>\r\n",
+        f"RCPT TO:<{anne}@example.com>\r\n".encode(), f"RCPT TO:<{bob}@example.com>\r\n".encode(),
+        b"DATA\r\n", text.replace(b"\r\n.", b"\r\n.."), b".\r\n",
+        b"MAIL FROM:<x@remote.example>\r\n", f"RCPT TO:<{anne}@example.com>\r\n".encode(),
+        b"DATA\r\n", text[:2 * 1024 * 1024].replace(b"\r\n.", b"\r\n.."), b"a NUL \0 here\r\n",
+        b".\r\n", b"QUIT\r\n"])
+    p = under_valgrind(vg, [SMTPD, "--inetd", "-c", conf], input=session,
+                       capture_output=True, timeout=900)
+    replies = p.stdout.decode(errors="replace")
+    assert p.returncode == 0 and replies.count("Ok: queued as") == 1 and "554 5.6.0" in replies, replies
+    session = "".join([f"USER {anne}\r\n", f"PASS {PASSWORD}\r\n", "TOP 1 3\r\n", "RETR 1\r\n",
+                       "DELE 1\r\n", "QUIT\r\n"]).encode()
+    p = under_valgrind(vg, [POP3D, "--inetd", "-c", conf], input=session,
+                       capture_output=True, timeout=900)
+    assert p.returncode == 0 and p.stdout.count(b"\r\n..0041999 dotted") == 1, p.stdout[-500:]
+    assert p.stdout.endswith(b"+OK CassMail POP3 server signing off (0 messages left)\r\n") or \
+        p.stdout.splitlines()[-1].startswith(b"+OK"), p.stdout[-300:]
+    p = under_valgrind(vg, [ADMIN, "-c", conf, "gc", "--min-age", "0"], capture_output=True,
+                       timeout=900)
+    assert p.returncode == 0 and b"0 orphans removed" in p.stdout, p.stdout + p.stderr
+    assert len(mail.list(bob)) == 1 and mail.list(anne) == []
+    assert_clean(vg, 3)
+
+
 def smtp_exchange(port, lines):
     """One plain SMTP session on 127.0.0.1:PORT: send LINES one by one, return every reply."""
     with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
