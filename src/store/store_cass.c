@@ -55,17 +55,19 @@ typedef struct {
  * megabyte of mail was rewritten by compaction again and again (CompactionExecutor and
  * FlushWriter took most of Cassandra's CPU per MB).
  *  memtable_throughput_in_mb 256    fewer, larger SSTables: 4 times fewer flushes and one tier of
- *                                   compaction less than 64 MB; 256 MB held twice (one filling,
- *                                   one flushing) still fits the smallest heap tools/cluster
- *                                   gives a node (2 GB on 5-8 nodes)
+ *                                   compaction less than 64 MB; up to three of them (filling,
+ *                                   queued, flushing) fit the 2 GB heap tools/cluster gives a
+ *                                   node of a ring of 3-8 (1024 MB saves more, needs 4 GB)
  *  memtable_operations_in_millions 1   a memtable of mail parts fills by size long before 1
  *                                   million writes (stated, so the heap-derived default never
  *                                   decides)
  *  min/max_compaction_threshold 16/32  compact once 16 SSTables of a size exist, not 4: each byte
  *                                   is rewritten once per 16-fold growth instead of once per
- *                                   4-fold; reads of a mailbox row touch at most about 16
- *                                   SSTables per size tier (POP3 reads each message once, by
- *                                   column name, and the bloom filters skip the rest)
+ *                                   4-fold; the price is that reading one message of a busy
+ *                                   mailbox may look into up to about 16 SSTables per size tier
+ *                                   instead of 4 (POP3 reads each message once, by column name)
+ * Measured on one node under Postal, one copy per message: Cassandra's CPU per MB of mail 0.66
+ * (200 KB-2 MB) and 0.57 (50-500 KB) of 0.7's defaults, throughput 1.47x and 1.52x.
  * The small column families (SMALL_CF_TUNING) keep 0.7's size thresholds: they flush after a
  * minute anyway (see above), which bounds their memtables far below any size threshold. */
 #define OCTETS_CF_TUNING                                                                   \
