@@ -702,6 +702,23 @@ cass_keyspace_describe(CassClient *c, const char *keyspace, gboolean *exists, GP
     return cass_run(c, "describe_keyspace", attempt_keyspace_describe, &a, error);
 }
 
+/* cf_def_tune - set in CF the memtable and compaction thresholds SPEC gives (not 0) */
+static void
+cf_def_tune(CassandraCfDef *cf, const CassCfSpec *spec)
+{
+    if (spec->memtable_flush_after_mins > 0)
+        g_object_set(cf, "memtable_flush_after_mins", spec->memtable_flush_after_mins, NULL);
+    if (spec->memtable_throughput_in_mb > 0)
+        g_object_set(cf, "memtable_throughput_in_mb", spec->memtable_throughput_in_mb, NULL);
+    if (spec->memtable_operations_in_millions > 0)
+        g_object_set(cf, "memtable_operations_in_millions", spec->memtable_operations_in_millions,
+                     NULL);
+    if (spec->min_compaction_threshold > 0)
+        g_object_set(cf, "min_compaction_threshold", spec->min_compaction_threshold, NULL);
+    if (spec->max_compaction_threshold > 0)
+        g_object_set(cf, "max_compaction_threshold", spec->max_compaction_threshold, NULL);
+}
+
 /* cf_def - a CfDef for SPEC in KEYSPACE */
 static CassandraCfDef *
 cf_def(const char *keyspace, const CassCfSpec *spec)
@@ -713,8 +730,7 @@ cf_def(const char *keyspace, const CassCfSpec *spec)
         g_object_set(cf, "gc_grace_seconds", spec->gc_grace_seconds, NULL);
     if (spec->comment)
         g_object_set(cf, "comment", spec->comment, NULL);
-    if (spec->memtable_flush_after_mins > 0)
-        g_object_set(cf, "memtable_flush_after_mins", spec->memtable_flush_after_mins, NULL);
+    cf_def_tune(cf, spec);
     return cf;
 }
 
@@ -802,9 +818,11 @@ typedef struct {
 static gboolean
 cf_needs_tuning(const CassandraCfDef *def, const CassCfSpec *spec)
 {
-    return spec->memtable_flush_after_mins > 0 &&
-           (!def->__isset_memtable_flush_after_mins ||
-            def->memtable_flush_after_mins != spec->memtable_flush_after_mins);
+#define DIFFERS(field) (spec->field > 0 && (!def->__isset_##field || def->field != spec->field))
+    return DIFFERS(memtable_flush_after_mins) || DIFFERS(memtable_throughput_in_mb) ||
+           DIFFERS(memtable_operations_in_millions) || DIFFERS(min_compaction_threshold) ||
+           DIFFERS(max_compaction_threshold);
+#undef DIFFERS
 }
 
 static gboolean
@@ -832,8 +850,8 @@ attempt_cf_tune(CassClient *c, gpointer data, GError **error)
                     a->keyspace, a->cf->name);
         ok = FALSE;
     } else if (cf_needs_tuning(def, a->cf)) {
-        /* The described definition (its id included) with the one setting changed. */
-        g_object_set(def, "memtable_flush_after_mins", a->cf->memtable_flush_after_mins, NULL);
+        /* The described definition (its id included) with CF's settings changed. */
+        cf_def_tune(def, a->cf);
         char *version = NULL;
         ok = cassandra_cassandra_if_system_update_column_family(c->iface, &version, def, &ire, &terr);
         g_free(version);

@@ -70,6 +70,10 @@ typedef struct {
     int gc_grace_seconds;    /* 0: server default */
     const char *comment;
     int memtable_flush_after_mins;   /* 0: server default (60) */
+    int memtable_throughput_in_mb;   /* 0: server default (heap / 16) */
+    double memtable_operations_in_millions;   /* 0: server default (0.3 x throughput / 64) */
+    int min_compaction_threshold;    /* 0: server default (4) */
+    int max_compaction_threshold;    /* 0: server default (32) */
 } CassCfSpec;
 
 typedef struct CassClient CassClient;
@@ -104,7 +108,7 @@ gboolean cass_keyspace_add(CassClient *c, const char *keyspace, int replication_
 gboolean cass_column_family_add(CassClient *c, const char *keyspace, const CassCfSpec *cf,
                                 GError **error);
 /* cass_column_family_tune - give the existing column family CF->name of KEYSPACE the settings of
- * CF that may change after creation (memtable_flush_after_mins), with
+ * CF that may change after creation (memtable and compaction thresholds: those CF sets), with
  * system_update_column_family when they differ; *CHANGED says whether it did */
 gboolean cass_column_family_tune(CassClient *c, const char *keyspace, const CassCfSpec *cf,
                                  gboolean *changed, GError **error);

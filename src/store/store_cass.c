@@ -64,13 +64,44 @@ typedef struct {
  * commit log to about two minutes of its writes (the flush check runs every minute); the price
  * is one small SSTable a minute, which compaction merges. Mailboxes fills and flushes by size. */
 #define SMALL_CF_FLUSH_MINS 1
+
+/* ---- Column-family settings for mail (measured in docs/tuning.md; one place, used below) ----
+ * OCTETS_CF_TUNING is for the column families that hold message octets (Mailboxes, Bodies: with
+ * bodies in parts most octets go to Bodies, and Mailboxes holds small messages and references,
+ * so mostly one of the two memtables is large at a time). 0.7's defaults
+ * flush its memtable at heap/16 (64 MB at 1 GB) and compact every 4 similar SSTables, so each
+ * megabyte of mail was rewritten by compaction again and again (CompactionExecutor and
+ * FlushWriter took most of Cassandra's CPU per MB).
+ *  memtable_throughput_in_mb 256    fewer, larger SSTables: 4 times fewer flushes and one tier of
+ *                                   compaction less than 64 MB; up to three of them (filling,
+ *                                   queued, flushing) fit the 2 GB heap tools/cluster gives a
+ *                                   node of a ring of 3-8 (1024 MB saves more, needs 4 GB)
+ *  memtable_operations_in_millions 1   a memtable of mail parts fills by size long before 1
+ *                                   million writes (stated, so the heap-derived default never
+ *                                   decides)
+ *  min/max_compaction_threshold 16/32  compact once 16 SSTables of a size exist, not 4: each byte
+ *                                   is rewritten once per 16-fold growth instead of once per
+ *                                   4-fold; the price is that reading one message of a busy
+ *                                   mailbox may look into up to about 16 SSTables per size tier
+ *                                   instead of 4 (POP3 reads each message once, by column name)
+ * Measured on one node under Postal, one copy per message: Cassandra's CPU per MB of mail
+ * 0.66-0.71 (200 KB-2 MB) and 0.57 (50-500 KB) of 0.7's defaults, throughput 1.27-1.52x.
+ * The small column families (SMALL_CF_TUNING) keep 0.7's size thresholds: they flush after a
+ * minute anyway (see above), which bounds their memtables far below any size threshold. */
+#define OCTETS_CF_TUNING                                                                   \
+    .memtable_throughput_in_mb = 256, .memtable_operations_in_millions = 1.0,              \
+    .min_compaction_threshold = 16, .max_compaction_threshold = 32
+#define SMALL_CF_TUNING .memtable_flush_after_mins = SMALL_CF_FLUSH_MINS
+/* ---- end of column-family settings ---- */
+
 static const CassCfSpec schema_cfs[] = {
-    {CF_USERS, "BytesType", 0, "user -> mailbox names", SMALL_CF_FLUSH_MINS},
-    {CF_MAILBOXES, "TimeUUIDType", 86400, "user:mailbox -> TimeUUID -> message", 0},
+    {CF_USERS, "BytesType", 0, "user -> mailbox names", SMALL_CF_TUNING},
+    {CF_MAILBOXES, "TimeUUIDType", 86400, "user:mailbox -> TimeUUID -> message", OCTETS_CF_TUNING},
     {CF_INDEX, "TimeUUIDType", 86400, "user:mailbox -> TimeUUID -> size (8 octets, big-endian)",
-     SMALL_CF_FLUSH_MINS},
-    {CF_CREDENTIALS, "BytesType", 0, "user -> password hash", SMALL_CF_FLUSH_MINS},
-    {CF_BODIES, "LongType", 86400, "TimeUUID -> part number (8 octets, big-endian) -> part", 0},
+     SMALL_CF_TUNING},
+    {CF_CREDENTIALS, "BytesType", 0, "user -> password hash", SMALL_CF_TUNING},
+    {CF_BODIES, "LongType", 86400, "TimeUUID -> part number (8 octets, big-endian) -> part",
+     OCTETS_CF_TUNING},
 };
 
 /* Bodies.
@@ -804,6 +835,30 @@ store_open(const CassmailConfig *cfg, GError **error)
     return &s->base;
 }
 
+/* log_cf_tuned - say which settings of column family CF of KEYSPACE the schema brought up to date */
+static void
+log_cf_tuned(const char *keyspace, const CassCfSpec *cf)
+{
+    g_autoptr(GString) what = g_string_new(NULL);
+    /* Cassandra 0.7 picks the interval of its flush check when it opens a keyspace: a node runs
+     * the new lifetime's minute-by-minute check after its next restart. */
+    if (cf->memtable_flush_after_mins > 0)
+        g_string_append_printf(what, " now flushes its memtable after %d minute(s) (each node "
+                               "checks that every minute once restarted);",
+                               cf->memtable_flush_after_mins);
+    if (cf->memtable_throughput_in_mb > 0)
+        g_string_append_printf(what, " memtable_throughput_in_mb %d;", cf->memtable_throughput_in_mb);
+    if (cf->memtable_operations_in_millions > 0)
+        g_string_append_printf(what, " memtable_operations_in_millions %g;",
+                               cf->memtable_operations_in_millions);
+    if (cf->min_compaction_threshold > 0)
+        g_string_append_printf(what, " min_compaction_threshold %d;", cf->min_compaction_threshold);
+    if (cf->max_compaction_threshold > 0)
+        g_string_append_printf(what, " max_compaction_threshold %d;", cf->max_compaction_threshold);
+    g_string_truncate(what, what->len ? what->len - 1 : 0);
+    log_info("schema: %s.%s%s", keyspace, cf->name, what->str);
+}
+
 gboolean
 store_schema_create(Store *base, int replication_factor, GError **error)
 {
@@ -838,12 +893,8 @@ store_schema_create(Store *base, int replication_factor, GError **error)
                 ok = cass_column_family_add(admin, s->keyspace, &schema_cfs[i], &e);
             else   /* a keyspace made by an older CassMail: bring its settings up to date */
                 ok = cass_column_family_tune(admin, s->keyspace, &schema_cfs[i], &changed, &e);
-            /* Cassandra 0.7 picks the interval of its flush check when it opens a keyspace:
-             * a node runs the new lifetime's minute-by-minute check after its next restart. */
             if (ok && changed)
-                log_info("schema: %s.%s now flushes its memtable after %d minute(s) (each node "
-                         "checks that every minute once restarted)", s->keyspace,
-                         schema_cfs[i].name, schema_cfs[i].memtable_flush_after_mins);
+                log_cf_tuned(s->keyspace, &schema_cfs[i]);
         }
     }
     ok = ok && cass_schema_agree(admin, 30000, &e);

@@ -55,6 +55,23 @@ def test_schema_creation_twice_is_harmless_and_cli_shows_the_five_column_familie
     # default hour; Mailboxes flushes by size (the CLI prints ops/MB/minutes).
     assert flush_minutes(out) == {"Users": 1, "Mailboxes": 60, "MailboxIndex": 1, "Credentials": 1,
                                   "Bodies": 60}, out
+    # The column families of message octets flush at 256 MB and compact 16 to 32 SSTables at
+    # once (docs/tuning.md); the small ones keep 0.7's size and compaction thresholds.
+    sizes, compaction = cf_thresholds(out)
+    for cf in ("Mailboxes", "Bodies"):
+        assert sizes[cf] == (1.0, 256) and compaction[cf] == (16, 32), out
+    for cf in ("Users", "MailboxIndex", "Credentials"):
+        assert compaction[cf] == (4, 32), out
+
+
+def cf_thresholds(cli_out):
+    """({cf: (memtable million operations, MB)}, {cf: (min, max compaction threshold)}) from the
+    CLI's `describe keyspace`."""
+    sizes = {cf: (float(ops), int(mb)) for cf, ops, mb in re.findall(
+        r"ColumnFamily: (\w+).*?Memtable thresholds: ([\d.]+)/(\d+)/\d+", cli_out, re.S)}
+    compaction = {cf: (int(lo), int(hi)) for cf, lo, hi in re.findall(
+        r"ColumnFamily: (\w+).*?Compaction min/max thresholds: (\d+)/(\d+)", cli_out, re.S)}
+    return sizes, compaction
 
 
 def flush_minutes(cli_out):
@@ -73,6 +90,20 @@ def test_schema_brings_an_older_keyspace_up_to_date(mail, ring):
     assert flush_minutes(ring.cluster("cli", input="describe keyspace Mail;\n").stdout)["MailboxIndex"] == 1
     # nothing left to change: silent
     assert b"now flushes" not in mail.admin("schema").stderr
+
+
+def test_schema_gives_an_older_keyspace_the_mail_memtable_and_compaction_settings(mail, ring):
+    """A keyspace made with 0.7's thresholds for Mailboxes gets CassMail's from `schema`."""
+    ring.cluster("cli", input="use Mail;\nupdate column family Mailboxes with memtable_throughput=64 "
+                 "and min_compaction_threshold=4 and max_compaction_threshold=32;\n")
+    sizes, compaction = cf_thresholds(ring.cluster("cli", input="describe keyspace Mail;\n").stdout)
+    assert sizes["Mailboxes"][1] == 64 and compaction["Mailboxes"] == (4, 32)
+    p = mail.admin("schema")
+    assert b"Mail.Mailboxes memtable_throughput_in_mb 256; memtable_operations_in_millions 1; " \
+           b"min_compaction_threshold 16; max_compaction_threshold 32" in p.stderr, p.stderr
+    sizes, compaction = cf_thresholds(ring.cluster("cli", input="describe keyspace Mail;\n").stdout)
+    assert sizes["Mailboxes"] == (1.0, 256) and compaction["Mailboxes"] == (16, 32)
+    assert b"Mail.Mailboxes" not in mail.admin("schema").stderr
 
 
 def test_users_and_mailboxes_are_added_listed_and_removed(mail):
