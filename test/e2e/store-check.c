@@ -194,10 +194,11 @@ check_outbox(void)
 
 /* The keyspace of CassMail before bodies were stored in parts, column family by column family. */
 static const CassCfSpec old_cfs[] = {
-    {"Users", "BytesType", 0, "user -> mailbox names", 1},
-    {"Mailboxes", "TimeUUIDType", 86400, "user:mailbox -> TimeUUID -> message", 0},
-    {"MailboxIndex", "TimeUUIDType", 86400, "user:mailbox -> TimeUUID -> size (8 octets, big-endian)", 1},
-    {"Credentials", "BytesType", 0, "user -> password hash", 1},
+    {"Users", "BytesType", 0, "user -> mailbox names", .memtable_flush_after_mins = 1},
+    {"Mailboxes", "TimeUUIDType", 86400, "user:mailbox -> TimeUUID -> message", .memtable_flush_after_mins = 0},
+    {"MailboxIndex", "TimeUUIDType", 86400, "user:mailbox -> TimeUUID -> size (8 octets, big-endian)",
+     .memtable_flush_after_mins = 1},
+    {"Credentials", "BytesType", 0, "user -> password hash", .memtable_flush_after_mins = 1},
 };
 
 static int
