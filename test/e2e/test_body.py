@@ -149,9 +149,12 @@ def srv(ring, tmp_path_factory):
         s.stop()
 
 
-def test_a_100mib_message_local_to_local_streams_in_and_out_with_bounded_memory(srv):
+# 100 MiB is what the body-store issue asks of a message; 200 MiB what it asks of the store itself
+# (over the default max_message_size of 50 MiB: the fixture raises it to 220 MiB)
+@pytest.mark.parametrize("mib", [100, 200])
+def test_a_huge_message_local_to_local_streams_in_and_out_with_bounded_memory(srv, mib):
     a, b = srv.user(), srv.user()
-    text = text_of(100 * MiB, 1)
+    text = text_of(mib * MiB, 1)
     before = srv.smtpd.session_end_count()
     reply = srv.send(f"{a}@example.com", [b], text)
     assert reply.startswith("250 "), reply
