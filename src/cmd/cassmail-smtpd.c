@@ -67,6 +67,7 @@ typedef struct {
     gboolean submission;     /* --submission (RFC 6409) */
     gboolean tls_on_connect; /* --tls-on-connect (RFC 8314 implicit TLS) */
     RelayConfig relay;       /* [relay]; used when relay.smarthost is set */
+    SSL_CTX *relay_tls;      /* towards the smarthost; NULL with [relay] starttls = none */
 } Smtpd;
 
 /* smtpd_send - queue OUT on CONN (and empty it); FALSE when the client is gone */
@@ -298,7 +299,13 @@ main(int argc, char **argv)
         SSL_CTX_free(d.tls);
         return smtpd_fail(cfg, echo, error, 78);
     }
-    relay_config_init(&d.relay, cfg, relay_password);
+    if (cfg->relay_smarthost && !(d.relay_tls = relay_tls_context(cfg, &error)) && error) {
+        if (fd >= 0)
+            close(fd);
+        SSL_CTX_free(d.tls);
+        return smtpd_fail(cfg, echo, error, 78);
+    }
+    relay_config_init(&d.relay, cfg, relay_password, d.relay_tls);
     if (!privs_drop(cfg->user, cfg->group, FALSE, &error)) {
         if (fd >= 0)
             close(fd);
@@ -328,6 +335,7 @@ main(int argc, char **argv)
         }
     }
     SSL_CTX_free(d.tls);
+    SSL_CTX_free(d.relay_tls);
     if (relay_password)
         OPENSSL_cleanse(relay_password, strlen(relay_password));
     config_free(&cfg);

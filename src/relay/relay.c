@@ -35,7 +35,6 @@ struct Relay {
     char *port;
     int fd;
     gboolean loopback;        /* connected to a loopback address */
-    SSL_CTX *ctx;
     SSL *ssl;                 /* after STARTTLS */
     gboolean failed;          /* the connection is unusable: every call fails */
     gboolean in_data;         /* after 354: closing now makes the smarthost drop the message */
@@ -46,6 +45,8 @@ struct Relay {
     gsize in_len;
     GString *out;             /* to send, at most about RELAY_BUFFER octets */
 };
+
+static const char *relay_tls_error(char *buf, gsize len, const char *what);
 
 /* --- replies --------------------------------------------------------------------------------- */
 
@@ -289,15 +290,44 @@ relay_command(Relay *r, RelayReply *reply, GPtrArray *lines, const char *fmt, ..
 
 /* --- the session ----------------------------------------------------------------------------- */
 
+SSL_CTX *
+relay_tls_context(const CassmailConfig *cfg, GError **error)
+{
+    if (!cfg->relay_smarthost || cfg->relay_starttls == CONFIG_RELAY_TLS_NONE)
+        return NULL;
+    char ebuf[256];
+    ERR_clear_error();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)) {
+        g_set_error(error, CONFIG_ERROR, 0, "[relay] TLS: %s", relay_tls_error(ebuf, sizeof ebuf, "no context"));
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    if (cfg->relay_tls_verify) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        gboolean loaded = cfg->relay_tls_ca_file ? SSL_CTX_load_verify_locations(ctx, cfg->relay_tls_ca_file, NULL)
+                                                 : SSL_CTX_set_default_verify_paths(ctx);
+        if (!loaded) {
+            g_set_error(error, CONFIG_ERROR, 0, "[relay] tls_ca_file %s: cannot load CA certificates: %s",
+                        cfg->relay_tls_ca_file ? cfg->relay_tls_ca_file : "(the system's)",
+                        relay_tls_error(ebuf, sizeof ebuf, "unknown error"));
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+    }
+    return ctx;
+}
+
 void
-relay_config_init(RelayConfig *rc, const CassmailConfig *cfg, const char *password)
+relay_config_init(RelayConfig *rc, const CassmailConfig *cfg, const char *password, SSL_CTX *tls)
 {
     memset(rc, 0, sizeof *rc);
     rc->smarthost = cfg->relay_smarthost;
     rc->helo = cfg->hostname;
     rc->starttls = cfg->relay_starttls;
     rc->tls_verify = cfg->relay_tls_verify;
-    rc->tls_ca_file = cfg->relay_tls_ca_file;
+    rc->tls = tls;
     rc->auth_user = cfg->relay_auth_user;
     rc->auth_password = password;
     rc->connect_timeout_ms = cfg->relay_connect_timeout_s * 1000;
@@ -435,19 +465,9 @@ relay_starttls(Relay *r, RelayReply *reply)
     /* RFC 3207 6: nothing received before the handshake may count as sent under TLS */
     r->in_len = 0;
     ERR_clear_error();
-    r->ctx = SSL_CTX_new(TLS_client_method());
-    if (!r->ctx || !SSL_CTX_set_min_proto_version(r->ctx, TLS1_2_VERSION))
-        return relay_fail(r, reply, "TLS: %s", relay_tls_error(ebuf, sizeof ebuf, "no context"));
-    if (r->cfg.tls_verify) {
-        SSL_CTX_set_verify(r->ctx, SSL_VERIFY_PEER, NULL);
-        gboolean loaded = r->cfg.tls_ca_file ? SSL_CTX_load_verify_locations(r->ctx, r->cfg.tls_ca_file, NULL)
-                                             : SSL_CTX_set_default_verify_paths(r->ctx);
-        if (!loaded)
-            return relay_fail(r, reply, "TLS: cannot load CA certificates %s: %s",
-                              r->cfg.tls_ca_file ? r->cfg.tls_ca_file : "(system)",
-                              relay_tls_error(ebuf, sizeof ebuf, "unknown error"));
-    }
-    r->ssl = SSL_new(r->ctx);
+    if (!r->cfg.tls)
+        return relay_fail(r, reply, "TLS: no client context");
+    r->ssl = SSL_new(r->cfg.tls);
     if (!r->ssl || !SSL_set_fd(r->ssl, r->fd))
         return relay_fail(r, reply, "TLS: %s", relay_tls_error(ebuf, sizeof ebuf, "no session"));
     unsigned char ip[16];
@@ -618,8 +638,6 @@ relay_free(Relay **rp)
     }
     if (r->ssl)
         SSL_free(r->ssl);
-    if (r->ctx)
-        SSL_CTX_free(r->ctx);
     if (r->fd >= 0)
         close(r->fd);
     g_string_free(r->out, TRUE);

@@ -35,6 +35,7 @@
 #define CASSMAIL_RELAY_H
 
 #include <glib.h>
+#include <openssl/ssl.h>
 
 #include "util/config.h"
 
@@ -52,7 +53,7 @@ typedef struct {
     const char *helo;               /* our name in EHLO */
     ConfigRelayTls starttls;
     gboolean tls_verify;
-    const char *tls_ca_file;        /* NULL: the system's CAs */
+    SSL_CTX *tls;                   /* borrowed, from relay_tls_context (NULL: starttls none) */
     const char *auth_user;          /* NULL: no AUTH */
     const char *auth_password;
     int connect_timeout_ms;
@@ -69,9 +70,16 @@ typedef struct {
 
 typedef struct Relay Relay;
 
-/* relay_config_init - CFG's [relay] settings (PASSWORD read by the caller from the password file;
- * both borrowed) */
-void relay_config_init(RelayConfig *rc, const CassmailConfig *cfg, const char *password);
+/* relay_config_init - CFG's [relay] settings (PASSWORD read by the caller from the password file,
+ * TLS from relay_tls_context; all borrowed) */
+void relay_config_init(RelayConfig *rc, const CassmailConfig *cfg, const char *password, SSL_CTX *tls);
+
+/* relay_tls_context - the client TLS context towards the smarthost: TLS 1.2 or newer, with
+ * [relay] tls_verify the peer checked against tls_ca_file (or the system's CAs). Made at start-up,
+ * before privileges are dropped (the CA file may be readable by root alone). NULL without error
+ * when [relay] starttls = none or there is no smarthost; NULL and ERROR when the CA file cannot be
+ * loaded. Free with SSL_CTX_free. */
+SSL_CTX *relay_tls_context(const CassmailConfig *cfg, GError **error);
 
 /* relay_password_load - the first line of PATH (read it before dropping privileges); NULL and
  * ERROR when it cannot be read or is empty. Wipe with OPENSSL_cleanse before freeing. */
