@@ -39,7 +39,7 @@
  * the smarthost's AUTH password is read here, before privileges are dropped.
  *
  *     smtp ID PEER: session end helo=... accepted=N octets=N rejected=N errors=N end=... ms=N
- *         tls=yes|no auth=USER|-
+ *         tls=yes|no auth=USER|- relayed=N
  */
 #include <signal.h>
 #include <stdio.h>
@@ -196,11 +196,12 @@ smtpd_session(NetConn *conn, const char *peer, gpointer data)
     SmtpSessionStats st;
     smtp_session_stats(s, &st);
     log_info("smtp %s %s: session end helo=%s accepted=%u octets=%" G_GUINT64_FORMAT
-             " rejected=%u relayed=%u errors=%u end=%s ms=%" G_GINT64_FORMAT " tls=%s auth=%s"
+             " rejected=%u errors=%u end=%s ms=%" G_GINT64_FORMAT " tls=%s auth=%s relayed=%u"
              " max_frame=%" G_GUINT64_FORMAT " vmhwm_kb=%" G_GUINT64_FORMAT,
              st.id, peer, st.helo ? st.helo : "-", st.accepted, st.accepted_octets, st.rejected,
-             st.relayed, st.errors, end, (g_get_monotonic_time() - start) / 1000, st.tls ? "yes" : "no",
-             st.auth_user ? st.auth_user : "-", store_counters(store)->max_frame, smtpd_vmhwm_kb());
+             st.errors, end, (g_get_monotonic_time() - start) / 1000, st.tls ? "yes" : "no",
+             st.auth_user ? st.auth_user : "-", st.relayed, store_counters(store)->max_frame,
+             smtpd_vmhwm_kb());
     smtp_session_free(&s);
     store_free(&store);
     g_string_free(out, TRUE);

@@ -379,7 +379,13 @@ def test_xinetd_serves_submission_with_starttls_and_over_implicit_tls(mail):
                 assert s.sendmail(f"{sender}@example.com", [f"{user}@example.com"], sent) == {}
             [(msgid, _)] = mail.list(user)
             got = mail.fetch(user, "inbox", msgid)
-            assert got.split(b"\r\n", 3)[3] == sent   # Date: and Message-ID: were there already
+            # the client's text, with the Date: field a submission server adds to a message without
+            # one (its Message-ID: was there already), where the header section ends
+            head, _, rest = sent.partition(b"\r\n\r\n")
+            ghead, _, grest = got.split(b"\r\n", 3)[3].partition(b"\r\n\r\n")
+            assert grest == rest and ghead.startswith(head + b"\r\nDate: "), ghead
+            assert re.fullmatch(rb"Date: \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4}",
+                                ghead[len(head) + 2:]), ghead
             assert b" with ESMTPSA id " in got.split(b"\r\n")[1]
         finally:
             x.stop()
