@@ -728,6 +728,8 @@ smtp_proceed_data(SmtpSession *s, SmtpArgs *a, GString *out)
             return SMTP_REFUSED;
         }
         relay_reply_clear(&reply);
+    } else {
+        relay_free(&s->relay);   /* the smarthost took none of the recipients: QUIT */
     }
     g_autoptr(GString) received = g_string_sized_new(256);
     smtp_received(s, received);

@@ -293,7 +293,7 @@ smtputf8_enable = no
     def stop(self):
         subprocess.run(["postfix", "-c", str(self.conf), "stop"], capture_output=True, timeout=60,
                        env=dict(os.environ, MAIL_CONFIG=str(self.conf)))
-        shutil.rmtree(self.dir / "spool", ignore_errors=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # --- the servers ----------------------------------------------------------------------------------
