@@ -1,7 +1,7 @@
 /*
  * cassmail-smtpd.c - the SMTP server: a thin adapter between a connection and src/smtp/session.c.
  *
- *     cassmail-smtpd [-c FILE] [-f] [--inetd | -l ADDR:PORT]
+ *     cassmail-smtpd [-c FILE] [-f] [--inetd | -l ADDR:PORT] [--submission] [--tls-on-connect]
  *
  * Started per connection by inetd/xinetd/systemd Accept=yes (--inetd: the connection is stdin and
  * stdout), or as its own listener forking one child per connection (at most [limits]
@@ -31,9 +31,15 @@
  * from each line read until its reply is written (a delivery waiting on the store included), so
  * a stored message always gets its 250 rather than an eviction the client would retry.
  *
+ * Submission (--submission, RFC 6409; port 587): MAIL needs AUTH, and AUTH needs TLS except from
+ * loopback clients (unless [smtp] allow_plaintext_auth = false forbids even that). Implicit TLS
+ * (--tls-on-connect, RFC 8314; port 465, with --submission): the handshake runs before the
+ * greeting, from the first byte. Relaying: with [relay] smarthost the core hands non-local
+ * recipients of authenticated (or [relay] trusted_networks) clients to it (src/relay/relay.h);
+ * the smarthost's AUTH password is read here, before privileges are dropped.
  *
  *     smtp ID PEER: session end helo=... accepted=N octets=N rejected=N errors=N end=... ms=N
- *         tls=yes|no auth=USER|-
+ *         tls=yes|no auth=USER|- relayed=N
  */
 #include <signal.h>
 #include <stdio.h>
@@ -44,6 +50,7 @@
 
 #include "net/conn.h"
 #include "net/server.h"
+#include "relay/relay.h"
 #include "smtp/session.h"
 #include "store/store.h"
 #include "util/password.h"
@@ -57,6 +64,10 @@
 typedef struct {
     CassmailConfig *cfg;
     SSL_CTX *tls;            /* NULL without [tls] certificate and key */
+    gboolean submission;     /* --submission (RFC 6409) */
+    gboolean tls_on_connect; /* --tls-on-connect (RFC 8314 implicit TLS) */
+    RelayConfig relay;       /* [relay]; used when relay.smarthost is set */
+    SSL_CTX *relay_tls;      /* towards the smarthost; NULL with [relay] starttls = none */
 } Smtpd;
 
 /* smtpd_send - queue OUT on CONN (and empty it); FALSE when the client is gone */
@@ -117,13 +128,27 @@ smtpd_session(NetConn *conn, const char *peer, gpointer data)
     smtp_session_config_init(&sc, d->cfg);
     sc.starttls = d->tls != NULL;
     sc.plaintext_auth = config_plaintext_auth_allowed(d->cfg, peer);
+    if (d->submission)   /* RFC 6409 4.3 / RFC 8314 3: no password in plaintext off this machine */
+        sc.plaintext_auth = config_peer_is_loopback(peer) &&
+                            d->cfg->allow_plaintext_auth != CONFIG_PLAINTEXT_NEVER;
+    sc.submission = d->submission;
+    sc.relay = d->relay.smarthost ? &d->relay : NULL;
+    sc.relay_trusted = config_peer_trusted(d->cfg, peer);
     SmtpSession *s = smtp_session_new(&sc, store, peer);
     GString *out = g_string_sized_new(1024);
     GString *line = g_string_sized_new(SMTP_TEXT_READ_MAX + 1);
     const char *end = "eof";
 
-    smtp_session_greeting(s, out);
-    gboolean ok = smtpd_send(conn, out) && net_conn_flush(conn);
+    gboolean ok = TRUE;
+    if (d->tls_on_connect) {   /* RFC 8314 3.3: TLS from the first byte, then the greeting */
+        ok = smtpd_start_tls(d, conn, s, peer);
+        if (!ok)
+            end = "tls-failed";
+    }
+    if (ok) {
+        smtp_session_greeting(s, out);
+        ok = smtpd_send(conn, out) && net_conn_flush(conn);
+    }
     while (ok) {
         gboolean in_data = smtp_session_in_data(s);
         gsize max = smtp_session_line_max(s);
@@ -171,11 +196,12 @@ smtpd_session(NetConn *conn, const char *peer, gpointer data)
     SmtpSessionStats st;
     smtp_session_stats(s, &st);
     log_info("smtp %s %s: session end helo=%s accepted=%u octets=%" G_GUINT64_FORMAT
-             " rejected=%u errors=%u end=%s ms=%" G_GINT64_FORMAT " tls=%s auth=%s"
+             " rejected=%u errors=%u end=%s ms=%" G_GINT64_FORMAT " tls=%s auth=%s relayed=%u"
              " max_frame=%" G_GUINT64_FORMAT " vmhwm_kb=%" G_GUINT64_FORMAT,
              st.id, peer, st.helo ? st.helo : "-", st.accepted, st.accepted_octets, st.rejected,
              st.errors, end, (g_get_monotonic_time() - start) / 1000, st.tls ? "yes" : "no",
-             st.auth_user ? st.auth_user : "-", store_counters(store)->max_frame, smtpd_vmhwm_kb());
+             st.auth_user ? st.auth_user : "-", st.relayed, store_counters(store)->max_frame,
+             smtpd_vmhwm_kb());
     smtp_session_free(&s);
     store_free(&store);
     g_string_free(out, TRUE);
@@ -199,7 +225,7 @@ int
 main(int argc, char **argv)
 {
     g_autofree char *config_path = NULL, *listen = NULL;
-    gboolean foreground = FALSE, inetd = FALSE;
+    gboolean foreground = FALSE, inetd = FALSE, submission = FALSE, tls_on_connect = FALSE;
     GOptionEntry entries[] = {
         {"config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path,
          "Configuration file (default " DEFAULT_CONFIG " when it exists, else built-in defaults)", "FILE"},
@@ -209,6 +235,12 @@ main(int argc, char **argv)
          "Serve one connection on stdin/stdout (inetd, xinetd, systemd Accept=yes)", NULL},
         {"listen", 'l', 0, G_OPTION_ARG_STRING, &listen, "Listen on ADDR:PORT instead of [smtp] listen",
          "ADDR:PORT"},
+        {"submission", 0, 0, G_OPTION_ARG_NONE, &submission,
+         "Message submission (RFC 6409, port 587): AUTH before MAIL, AUTH only over TLS except "
+         "from loopback, missing Date: and Message-ID: added", NULL},
+        {"tls-on-connect", 0, 0, G_OPTION_ARG_NONE, &tls_on_connect,
+         "Implicit TLS (RFC 8314, port 465 with --submission): TLS from the first byte; needs "
+         "[tls] certificate and key", NULL},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
     g_autoptr(GOptionContext) ctx = g_option_context_new("- CassMail SMTP server");
@@ -242,7 +274,11 @@ main(int argc, char **argv)
     if (!cfg)
         return smtpd_fail(NULL, echo, error, 78);
     password_set_cost((guint)cfg->password_iterations);
-    Smtpd d = {.cfg = cfg};
+    Smtpd d = {.cfg = cfg, .submission = submission, .tls_on_connect = tls_on_connect};
+    if (tls_on_connect && !cfg->tls_certificate) {
+        g_set_error(&error, CONFIG_ERROR, 0, "--tls-on-connect needs [tls] certificate and key");
+        return smtpd_fail(cfg, echo, error, 78);
+    }
     signal(SIGPIPE, SIG_IGN);
 
     /* Bind first (port 25 needs root), load the key (it may be root's alone), then become
@@ -255,6 +291,22 @@ main(int argc, char **argv)
             close(fd);
         return smtpd_fail(cfg, echo, error, 78);
     }
+    /* The smarthost's password may be readable by root alone, like the key. */
+    g_autofree char *relay_password = NULL;
+    if (cfg->relay_smarthost && cfg->relay_auth_password_file &&
+        !(relay_password = relay_password_load(cfg->relay_auth_password_file, &error))) {
+        if (fd >= 0)
+            close(fd);
+        SSL_CTX_free(d.tls);
+        return smtpd_fail(cfg, echo, error, 78);
+    }
+    if (cfg->relay_smarthost && !(d.relay_tls = relay_tls_context(cfg, &error)) && error) {
+        if (fd >= 0)
+            close(fd);
+        SSL_CTX_free(d.tls);
+        return smtpd_fail(cfg, echo, error, 78);
+    }
+    relay_config_init(&d.relay, cfg, relay_password, d.relay_tls);
     if (!privs_drop(cfg->user, cfg->group, FALSE, &error)) {
         if (fd >= 0)
             close(fd);
@@ -275,12 +327,18 @@ main(int argc, char **argv)
         net_serve_set_evict_idle(cfg->evict_idle_s);
         net_serve_set_client_limit(cfg->client_connection_limit);
         log_info("outbox copies: %s", config_outbox_copy_name(cfg->outbox_copy));
+        log_info("mode: %s%s; relay: %s", submission ? "submission (AUTH required)" : "smtp",
+                 tls_on_connect ? ", TLS on connect" : "",
+                 cfg->relay_smarthost ? cfg->relay_smarthost : "none (non-local recipients refused)");
         if (net_serve_fd(fd, cfg->max_children, SMTPD_BUSY, smtpd_session, &d, &error) < 0) {
             SSL_CTX_free(d.tls);
             return smtpd_fail(cfg, echo, error, 69);
         }
     }
     SSL_CTX_free(d.tls);
+    SSL_CTX_free(d.relay_tls);
+    if (relay_password)
+        OPENSSL_cleanse(relay_password, strlen(relay_password));
     config_free(&cfg);
     return 0;
 }

@@ -40,6 +40,7 @@ typedef enum {
     SMTP_ESC_BAD_SENDER_SYNTAX,/* X.1.7 bad sender's mailbox address syntax */
     SMTP_ESC_SYSTEM,           /* X.3.0 other or undefined mail system status */
     SMTP_ESC_TOO_BIG,          /* X.3.4 message too big for system */
+    SMTP_ESC_NO_ANSWER,        /* X.4.1 no answer from host (the smarthost) */
     SMTP_ESC_CONN_TIMEOUT,     /* X.4.2 bad connection */
     SMTP_ESC_INVALID_COMMAND,  /* X.5.1 invalid command */
     SMTP_ESC_SYNTAX,           /* X.5.2 syntax error */
@@ -63,6 +64,7 @@ static const char *const smtp_esc_text[] = {
     [SMTP_ESC_BAD_SENDER_SYNTAX] = "1.7",
     [SMTP_ESC_SYSTEM] = "3.0",
     [SMTP_ESC_TOO_BIG] = "3.4",
+    [SMTP_ESC_NO_ANSWER] = "4.1",
     [SMTP_ESC_CONN_TIMEOUT] = "4.2",
     [SMTP_ESC_INVALID_COMMAND] = "5.1",
     [SMTP_ESC_SYNTAX] = "5.2",
@@ -153,6 +155,19 @@ struct SmtpSession {
     gboolean has_bare_cr;      /* a text line contained a CR not followed by LF */
     gboolean after_crlf;       /* the previous text line (or the DATA command) ended in CRLF */
     gboolean command_crlf;     /* the last command line ended in CRLF */
+    gboolean store_wanted;     /* the message has local targets (inboxes or the outbox) */
+
+    /* relaying: non-local recipients through the smarthost (src/relay/relay.h) */
+    Relay *relay;              /* the smarthost's session for this transaction, NULL when none or
+                                  lost (then relay_rcpts makes the end of DATA fail) */
+    GPtrArray *relay_rcpts;    /* non-local recipients the smarthost accepted, distinct */
+    RelayReply relay_failure;  /* the smarthost could not be used in this transaction: why */
+    gboolean relay_failed;
+
+    /* submission (cfg.submission): the header fields a submission server adds (RFC 6409 8) */
+    gboolean in_header;        /* the text so far is header fields */
+    guint header_fields;
+    gboolean has_date, has_msgid;
 
     SmtpSessionStats stats;
 };
@@ -184,6 +199,12 @@ smtp_reset_transaction(SmtpSession *s)
     g_ptr_array_set_size(s->rcpt_users, 0);
     store_writer_free(&s->writer);
     g_clear_error(&s->store_error);
+    relay_free(&s->relay);   /* inside DATA: closed without ".", so the smarthost drops it */
+    g_ptr_array_set_size(s->relay_rcpts, 0);
+    relay_reply_clear(&s->relay_failure);
+    s->relay_failed = s->store_wanted = FALSE;
+    s->in_header = s->has_date = s->has_msgid = FALSE;
+    s->header_fields = 0;
     s->text_octets = 0;
     s->line_too_long = s->has_nul = s->has_bare_cr = FALSE;
     s->after_crlf = TRUE;
@@ -474,6 +495,11 @@ static SmtpResult
 smtp_check_mail(SmtpSession *s, SmtpArgs *a, GString *out)
 {
     const char *params = NULL;
+    if (s->cfg.submission && !s->auth_user) {
+        /* RFC 6409 4.3, RFC 4954 6 */
+        smtp_reply(out, 530, SMTP_ESC_SECURITY, "Authentication required");
+        return SMTP_REFUSED;
+    }
     if (g_ascii_strncasecmp(a->arg, "FROM:", 5) != 0 || !smtp_parse_path(a->arg + 5, &a->address, &params)) {
         smtp_reply(out, 501, SMTP_ESC_INVALID_ARGS, "Syntax: MAIL FROM:<address>");
         return SMTP_BAD;
@@ -528,7 +554,35 @@ smtp_proceed_mail(SmtpSession *s, SmtpArgs *a, GString *out)
     return SMTP_GO;
 }
 
-/* smtp_check_rcpt - "TO:<forward-path>" (RFC 5321 4.1.1.3): syntax, no relay (RFC 2505),
+/* smtp_relay_allowed - whether this client may send to non-local recipients: only through a
+ * configured smarthost, and only after AUTH or from a trusted network (RFC 2505) */
+static gboolean
+smtp_relay_allowed(const SmtpSession *s)
+{
+    return s->cfg.relay && (s->auth_user || s->cfg.relay_trusted);
+}
+
+/* smtp_reply_relayed - the smarthost's REPLY passed to our client: its code and text (with an
+ * enhanced code of the right class, X.0.0 when it gave none); no reply at all (code 0) is
+ * "451 4.4.1" — the client keeps the message and tries again */
+static void
+smtp_reply_relayed(GString *out, const RelayReply *reply)
+{
+    if (reply->code < 400 || reply->code > 599) {
+        smtp_reply(out, 451, SMTP_ESC_NO_ANSWER, "Smarthost unavailable, try again later");
+        return;
+    }
+    const char *t = reply->text ? reply->text : "";
+    gboolean esc = t[0] - '0' == reply->code / 100 && t[1] == '.';
+    for (const char *p = t + 2; esc && *p && *p != ' '; p++)
+        esc = g_ascii_isdigit(*p) || *p == '.';
+    if (esc)
+        smtp_reply(out, reply->code, SMTP_ESC_NONE, "%.400s (smarthost)", t);
+    else
+        smtp_reply(out, reply->code, SMTP_ESC_NONE, "%d.0.0 %.400s (smarthost)", reply->code / 100, t);
+}
+
+/* smtp_check_rcpt - "TO:<forward-path>" (RFC 5321 4.1.1.3): syntax, relay policy (RFC 2505),
  * the recipient limit (4.5.3.1.8) */
 static SmtpResult
 smtp_check_rcpt(SmtpSession *s, SmtpArgs *a, GString *out)
@@ -550,14 +604,58 @@ smtp_check_rcpt(SmtpSession *s, SmtpArgs *a, GString *out)
         smtp_reply(out, 501, SMTP_ESC_BAD_RCPT_SYNTAX, "Bad recipient address syntax");
         return SMTP_BAD;
     }
-    if (!smtp_domain_is_local(s, a->domain)) {
+    if (!smtp_domain_is_local(s, a->domain) && !smtp_relay_allowed(s)) {
         smtp_reply(out, 554, SMTP_ESC_NOT_AUTHORIZED, "<%.256s>: Relay access denied", a->address);
         return SMTP_REFUSED;
     }
-    if (s->rcpt_users->len >= s->cfg.max_recipients) {
+    if (s->rcpt_users->len + s->relay_rcpts->len >= s->cfg.max_recipients) {
         smtp_reply(out, 452, SMTP_ESC_TOO_MANY_RCPTS, "Too many recipients");
         return SMTP_REFUSED;
     }
+    return SMTP_GO;
+}
+
+/* smtp_proceed_relay_rcpt - a non-local recipient (smtp_check_rcpt allowed it): the smarthost's
+ * verdict, the session to it opened at the first one */
+static SmtpResult
+smtp_proceed_relay_rcpt(SmtpSession *s, SmtpArgs *a, GString *out)
+{
+    for (guint i = 0; i < s->relay_rcpts->len; i++) {
+        if (strcmp(g_ptr_array_index(s->relay_rcpts, i), a->address) == 0) {
+            smtp_reply(out, 250, SMTP_ESC_RCPT_OK, "Recipient ok");   /* named once already */
+            return SMTP_GO;
+        }
+    }
+    if (s->relay_failed) {   /* this transaction already found the smarthost unusable */
+        smtp_reply_relayed(out, &s->relay_failure);
+        return SMTP_REFUSED;
+    }
+    RelayReply reply = {0};
+    if (!s->relay && !(s->relay = relay_open(s->cfg.relay, s->sender, TRUE, &reply))) {
+        log_warn("smtp %s %s: smarthost %s: not relaying from=<%s>: %d %s", s->id, s->peer,
+                 s->cfg.relay->smarthost, s->sender, reply.code, reply.text);
+        s->relay_failed = TRUE;
+        s->relay_failure = reply;
+        smtp_reply_relayed(out, &s->relay_failure);
+        return SMTP_REFUSED;
+    }
+    if (!relay_rcpt(s->relay, a->address, &reply)) {
+        log_info("smtp %s %s: smarthost %s refused RCPT TO:<%s>: %d %s", s->id, s->peer,
+                 s->cfg.relay->smarthost, a->address, reply.code, reply.text);
+        smtp_reply_relayed(out, &reply);
+        if (reply.code == 0) {   /* the connection is gone: so is every relayed recipient */
+            relay_free(&s->relay);
+            s->relay_failed = TRUE;
+            s->relay_failure = reply;
+        } else {
+            relay_reply_clear(&reply);
+        }
+        return SMTP_REFUSED;
+    }
+    relay_reply_clear(&reply);
+    g_ptr_array_add(s->relay_rcpts, g_strdup(a->address));
+    smtp_enter_state(s, SMTP_STATE_RCPT);
+    smtp_reply(out, 250, SMTP_ESC_RCPT_OK, "Recipient ok (relayed)");
     return SMTP_GO;
 }
 
@@ -566,6 +664,8 @@ smtp_proceed_rcpt(SmtpSession *s, SmtpArgs *a, GString *out)
 {
     g_autofree char *user = NULL;
     GError *error = NULL;
+    if (!smtp_domain_is_local(s, a->domain))
+        return smtp_proceed_relay_rcpt(s, a, out);
     if (!smtp_lookup_user(s, a->local, &user, &error)) {
         log_warn("smtp %s %s: RCPT TO:<%s>: %s", s->id, s->peer, a->address, error->message);
         g_error_free(error);
@@ -613,11 +713,37 @@ smtp_proceed_data(SmtpSession *s, SmtpArgs *a, GString *out)
     /* The message's id is minted now (smtp_received); its octets go to the store as they arrive
      * (parts of a large message are written long before the end), memory bounded whatever its
      * size. */
+    if (s->relay_rcpts->len > 0) {
+        RelayReply reply = {0};
+        if (!s->relay || !relay_data(s->relay, &reply)) {
+            if (!s->relay)
+                reply = (RelayReply){0, g_strdup("connection to the smarthost lost")};
+            log_warn("smtp %s %s: smarthost %s: DATA: %d %s", s->id, s->peer, s->cfg.relay->smarthost,
+                     reply.code, reply.text);
+            smtp_reply_relayed(out, &reply);
+            relay_reply_clear(&reply);
+            s->stats.rejected++;
+            smtp_reset_transaction(s);
+            smtp_enter_state(s, SMTP_STATE_READY);
+            return SMTP_REFUSED;
+        }
+        relay_reply_clear(&reply);
+    } else {
+        relay_free(&s->relay);   /* the smarthost took none of the recipients: QUIT */
+    }
     g_autoptr(GString) received = g_string_sized_new(256);
     smtp_received(s, received);
-    s->writer = store_writer_begin(s->store, &s->msgid);
-    if (!store_writer_write(s->writer, received->str, received->len, &s->store_error))
-        store_writer_free(&s->writer);
+    /* Only local inboxes and the sender's outbox are stored; a message that only leaves through
+     * the smarthost writes nothing here. */
+    s->store_wanted = s->rcpt_users->len > 0 || s->sender_user;
+    if (s->store_wanted) {
+        s->writer = store_writer_begin(s->store, &s->msgid);
+        if (!store_writer_write(s->writer, received->str, received->len, &s->store_error))
+            store_writer_free(&s->writer);
+    }
+    if (s->relay && !relay_write(s->relay, received->str, received->len))
+        relay_free(&s->relay);   /* 451 at the end of the text */
+    s->in_header = s->cfg.submission;
     s->text_octets = 0;
     /* RFC 5321 4.1.1.4: in an empty message the CRLF before "." is the DATA command's own */
     s->after_crlf = s->command_crlf;
@@ -968,45 +1094,148 @@ smtp_sequence_hint(const SmtpSession *s, const SmtpCommand *cmd)
 
 /* --- message text ---------------------------------------------------------------------------- */
 
-/* smtp_deliver - store the finished message for every recipient (and the sender's outbox) */
+/* smtp_relay_finish - the smarthost's final reply for the relayed recipients: TRUE when it took
+ * the message (its queue id logged); otherwise its refusal, or 451, is the client's answer */
+static gboolean
+smtp_relay_finish(SmtpSession *s, const char *id, guint64 size, GString *out)
+{
+    RelayReply reply = {0};
+    gint64 t0 = g_get_monotonic_time();
+    gboolean ok = s->relay ? relay_end(s->relay, &reply) : FALSE;
+    gint64 ms = (g_get_monotonic_time() - t0) / 1000;
+    if (!s->relay)
+        reply.text = g_strdup("connection to the smarthost lost during DATA");
+    if (!ok) {
+        log_warn("smtp %s %s: not relayed id=%s from=<%s> relayed_rcpts=%u size=%" G_GUINT64_FORMAT
+                 " smarthost=%s: %d %s", s->id, s->peer, id, s->sender, s->relay_rcpts->len, size,
+                 s->cfg.relay->smarthost, reply.code, reply.text);
+        smtp_reply_relayed(out, &reply);
+        relay_reply_clear(&reply);
+        s->stats.rejected++;
+        return FALSE;
+    }
+    g_autofree char *queue_id = relay_queue_id(reply.text);
+    log_info("smtp %s %s: relayed id=%s from=<%s> rcpts=%u size=%" G_GUINT64_FORMAT
+             " smarthost=%s queue_id=%s relay_ms=%" G_GINT64_FORMAT " reply=\"%d %s\"",
+             s->id, s->peer, id, s->sender, s->relay_rcpts->len, size, s->cfg.relay->smarthost,
+             queue_id ? queue_id : "-", ms, reply.code, reply.text);
+    relay_reply_clear(&reply);
+    s->stats.relayed++;
+    return TRUE;
+}
+
+/* smtp_deliver - the finished message: first the smarthost's final reply for the relayed
+ * recipients (it takes responsibility, or nothing is stored), then one store commit for every
+ * local recipient and the sender's outbox, then 250 (the order and why: cassmail-smtpd(8)) */
 static void
 smtp_deliver(SmtpSession *s, GString *out)
 {
-    guint n = s->rcpt_users->len + (s->sender_user ? 1 : 0);
-    StoreTarget *targets = g_new(StoreTarget, n);
-    for (guint i = 0; i < s->rcpt_users->len; i++)
-        targets[i] = (StoreTarget){g_ptr_array_index(s->rcpt_users, i), "inbox"};
-    if (s->sender_user)
-        targets[n - 1] = (StoreTarget){s->sender_user, "outbox"};
-    GError *error = NULL;
-    gint64 t0 = g_get_monotonic_time();
-    gboolean ok = FALSE;
-    guint64 size = s->writer ? s->writer->size : 0;
-    if (s->store_error)
-        error = g_error_copy(s->store_error);
-    else
-        ok = store_writer_commit(s->writer, targets, n, &error);
-    gint64 ms = (g_get_monotonic_time() - t0) / 1000;
-    g_free(targets);
-    if (!ok) {
-        /* Whatever the store's reason, the client keeps the message and tries again: a
-         * permanent refusal here could lose mail the store would take later. */
-        log_warn("smtp %s %s: not stored (from=<%s> rcpts=%u size=%" G_GUINT64_FORMAT
-                 " after %" G_GINT64_FORMAT " ms): %s",
-                 s->id, s->peer, s->sender, s->rcpt_users->len, size, ms, error->message);
-        g_error_free(error);
+    char text[STORE_MSGID_TEXT_LEN];
+    store_msgid_to_text(&s->msgid, text);
+    guint64 size = s->writer ? s->writer->size : s->text_octets;
+    /* A store that already failed must not let the smarthost take the message: the client
+     * gets 451 and sends it again, to everyone. */
+    if (s->store_wanted && (s->store_error || !s->writer)) {
+        log_warn("smtp %s %s: not stored (from=<%s> rcpts=%u size=%" G_GUINT64_FORMAT "): %s",
+                 s->id, s->peer, s->sender, s->rcpt_users->len, size,
+                 s->store_error ? s->store_error->message : "store writer lost");
         smtp_reply(out, 451, SMTP_ESC_SYSTEM, "Mail store temporarily unavailable; message not stored, try again later");
         s->stats.rejected++;
-        return;
+        return;   /* the smarthost connection is closed inside DATA: it drops the message */
     }
-    char text[STORE_MSGID_TEXT_LEN];
-    store_msgid_to_text(store_writer_id(s->writer), text);
-    log_info("smtp %s %s: accepted id=%s from=<%s> rcpts=%u%s size=%" G_GUINT64_FORMAT " store_ms=%" G_GINT64_FORMAT,
-             s->id, s->peer, text, s->sender, s->rcpt_users->len, s->sender_user ? " +outbox" : "",
-             size, ms);
+    gboolean relayed = s->relay_rcpts->len > 0;
+    if (relayed && !smtp_relay_finish(s, text, size, out))
+        return;
+    gint64 t0 = g_get_monotonic_time();
+    if (s->store_wanted) {
+        guint n = s->rcpt_users->len + (s->sender_user ? 1 : 0);
+        StoreTarget *targets = g_new(StoreTarget, n);
+        for (guint i = 0; i < s->rcpt_users->len; i++)
+            targets[i] = (StoreTarget){g_ptr_array_index(s->rcpt_users, i), "inbox"};
+        if (s->sender_user)
+            targets[n - 1] = (StoreTarget){s->sender_user, "outbox"};
+        GError *error = NULL;
+        gboolean ok = store_writer_commit(s->writer, targets, n, &error);
+        g_free(targets);
+        if (!ok) {
+            gint64 ms = (g_get_monotonic_time() - t0) / 1000;
+            /* Whatever the store's reason, the client keeps the message and tries again: a
+             * permanent refusal here could lose mail the store would take later. */
+            log_warn("smtp %s %s: not stored (from=<%s> rcpts=%u size=%" G_GUINT64_FORMAT
+                     " after %" G_GINT64_FORMAT " ms): %s",
+                     s->id, s->peer, s->sender, s->rcpt_users->len, size, ms, error->message);
+            if (relayed)
+                log_err("smtp %s %s: id=%s was relayed to the smarthost but its local copies were not"
+                        " stored; the client's retry will send it to the %u remote recipient(s) again",
+                        s->id, s->peer, text, s->relay_rcpts->len);
+            g_error_free(error);
+            smtp_reply(out, 451, SMTP_ESC_SYSTEM, "Mail store temporarily unavailable; message not stored, try again later");
+            s->stats.rejected++;
+            return;
+        }
+    }
+    gint64 ms = (g_get_monotonic_time() - t0) / 1000;
+    if (s->store_wanted)
+        log_info("smtp %s %s: accepted id=%s from=<%s> rcpts=%u%s size=%" G_GUINT64_FORMAT " store_ms=%" G_GINT64_FORMAT,
+                 s->id, s->peer, text, s->sender, s->rcpt_users->len, s->sender_user ? " +outbox" : "",
+                 size, ms);
     smtp_reply(out, 250, SMTP_ESC_OTHER, "Ok: queued as %s", text);
     s->stats.accepted++;
     s->stats.accepted_octets += size;
+}
+
+/* smtp_text_out - LEN octets of text (and CRLF when ADD_CRLF) to the store and the smarthost */
+static void
+smtp_text_out(SmtpSession *s, const char *text, gsize len, gboolean add_crlf)
+{
+    if (s->writer && !(store_writer_write(s->writer, text, len, &s->store_error) &&
+                       (!add_crlf || store_writer_write(s->writer, "\r\n", 2, &s->store_error))))
+        store_writer_free(&s->writer);   /* keep reading the text; 451 at its end */
+    if (s->relay && !(relay_write(s->relay, text, len) && (!add_crlf || relay_write(s->relay, "\r\n", 2))))
+        relay_free(&s->relay);
+}
+
+/* smtp_header_end - the end of the header section (submission): add the Date: and Message-ID:
+ * fields the message lacks (RFC 6409 8.2, 8.3), the id made of the message's TimeUUID */
+static void
+smtp_header_end(SmtpSession *s)
+{
+    s->in_header = FALSE;
+    g_autoptr(GString) add = g_string_new(NULL);
+    if (!s->has_date) {
+        g_autoptr(GDateTime) now = g_date_time_new_now_local();
+        g_autofree char *date = g_date_time_format(now, "%a, %d %b %Y %H:%M:%S %z");
+        g_string_append_printf(add, "Date: %s\r\n", date);
+    }
+    if (!s->has_msgid) {
+        char id[STORE_MSGID_TEXT_LEN];
+        store_msgid_to_text(&s->msgid, id);
+        g_string_append_printf(add, "Message-ID: <%s@%s>\r\n", id, s->cfg.hostname);
+    }
+    if (add->len)
+        smtp_text_out(s, add->str, add->len, FALSE);
+}
+
+/* smtp_header_line - one text line (BODY octets, no line end) while the text may still be in its
+ * header section: note Date: and Message-ID:; a line that is neither a field nor a folded
+ * continuation (the empty line before the body, usually) ends the section */
+static void
+smtp_header_line(SmtpSession *s, const char *line, gsize body)
+{
+    if (s->header_fields > 0 && body > 0 && (line[0] == ' ' || line[0] == '\t'))
+        return;   /* RFC 5322 2.2.3: a folded field goes on */
+    gsize name = 0;
+    while (name < body && line[name] != ':' && g_ascii_isgraph(line[name]))
+        name++;
+    if (name == 0 || name == body || line[name] != ':') {
+        smtp_header_end(s);
+        return;
+    }
+    s->header_fields++;
+    if (name == 4 && g_ascii_strncasecmp(line, "Date", 4) == 0)
+        s->has_date = TRUE;
+    else if (name == 10 && g_ascii_strncasecmp(line, "Message-ID", 10) == 0)
+        s->has_msgid = TRUE;
 }
 
 /* smtp_finish_message - the end of the text: store the message or say why not */
@@ -1029,6 +1258,8 @@ smtp_finish_message(SmtpSession *s, GString *out)
                    s->cfg.max_message_size);
         s->stats.rejected++;
     } else {
+        if (s->in_header)   /* a text of header fields only */
+            smtp_header_end(s);
         smtp_deliver(s, out);
     }
     smtp_reset_transaction(s);
@@ -1078,15 +1309,17 @@ smtp_data_line(SmtpSession *s, const char *line, gsize len, guint flags, GString
     if (s->text_octets > s->cfg.max_message_size || s->line_too_long || s->has_nul ||
         s->has_bare_cr) {
         store_writer_free(&s->writer);
+        relay_free(&s->relay);   /* closed inside DATA: the smarthost drops the message */
         return;
     }
-    if (!s->writer)
-        return;   /* the store failed earlier: 451 at the end */
-    gboolean ok = crlf ? store_writer_write(s->writer, line, body + 2, &s->store_error)
-                       : store_writer_write(s->writer, line, body, &s->store_error) &&
-                             store_writer_write(s->writer, "\r\n", 2, &s->store_error);
-    if (!ok)
-        store_writer_free(&s->writer);   /* keep reading the text; 451 at its end */
+    if (!s->writer && !s->relay)
+        return;   /* the store (or the smarthost) failed earlier: 451 at the end */
+    if (s->in_header)
+        smtp_header_line(s, line, body);
+    if (crlf)
+        smtp_text_out(s, line, body + 2, FALSE);
+    else
+        smtp_text_out(s, line, body, TRUE);
 }
 
 /* --- the session ----------------------------------------------------------------------------- */
@@ -1118,6 +1351,7 @@ smtp_session_new(const SmtpSessionConfig *cfg, Store *store, const char *peer)
     s->id = g_strdup_printf("%08X", g_random_int());
     s->stats.id = s->id;
     s->rcpt_users = g_ptr_array_new_with_free_func(g_free);
+    s->relay_rcpts = g_ptr_array_new_with_free_func(g_free);
     s->state = SMTP_STATE_INIT;
     s->after_crlf = TRUE;
     return s;
@@ -1133,6 +1367,7 @@ smtp_session_free(SmtpSession **sp)
     smtp_auth_forget(s);
     g_free(s->auth_user);
     g_ptr_array_unref(s->rcpt_users);
+    g_ptr_array_unref(s->relay_rcpts);
     g_free(s->helo);
     g_free(s->peer);
     g_free(s->id);

@@ -7,8 +7,9 @@
  * field), 4.5.2 (dot transparency), 4.5.3.1 (size limits) and 4.5.3.2 (timeouts, with the
  * adapter's help); the EHLO extensions PIPELINING (RFC 2920), SIZE (RFC 1870), 8BITMIME (RFC 6152)
  * and ENHANCEDSTATUSCODES (RFC 2034, codes of RFC 3463); STARTTLS (RFC 3207) and AUTH PLAIN and
- * LOGIN (RFC 4954, RFC 4616) against the store's Credentials. It accepts mail only for existing
- * users of its local domains and never relays (RFC 2505), authenticated or not.
+ * LOGIN (RFC 4954, RFC 4616) against the store's Credentials; message submission (RFC 6409 4.1,
+ * 6.2, 8.1, 8.3). It accepts mail for existing users of its local domains, and relays other
+ * recipients only through the configured smarthost, only for authenticated or trusted clients.
  *
  * The core never touches a socket, TLS or Thrift. The adapter (src/cmd/cassmail-smtpd.c, the unit
  * tests, a fuzzer) drives it:
@@ -42,12 +43,29 @@
  *     "454 4.7.0", a cancelled exchange ("*") or bad base64 "501". One AUTH per session (503 after
  *     success), never inside a transaction. A user is named "pete" or "pete@<local domain>";
  *     a PLAIN authorization identity must be empty or the same user.
- *   - Relay policy (RFC 2505): a recipient outside the local domains is "554 5.7.1" for everyone,
- *     authenticated or not: there is no outbound relay. An unauthenticated client may give any
- *     sender (this is the domains' inbound MX, as in the paper). An authenticated client may give
- *     only its own address, user@<a local domain>: anything else, <> included, is
- *     "553 5.7.1" at MAIL — a login must not let one user write as another, nor put mail in
- *     another user's outbox.
+ *   - Relay policy (RFC 2505): a recipient outside the local domains is "554 5.7.1" unless a
+ *     smarthost is configured (cfg.relay, [relay] smarthost) AND the client authenticated or its
+ *     address is in [relay] trusted_networks (cfg.relay_trusted) — no open relay in any
+ *     combination. An unauthenticated client may give any sender (this is the domains' inbound
+ *     MX, as in the paper). An authenticated client may give only its own address,
+ *     user@<a local domain>: anything else, <> included, is "553 5.7.1" at MAIL — a login must
+ *     not let one user write as another, nor put mail in another user's outbox.
+ *   - Relaying (src/relay/relay.h): at the first non-local RCPT of a transaction the core opens a
+ *     session with the smarthost (up to MAIL FROM with the client's sender) and forwards each
+ *     non-local RCPT, answering the client with the smarthost's verdict (its 4xx/5xx and text;
+ *     no answer at all — down, timed out — is "451 4.4.1" for that RCPT, and later non-local
+ *     RCPTs of the transaction get the same without another attempt). Local recipients are
+ *     looked up as before. At DATA the smarthost gets DATA too (its refusal refuses our DATA);
+ *     the text goes to both the store (parts, unreferenced) and the smarthost as it arrives.
+ *     At the end of the text, in this order: (1) the smarthost's final reply — only a 2xx goes
+ *     on, anything else is passed to the client and nothing is committed; (2) one
+ *     store_writer_commit of every local inbox and the sender's outbox copy; (3) 250. A text
+ *     that cannot be accepted (size, NUL, bare CR, long line) closes the smarthost connection
+ *     inside DATA, so the smarthost drops it. Why this order: see cassmail-smtpd(8), "Relaying".
+ *   - Submission (cfg.submission, RFC 6409): MAIL needs AUTH first ("530 5.7.0"); the adapter
+ *     offers AUTH without TLS only to loopback clients. A message without a Date: or
+ *     Message-ID: header field gets one (Message-ID: <TIMEUUID@hostname>), inserted where its
+ *     header section ends.
  *   - The sender's outbox copy (cfg.outbox_copy, [smtp] outbox_copy): by default only a client
  *     that authenticated gets one, in its own outbox (its sender address is checked above); an
  *     unauthenticated MAIL FROM naming a local user stores nothing there, since anyone can write
@@ -99,6 +117,7 @@
 
 #include <glib.h>
 
+#include "relay/relay.h"
 #include "store/store.h"
 #include "util/config.h"
 
@@ -123,6 +142,11 @@ typedef struct {
     gboolean starttls;               /* the adapter can start TLS: offer STARTTLS (RFC 3207) */
     gboolean plaintext_auth;         /* offer AUTH (RFC 4954) before TLS too */
     ConfigOutboxCopy outbox_copy;    /* who gets the sent copy in user:outbox (0: authenticated) */
+    const RelayConfig *relay;        /* borrowed: the smarthost; NULL: non-local recipients are
+                                      * refused for everyone */
+    gboolean relay_trusted;          /* the peer is in [relay] trusted_networks: may relay
+                                      * without AUTH */
+    gboolean submission;             /* RFC 6409: AUTH before MAIL; Date:, Message-ID: added */
 } SmtpSessionConfig;
 
 /* What the reader saw about the line it hands over. */
@@ -148,6 +172,7 @@ typedef struct {
     guint accepted;            /* messages stored */
     guint64 accepted_octets;   /* their stored size */
     guint rejected;            /* transactions refused or failed at the end of DATA */
+    guint relayed;             /* messages the smarthost accepted */
     guint errors;              /* bad commands (syntax, sequence, unknown, failed AUTH) */
     gboolean tls;              /* the session runs over TLS (after STARTTLS) */
     const char *auth_user;     /* the authenticated user, NULL when none; owned by the session */

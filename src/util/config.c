@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+#include <arpa/inet.h>
+
 #include "util/password.h"
 
 G_DEFINE_QUARK(cassmail-config-error-quark, config_error)
@@ -47,6 +49,8 @@ static const char *const known_keys[][12] = {
      "data_timeout_s", "max_errors", NULL},
     {"server", "user", "group", NULL},
     {"auth", "password_iterations", NULL},
+    {"relay", "smarthost", "starttls", "tls_verify", "tls_ca_file", "auth_user",
+     "auth_password_file", "trusted_networks", "connect_timeout_s", "timeout_s", NULL},
 };
 
 /* check_keys - an error naming the first unknown group or key in KF */
@@ -171,6 +175,97 @@ get_outbox_copy(GKeyFile *kf, ConfigOutboxCopy *out, GError **error)
     return FALSE;
 }
 
+static const char *const relay_tls_names[] = {
+    [CONFIG_RELAY_TLS_OPPORTUNISTIC] = "opportunistic",
+    [CONFIG_RELAY_TLS_NONE] = "none",
+    [CONFIG_RELAY_TLS_REQUIRED] = "required",
+};
+
+const char *
+config_relay_tls_name(ConfigRelayTls tls)
+{
+    return (gsize)tls < G_N_ELEMENTS(relay_tls_names) ? relay_tls_names[tls] : "?";
+}
+
+/* get_relay_tls - [relay] starttls: none, opportunistic or required */
+static gboolean
+get_relay_tls(GKeyFile *kf, ConfigRelayTls *out, GError **error)
+{
+    g_autofree char *v = NULL;
+    get_str(kf, "relay", "starttls", "opportunistic", &v);
+    for (gsize i = 0; i < G_N_ELEMENTS(relay_tls_names); i++) {
+        if (g_ascii_strcasecmp(v, relay_tls_names[i]) == 0) {
+            *out = (ConfigRelayTls)i;
+            return TRUE;
+        }
+    }
+    g_set_error(error, CONFIG_ERROR, 0,
+                "[relay] starttls = \"%s\": expected none, opportunistic or required", v);
+    return FALSE;
+}
+
+/* get_bool - true/false/yes/no/1/0 or the default */
+static gboolean
+get_bool(GKeyFile *kf, const char *g, const char *k, gboolean def, gboolean *out, GError **error)
+{
+    g_autofree char *v = NULL;
+    get_str(kf, g, k, def ? "true" : "false", &v);
+    if (g_ascii_strcasecmp(v, "true") == 0 || g_ascii_strcasecmp(v, "yes") == 0 || strcmp(v, "1") == 0)
+        *out = TRUE;
+    else if (g_ascii_strcasecmp(v, "false") == 0 || g_ascii_strcasecmp(v, "no") == 0 || strcmp(v, "0") == 0)
+        *out = FALSE;
+    else {
+        g_set_error(error, CONFIG_ERROR, 0, "[%s] %s = \"%s\": expected true or false", g, k, v);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* config_cidr_parse - "ADDR[/BITS]" into the address (16 octets, IPv4 as its own 4), its family
+ * and the prefix length; FALSE when it is not one */
+static gboolean
+config_cidr_parse(const char *text, int *family, guint8 addr[16], int *bits)
+{
+    g_autofree char *copy = g_strdup(text);
+    char *slash = strchr(copy, '/');
+    if (slash)
+        *slash++ = '\0';
+    memset(addr, 0, 16);
+    if (inet_pton(AF_INET, copy, addr) == 1)
+        *family = AF_INET;
+    else if (inet_pton(AF_INET6, copy, addr) == 1)
+        *family = AF_INET6;
+    else
+        return FALSE;
+    int max = *family == AF_INET ? 32 : 128;
+    gint64 n = max;
+    if (slash && !g_ascii_string_to_signed(slash, 10, 0, max, &n, NULL))
+        return FALSE;
+    *bits = (int)n;
+    return TRUE;
+}
+
+gboolean
+config_peer_trusted(const CassmailConfig *cfg, const char *peer)
+{
+    int pf, pbits;
+    guint8 pa[16];
+    if (!peer || !config_cidr_parse(peer, &pf, pa, &pbits) || !pbits)
+        return FALSE;
+    for (char **n = cfg->relay_trusted_networks; n && *n; n++) {
+        int nf, bits;
+        guint8 na[16];
+        if (!config_cidr_parse(*n, &nf, na, &bits) || nf != pf)
+            continue;
+        gboolean match = TRUE;
+        for (int i = 0; i < bits && match; i++)
+            match = ((pa[i / 8] ^ na[i / 8]) & (0x80 >> (i % 8))) == 0;
+        if (match)
+            return TRUE;
+    }
+    return FALSE;
+}
+
 gboolean
 config_peer_is_loopback(const char *peer)
 {
@@ -286,10 +381,51 @@ config_load(const char *path, GError **error)
     INT(max_errors, "limits", "max_errors", 10, 1, 1000);
     INT(password_iterations, "auth", "password_iterations", PASSWORD_ITERATIONS,
         PASSWORD_ITERATIONS_MIN, PASSWORD_ITERATIONS_MAX);
-#undef INT
 
     get_str(kf, "server", "user", NULL, &c->user);
     get_str(kf, "server", "group", NULL, &c->group);
+
+    get_str(kf, "relay", "smarthost", NULL, &c->relay_smarthost);
+    if (c->relay_smarthost && !*c->relay_smarthost)
+        g_clear_pointer(&c->relay_smarthost, g_free);
+    if (ok && c->relay_smarthost) {
+        const char *colon = strrchr(c->relay_smarthost, ':');
+        guint64 port = 0;
+        if (!colon || colon == c->relay_smarthost ||
+            !g_ascii_string_to_unsigned(colon + 1, 10, 1, 65535, &port, NULL)) {
+            g_set_error(error, CONFIG_ERROR, 0, "[relay] smarthost = \"%s\": expected host:port",
+                        c->relay_smarthost);
+            ok = FALSE;
+        }
+    }
+    ok = ok && get_relay_tls(kf, &c->relay_starttls, error);
+    ok = ok && get_bool(kf, "relay", "tls_verify", TRUE, &c->relay_tls_verify, error);
+    get_str(kf, "relay", "tls_ca_file", NULL, &c->relay_tls_ca_file);
+    get_str(kf, "relay", "auth_user", NULL, &c->relay_auth_user);
+    get_str(kf, "relay", "auth_password_file", NULL, &c->relay_auth_password_file);
+    if (c->relay_tls_ca_file && !*c->relay_tls_ca_file)
+        g_clear_pointer(&c->relay_tls_ca_file, g_free);
+    if (c->relay_auth_user && !*c->relay_auth_user)
+        g_clear_pointer(&c->relay_auth_user, g_free);
+    if (c->relay_auth_password_file && !*c->relay_auth_password_file)
+        g_clear_pointer(&c->relay_auth_password_file, g_free);
+    if (ok && !c->relay_auth_user != !c->relay_auth_password_file) {
+        g_set_error(error, CONFIG_ERROR, 0, "[relay] auth_user and auth_password_file must be given together");
+        ok = FALSE;
+    }
+    c->relay_trusted_networks = get_list(kf, "relay", "trusted_networks", "");
+    for (char **n = c->relay_trusted_networks; ok && *n; n++) {
+        int family, bits;
+        guint8 addr[16];
+        if (!config_cidr_parse(*n, &family, addr, &bits)) {
+            g_set_error(error, CONFIG_ERROR, 0,
+                        "[relay] trusted_networks: \"%s\" is not an address or ADDRESS/BITS", *n);
+            ok = FALSE;
+        }
+    }
+    INT(relay_connect_timeout_s, "relay", "connect_timeout_s", 30, 1, 3600);
+    INT(relay_timeout_s, "relay", "timeout_s", 300, 1, 3600);
+#undef INT
 
     if (ok && !c->endpoints[0]) {
         g_set_error(error, CONFIG_ERROR, 0, "[cassandra] endpoints is empty");
@@ -319,6 +455,11 @@ config_free(CassmailConfig **cfg)
     g_free(c->tls_key);
     g_free(c->user);
     g_free(c->group);
+    g_free(c->relay_smarthost);
+    g_free(c->relay_tls_ca_file);
+    g_free(c->relay_auth_user);
+    g_free(c->relay_auth_password_file);
+    g_strfreev(c->relay_trusted_networks);
     g_free(c);
     *cfg = NULL;
 }

@@ -1,7 +1,7 @@
 /*
  * config.h - cassmail.conf: one GKeyFile read by every CassMail program.
  *
- * Sections: [cassandra] [smtp] [store] [pop3] [tls] [limits] [server]; see config/cassmail.conf for every
+ * Sections: [cassandra] [smtp] [store] [pop3] [tls] [limits] [server] [auth] [relay]; see config/cassmail.conf for every
  * key with its default and meaning. A missing file (path NULL) means all defaults, which suit the
  * local single-node set-up of `make run`.
  */
@@ -27,6 +27,13 @@ typedef enum {
                                   * not (the paper's design) */
     CONFIG_OUTBOX_NEVER,         /* "never": no outbox copies */
 } ConfigOutboxCopy;
+
+/* [relay] starttls: whether the SMTP client towards the smarthost uses STARTTLS (RFC 3207). */
+typedef enum {
+    CONFIG_RELAY_TLS_OPPORTUNISTIC, /* "opportunistic" (default): when the smarthost offers it */
+    CONFIG_RELAY_TLS_NONE,          /* "none": never (a smarthost on loopback or a private link) */
+    CONFIG_RELAY_TLS_REQUIRED,      /* "required": no mail goes out without it */
+} ConfigRelayTls;
 
 typedef struct {
     /* [cassandra] */
@@ -79,6 +86,17 @@ typedef struct {
 
     /* [auth] */
     int password_iterations;   /* PBKDF2 cost of new hashes and the least a check costs */
+
+    /* [relay] */
+    char *relay_smarthost;     /* "host:port" that takes non-local recipients; NULL: no relay */
+    ConfigRelayTls relay_starttls;
+    gboolean relay_tls_verify; /* check the smarthost's certificate chain and name */
+    char *relay_tls_ca_file;   /* PEM CA certificates; NULL: the system's */
+    char *relay_auth_user;     /* AUTH PLAIN towards the smarthost; NULL: no AUTH */
+    char *relay_auth_password_file; /* the file holding its password (first line) */
+    char **relay_trusted_networks; /* CIDR blocks that may relay without AUTH (empty: none) */
+    int relay_connect_timeout_s;
+    int relay_timeout_s;       /* each reply of the smarthost, the final one after DATA included */
 } CassmailConfig;
 
 /* config_load - read FILE (NULL: defaults only); unknown keys are errors so typos do not pass */
@@ -91,6 +109,12 @@ void config_free(CassmailConfig **cfg);
 gboolean config_plaintext_auth_allowed(const CassmailConfig *cfg, const char *peer);
 /* config_peer_is_loopback - whether PEER (as above) is this machine */
 gboolean config_peer_is_loopback(const char *peer);
+
+/* config_peer_trusted - whether PEER (an address text as above) lies in one of CFG's [relay]
+ * trusted_networks ("local", "pipe" and NULL never do: only listed addresses relay unproven) */
+gboolean config_peer_trusted(const CassmailConfig *cfg, const char *peer);
+/* config_relay_tls_name - "opportunistic", "none" or "required" */
+const char *config_relay_tls_name(ConfigRelayTls tls);
 
 /* config_outbox_copy_name - "authenticated", "local" or "never" */
 const char *config_outbox_copy_name(ConfigOutboxCopy copy);

@@ -56,6 +56,13 @@ def test_make_install_puts_programs_pages_configuration_and_launchers_in_place(i
         "share/cassmail/systemd/cassmail-gc.service": 0o644,
         "share/cassmail/systemd/cassmail-gc.timer": 0o644,
         "share/cassmail/cron.d/cassmail-gc": 0o644,
+        # message submission (587) and submission over implicit TLS (465)
+        "share/cassmail/xinetd.d/cassmail-submission": 0o644,
+        "share/cassmail/xinetd.d/cassmail-submissions": 0o644,
+        "share/cassmail/systemd/cassmail-submission.socket": 0o644,
+        "share/cassmail/systemd/cassmail-submission@.service": 0o644,
+        "share/cassmail/systemd/cassmail-submissions.socket": 0o644,
+        "share/cassmail/systemd/cassmail-submissions@.service": 0o644,
     }
     for rel, mode in expected.items():
         p = root / rel

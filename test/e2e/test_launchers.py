@@ -24,6 +24,7 @@ import shutil
 import signal
 import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,13 @@ from support import free_port, wait_for
 
 CONFIG = TOP / "config"
 SERVICES = {"smtp": ("cassmail-smtp", "cassmail-smtpd", 25), "pop3": ("cassmail-pop3", "cassmail-pop3d", 110)}
+# Message submission (RFC 6409) and submission over implicit TLS (RFC 8314): cassmail-smtpd with
+# the options of its mode between --inetd and -c.
+SUBMISSION = {"submission": ("cassmail-submission", "cassmail-smtpd", 587, ["--submission"]),
+              "submissions": ("cassmail-submissions", "cassmail-smtpd", 465,
+                              ["--submission", "--tls-on-connect"])}
+FLAGS = {proto: v[3] for proto, v in SUBMISSION.items()}
+ALL = {**SERVICES, **{proto: v[:3] for proto, v in SUBMISSION.items()}}
 PASSWORD = "launch pass 7"
 
 
@@ -56,14 +64,14 @@ def parse_xinetd(path):
 
 
 def test_shipped_xinetd_services_start_the_servers_in_inetd_mode():
-    for proto, (name, prog, port) in SERVICES.items():
+    for proto, (name, prog, port) in ALL.items():
         service, attrs = parse_xinetd(CONFIG / "xinetd.d" / name)
         d = {k: v for k, op, v in attrs if op == "="}
         assert service == proto and socket.getservbyname(service, "tcp") == port
         assert d["socket_type"] == "stream" and d["protocol"] == "tcp" and d["wait"] == "no"
         assert d["disable"] == "no"
         assert d["server"] == f"/usr/local/sbin/{prog}"
-        assert d["server_args"].split()[:1] == ["--inetd"]
+        assert d["server_args"].split()[:1 + len(FLAGS.get(proto, []))] == ["--inetd", *FLAGS.get(proto, [])]
         assert "-c /etc/cassmail/cassmail.conf" in d["server_args"]
         assert int(d["instances"]) > 0 and int(d["per_source"]) > 0
 
@@ -73,8 +81,9 @@ def xinetd_service(name, port, conf, user, bindir=BUILD):
     in BINDIR (this build or a copy of it), CONF, and USER (None: no user/group lines, for a
     non-root xinetd)."""
     _, attrs = parse_xinetd(CONFIG / "xinetd.d" / name)
-    prog = SERVICES[name.split("-")[1]][1]
-    replaced = {"server": str(Path(bindir) / prog), "server_args": f"--inetd -c {conf}"}
+    prog = ALL[name.split("-")[1]][1]
+    flags = " ".join(FLAGS.get(name.split("-")[1], []))
+    replaced = {"server": str(Path(bindir) / prog), "server_args": f"--inetd {flags} -c {conf}"}
     if user:
         replaced["user"], replaced["group"] = user
     lines = []
@@ -91,23 +100,24 @@ class Xinetd:
     The servers it starts are copies of this build's in FOLDER/bin (FOLDER must be readable by
     USER): a build/ under a private home is out of the reach of nobody."""
 
-    def __init__(self, folder, conf, user):
+    def __init__(self, folder, conf, user, services=SERVICES):
         self.folder = Path(folder)
         bindir = self.folder / "bin"
         bindir.mkdir(mode=0o755)
         bindir.chmod(0o755)
-        for _, prog, _ in SERVICES.values():
+        for proto in services:
+            prog = ALL[proto][1]
             shutil.copy2(BUILD / prog, bindir / prog)
             (bindir / prog).chmod(0o755)
-        self.ports = {"smtp": free_port(), "pop3": free_port()}
+        self.ports = {proto: free_port() for proto in services}
         self.log_path = self.folder / "xinetd.log"
         self.services_log = self.folder / "services.log"
         text = ("defaults\n{\n"
                 f"    log_type = FILE {self.services_log}\n"
                 "    log_on_success = PID HOST EXIT\n"
                 "    log_on_failure = HOST\n}\n")
-        for proto, (name, _, _) in SERVICES.items():
-            text += xinetd_service(name, self.ports[proto], conf, user, bindir)
+        for proto in services:
+            text += xinetd_service(ALL[proto][0], self.ports[proto], conf, user, bindir)
         self.conf = self.folder / "xinetd.conf"
         self.conf.write_text(text)
         self.proc = subprocess.Popen(["xinetd", "-dontfork", "-f", str(self.conf), "-filelog",
@@ -117,8 +127,8 @@ class Xinetd:
 
         def started():
             assert self.proc.poll() is None, f"xinetd exited {self.proc.returncode}:\n{self.log()}"
-            return "Started working: 2 available services" in self.log()
-        wait_for(started, what="xinetd to start its two services")
+            return f"Started working: {len(services)} available services" in self.log()
+        wait_for(started, what=f"xinetd to start its {len(services)} services")
 
     def log(self):
         out = ""
@@ -256,15 +266,16 @@ def test_inetd_conf_lines_have_seven_fields_and_name_the_installed_servers():
         f = line.split()
         assert len(f) >= 7, line
         service, sock, proto, wait, user, server, argv0, *args = f
-        assert service in SERVICES, line
-        name, prog, port = SERVICES[service]
+        assert service in ALL, line
+        name, prog, port = ALL[service]
         assert socket.getservbyname(service, "tcp") == port
         assert (sock, proto, wait) == ("stream", "tcp", "nowait"), line
         assert re.fullmatch(r"[a-z_][a-z0-9_-]*(\.[a-z_][a-z0-9_-]*)?", user), line
         assert server == f"/usr/local/sbin/{prog}" and argv0 == prog, line
-        assert args[:1] == ["--inetd"] and "-c" in args, line
+        assert args[:1 + len(FLAGS.get(service, []))] == ["--inetd", *FLAGS.get(service, [])], line
+        assert "-c" in args, line
         seen.add(service)
-    assert seen == {"smtp", "pop3"}
+    assert seen == set(ALL)
 
 
 def systemd_units(tmp_path):
@@ -287,7 +298,7 @@ def systemd_units(tmp_path):
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_systemd_units_pass_systemd_analyze_verify(tmp_path):
     units, man = systemd_units(tmp_path)
-    for _, (name, _, _) in SERVICES.items():
+    for _, (name, _, _) in ALL.items():
         p = subprocess.run(["systemd-analyze", "verify", str(units / f"{name}.socket"),
                             str(units / f"{name}@.service")],
                            capture_output=True, text=True, timeout=120,
@@ -318,7 +329,7 @@ def unit(path):
 
 
 def test_systemd_units_are_inetd_style_socket_activation():
-    for proto, (name, prog, port) in SERVICES.items():
+    for proto, (name, prog, port) in ALL.items():
         sock = unit(CONFIG / "systemd" / f"{name}.socket")
         svc = unit(CONFIG / "systemd" / f"{name}@.service")
         assert sock["Socket"]["ListenStream"] == str(port)
@@ -326,8 +337,57 @@ def test_systemd_units_are_inetd_style_socket_activation():
         assert int(sock["Socket"]["MaxConnections"]) > 0
         assert sock["Install"]["WantedBy"] == "sockets.target"
         s = svc["Service"]
-        assert s["ExecStart"].split() == [f"/usr/local/sbin/{prog}", "--inetd", "-c",
-                                          "/etc/cassmail/cassmail.conf"]
+        assert s["ExecStart"].split() == [f"/usr/local/sbin/{prog}", "--inetd", *FLAGS.get(proto, []),
+                                          "-c", "/etc/cassmail/cassmail.conf"]
         assert s["StandardInput"] == "socket" and s["StandardOutput"] == "socket"
         assert svc["Unit"]["Documentation"] == f"man:{prog}(8)"
         assert (TOP / "man" / f"{prog}.8").is_file()
+
+
+def test_xinetd_serves_submission_with_starttls_and_over_implicit_tls(mail):
+    """The shipped submission services through the real xinetd: on the 587 service MAIL needs
+    AUTH (530 before it); on the 465 service TLS runs from the first byte (smtplib.SMTP_SSL), the
+    client logs in and a message reaches a local user."""
+    folder = Path(tempfile.mkdtemp(prefix="cassmail-xinetd-"))
+    try:
+        folder.chmod(0o755)
+        cert, key = folder / "cert.pem", folder / "key.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
+                        "-subj", "/CN=mx.example.com"], check=True, capture_output=True, timeout=60)
+        key.chmod(0o600)   # read by the server before it becomes [server] user
+        conf = write_conf(folder / "cassmail.conf", smtp={"domains": "example.com"},
+                          tls={"certificate": cert, "key": key})
+        conf.chmod(0o644)
+        sender, user = mail.useradd(unique("x"), password=PASSWORD), mail.useradd(unique("x"))
+        x = Xinetd(folder, conf, USERS[0], services=list(SUBMISSION))
+        ctx = ssl.create_default_context(cafile=str(cert))
+        ctx.check_hostname = False
+        try:
+            with smtplib.SMTP("127.0.0.1", x.ports["submission"], timeout=120) as s:
+                s.ehlo("client.example")
+                code, text = s.mail(f"{sender}@example.com")
+                assert code == 530 and text.startswith(b"5.7.0"), text
+                s.starttls(context=ctx)
+                s.ehlo("client.example")
+                assert s.login(sender, PASSWORD)[0] == 235
+                assert s.mail(f"{sender}@example.com")[0] == 250
+            sent = message("submitted over implicit TLS through xinetd")
+            with smtplib.SMTP_SSL("127.0.0.1", x.ports["submissions"], context=ctx, timeout=120) as s:
+                s.ehlo("client.example")
+                assert s.login(sender, PASSWORD)[0] == 235
+                assert s.sendmail(f"{sender}@example.com", [f"{user}@example.com"], sent) == {}
+            [(msgid, _)] = mail.list(user)
+            got = mail.fetch(user, "inbox", msgid)
+            # the client's text, with the Date: field a submission server adds to a message without
+            # one (its Message-ID: was there already), where the header section ends
+            head, _, rest = sent.partition(b"\r\n\r\n")
+            ghead, _, grest = got.split(b"\r\n", 3)[3].partition(b"\r\n\r\n")
+            assert grest == rest and ghead.startswith(head + b"\r\nDate: "), ghead
+            assert re.fullmatch(rb"Date: \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4}",
+                                ghead[len(head) + 2:]), ghead
+            assert b" with ESMTPSA id " in got.split(b"\r\n")[1]
+        finally:
+            x.stop()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -14,6 +14,9 @@
 #include <unistd.h>
 
 #include <glib/gstdio.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "smtp/session.h"
 #include "store/store.h"
@@ -1957,6 +1960,120 @@ test_config_plaintext_auth_rule(void)
     g_assert_nonnull(strstr(error->message, "[tls] certificate and key"));
 }
 
+
+/* ---- submission (RFC 6409) and the relay policy with a smarthost ------------------------------ */
+
+/* submission_session - submission mode, anne logged in over TLS, EHLO said */
+static void
+submission_session(Fx *f)
+{
+    f->cfg.submission = TRUE;
+    auth_session(f);
+    assert_reply(auth_plain(f, "", "anne", "secret"), "235 2.7.0");
+}
+
+static void
+test_submission_needs_auth_before_mail(Fx *f, gconstpointer d)
+{
+    (void)d;
+    f->cfg.submission = TRUE;
+    new_session(f);
+    assert_replies(script(f, "EHLO c.example\r\nMAIL FROM:<anne@example.com>\r\n"), "250", "530 5.7.0");
+    g_assert_cmpint(state(f), ==, SMTP_STATE_READY);
+    submission_session(f);
+    assert_replies(script(f, "MAIL FROM:<anne@example.com>\r\n"), "250 2.1.0");
+}
+
+static void
+test_submission_adds_a_missing_date_and_message_id_where_the_header_ends(Fx *f, gconstpointer d)
+{
+    (void)d;
+    submission_session(f);
+    const char *r = script(f, "MAIL FROM:<anne@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"
+                              "From: anne@example.com\r\nSubject: folded\r\n over two lines\r\n\r\n"
+                              "Date: in the body is no header\r\n.\r\n");
+    assert_replies(r, "250", "250", "354", "250 2.0.0");
+    g_autofree char *id = queued_id(strstr(r, "250 2.0.0"));
+    g_autoptr(GBytes) msg = stored(f, "bob", "inbox", 0);
+    gsize mlen, tlen;
+    const char *m = g_bytes_get_data(msg, &mlen);
+    const char *t = smtp_received_strip(m, mlen, &tlen);
+    g_autofree char *text = g_strndup(t, tlen);
+    g_autofree char *want_id = g_strdup_printf("Message-ID: <%s@" HOST ">\r\n\r\nDate: in the body", id);
+    g_assert_true(g_str_has_prefix(text, "From: anne@example.com\r\nSubject: folded\r\n over two lines\r\nDate: "));
+    g_assert_nonnull(strstr(text, want_id));
+    g_assert_true(g_str_has_suffix(text, "\r\n\r\nDate: in the body is no header\r\n"));
+}
+
+static void
+test_submission_keeps_a_message_that_has_both_and_adds_to_a_header_only_text(Fx *f, gconstpointer d)
+{
+    (void)d;
+    submission_session(f);
+    const char *both = "date: Mon, 30 Nov 2026 10:00:00 +0000\r\nMESSAGE-ID: <x@y>\r\n\r\nbody\r\n";
+    g_autofree char *cmds = g_strdup_printf("MAIL FROM:<anne@example.com>\r\nRCPT TO:<bob@example.com>\r\n"
+                                            "DATA\r\n%s.\r\n", both);
+    assert_replies(script(f, cmds), "250", "250", "354", "250 2.0.0");
+    assert_stored_text(f, "bob", both);
+    /* header fields only, no empty line: the added fields follow them */
+    assert_replies(script(f, "MAIL FROM:<anne@example.com>\r\nRCPT TO:<carol@example.com>\r\nDATA\r\n"
+                             "Subject: only a header\r\nMessage-ID: <z@y>\r\n.\r\n"),
+                   "250", "250", "354", "250 2.0.0");
+    g_autoptr(GBytes) msg = stored(f, "carol", "inbox", 0);
+    gsize mlen, tlen;
+    const char *m = g_bytes_get_data(msg, &mlen);
+    const char *t = smtp_received_strip(m, mlen, &tlen);
+    g_autofree char *text = g_strndup(t, tlen);
+    g_assert_true(g_str_has_prefix(text, "Subject: only a header\r\nMessage-ID: <z@y>\r\nDate: "));
+    g_assert_null(strstr(strstr(text, "Message-ID:") + 1, "Message-ID:"));   /* not a second one */
+}
+
+/* no_smarthost - a RelayConfig naming a loopback port nothing listens on */
+static RelayConfig *
+no_smarthost(char **hostport)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    g_assert_cmpint(bind(fd, (struct sockaddr *)&a, sizeof a), ==, 0);
+    g_assert_cmpint(getsockname(fd, (struct sockaddr *)&a, &len), ==, 0);
+    close(fd);
+    *hostport = g_strdup_printf("127.0.0.1:%d", ntohs(a.sin_port));
+    static RelayConfig rc;
+    rc = (RelayConfig){.smarthost = *hostport, .helo = HOST, .starttls = CONFIG_RELAY_TLS_NONE,
+                       .connect_timeout_ms = 2000, .timeout_ms = 2000};
+    return &rc;
+}
+
+static void
+test_with_a_smarthost_only_authenticated_or_trusted_clients_relay(Fx *f, gconstpointer d)
+{
+    (void)d;
+    g_autofree char *hp = NULL;
+    f->cfg.relay = no_smarthost(&hp);
+    new_session(f);
+    /* neither authenticated nor trusted: refused as without a smarthost, no connection tried */
+    assert_replies(script(f, "EHLO c.example\r\nMAIL FROM:<anne@example.com>\r\nRCPT TO:<x@remote.example>\r\n"),
+                   "250", "250", "554 5.7.1");
+    /* trusted: the smarthost is asked; it is down, so 451 4.4.1, and the next remote recipient
+     * gets the same at once; a local recipient is fine and the message goes to it alone */
+    f->cfg.relay_trusted = TRUE;
+    new_session(f);
+    const char *r = script(f, "EHLO c.example\r\nMAIL FROM:<someone@remote.example>\r\n"
+                              "RCPT TO:<x@remote.example>\r\nRCPT TO:<y@remote.example>\r\n"
+                              "RCPT TO:<bob@example.com>\r\nDATA\r\nSubject: hi\r\n\r\nhi\r\n.\r\n");
+    assert_replies(r, "250", "250", "451 4.4.1", "451 4.4.1", "250 2.1.5", "354", "250 2.0.0");
+    g_assert_cmpuint(count(f, "bob", "inbox"), ==, 1);
+    /* authenticated, not trusted */
+    f->cfg.relay_trusted = FALSE;
+    auth_session(f);
+    assert_reply(auth_plain(f, "", "anne", "secret"), "235 2.7.0");
+    assert_replies(script(f, "MAIL FROM:<anne@example.com>\r\nRCPT TO:<x@remote.example>\r\n"), "250", "451 4.4.1");
+    /* a message whose only recipients the smarthost could not take never starts */
+    assert_replies(script(f, "DATA\r\n"), "503 5.5.1");
+    g_assert_cmpuint(count(f, "anne", "outbox"), ==, 0);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -2065,6 +2182,10 @@ main(int argc, char **argv)
     T("outbox/never-copies-even-for-an-authenticated-sender",
       test_outbox_never_copies_even_for_an_authenticated_sender);
     T("auth/authenticated-client-cannot-relay-554", test_authenticated_client_cannot_relay);
+    T("submission/needs-auth-before-mail-530", test_submission_needs_auth_before_mail);
+    T("submission/adds-missing-date-and-message-id", test_submission_adds_a_missing_date_and_message_id_where_the_header_ends);
+    T("submission/keeps-both-and-adds-to-header-only-text", test_submission_keeps_a_message_that_has_both_and_adds_to_a_header_only_text);
+    T("relay/only-authenticated-or-trusted-with-a-smarthost", test_with_a_smarthost_only_authenticated_or_trusted_clients_relay);
     T("auth/received-names-tls-and-auth-rfc3848", test_received_names_tls_and_auth);
     T("limits/line-max-follows-the-session", test_line_max_follows_the_session);
 #undef T
