@@ -23,6 +23,7 @@
 #include <thrift/c_glib/protocol/thrift_binary_protocol.h>
 #include <thrift/c_glib/transport/thrift_socket.h>
 #include <thrift/c_glib/transport/thrift_framed_transport.h>
+#include <thrift/c_glib/transport/thrift_memory_buffer.h>
 
 #include "cassandra_cassandra.h"
 #include "util/log.h"
@@ -1245,15 +1246,18 @@ attempt_batch(CassClient *c, gpointer data, GError **error)
     return ok;
 }
 
-gboolean
-cass_batch_execute(CassClient *c, CassBatch *b, int consistency, GError **error)
+/* batch_map - the mutation map the generated batch_mutate writes, for B; *OCTETS gets the column
+ * names and values it carries
+ *
+ * The generated writer walks the outer map's keys and looks each one up again in the same table,
+ * so the table must find a key by its own pointer: keys are the GByteArray objects themselves,
+ * hashed by address (see FACTS: c_glib hashes binary keys as strings). */
+static GHashTable *
+batch_map(CassBatch *b, guint64 *octets)
 {
-    /* The generated writer walks the outer map's keys and looks each one up again in the same
-     * table, so the table must find a key by its own pointer: keys are the GByteArray objects
-     * themselves, hashed by address (see FACTS: c_glib hashes binary keys as strings). */
     GHashTable *map = g_hash_table_new_full(g_direct_hash, g_direct_equal,
                                             (GDestroyNotify)g_byte_array_unref, NULL);
-    guint64 octets = 0;
+    *octets = 0;
     GHashTableIter it;
     gpointer k, v;
     g_hash_table_iter_init(&it, b->rows_by_key);
@@ -1271,15 +1275,268 @@ cass_batch_execute(CassClient *c, CassBatch *b, int consistency, GError **error)
                 /* generated structs allocate their struct members up front: ask the isset flags */
                 if (m->__isset_column_or_supercolumn && m->column_or_supercolumn->__isset_column) {
                     CassandraColumn *col = m->column_or_supercolumn->column;
-                    octets += col->name->len + col->value->len;
+                    *octets += col->name->len + col->value->len;
                 }
             }
         }
     }
+    return map;
+}
+
+gboolean
+cass_batch_execute(CassClient *c, CassBatch *b, int consistency, GError **error)
+{
+    guint64 octets;
+    GHashTable *map = batch_map(b, &octets);
     BatchArgs a = {map, consistency};
     gboolean ok = cass_run(c, "batch_mutate", attempt_batch, &a, error);
     if (ok)
         c->stats.bytes_written += octets;
     g_hash_table_unref(map);
+    return ok;
+}
+
+void
+cass_batch_serialise(CassBatch *b, int consistency, GByteArray *out)
+{
+    patch_finalizers();
+    guint64 octets;
+    GHashTable *map = batch_map(b, &octets);
+    ThriftTransport *mem = g_object_new(THRIFT_TYPE_MEMORY_BUFFER, "buf_size", CASS_FRAME_MAX, NULL);
+    ThriftProtocol *proto = g_object_new(THRIFT_TYPE_BINARY_PROTOCOL, "transport", mem, NULL);
+    GObject *client = g_object_new(CASSANDRA_TYPE_CASSANDRA_CLIENT, "input_protocol", proto,
+                                   "output_protocol", proto, NULL);
+    GError *e = NULL;
+    if (!cassandra_cassandra_client_send_batch_mutate(CASSANDRA_CASSANDRA_IF(client), map,
+                                                      (CassandraConsistencyLevel)consistency, &e))
+        g_error("cass_batch_serialise: %s", e->message);   /* a memory buffer cannot fail */
+    GByteArray *buf = THRIFT_MEMORY_BUFFER(mem)->buf;
+    guint32 size_be = GUINT32_TO_BE(buf->len);
+    g_byte_array_set_size(out, 0);
+    g_byte_array_append(out, (const guint8 *)&size_be, sizeof size_be);
+    g_byte_array_append(out, buf->data, buf->len);
+    g_object_unref(client);
+    g_object_unref(proto);
+    g_object_unref(mem);
+    g_hash_table_unref(map);
+}
+
+/* --- a part's frame, serialised in place ----------------------------------------------------- */
+
+/* Room in front of the value for the frame length, the message header and everything of the
+ * mutation map that comes before the value (about 130 octets for a Bodies part), and behind it
+ * for what follows the value (FRAME_TAIL). */
+#define FRAME_HEAD_ROOM 512
+#define FRAME_TAIL 22
+
+/* Thrift binary protocol (strict) type codes and the message header. */
+enum { T_STOP_ = 0, T_I32_ = 8, T_I64_ = 10, T_STRING_ = 11, T_STRUCT_ = 12, T_MAP_ = 13,
+       T_LIST_ = 15 };
+#define THRIFT_VERSION_1 0x80010000u
+#define THRIFT_CALL 1u
+
+struct CassFrame {
+    guint8 *buf;         /* FRAME_HEAD_ROOM + value_max + FRAME_TAIL */
+    gsize value_max;
+    gsize start, len;    /* the built frame: buf[start, start + len) */
+    guint64 octets;      /* column names and values it carries */
+};
+
+static guint8 *
+put_u8(guint8 *p, guint8 v)
+{
+    *p = v;
+    return p + 1;
+}
+
+static guint8 *
+put_u16(guint8 *p, guint16 v)
+{
+    p[0] = (guint8)(v >> 8);
+    p[1] = (guint8)v;
+    return p + 2;
+}
+
+static guint8 *
+put_u32(guint8 *p, guint32 v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (guint8)(v >> (24 - 8 * i));
+    return p + 4;
+}
+
+static guint8 *
+put_u64(guint8 *p, guint64 v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (guint8)(v >> (56 - 8 * i));
+    return p + 8;
+}
+
+/* put_field - a field header: type, id */
+static guint8 *
+put_field(guint8 *p, guint8 type, guint16 id)
+{
+    return put_u16(put_u8(p, type), id);
+}
+
+/* put_binary - a string or binary: its length, then its octets */
+static guint8 *
+put_binary(guint8 *p, const void *data, gsize len)
+{
+    p = put_u32(p, (guint32)len);
+    if (len)
+        memcpy(p, data, len);
+    return p + len;
+}
+
+/* put_column_start - a Mutation with a Column up to (and including) the value's length */
+static guint8 *
+put_column_start(guint8 *p, const void *name, gsize name_len, gsize value_len)
+{
+    p = put_field(p, T_STRUCT_, 1);   /* Mutation.column_or_supercolumn */
+    p = put_field(p, T_STRUCT_, 1);   /* ColumnOrSuperColumn.column */
+    p = put_binary(put_field(p, T_STRING_, 1), name, name_len);   /* Column.name */
+    return put_u32(put_field(p, T_STRING_, 2), (guint32)value_len);   /* Column.value's length */
+}
+
+/* put_column_end - what follows a column's value: its timestamp, the ends of Column,
+ * ColumnOrSuperColumn and Mutation */
+static guint8 *
+put_column_end(guint8 *p, gint64 timestamp)
+{
+    p = put_u64(put_field(p, T_I64_, 3), (guint64)timestamp);
+    return put_u8(put_u8(put_u8(p, T_STOP_), T_STOP_), T_STOP_);
+}
+
+CassFrame *
+cass_frame_new(gsize value_max)
+{
+    CassFrame *f = g_new0(CassFrame, 1);
+    f->value_max = value_max;
+    /* Left untouched: the kernel gives the pages as values first reach them. */
+    f->buf = g_malloc(FRAME_HEAD_ROOM + value_max + FRAME_TAIL);
+    return f;
+}
+
+void
+cass_frame_free(CassFrame **fp)
+{
+    CassFrame *f = *fp;
+    if (!f)
+        return;
+    g_free(f->buf);
+    g_free(f);
+    *fp = NULL;
+}
+
+guint8 *
+cass_frame_value(CassFrame *f)
+{
+    return f->buf + FRAME_HEAD_ROOM;
+}
+
+gsize
+cass_frame_value_max(const CassFrame *f)
+{
+    return f->value_max;
+}
+
+gboolean
+cass_frame_build(CassFrame *f, const char *cf, const void *key, gsize key_len, const void *marker,
+                 gsize marker_len, const void *name, gsize name_len, gsize value_len,
+                 gint64 timestamp, int consistency)
+{
+    gsize cf_len = strlen(cf);
+    /* the header's worst case, with every length field: far less than the room for short names */
+    if (value_len > f->value_max || 96 + key_len + cf_len + marker_len + name_len > FRAME_HEAD_ROOM)
+        return FALSE;
+    guint8 head[FRAME_HEAD_ROOM];
+    guint8 *p = head + 4;   /* the frame length goes in front, once known */
+    p = put_u32(p, THRIFT_VERSION_1 | THRIFT_CALL);
+    p = put_binary(p, "batch_mutate", 12);
+    p = put_u32(p, 0);   /* seqid: the generated client sends 0 too */
+    p = put_field(p, T_MAP_, 1);   /* batch_mutate_args.mutation_map */
+    p = put_u32(put_u8(put_u8(p, T_STRING_), T_MAP_), 1);   /* one row */
+    p = put_binary(p, key, key_len);
+    p = put_u32(put_u8(put_u8(p, T_STRING_), T_LIST_), 1);   /* one column family */
+    p = put_binary(p, cf, cf_len);
+    p = put_u32(put_u8(p, T_STRUCT_), marker ? 2 : 1);   /* the list of mutations */
+    if (marker)
+        p = put_column_end(put_column_start(p, marker, marker_len, 0), timestamp);
+    p = put_column_start(p, name, name_len, value_len);
+    gsize head_len = (gsize)(p - head);
+    f->start = FRAME_HEAD_ROOM - head_len;
+    f->len = head_len + value_len + FRAME_TAIL;
+    put_u32(head, (guint32)(f->len - 4));
+    memcpy(f->buf + f->start, head, head_len);
+    p = put_column_end(f->buf + FRAME_HEAD_ROOM + value_len, timestamp);
+    p = put_u32(put_field(p, T_I32_, 2), (guint32)consistency);   /* consistency_level */
+    p = put_u8(p, T_STOP_);   /* the end of batch_mutate_args */
+    g_assert(p == f->buf + f->start + f->len);
+    f->octets = marker_len + name_len + value_len;
+    return TRUE;
+}
+
+const guint8 *
+cass_frame_bytes(const CassFrame *f, gsize *len)
+{
+    *len = f->len;
+    return f->buf + f->start;
+}
+
+/* attempt_frame - one batch_mutate: the built frame straight to the socket, then the generated
+ * client reads the reply */
+static gboolean
+attempt_frame(CassClient *c, gpointer data, GError **error)
+{
+    CassFrame *f = data;
+    GError *terr = NULL;
+    CassandraInvalidRequestException *ire = NULL;
+    CassandraUnavailableException *ue = NULL;
+    CassandraTimedOutException *te = NULL;
+    /* what framed_flush does first: a new message, a new size budget for its reply */
+    if (!THRIFT_TRANSPORT_GET_CLASS(c->framed)->resetConsumedMessageSize(c->framed, -1, &terr)) {
+        classify(c, terr, NULL, NULL, NULL, NULL, error);
+        return FALSE;
+    }
+    const guint8 *p = f->buf + f->start;
+    gsize left = f->len;
+    while (left > 0) {
+        /* a blocking socket with SO_SNDTIMEO (tcp_connect): a stall fails with EAGAIN */
+        ssize_t n = send(c->fd, p, left, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            g_set_error(&terr, THRIFT_TRANSPORT_ERROR, THRIFT_TRANSPORT_ERROR_SEND,
+                        "failed to send %zu octets: %s", left, g_strerror(n < 0 ? errno : EPIPE));
+            classify(c, terr, NULL, NULL, NULL, NULL, error);
+            return FALSE;
+        }
+        p += n;
+        left -= (gsize)n;
+    }
+    if (cassandra_cassandra_client_recv_batch_mutate(c->iface, &ire, &ue, &te, &terr))
+        return TRUE;
+    classify(c, terr, ire, NULL, ue, te, error);
+    return FALSE;
+}
+
+gboolean
+cass_frame_execute(CassClient *c, CassFrame *f, GError **error)
+{
+    guint32 message = (guint32)(f->len - 4);
+    if (message > CASS_FRAME_MAX) {
+        g_set_error(error, CASS_ERROR, CASS_ERROR_INVALID,
+                    "request of %u octets refused: over the %u-octet Thrift frame", message,
+                    CASS_FRAME_MAX);
+        return FALSE;
+    }
+    gboolean ok = cass_run(c, "batch_mutate", attempt_frame, f, error);
+    if (ok) {
+        c->stats.bytes_written += f->octets;
+        if (message > c->stats.max_frame)
+            c->stats.max_frame = message;
+    }
     return ok;
 }

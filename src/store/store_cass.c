@@ -40,6 +40,7 @@ typedef struct {
     gsize inline_max;
     gsize part_size;
     int gc_min_age_s;
+    CassFrame *spare_frame;   /* a writer's frame, kept for the next message (see CassWriter) */
 } CassStore;
 
 #define CF_USERS "Users"
@@ -373,10 +374,18 @@ get_be64(const guint8 *in)
     return v;
 }
 
-/* A message being written (see the file's header). */
+/* A message being written (see the file's header).
+ *
+ * Its octets go straight into the value of a CassFrame: the part being filled (or the inline
+ * message) is the frame's value, serialised in place when the part is written, so each octet is
+ * copied once from the caller's buffer and then sent from there. One frame, allocated once at
+ * the larger of part_size and inline_max, serves every part of a message and, kept by the store
+ * (spare_frame), every message of a session: its pages are faulted in once, as far as messages
+ * reach, never per part or per message. */
 typedef struct {
     StoreWriter base;
-    GByteArray *buf;        /* the inline message, or the part being filled (reused) */
+    CassFrame *frame;       /* the inline message, or the part being filled (reused) */
+    gsize fill;             /* octets in the frame's value */
     guint64 parts;          /* parts written to Bodies */
     gint64 ts;              /* the timestamp of every column: the TimeUUID's time */
     gint64 started;         /* monotonic µs at begin */
@@ -387,50 +396,57 @@ typedef struct {
 static StoreWriter *
 cw_begin(Store *base, const StoreMsgId *id)
 {
-    (void)base;
+    CassStore *s = (CassStore *)base;
     CassWriter *w = g_new0(CassWriter, 1);
-    w->buf = g_byte_array_new();
+    w->frame = g_steal_pointer(&s->spare_frame);
+    if (!w->frame)
+        w->frame = cass_frame_new(MAX(s->part_size, s->inline_max));
     w->ts = uuid_timestamp_us(id);
     w->started = g_get_monotonic_time();
     return &w->base;
 }
 
-/* cw_put_part - part number W->parts (LEN octets at DATA) into Bodies: one batch_mutate, the
- * marker column with part 0 */
+/* cw_put_part - part number W->parts (the first LEN octets of the frame's value) into Bodies:
+ * one batch_mutate, the marker column with part 0 */
 static gboolean
-cw_put_part(CassStore *s, CassWriter *w, const guint8 *data, gsize len, GError **error)
+cw_put_part(CassStore *s, CassWriter *w, gsize len, GError **error)
 {
     guint8 name[8];
     put_be64(name, w->parts);
-    CassBatch *b = cass_batch_new();
-    g_autoptr(GBytes) value = g_bytes_new_static(data, len);
     const guint8 *key = w->base.id.bytes;
-    if (w->parts == 0) {
-        g_autoptr(GBytes) empty = g_bytes_new_static("", 0);
-        cass_batch_insert(b, CF_BODIES, key, 16, body_marker, 8, empty, w->ts);
-    }
-    cass_batch_insert(b, CF_BODIES, key, 16, name, 8, value, w->ts);
     GError *e = NULL;
-    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, &e);
-    cass_batch_free(&b);
+    gboolean ok = TRUE;
+    if (!cass_frame_build(w->frame, CF_BODIES, key, 16, w->parts == 0 ? body_marker : NULL, 8,
+                          name, 8, len, w->ts, s->write_consistency)) {
+        g_set_error(&e, CASS_ERROR, CASS_ERROR_INVALID, "a part of %zu octets does not fit its frame",
+                    len);
+        ok = FALSE;
+    }
+    ok = ok && cass_frame_execute(s->client, w->frame, &e);
     if (ok)
         w->parts++;
     return done(s, ok, e, error);
 }
 
-/* cw_flush_parts - write every full part at the front of W's buffer */
+/* cw_append_parts - LEN octets at DATA into parts: a full part is written when more octets
+ * arrive (the last one goes with the commit) */
 static gboolean
-cw_flush_parts(CassStore *s, CassWriter *w, GError **error)
+cw_append_parts(CassStore *s, CassWriter *w, const guint8 *data, gsize len, GError **error)
 {
-    gsize off = 0;
-    gboolean ok = TRUE;
-    while (ok && w->buf->len - off >= s->part_size) {
-        ok = cw_put_part(s, w, w->buf->data + off, s->part_size, error);
-        off += s->part_size;
+    guint8 *value = cass_frame_value(w->frame);
+    while (len > 0) {
+        if (w->fill == s->part_size) {
+            if (!cw_put_part(s, w, w->fill, error))
+                return FALSE;
+            w->fill = 0;
+        }
+        gsize n = MIN(s->part_size - w->fill, len);
+        memcpy(value + w->fill, data, n);
+        w->fill += n;
+        data += n;
+        len -= n;
     }
-    if (off)
-        g_byte_array_remove_range(w->buf, 0, (guint)off);
-    return ok;
+    return TRUE;
 }
 
 static gboolean
@@ -439,22 +455,24 @@ cw_write(StoreWriter *base, const guint8 *data, gsize len, GError **error)
     CassWriter *w = (CassWriter *)base;
     CassStore *s = (CassStore *)base->store;
     /* A message that starts with NUL never stays inline: see "References" above. */
-    if (!w->in_parts && (w->buf->len + len > s->inline_max || (w->buf->len == 0 && data[0] == 0)))
+    if (!w->in_parts && (w->fill + len > s->inline_max || (w->fill == 0 && data[0] == 0))) {
         w->in_parts = TRUE;
+        if (w->fill > s->part_size) {
+            /* only when inline_max is larger than part_size: the buffered octets go again, as
+             * parts, from a copy (the frame's value is where the parts are built) */
+            g_autofree guint8 *held = g_memdup2(cass_frame_value(w->frame), w->fill);
+            gsize n = w->fill;
+            w->fill = 0;
+            if (!cw_append_parts(s, w, held, n, error))
+                return FALSE;
+        }
+    }
     if (!w->in_parts) {
-        g_byte_array_append(w->buf, data, (guint)len);
+        memcpy(cass_frame_value(w->frame) + w->fill, data, len);
+        w->fill += len;
         return TRUE;
     }
-    gsize taken = 0;
-    for (;;) {
-        if (!cw_flush_parts(s, w, error))
-            return FALSE;
-        if (taken == len)
-            return TRUE;
-        gsize n = MIN(s->part_size - w->buf->len, len - taken);
-        g_byte_array_append(w->buf, data + taken, (guint)n);
-        taken += n;
-    }
+    return cw_append_parts(s, w, data, len, error);
 }
 
 /* How long the clean-up after a failed delivery may take, at most. */
@@ -514,9 +532,9 @@ cw_commit(StoreWriter *base, const StoreTarget *targets, guint n_targets, GError
                         "gc_min_age_s (%d s)", took_s, s->gc_min_age_s);
             return FALSE;
         }
-        if (w->buf->len && !cw_put_part(s, w, w->buf->data, w->buf->len, error))
+        if (w->fill && !cw_put_part(s, w, w->fill, error))
             return FALSE;
-        g_byte_array_set_size(w->buf, 0);
+        w->fill = 0;
     }
     guint8 size_be[8], ref[REF_LEN] = {0};
     put_be64(size_be, base->size);
@@ -530,7 +548,7 @@ cw_commit(StoreWriter *base, const StoreTarget *targets, guint n_targets, GError
         memcpy(ref + 24, id->bytes, 16);
         value = g_bytes_new_static(ref, sizeof ref);
     } else {
-        value = g_bytes_new_static(w->buf->data, w->buf->len);
+        value = g_bytes_new_static(cass_frame_value(w->frame), w->fill);
     }
     g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     CassBatch *b = cass_batch_new();
@@ -570,7 +588,11 @@ cw_free(StoreWriter *base)
         cass_client_set_retry_ms(s->client, budget);
         sync_counters(s);
     }
-    g_byte_array_unref(w->buf);
+    /* the frame goes back to the store for the next message (one is enough: a session writes
+     * one message at a time) */
+    if (!s->spare_frame)
+        s->spare_frame = g_steal_pointer(&w->frame);
+    cass_frame_free(&w->frame);
     g_free(w);
 }
 
@@ -775,6 +797,7 @@ cs_destroy(Store *base)
 {
     CassStore *s = (CassStore *)base;
     cass_client_free(&s->client);
+    cass_frame_free(&s->spare_frame);
     g_free(s->keyspace);
     g_strfreev(s->endpoints);
     g_free(s);
