@@ -133,7 +133,9 @@ gboolean cass_range_keys(CassClient *c, const char *cf, const void *start_key, g
 gboolean cass_remove_row(CassClient *c, const char *cf, const void *key, gsize key_len,
                          gint64 timestamp, int consistency, GError **error);
 
-/* A batch_mutate under construction: rows -> column families -> mutations. */
+/* A batch_mutate under construction: rows -> column families -> mutations. An inserted VALUE is
+ * kept by reference (its octets are sent from where they are, never copied), so they must stay
+ * unchanged until the batch is freed. */
 CassBatch *cass_batch_new(void);
 void cass_batch_free(CassBatch **b);
 void cass_batch_insert(CassBatch *b, const char *cf, const void *key, gsize key_len,
@@ -144,34 +146,10 @@ guint cass_batch_size(CassBatch *b);
 /* cass_batch_execute - one batch_mutate at CONSISTENCY, retried as described above */
 gboolean cass_batch_execute(CassClient *c, CassBatch *b, int consistency, GError **error);
 
-/* A batch_mutate that inserts one column (and, before it, optionally an empty marker column of
- * the same row), serialised in place around its value: the caller writes the value's octets
- * straight into the frame (cass_frame_value), and the frame goes to the socket from there. For
- * the parts of a message body that is the only copy between the caller's buffer and the wire;
- * the generated client would copy each value three times more (into a GByteArray, into the
- * framed transport's buffer, and again to put the length in front). The buffer is allocated
- * once at VALUE_MAX octets and its pages are touched only as far as values reach, so one frame
- * serves every part of every message of a session. The frame-size limit (CASS_FRAME_MAX) holds
- * as for every other request: a longer frame is refused before a byte is sent. */
-typedef struct CassFrame CassFrame;
-CassFrame *cass_frame_new(gsize value_max);
-void cass_frame_free(CassFrame **f);
-/* cass_frame_value - where the value goes: cass_frame_value_max() octets */
-guint8 *cass_frame_value(CassFrame *f);
-gsize cass_frame_value_max(const CassFrame *f);
-/* cass_frame_build - serialise around the first VALUE_LEN octets at cass_frame_value(): an
- * insert into row KEY of CF of the empty column MARKER (when not NULL) and of column NAME with
- * that value, both at TIMESTAMP, at CONSISTENCY. FALSE when the names do not fit the room
- * reserved in front of the value (a programming error: keys and names are short). */
-gboolean cass_frame_build(CassFrame *f, const char *cf, const void *key, gsize key_len,
-                          const void *marker, gsize marker_len, const void *name, gsize name_len,
-                          gsize value_len, gint64 timestamp, int consistency);
-/* cass_frame_bytes - the frame cass_frame_build made: the 4-octet length, then the message */
-const guint8 *cass_frame_bytes(const CassFrame *f, gsize *len);
-/* cass_frame_execute - send the built frame as one batch_mutate, retried as described above */
-gboolean cass_frame_execute(CassClient *c, CassFrame *f, GError **error);
-/* cass_batch_serialise - the frame the generated client sends for B at CONSISTENCY, into OUT
- * (for tests: cass_frame_build must produce the same octets) */
+/* cass_batch_wire - the frame cass_batch_execute sends for B at CONSISTENCY (its 4-octet
+ * length, then the message), into OUT; cass_batch_serialise - the frame the generated Thrift
+ * client would send for it. Both for tests: they must be the same octets. */
+void cass_batch_wire(CassBatch *b, int consistency, GByteArray *out);
 void cass_batch_serialise(CassBatch *b, int consistency, GByteArray *out);
 
 #endif

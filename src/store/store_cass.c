@@ -23,7 +23,9 @@
  */
 #include "store/store.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "cass/cass.h"
 #include "store/store_admin.h"
@@ -40,7 +42,7 @@ typedef struct {
     gsize inline_max;
     gsize part_size;
     int gc_min_age_s;
-    CassFrame *spare_frame;   /* a writer's frame, kept for the next message (see CassWriter) */
+    guint8 *spare_buf;   /* a writer's buffer, kept for the next message (see CassWriter) */
 } CassStore;
 
 #define CF_USERS "Users"
@@ -376,16 +378,18 @@ get_be64(const guint8 *in)
 
 /* A message being written (see the file's header).
  *
- * Its octets go straight into the value of a CassFrame: the part being filled (or the inline
- * message) is the frame's value, serialised in place when the part is written, so each octet is
- * copied once from the caller's buffer and then sent from there. One frame, allocated once at
- * the larger of part_size and inline_max, serves every part of a message and, kept by the store
- * (spare_frame), every message of a session: its pages are faulted in once, as far as messages
- * reach, never per part or per message. */
+ * Its octets are copied once, from the caller (the SMTP session: straight from its connection's
+ * read buffer) into the writer's buffer, and sent from there: cass_batch_execute writes the
+ * frame around them without copying them again (src/cass/cass.h). The buffer holds the inline
+ * message or the part being filled; it is allocated once at the larger of part_size and
+ * inline_max and kept by the store (spare_buf) for the next message, so a session reuses it and
+ * its pages are faulted in only as far as messages reach — as huge pages where the kernel allows
+ * (writer_buffer_new), since the forked session of a listener is often there for one message
+ * only, and 4 KiB faults for each of its megabytes were a large share of smtpd's CPU. */
 typedef struct {
     StoreWriter base;
-    CassFrame *frame;       /* the inline message, or the part being filled (reused) */
-    gsize fill;             /* octets in the frame's value */
+    guint8 *buf;            /* the inline message, or the part being filled (writer_capacity) */
+    gsize fill;             /* octets in BUF */
     guint64 parts;          /* parts written to Bodies */
     gint64 ts;              /* the timestamp of every column: the TimeUUID's time */
     gint64 started;         /* monotonic µs at begin */
@@ -393,60 +397,85 @@ typedef struct {
     gboolean commit_tried;  /* mailbox columns may exist: the parts are left to store_gc */
 } CassWriter;
 
+/* writer_capacity - the octets a writer's buffer holds: a part, or an inline message */
+static gsize
+writer_capacity(const CassStore *s)
+{
+    return MAX(s->part_size, s->inline_max);
+}
+
+#define HUGE_PAGE (2u * 1024 * 1024)
+
+/* writer_buffer_new - an untouched buffer of writer_capacity octets; from 2 MiB up, aligned to
+ * and advised for transparent huge pages (one fault per 2 MiB instead of 512; where THP is
+ * off the advice is ignored) */
+static guint8 *
+writer_buffer_new(const CassStore *s)
+{
+    gsize cap = writer_capacity(s);
+    void *p = NULL;
+    if (cap >= HUGE_PAGE) {
+        gsize size = (cap + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+        if (posix_memalign(&p, HUGE_PAGE, size) == 0)
+            (void)madvise(p, size, MADV_HUGEPAGE);
+        else
+            p = NULL;
+    }
+    return p ? p : g_malloc(cap);
+}
+
 static StoreWriter *
 cw_begin(Store *base, const StoreMsgId *id)
 {
     CassStore *s = (CassStore *)base;
     CassWriter *w = g_new0(CassWriter, 1);
-    w->frame = g_steal_pointer(&s->spare_frame);
-    if (!w->frame)
-        w->frame = cass_frame_new(MAX(s->part_size, s->inline_max));
+    w->buf = g_steal_pointer(&s->spare_buf);
+    if (!w->buf)
+        w->buf = writer_buffer_new(s);
     w->ts = uuid_timestamp_us(id);
     w->started = g_get_monotonic_time();
     return &w->base;
 }
 
-/* cw_put_part - part number W->parts (the first LEN octets of the frame's value) into Bodies:
- * one batch_mutate, the marker column with part 0 */
+/* cw_put_part - part number W->parts (LEN octets at DATA) into Bodies: one batch_mutate, the
+ * marker column with part 0; the frame is sent from DATA itself */
 static gboolean
-cw_put_part(CassStore *s, CassWriter *w, gsize len, GError **error)
+cw_put_part(CassStore *s, CassWriter *w, const guint8 *data, gsize len, GError **error)
 {
     guint8 name[8];
     put_be64(name, w->parts);
+    CassBatch *b = cass_batch_new();
+    g_autoptr(GBytes) value = g_bytes_new_static(data, len);
     const guint8 *key = w->base.id.bytes;
-    GError *e = NULL;
-    gboolean ok = TRUE;
-    if (!cass_frame_build(w->frame, CF_BODIES, key, 16, w->parts == 0 ? body_marker : NULL, 8,
-                          name, 8, len, w->ts, s->write_consistency)) {
-        g_set_error(&e, CASS_ERROR, CASS_ERROR_INVALID, "a part of %zu octets does not fit its frame",
-                    len);
-        ok = FALSE;
+    if (w->parts == 0) {
+        g_autoptr(GBytes) empty = g_bytes_new_static("", 0);
+        cass_batch_insert(b, CF_BODIES, key, 16, body_marker, 8, empty, w->ts);
     }
-    ok = ok && cass_frame_execute(s->client, w->frame, &e);
+    cass_batch_insert(b, CF_BODIES, key, 16, name, 8, value, w->ts);
+    GError *e = NULL;
+    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, &e);
+    cass_batch_free(&b);
     if (ok)
         w->parts++;
     return done(s, ok, e, error);
 }
 
-/* cw_append_parts - LEN octets at DATA into parts: a full part is written when more octets
- * arrive (the last one goes with the commit) */
+/* cw_flush_parts - write every full part at the front of W's buffer */
 static gboolean
-cw_append_parts(CassStore *s, CassWriter *w, const guint8 *data, gsize len, GError **error)
+cw_flush_parts(CassStore *s, CassWriter *w, GError **error)
 {
-    guint8 *value = cass_frame_value(w->frame);
-    while (len > 0) {
-        if (w->fill == s->part_size) {
-            if (!cw_put_part(s, w, w->fill, error))
-                return FALSE;
-            w->fill = 0;
-        }
-        gsize n = MIN(s->part_size - w->fill, len);
-        memcpy(value + w->fill, data, n);
-        w->fill += n;
-        data += n;
-        len -= n;
+    gsize off = 0;
+    gboolean ok = TRUE;
+    while (ok && w->fill - off >= s->part_size) {
+        ok = cw_put_part(s, w, w->buf + off, s->part_size, error);
+        off += s->part_size;
     }
-    return TRUE;
+    if (off) {
+        /* only more than one part when inline_max is larger than part_size */
+        memmove(w->buf, w->buf + off, w->fill - off);
+        w->fill -= off;
+    }
+    return ok;
 }
 
 static gboolean
@@ -455,24 +484,24 @@ cw_write(StoreWriter *base, const guint8 *data, gsize len, GError **error)
     CassWriter *w = (CassWriter *)base;
     CassStore *s = (CassStore *)base->store;
     /* A message that starts with NUL never stays inline: see "References" above. */
-    if (!w->in_parts && (w->fill + len > s->inline_max || (w->fill == 0 && data[0] == 0))) {
+    if (!w->in_parts && (w->fill + len > s->inline_max || (w->fill == 0 && data[0] == 0)))
         w->in_parts = TRUE;
-        if (w->fill > s->part_size) {
-            /* only when inline_max is larger than part_size: the buffered octets go again, as
-             * parts, from a copy (the frame's value is where the parts are built) */
-            g_autofree guint8 *held = g_memdup2(cass_frame_value(w->frame), w->fill);
-            gsize n = w->fill;
-            w->fill = 0;
-            if (!cw_append_parts(s, w, held, n, error))
-                return FALSE;
-        }
-    }
     if (!w->in_parts) {
-        memcpy(cass_frame_value(w->frame) + w->fill, data, len);
+        memcpy(w->buf + w->fill, data, len);
         w->fill += len;
         return TRUE;
     }
-    return cw_append_parts(s, w, data, len, error);
+    gsize taken = 0;
+    for (;;) {
+        if (!cw_flush_parts(s, w, error))
+            return FALSE;
+        if (taken == len)
+            return TRUE;
+        gsize n = MIN(s->part_size - w->fill, len - taken);
+        memcpy(w->buf + w->fill, data + taken, n);
+        w->fill += n;
+        taken += n;
+    }
 }
 
 /* How long the clean-up after a failed delivery may take, at most. */
@@ -532,7 +561,7 @@ cw_commit(StoreWriter *base, const StoreTarget *targets, guint n_targets, GError
                         "gc_min_age_s (%d s)", took_s, s->gc_min_age_s);
             return FALSE;
         }
-        if (w->fill && !cw_put_part(s, w, w->fill, error))
+        if (w->fill && !cw_put_part(s, w, w->buf, w->fill, error))
             return FALSE;
         w->fill = 0;
     }
@@ -548,7 +577,7 @@ cw_commit(StoreWriter *base, const StoreTarget *targets, guint n_targets, GError
         memcpy(ref + 24, id->bytes, 16);
         value = g_bytes_new_static(ref, sizeof ref);
     } else {
-        value = g_bytes_new_static(cass_frame_value(w->frame), w->fill);
+        value = g_bytes_new_static(w->buf, w->fill);
     }
     g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     CassBatch *b = cass_batch_new();
@@ -588,11 +617,11 @@ cw_free(StoreWriter *base)
         cass_client_set_retry_ms(s->client, budget);
         sync_counters(s);
     }
-    /* the frame goes back to the store for the next message (one is enough: a session writes
+    /* the buffer goes back to the store for the next message (one is enough: a session writes
      * one message at a time) */
-    if (!s->spare_frame)
-        s->spare_frame = g_steal_pointer(&w->frame);
-    cass_frame_free(&w->frame);
+    if (!s->spare_buf)
+        s->spare_buf = g_steal_pointer(&w->buf);
+    free(w->buf);   /* posix_memalign or g_malloc: both are free()d */
     g_free(w);
 }
 
@@ -797,7 +826,7 @@ cs_destroy(Store *base)
 {
     CassStore *s = (CassStore *)base;
     cass_client_free(&s->client);
-    cass_frame_free(&s->spare_frame);
+    free(s->spare_buf);
     g_free(s->keyspace);
     g_strfreev(s->endpoints);
     g_free(s);
