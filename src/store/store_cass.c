@@ -23,7 +23,6 @@
  */
 #include "store/store.h"
 
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -42,7 +41,7 @@ typedef struct {
     gsize inline_max;
     gsize part_size;
     int gc_min_age_s;
-    guint8 *spare_buf;   /* a writer's buffer, kept for the next message (see CassWriter) */
+    struct WriterBuffer *spare;   /* a writer's buffer, kept for the next message (CassWriter) */
 } CassStore;
 
 #define CF_USERS "Users"
@@ -381,14 +380,22 @@ get_be64(const guint8 *in)
  * Its octets are copied once, from the caller (the SMTP session: straight from its connection's
  * read buffer) into the writer's buffer, and sent from there: cass_batch_execute writes the
  * frame around them without copying them again (src/cass/cass.h). The buffer holds the inline
- * message or the part being filled; it is allocated once at the larger of part_size and
- * inline_max and kept by the store (spare_buf) for the next message, so a session reuses it and
- * its pages are faulted in only as far as messages reach — as huge pages where the kernel allows
- * (writer_buffer_new), since the forked session of a listener is often there for one message
- * only, and 4 KiB faults for each of its megabytes were a large share of smtpd's CPU. */
+ * message or the part being filled. It is mapped once, untouched, at the larger of part_size and
+ * inline_max (at most a frame) and kept by the store (spare) for the next message, so a session
+ * reuses it; its pages are populated ahead of the octets in steps of POPULATE_STEP (one madvise
+ * instead of a page fault per 4 KiB), as far as messages reach. A forked session of the listener
+ * often lives for one message: page faults of buffers grown and freed for each message were a
+ * large share of smtpd's CPU. (Transparent huge pages were tried: zeroing 2 MiB for every
+ * message cost more than the faults they saved; docs/tuning.md.) */
+typedef struct WriterBuffer {
+    guint8 *data;           /* writer_capacity octets, page-aligned (mmap) */
+    gsize populated;        /* octets from DATA whose pages are in place */
+} WriterBuffer;
+
 typedef struct {
     StoreWriter base;
-    guint8 *buf;            /* the inline message, or the part being filled (writer_capacity) */
+    WriterBuffer *wb;       /* the inline message, or the part being filled */
+    guint8 *buf;            /* wb->data */
     gsize fill;             /* octets in BUF */
     guint64 parts;          /* parts written to Bodies */
     gint64 ts;              /* the timestamp of every column: the TimeUUID's time */
@@ -397,31 +404,54 @@ typedef struct {
     gboolean commit_tried;  /* mailbox columns may exist: the parts are left to store_gc */
 } CassWriter;
 
-/* writer_capacity - the octets a writer's buffer holds: a part, or an inline message */
+#define POPULATE_STEP (256u * 1024)
+
+/* writer_capacity - the octets a writer's buffer holds: a part, or an inline message (which
+ * must fit one Thrift frame with its mailbox row: a larger one could never be committed) */
 static gsize
 writer_capacity(const CassStore *s)
 {
-    return MAX(s->part_size, s->inline_max);
+    return MAX(s->part_size, MIN(s->inline_max, (gsize)CASS_FRAME_MAX));
 }
 
-#define HUGE_PAGE (2u * 1024 * 1024)
-
-/* writer_buffer_new - an untouched buffer of writer_capacity octets; from 2 MiB up, aligned to
- * and advised for transparent huge pages (one fault per 2 MiB instead of 512; where THP is
- * off the advice is ignored) */
-static guint8 *
+/* writer_buffer_new - an untouched buffer of writer_capacity octets */
+static WriterBuffer *
 writer_buffer_new(const CassStore *s)
 {
-    gsize cap = writer_capacity(s);
-    void *p = NULL;
-    if (cap >= HUGE_PAGE) {
-        gsize size = (cap + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-        if (posix_memalign(&p, HUGE_PAGE, size) == 0)
-            (void)madvise(p, size, MADV_HUGEPAGE);
-        else
-            p = NULL;
-    }
-    return p ? p : g_malloc(cap);
+    WriterBuffer *wb = g_new0(WriterBuffer, 1);
+    void *p = mmap(NULL, writer_capacity(s), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    if (p == MAP_FAILED)
+        g_error("store: cannot map a writer buffer of %zu octets", writer_capacity(s));
+    wb->data = p;
+    return wb;
+}
+
+static void
+writer_buffer_free(const CassStore *s, WriterBuffer **wbp)
+{
+    WriterBuffer *wb = *wbp;
+    if (!wb)
+        return;
+    munmap(wb->data, writer_capacity(s));
+    g_free(wb);
+    *wbp = NULL;
+}
+
+/* writer_buffer_reach - W's buffer is about to be written up to END: populate its pages ahead,
+ * a step at a time (a kernel without MADV_POPULATE_WRITE refuses it, and the pages fault in one
+ * by one as they would anyway) */
+static void
+writer_buffer_reach(const CassStore *s, CassWriter *w, gsize end)
+{
+    WriterBuffer *wb = w->wb;
+    if (end <= wb->populated)
+        return;
+    gsize to = MIN((end + POPULATE_STEP - 1) / POPULATE_STEP * POPULATE_STEP, writer_capacity(s));
+#ifdef MADV_POPULATE_WRITE
+    (void)madvise(wb->data + wb->populated, to - wb->populated, MADV_POPULATE_WRITE);
+#endif
+    wb->populated = to;
 }
 
 static StoreWriter *
@@ -429,9 +459,10 @@ cw_begin(Store *base, const StoreMsgId *id)
 {
     CassStore *s = (CassStore *)base;
     CassWriter *w = g_new0(CassWriter, 1);
-    w->buf = g_steal_pointer(&s->spare_buf);
-    if (!w->buf)
-        w->buf = writer_buffer_new(s);
+    w->wb = g_steal_pointer(&s->spare);
+    if (!w->wb)
+        w->wb = writer_buffer_new(s);
+    w->buf = w->wb->data;
     w->ts = uuid_timestamp_us(id);
     w->started = g_get_monotonic_time();
     return &w->base;
@@ -487,6 +518,14 @@ cw_write(StoreWriter *base, const guint8 *data, gsize len, GError **error)
     if (!w->in_parts && (w->fill + len > s->inline_max || (w->fill == 0 && data[0] == 0)))
         w->in_parts = TRUE;
     if (!w->in_parts) {
+        if (w->fill + len > writer_capacity(s)) {
+            /* the paper's layout with a message over the frame: the commit would be refused */
+            g_set_error(error, STORE_ERROR, STORE_ERROR_FAILED, "a message of over %zu octets "
+                        "cannot be stored inline: over the %u-octet Thrift frame",
+                        writer_capacity(s), CASS_FRAME_MAX);
+            return FALSE;
+        }
+        writer_buffer_reach(s, w, w->fill + len);
         memcpy(w->buf + w->fill, data, len);
         w->fill += len;
         return TRUE;
@@ -498,6 +537,7 @@ cw_write(StoreWriter *base, const guint8 *data, gsize len, GError **error)
         if (taken == len)
             return TRUE;
         gsize n = MIN(s->part_size - w->fill, len - taken);
+        writer_buffer_reach(s, w, w->fill + n);
         memcpy(w->buf + w->fill, data + taken, n);
         w->fill += n;
         taken += n;
@@ -619,9 +659,9 @@ cw_free(StoreWriter *base)
     }
     /* the buffer goes back to the store for the next message (one is enough: a session writes
      * one message at a time) */
-    if (!s->spare_buf)
-        s->spare_buf = g_steal_pointer(&w->buf);
-    free(w->buf);   /* posix_memalign or g_malloc: both are free()d */
+    if (!s->spare)
+        s->spare = g_steal_pointer(&w->wb);
+    writer_buffer_free(s, &w->wb);
     g_free(w);
 }
 
@@ -826,7 +866,7 @@ cs_destroy(Store *base)
 {
     CassStore *s = (CassStore *)base;
     cass_client_free(&s->client);
-    free(s->spare_buf);
+    writer_buffer_free(s, &s->spare);
     g_free(s->keyspace);
     g_strfreev(s->endpoints);
     g_free(s);
