@@ -247,6 +247,7 @@ patch_finalizers(void)
          * error processing get_slice"): 5 blocks per such answer, found by memcheck */
         thrift_framed_transport_get_type,
         thrift_socket_get_type,
+        thrift_memory_buffer_get_type,   /* cass_batch_serialise's, for tests */
         thrift_application_exception_get_type,
     };
     finalize_quark = g_quark_from_static_string("cassmail-generated-finalize");
