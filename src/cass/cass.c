@@ -17,12 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <thrift/c_glib/thrift_application_exception.h>
 #include <thrift/c_glib/protocol/thrift_binary_protocol.h>
 #include <thrift/c_glib/transport/thrift_socket.h>
 #include <thrift/c_glib/transport/thrift_framed_transport.h>
+#include <thrift/c_glib/transport/thrift_memory_buffer.h>
 
 #include "cassandra_cassandra.h"
 #include "util/log.h"
@@ -113,9 +115,27 @@ cass_framed_transport_class_init(CassFramedTransportClass *klass)
     G_OBJECT_CLASS(klass)->finalize = cass_framed_transport_finalize;
 }
 
-/* A batch: row key (GByteArray*, compared by content) -> cf name -> GPtrArray of mutations. */
+/* A batch: rows (in the order first named) -> column families -> mutations. Values are held by
+ * reference, never copied: the frame is sent from them (see "the batch on the wire" below). */
+typedef struct {
+    GBytes *name;
+    GBytes *value;             /* NULL: a deletion of column NAME */
+    gint64 timestamp;
+} BatchMutation;
+
+typedef struct {
+    char *cf;
+    GArray *mutations;         /* BatchMutation */
+} BatchCf;
+
+typedef struct {
+    GBytes *key;
+    GPtrArray *cfs;            /* BatchCf* */
+} BatchRow;
+
 struct CassBatch {
-    GHashTable *rows_by_key;   /* GBytes key -> GHashTable (cf -> GPtrArray) */
+    GPtrArray *rows;           /* BatchRow*, in order */
+    GHashTable *rows_by_key;   /* GBytes key -> BatchRow* (borrowed) */
     guint n_mutations;
 };
 
@@ -227,6 +247,7 @@ patch_finalizers(void)
          * error processing get_slice"): 5 blocks per such answer, found by memcheck */
         thrift_framed_transport_get_type,
         thrift_socket_get_type,
+        thrift_memory_buffer_get_type,   /* cass_batch_serialise's, for tests */
         thrift_application_exception_get_type,
     };
     finalize_quark = g_quark_from_static_string("cassmail-generated-finalize");
@@ -1142,12 +1163,40 @@ cass_remove_row(CassClient *c, const char *cf, const void *key, gsize key_len, g
     return ok;
 }
 
+/* batch_mutation_clear - GArray clear function for BatchMutation */
+static void
+batch_mutation_clear(gpointer p)
+{
+    BatchMutation *m = p;
+    g_bytes_unref(m->name);
+    if (m->value)
+        g_bytes_unref(m->value);
+}
+
+static void
+batch_cf_free(gpointer p)
+{
+    BatchCf *c = p;
+    g_free(c->cf);
+    g_array_unref(c->mutations);
+    g_free(c);
+}
+
+static void
+batch_row_free(gpointer p)
+{
+    BatchRow *r = p;
+    g_bytes_unref(r->key);
+    g_ptr_array_unref(r->cfs);
+    g_free(r);
+}
+
 CassBatch *
 cass_batch_new(void)
 {
     CassBatch *b = g_new0(CassBatch, 1);
-    b->rows_by_key = g_hash_table_new_full(g_bytes_hash, g_bytes_equal, (GDestroyNotify)g_bytes_unref,
-                                           (GDestroyNotify)g_hash_table_unref);
+    b->rows = g_ptr_array_new_with_free_func(batch_row_free);
+    b->rows_by_key = g_hash_table_new(g_bytes_hash, g_bytes_equal);
     return b;
 }
 
@@ -1158,6 +1207,7 @@ cass_batch_free(CassBatch **bp)
     if (!b)
         return;
     g_hash_table_unref(b->rows_by_key);
+    g_ptr_array_unref(b->rows);
     g_free(b);
     *bp = NULL;
 }
@@ -1169,77 +1219,296 @@ cass_batch_size(CassBatch *b)
 }
 
 /* batch_list - the mutation list for (KEY, CF), created on first use */
-static GPtrArray *
+static GArray *
 batch_list(CassBatch *b, const char *cf, const void *key, gsize key_len)
 {
     g_autoptr(GBytes) k = g_bytes_new(key, key_len);
-    GHashTable *cfs = g_hash_table_lookup(b->rows_by_key, k);
-    if (!cfs) {
-        cfs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_ptr_array_unref);
-        g_hash_table_insert(b->rows_by_key, g_bytes_ref(k), cfs);
+    BatchRow *row = g_hash_table_lookup(b->rows_by_key, k);
+    if (!row) {
+        row = g_new0(BatchRow, 1);
+        row->key = g_bytes_ref(k);
+        row->cfs = g_ptr_array_new_with_free_func(batch_cf_free);
+        g_ptr_array_add(b->rows, row);
+        g_hash_table_insert(b->rows_by_key, row->key, row);
     }
-    GPtrArray *list = g_hash_table_lookup(cfs, cf);
-    if (!list) {
-        list = g_ptr_array_new_with_free_func(g_object_unref);
-        g_hash_table_insert(cfs, g_strdup(cf), list);
+    BatchCf *c = NULL;
+    for (guint i = 0; i < row->cfs->len && !c; i++)
+        if (strcmp(((BatchCf *)g_ptr_array_index(row->cfs, i))->cf, cf) == 0)
+            c = g_ptr_array_index(row->cfs, i);
+    if (!c) {
+        c = g_new0(BatchCf, 1);
+        c->cf = g_strdup(cf);
+        c->mutations = g_array_new(FALSE, FALSE, sizeof(BatchMutation));
+        g_array_set_clear_func(c->mutations, batch_mutation_clear);
+        g_ptr_array_add(row->cfs, c);
     }
     b->n_mutations++;
-    return list;
+    return c->mutations;
 }
 
 void
 cass_batch_insert(CassBatch *b, const char *cf, const void *key, gsize key_len, const void *name,
                   gsize name_len, GBytes *value, gint64 timestamp)
 {
-    g_autoptr(GByteArray) n = byte_array(name, name_len);
-    /* the GBytes' buffer is shared with Thrift's GByteArray only by copy: GByteArray owns its
-     * data, so one copy per distinct value is unavoidable here */
-    gsize vlen = 0;
-    const void *vdata = g_bytes_get_data(value, &vlen);
-    g_autoptr(GByteArray) v = byte_array(vdata, vlen);
-    CassandraColumn *col = g_object_new(CASSANDRA_TYPE_COLUMN, "name", n, "value", v,
-                                        "timestamp", timestamp, NULL);
-    CassandraColumnOrSuperColumn *cosc = g_object_new(CASSANDRA_TYPE_COLUMN_OR_SUPER_COLUMN,
-                                                      "column", col, NULL);
-    CassandraMutation *m = g_object_new(CASSANDRA_TYPE_MUTATION, "column_or_supercolumn", cosc, NULL);
-    g_object_unref(col);
-    g_object_unref(cosc);
-    g_ptr_array_add(batch_list(b, cf, key, key_len), m);
+    /* the value is referenced, not copied: the frame is written from it */
+    BatchMutation m = {g_bytes_new(name, name_len), g_bytes_ref(value), timestamp};
+    g_array_append_val(batch_list(b, cf, key, key_len), m);
 }
 
 void
 cass_batch_delete(CassBatch *b, const char *cf, const void *key, gsize key_len, const void *name,
                   gsize name_len, gint64 timestamp)
 {
-    GPtrArray *names = g_ptr_array_new_with_free_func((GDestroyNotify)g_byte_array_unref);
-    g_ptr_array_add(names, byte_array(name, name_len));
-    CassandraSlicePredicate *pred = g_object_new(CASSANDRA_TYPE_SLICE_PREDICATE,
-                                                 "column_names", names, NULL);
-    CassandraDeletion *del = g_object_new(CASSANDRA_TYPE_DELETION, "timestamp", timestamp,
-                                          "predicate", pred, NULL);
-    CassandraMutation *m = g_object_new(CASSANDRA_TYPE_MUTATION, "deletion", del, NULL);
-    g_ptr_array_unref(names);
-    g_object_unref(pred);
-    g_object_unref(del);
-    g_ptr_array_add(batch_list(b, cf, key, key_len), m);
+    BatchMutation m = {g_bytes_new(name, name_len), NULL, timestamp};
+    g_array_append_val(batch_list(b, cf, key, key_len), m);
 }
 
-typedef struct {
-    GHashTable *map;
-    int consistency;
-} BatchArgs;
+/* --- the batch on the wire ------------------------------------------------------------------
+ *
+ * batch_mutate is serialised here, not by the generated client: the generated one copies every
+ * value into a GByteArray of its own (GByteArray owns its data), the framed transport copies it
+ * again into its buffer, and our flush moves the whole frame once more to put its length in front
+ * — three copies of each octet of a message, in buffers that are grown (and page-faulted) anew for
+ * every message of a session that lives for one message. Here the frame's own octets (lengths,
+ * field headers, names) are written into a small buffer and each large value stays where the
+ * caller has it: the frame goes to the socket with one sendmsg() over both (a value named by
+ * several mutations, as a message for several mailboxes is, is sent from the same octets each
+ * time). The octets are exactly those of the generated client (Thrift's strict binary protocol;
+ * test/unit/test-cass-frame.c compares them); its reader still reads the reply. */
 
+/* Thrift binary protocol type codes, and the strict message header. */
+enum { W_STOP = 0, W_I32 = 8, W_I64 = 10, W_STRING = 11, W_STRUCT = 12, W_MAP = 13, W_LIST = 15 };
+#define THRIFT_VERSION_1 0x80010000u
+#define THRIFT_CALL 1u
+/* Values up to this size are copied into the frame's own octets (fewer pieces to send). */
+#define WIRE_INLINE_VALUE 512
+
+typedef struct {
+    gsize meta_off;            /* a piece of META from here, or */
+    const guint8 *data;        /* a caller's value (when not NULL) */
+    gsize len;
+} WirePiece;
+
+typedef struct {
+    GByteArray *meta;          /* the frame's own octets */
+    GArray *pieces;            /* WirePiece, in frame order */
+    gsize meta_done;           /* META octets already in a piece */
+    gsize total;               /* the frame's length, its 4-octet length included */
+    guint64 octets;            /* column names and values inserted */
+} Wire;
+
+static void
+w_bytes(Wire *w, const void *data, gsize len)
+{
+    g_byte_array_append(w->meta, data, (guint)len);
+}
+
+static void
+w_u8(Wire *w, guint8 v)
+{
+    w_bytes(w, &v, 1);
+}
+
+static void
+w_u16(Wire *w, guint16 v)
+{
+    guint8 b[2] = {(guint8)(v >> 8), (guint8)v};
+    w_bytes(w, b, 2);
+}
+
+static void
+w_u32(Wire *w, guint32 v)
+{
+    guint8 b[4];
+    for (int i = 0; i < 4; i++)
+        b[i] = (guint8)(v >> (24 - 8 * i));
+    w_bytes(w, b, 4);
+}
+
+static void
+w_u64(Wire *w, guint64 v)
+{
+    guint8 b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (guint8)(v >> (56 - 8 * i));
+    w_bytes(w, b, 8);
+}
+
+static void
+w_field(Wire *w, guint8 type, guint16 id)
+{
+    w_u8(w, type);
+    w_u16(w, id);
+}
+
+/* w_meta_piece - the META octets written since the last piece become one */
+static void
+w_meta_piece(Wire *w)
+{
+    if (w->meta->len > w->meta_done) {
+        WirePiece p = {w->meta_done, NULL, w->meta->len - w->meta_done};
+        g_array_append_val(w->pieces, p);
+        w->meta_done = w->meta->len;
+    }
+}
+
+/* w_binary - a binary field's length and octets: small ones copied, large ones by reference */
+static void
+w_binary(Wire *w, GBytes *b)
+{
+    gsize len;
+    const guint8 *data = g_bytes_get_data(b, &len);
+    w_u32(w, (guint32)len);
+    if (len <= WIRE_INLINE_VALUE) {
+        if (len)
+            w_bytes(w, data, len);
+        return;
+    }
+    w_meta_piece(w);
+    WirePiece p = {0, data, len};
+    g_array_append_val(w->pieces, p);
+    w->total += len;
+}
+
+static void
+w_string(Wire *w, const void *s, gsize len)
+{
+    w_u32(w, (guint32)len);
+    w_bytes(w, s, len);
+}
+
+/* wire_build - batch_mutate of B at CONSISTENCY, as the generated client would write it */
+static void
+wire_build(Wire *w, CassBatch *b, int consistency)
+{
+    w->meta = g_byte_array_sized_new(256 + 96 * b->n_mutations);
+    w->pieces = g_array_new(FALSE, FALSE, sizeof(WirePiece));
+    w_u32(w, 0);   /* the frame's length, set at the end */
+    w_u32(w, THRIFT_VERSION_1 | THRIFT_CALL);
+    w_string(w, "batch_mutate", 12);
+    w_u32(w, 0);   /* seqid: the generated client sends 0 too */
+    w_field(w, W_MAP, 1);   /* mutation_map */
+    w_u8(w, W_STRING);
+    w_u8(w, W_MAP);
+    w_u32(w, b->rows->len);
+    for (guint r = 0; r < b->rows->len; r++) {
+        BatchRow *row = g_ptr_array_index(b->rows, r);
+        gsize klen;
+        const void *key = g_bytes_get_data(row->key, &klen);
+        w_string(w, key, klen);
+        w_u8(w, W_STRING);
+        w_u8(w, W_LIST);
+        w_u32(w, row->cfs->len);
+        for (guint c = 0; c < row->cfs->len; c++) {
+            BatchCf *cf = g_ptr_array_index(row->cfs, c);
+            w_string(w, cf->cf, strlen(cf->cf));
+            w_u8(w, W_STRUCT);
+            w_u32(w, cf->mutations->len);
+            for (guint i = 0; i < cf->mutations->len; i++) {
+                BatchMutation *m = &g_array_index(cf->mutations, BatchMutation, i);
+                if (m->value) {
+                    w_field(w, W_STRUCT, 1);   /* Mutation.column_or_supercolumn */
+                    w_field(w, W_STRUCT, 1);   /* ColumnOrSuperColumn.column */
+                    w_field(w, W_STRING, 1);   /* Column.name */
+                    w_binary(w, m->name);
+                    w_field(w, W_STRING, 2);   /* Column.value */
+                    w_binary(w, m->value);
+                    w_field(w, W_I64, 3);      /* Column.timestamp */
+                    w_u64(w, (guint64)m->timestamp);
+                    w_u8(w, W_STOP);
+                    w_u8(w, W_STOP);
+                    w->octets += g_bytes_get_size(m->name) + g_bytes_get_size(m->value);
+                } else {
+                    w_field(w, W_STRUCT, 2);   /* Mutation.deletion */
+                    w_field(w, W_I64, 1);      /* Deletion.timestamp */
+                    w_u64(w, (guint64)m->timestamp);
+                    w_field(w, W_STRUCT, 3);   /* Deletion.predicate */
+                    w_field(w, W_LIST, 1);     /* SlicePredicate.column_names */
+                    w_u8(w, W_STRING);
+                    w_u32(w, 1);
+                    w_binary(w, m->name);
+                    w_u8(w, W_STOP);
+                    w_u8(w, W_STOP);
+                }
+                w_u8(w, W_STOP);   /* the end of the Mutation */
+            }
+        }
+    }
+    w_field(w, W_I32, 2);   /* consistency_level */
+    w_u32(w, (guint32)consistency);
+    w_u8(w, W_STOP);
+    w_meta_piece(w);
+    w->total += w->meta->len;
+    guint32 len = (guint32)(w->total - 4);
+    for (int i = 0; i < 4; i++)
+        w->meta->data[i] = (guint8)(len >> (24 - 8 * i));
+}
+
+static void
+wire_clear(Wire *w)
+{
+    g_byte_array_unref(w->meta);
+    g_array_unref(w->pieces);
+}
+
+/* wire_send - the whole frame to FD, in as few sendmsg() calls as the socket allows */
+static gboolean
+wire_send(Wire *w, int fd, GError **error)
+{
+    struct iovec iov[64];
+    guint next = 0;      /* the first piece not yet (wholly) sent */
+    gsize skip = 0;      /* octets of it already sent */
+    while (next < w->pieces->len) {
+        guint n = 0;
+        for (guint i = next; i < w->pieces->len && n < G_N_ELEMENTS(iov); i++, n++) {
+            WirePiece *p = &g_array_index(w->pieces, WirePiece, i);
+            const guint8 *data = p->data ? p->data : w->meta->data + p->meta_off;
+            gsize off = i == next ? skip : 0;
+            iov[n].iov_base = (void *)(data + off);
+            iov[n].iov_len = p->len - off;
+        }
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = n};
+        /* a blocking socket with SO_SNDTIMEO (tcp_connect): a stall fails with EAGAIN */
+        ssize_t sent = sendmsg(fd, &msg, MSG_NOSIGNAL);
+        if (sent < 0 && errno == EINTR)
+            continue;
+        if (sent <= 0) {
+            g_set_error(error, THRIFT_TRANSPORT_ERROR, THRIFT_TRANSPORT_ERROR_SEND,
+                        "failed to send a frame of %zu octets: %s", w->total,
+                        g_strerror(sent < 0 ? errno : EPIPE));
+            return FALSE;
+        }
+        gsize left = (gsize)sent;
+        while (left > 0) {
+            WirePiece *p = &g_array_index(w->pieces, WirePiece, next);
+            gsize rest = p->len - skip;
+            if (left < rest) {
+                skip += left;
+                left = 0;
+            } else {
+                left -= rest;
+                next++;
+                skip = 0;
+            }
+        }
+    }
+    return TRUE;
+}
+
+/* attempt_batch - one batch_mutate: our frame to the socket, the generated client reads the
+ * reply */
 static gboolean
 attempt_batch(CassClient *c, gpointer data, GError **error)
 {
-    BatchArgs *a = data;
+    Wire *w = data;
     GError *terr = NULL;
     CassandraInvalidRequestException *ire = NULL;
     CassandraUnavailableException *ue = NULL;
     CassandraTimedOutException *te = NULL;
-    gboolean ok = cassandra_cassandra_if_batch_mutate(c->iface, a->map,
-                                                      (CassandraConsistencyLevel)a->consistency,
-                                                      &ire, &ue, &te, &terr);
+    /* what framed_flush does first: a new message, a new size budget for its reply */
+    gboolean ok = THRIFT_TRANSPORT_GET_CLASS(c->framed)->resetConsumedMessageSize(c->framed, -1, &terr) &&
+                  wire_send(w, c->fd, &terr) &&
+                  cassandra_cassandra_client_recv_batch_mutate(c->iface, &ire, &ue, &te, &terr);
     if (!ok)
         classify(c, terr, ire, NULL, ue, te, error);
     return ok;
@@ -1248,38 +1517,114 @@ attempt_batch(CassClient *c, gpointer data, GError **error)
 gboolean
 cass_batch_execute(CassClient *c, CassBatch *b, int consistency, GError **error)
 {
+    Wire w = {0};
+    wire_build(&w, b, consistency);
+    gsize message = w.total - 4;
+    gboolean ok;
+    if (message > CASS_FRAME_MAX) {
+        /* refused before a byte is sent: the server would only drop the connection */
+        g_set_error(error, CASS_ERROR, CASS_ERROR_INVALID,
+                    "request of %zu octets refused: over the %u-octet Thrift frame", message,
+                    CASS_FRAME_MAX);
+        ok = FALSE;
+    } else {
+        ok = cass_run(c, "batch_mutate", attempt_batch, &w, error);
+    }
+    if (ok) {
+        c->stats.bytes_written += w.octets;
+        if (message > c->stats.max_frame)
+            c->stats.max_frame = message;
+    }
+    wire_clear(&w);
+    return ok;
+}
+
+void
+cass_batch_wire(CassBatch *b, int consistency, GByteArray *out)
+{
+    Wire w = {0};
+    wire_build(&w, b, consistency);
+    g_byte_array_set_size(out, 0);
+    for (guint i = 0; i < w.pieces->len; i++) {
+        WirePiece *p = &g_array_index(w.pieces, WirePiece, i);
+        g_byte_array_append(out, p->data ? p->data : w.meta->data + p->meta_off, (guint)p->len);
+    }
+    wire_clear(&w);
+}
+
+/* generated_mutation - M as the generated struct */
+static CassandraMutation *
+generated_mutation(const BatchMutation *m)
+{
+    gsize nlen;
+    const void *ndata = g_bytes_get_data(m->name, &nlen);
+    if (!m->value) {
+        GPtrArray *names = g_ptr_array_new_with_free_func((GDestroyNotify)g_byte_array_unref);
+        g_ptr_array_add(names, byte_array(ndata, nlen));
+        CassandraSlicePredicate *pred = g_object_new(CASSANDRA_TYPE_SLICE_PREDICATE,
+                                                     "column_names", names, NULL);
+        CassandraDeletion *del = g_object_new(CASSANDRA_TYPE_DELETION, "timestamp", m->timestamp,
+                                              "predicate", pred, NULL);
+        CassandraMutation *mut = g_object_new(CASSANDRA_TYPE_MUTATION, "deletion", del, NULL);
+        g_ptr_array_unref(names);
+        g_object_unref(pred);
+        g_object_unref(del);
+        return mut;
+    }
+    gsize vlen;
+    const void *vdata = g_bytes_get_data(m->value, &vlen);
+    g_autoptr(GByteArray) n = byte_array(ndata, nlen);
+    g_autoptr(GByteArray) v = byte_array(vdata, vlen);
+    CassandraColumn *col = g_object_new(CASSANDRA_TYPE_COLUMN, "name", n, "value", v,
+                                        "timestamp", m->timestamp, NULL);
+    CassandraColumnOrSuperColumn *cosc = g_object_new(CASSANDRA_TYPE_COLUMN_OR_SUPER_COLUMN,
+                                                      "column", col, NULL);
+    CassandraMutation *mut = g_object_new(CASSANDRA_TYPE_MUTATION, "column_or_supercolumn", cosc, NULL);
+    g_object_unref(col);
+    g_object_unref(cosc);
+    return mut;
+}
+
+void
+cass_batch_serialise(CassBatch *b, int consistency, GByteArray *out)
+{
+    patch_finalizers();
     /* The generated writer walks the outer map's keys and looks each one up again in the same
      * table, so the table must find a key by its own pointer: keys are the GByteArray objects
      * themselves, hashed by address (see FACTS: c_glib hashes binary keys as strings). */
     GHashTable *map = g_hash_table_new_full(g_direct_hash, g_direct_equal,
-                                            (GDestroyNotify)g_byte_array_unref, NULL);
-    guint64 octets = 0;
-    GHashTableIter it;
-    gpointer k, v;
-    g_hash_table_iter_init(&it, b->rows_by_key);
-    while (g_hash_table_iter_next(&it, &k, &v)) {
-        gsize len;
-        const void *data = g_bytes_get_data(k, &len);
-        g_hash_table_insert(map, byte_array(data, len), v);
-        GHashTableIter it2;
-        gpointer cfname, list;
-        g_hash_table_iter_init(&it2, v);
-        while (g_hash_table_iter_next(&it2, &cfname, &list)) {
-            GPtrArray *muts = list;
-            for (guint i = 0; i < muts->len; i++) {
-                CassandraMutation *m = g_ptr_array_index(muts, i);
-                /* generated structs allocate their struct members up front: ask the isset flags */
-                if (m->__isset_column_or_supercolumn && m->column_or_supercolumn->__isset_column) {
-                    CassandraColumn *col = m->column_or_supercolumn->column;
-                    octets += col->name->len + col->value->len;
-                }
-            }
+                                            (GDestroyNotify)g_byte_array_unref,
+                                            (GDestroyNotify)g_hash_table_unref);
+    for (guint r = 0; r < b->rows->len; r++) {
+        BatchRow *row = g_ptr_array_index(b->rows, r);
+        GHashTable *cfs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                                (GDestroyNotify)g_ptr_array_unref);
+        for (guint c = 0; c < row->cfs->len; c++) {
+            BatchCf *cf = g_ptr_array_index(row->cfs, c);
+            GPtrArray *list = g_ptr_array_new_with_free_func(g_object_unref);
+            for (guint i = 0; i < cf->mutations->len; i++)
+                g_ptr_array_add(list, generated_mutation(&g_array_index(cf->mutations, BatchMutation, i)));
+            g_hash_table_insert(cfs, g_strdup(cf->cf), list);
         }
+        gsize klen;
+        const void *key = g_bytes_get_data(row->key, &klen);
+        g_hash_table_insert(map, byte_array(key, klen), cfs);
     }
-    BatchArgs a = {map, consistency};
-    gboolean ok = cass_run(c, "batch_mutate", attempt_batch, &a, error);
-    if (ok)
-        c->stats.bytes_written += octets;
+    ThriftTransport *mem = g_object_new(THRIFT_TYPE_MEMORY_BUFFER, "buf_size", CASS_FRAME_MAX, NULL);
+    ThriftProtocol *proto = g_object_new(THRIFT_TYPE_BINARY_PROTOCOL, "transport", mem, NULL);
+    GObject *client = g_object_new(CASSANDRA_TYPE_CASSANDRA_CLIENT, "input_protocol", proto,
+                                   "output_protocol", proto, NULL);
+    GError *e = NULL;
+    if (!cassandra_cassandra_client_send_batch_mutate(CASSANDRA_CASSANDRA_IF(client), map,
+                                                      (CassandraConsistencyLevel)consistency, &e))
+        g_error("cass_batch_serialise: %s", e->message);   /* a memory buffer cannot fail */
+    GByteArray *buf = THRIFT_MEMORY_BUFFER(mem)->buf;
+    guint32 size_be = GUINT32_TO_BE(buf->len);
+    g_byte_array_set_size(out, 0);
+    g_byte_array_append(out, (const guint8 *)&size_be, sizeof size_be);
+    g_byte_array_append(out, buf->data, buf->len);
+    g_object_unref(client);
+    g_object_unref(proto);
+    g_object_unref(mem);
     g_hash_table_unref(map);
-    return ok;
 }

@@ -133,7 +133,9 @@ gboolean cass_range_keys(CassClient *c, const char *cf, const void *start_key, g
 gboolean cass_remove_row(CassClient *c, const char *cf, const void *key, gsize key_len,
                          gint64 timestamp, int consistency, GError **error);
 
-/* A batch_mutate under construction: rows -> column families -> mutations. */
+/* A batch_mutate under construction: rows -> column families -> mutations. An inserted VALUE is
+ * kept by reference (its octets are sent from where they are, never copied), so they must stay
+ * unchanged until the batch is freed. */
 CassBatch *cass_batch_new(void);
 void cass_batch_free(CassBatch **b);
 void cass_batch_insert(CassBatch *b, const char *cf, const void *key, gsize key_len,
@@ -143,5 +145,11 @@ void cass_batch_delete(CassBatch *b, const char *cf, const void *key, gsize key_
 guint cass_batch_size(CassBatch *b);
 /* cass_batch_execute - one batch_mutate at CONSISTENCY, retried as described above */
 gboolean cass_batch_execute(CassClient *c, CassBatch *b, int consistency, GError **error);
+
+/* cass_batch_wire - the frame cass_batch_execute sends for B at CONSISTENCY (its 4-octet
+ * length, then the message), into OUT; cass_batch_serialise - the frame the generated Thrift
+ * client would send for it. Both for tests: they must be the same octets. */
+void cass_batch_wire(CassBatch *b, int consistency, GByteArray *out);
+void cass_batch_serialise(CassBatch *b, int consistency, GByteArray *out);
 
 #endif

@@ -23,7 +23,9 @@
  * before TLS is [smtp] allow_plaintext_auth, read for this peer (config_plaintext_auth_allowed).
  *
  * The adapter reads lines with the RFC 5321 limits (512 octets for commands, 1000 for text lines
- * plus the transparency dot) and timeouts ([limits] idle_timeout_s between commands,
+ * plus the transparency dot) — inside DATA the complete lines it has buffered go to the core in
+ * place, in one call per read (smtp_session_feed_text), not one copied line at a time — and
+ * timeouts ([limits] idle_timeout_s between commands,
  * data_timeout_s inside DATA; on expiry "421 4.4.2" and close), answers pipelined commands in one
  * write (RFC 2920: it flushes when no more input is buffered, and the reader flushes before it
  * waits), and logs one line per session. Under its own listener a session may be evicted (see
@@ -153,6 +155,23 @@ smtpd_session(NetConn *conn, const char *peer, gpointer data)
         gboolean in_data = smtp_session_in_data(s);
         gsize max = smtp_session_line_max(s);
         int timeout_s = in_data ? d->cfg->data_timeout_s : d->cfg->idle_timeout_s;
+        if (in_data) {
+            /* The DATA fast path: every complete text line already buffered, in place, handed to
+             * the store in runs; the reader below takes an incomplete or over-long line, then
+             * the next pass here goes on with what its read brought. */
+            gsize avail;
+            const char *buf = net_conn_peek(conn, &avail);
+            gsize used = avail ? smtp_session_feed_text(s, buf, avail, max, out) : 0;
+            if (used) {
+                net_conn_consume(conn, used);
+                ok = smtpd_send(conn, out);
+                if (ok && net_conn_pending(conn) == 0)
+                    ok = net_conn_flush(conn);
+                if (!ok)
+                    end = "write-error";
+                continue;
+            }
+        }
         /* Evictable only while waiting for a command: never inside DATA (src/net/server.h). */
         net_session_hold(in_data);
         NetLineStatus r = net_conn_read_line(conn, max, timeout_s * 1000, line);

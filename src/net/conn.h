@@ -28,7 +28,8 @@
  *     with the whole line in LINE (so code that treats lines as C strings cannot be fooled by
  *     an early NUL unless it asks for that). Protocols answer it with an error.
  *   - Every read has a deadline: TIMEOUT_MS covers the whole call (a slow drip of octets does
- *     not extend it); < 0 waits forever, 0 only takes what has already arrived.
+ *     not extend it); < 0 waits forever, 0 only takes what has already arrived. The clock is
+ *     read when the call first has to wait for input, so a line already buffered costs none.
  *   - EOF, TIMEOUT and ERROR: after EOF (and after ERROR) every later call says so again. On EOF
  *     in the middle of a line LINE holds the incomplete octets (without terminator) for logs; it
  *     must not be executed. On TIMEOUT a partial line stays buffered and the next call goes on.
@@ -97,6 +98,14 @@ const char *net_line_status_name(NetLineStatus status);
 /* net_conn_pending - octets received from the client but not yet returned as lines (including
  * decrypted TLS octets): nonzero means the client pipelined more commands */
 gsize net_conn_pending(NetConn *c);
+/* net_conn_peek - the input octets received and not yet returned as lines (*LEN of them, in
+ * the connection's own buffer), for a caller that parses them in place: the SMTP DATA fast path
+ * hands whole runs of text lines to the store from here, without a copy per line. Nothing is
+ * read; *LEN is 0 while an over-long line is being skipped (net_conn_read_line must finish
+ * that) and after a read error. The octets stay valid until the next call on C. */
+const char *net_conn_peek(NetConn *c, gsize *len);
+/* net_conn_consume - the first N octets net_conn_peek showed are dealt with */
+void net_conn_consume(NetConn *c, gsize n);
 /* net_conn_discard_input - drop every buffered input octet and any over-long line in progress
  * (STARTTLS: nothing sent in plaintext may be taken as sent under TLS, RFC 3207 section 6) */
 void net_conn_discard_input(NetConn *c);

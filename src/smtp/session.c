@@ -1322,6 +1322,93 @@ smtp_data_line(SmtpSession *s, const char *line, gsize len, guint flags, GString
         smtp_text_out(s, line, body, TRUE);
 }
 
+/* smtp_text_unacceptable - whether the message can no longer be accepted (refused at its end) */
+static gboolean
+smtp_text_unacceptable(const SmtpSession *s)
+{
+    return s->text_octets > s->cfg.max_message_size || s->line_too_long || s->has_nul ||
+           s->has_bare_cr;
+}
+
+/* smtp_text_write - LEN octets of stored text to the store (nothing once it failed or the
+ * message was dropped; a failure keeps the text read, 451 at its end) */
+static void
+smtp_text_write(SmtpSession *s, const char *data, gsize len)
+{
+    if (len && s->writer && !store_writer_write(s->writer, data, len, &s->store_error))
+        store_writer_free(&s->writer);
+}
+
+/* smtp_session_feed_text - see session.h
+ *
+ * The same rules as smtp_data_line, line by line, over the reader's buffer in place. What is
+ * stored of a line is its octets from the first (or, after a transparency dot, the second) up
+ * to its LF, and CRLF for a bare LF; consecutive lines stored unchanged make one run of the
+ * buffer, handed to the store in one write when a line breaks it (a dot removed, a bare LF
+ * completed) or the buffer is used up. Per line: one memchr for its LF, one for a CR before its
+ * end; NULs are looked for once per call. */
+gsize
+smtp_session_feed_text(SmtpSession *s, const char *buf, gsize len, gsize max, GString *out)
+{
+    if (s->state != SMTP_STATE_DATA)
+        return 0;
+    const char *p = buf, *end = buf + len;
+    const char *run = NULL, *run_end = NULL;   /* text to store, not yet written */
+    /* the first NUL at or after P (END: none), found once per call rather than once per line */
+    const char *nul = memchr(p, '\0', len);
+    if (!nul)
+        nul = end;
+    while (p < end) {
+        const char *lf = memchr(p, '\n', MIN((gsize)(end - p), max));
+        if (!lf)
+            break;   /* incomplete, or over MAX: the reader's business */
+        gboolean crlf = lf > p && lf[-1] == '\r';
+        gsize body = (gsize)(lf - p) - (crlf ? 1 : 0);
+        /* RFC 5321 4.1.1.4: the end is "." CRLF after a line that really ended in CRLF */
+        if (s->after_crlf && crlf && body == 1 && p[0] == '.') {
+            if (run && !smtp_text_unacceptable(s))
+                smtp_text_write(s, run, (gsize)(run_end - run));
+            s->after_crlf = TRUE;
+            smtp_finish_message(s, out);
+            return (gsize)(lf + 1 - buf);
+        }
+        s->after_crlf = crlf;
+        if (nul < p && !(nul = memchr(p, '\0', (gsize)(end - p))))
+            nul = end;
+        if (nul <= lf)
+            s->has_nul = TRUE;
+        if (body && memchr(p, '\r', body))   /* a CR before the line's end is not followed by LF */
+            s->has_bare_cr = TRUE;
+        gboolean dot = body > 0 && p[0] == '.';   /* RFC 5321 4.5.2 */
+        if (body - dot + 2 > SMTP_TEXT_LINE_MAX)
+            s->line_too_long = TRUE;
+        s->text_octets += body - dot + 2;
+        if (smtp_text_unacceptable(s)) {
+            /* dropped at once (the store forgets what it wrote); from now on only counted */
+            run = run_end = NULL;
+            store_writer_free(&s->writer);
+        } else if (s->writer) {
+            const char *from = p + dot, *to = crlf ? lf + 1 : lf;
+            if (run && run_end != from) {
+                smtp_text_write(s, run, (gsize)(run_end - run));
+                run = NULL;
+            }
+            if (!run)
+                run = from;
+            run_end = to;
+            if (!crlf) {   /* a bare LF is stored as CRLF */
+                smtp_text_write(s, run, (gsize)(run_end - run));
+                smtp_text_write(s, "\r\n", 2);
+                run = NULL;
+            }
+        }
+        p = lf + 1;
+    }
+    if (run && !smtp_text_unacceptable(s))
+        smtp_text_write(s, run, (gsize)(run_end - run));
+    return (gsize)(p - buf);
+}
+
 /* --- the session ----------------------------------------------------------------------------- */
 
 void

@@ -18,6 +18,8 @@
  *     loop:
  *         max     = smtp_session_line_max(s)
  *         timeout = smtp_session_in_data(s) ? data timeout : idle timeout
+ *         in DATA: smtp_session_feed_text(s, buffered input, max, out): the complete lines
+ *             the adapter's buffer holds, in place; consume what it used, send OUT, loop
  *         read one line (with its line ending) of at most MAX octets
  *         on a timeout: smtp_session_timeout(s, out); send OUT; close
  *         close = smtp_session_feed(s, line, len, flags, out);   send OUT (flush when no more
@@ -196,6 +198,17 @@ void smtp_session_greeting(SmtpSession *s, GString *out);
  * from the reader. Appends any reply to OUT. Returns TRUE when the connection should close
  * after OUT is sent. */
 gboolean smtp_session_feed(SmtpSession *s, const char *line, gsize len, guint flags, GString *out);
+
+/* smtp_session_feed_text - the DATA fast path: in DATA, every complete text line at the start of
+ * BUF (LEN octets of input, read in place from the adapter's buffer) is handled exactly as
+ * smtp_session_feed would handle it, the lines stored in runs rather than one by one. It stops
+ * after the end of the text (what follows is commands: the state is READY again and OUT holds
+ * the reply), before an incomplete last line and before a line longer than MAX
+ * (smtp_session_line_max): those the adapter reads with its line reader and feeds to
+ * smtp_session_feed. Returns the octets consumed (0 outside DATA or when the first line is such
+ * a line). The lines are the reader's either way, so neither the store's octets nor the end of
+ * the text depend on how the input was split into reads. */
+gsize smtp_session_feed_text(SmtpSession *s, const char *buf, gsize len, gsize max, GString *out);
 
 /* smtp_session_in_data - whether the next line is message text (for the line limit and timeout) */
 gboolean smtp_session_in_data(const SmtpSession *s);

@@ -24,6 +24,7 @@
 #include "store/store.h"
 
 #include <string.h>
+#include <sys/mman.h>
 
 #include "cass/cass.h"
 #include "store/store_admin.h"
@@ -40,6 +41,7 @@ typedef struct {
     gsize inline_max;
     gsize part_size;
     int gc_min_age_s;
+    struct WriterBuffer *spare;   /* a writer's buffer, kept for the next message (CassWriter) */
 } CassStore;
 
 #define CF_USERS "Users"
@@ -373,10 +375,28 @@ get_be64(const guint8 *in)
     return v;
 }
 
-/* A message being written (see the file's header). */
+/* A message being written (see the file's header).
+ *
+ * Its octets are copied once, from the caller (the SMTP session: straight from its connection's
+ * read buffer) into the writer's buffer, and sent from there: cass_batch_execute writes the
+ * frame around them without copying them again (src/cass/cass.h). The buffer holds the inline
+ * message or the part being filled. It is mapped once, untouched, at the larger of part_size and
+ * inline_max (at most a frame) and kept by the store (spare) for the next message, so a session
+ * reuses it; its pages are populated ahead of the octets in steps of POPULATE_STEP (one madvise
+ * instead of a page fault per 4 KiB), as far as messages reach. A forked session of the listener
+ * often lives for one message: page faults of buffers grown and freed for each message were a
+ * large share of smtpd's CPU. (Transparent huge pages were tried: zeroing 2 MiB for every
+ * message cost more than the faults they saved; docs/tuning.md.) */
+typedef struct WriterBuffer {
+    guint8 *data;           /* writer_capacity octets, page-aligned (mmap) */
+    gsize populated;        /* octets from DATA whose pages are in place */
+} WriterBuffer;
+
 typedef struct {
     StoreWriter base;
-    GByteArray *buf;        /* the inline message, or the part being filled (reused) */
+    WriterBuffer *wb;       /* the inline message, or the part being filled */
+    guint8 *buf;            /* wb->data */
+    gsize fill;             /* octets in BUF */
     guint64 parts;          /* parts written to Bodies */
     gint64 ts;              /* the timestamp of every column: the TimeUUID's time */
     gint64 started;         /* monotonic µs at begin */
@@ -384,19 +404,72 @@ typedef struct {
     gboolean commit_tried;  /* mailbox columns may exist: the parts are left to store_gc */
 } CassWriter;
 
+#define POPULATE_STEP (256u * 1024)
+
+/* writer_capacity - the octets a writer's buffer holds: a part, or an inline message (which
+ * must fit one Thrift frame with its mailbox row: a larger one could never be committed) */
+static gsize
+writer_capacity(const CassStore *s)
+{
+    return MAX(s->part_size, MIN(s->inline_max, (gsize)CASS_FRAME_MAX));
+}
+
+/* writer_buffer_new - an untouched buffer of writer_capacity octets */
+static WriterBuffer *
+writer_buffer_new(const CassStore *s)
+{
+    WriterBuffer *wb = g_new0(WriterBuffer, 1);
+    void *p = mmap(NULL, writer_capacity(s), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    if (p == MAP_FAILED)
+        g_error("store: cannot map a writer buffer of %zu octets", writer_capacity(s));
+    wb->data = p;
+    return wb;
+}
+
+static void
+writer_buffer_free(const CassStore *s, WriterBuffer **wbp)
+{
+    WriterBuffer *wb = *wbp;
+    if (!wb)
+        return;
+    munmap(wb->data, writer_capacity(s));
+    g_free(wb);
+    *wbp = NULL;
+}
+
+/* writer_buffer_reach - W's buffer is about to be written up to END: populate its pages ahead,
+ * a step at a time (a kernel without MADV_POPULATE_WRITE refuses it, and the pages fault in one
+ * by one as they would anyway) */
+static void
+writer_buffer_reach(const CassStore *s, CassWriter *w, gsize end)
+{
+    WriterBuffer *wb = w->wb;
+    if (end <= wb->populated)
+        return;
+    gsize to = MIN((end + POPULATE_STEP - 1) / POPULATE_STEP * POPULATE_STEP, writer_capacity(s));
+#ifdef MADV_POPULATE_WRITE
+    (void)madvise(wb->data + wb->populated, to - wb->populated, MADV_POPULATE_WRITE);
+#endif
+    wb->populated = to;
+}
+
 static StoreWriter *
 cw_begin(Store *base, const StoreMsgId *id)
 {
-    (void)base;
+    CassStore *s = (CassStore *)base;
     CassWriter *w = g_new0(CassWriter, 1);
-    w->buf = g_byte_array_new();
+    w->wb = g_steal_pointer(&s->spare);
+    if (!w->wb)
+        w->wb = writer_buffer_new(s);
+    w->buf = w->wb->data;
     w->ts = uuid_timestamp_us(id);
     w->started = g_get_monotonic_time();
     return &w->base;
 }
 
 /* cw_put_part - part number W->parts (LEN octets at DATA) into Bodies: one batch_mutate, the
- * marker column with part 0 */
+ * marker column with part 0; the frame is sent from DATA itself */
 static gboolean
 cw_put_part(CassStore *s, CassWriter *w, const guint8 *data, gsize len, GError **error)
 {
@@ -424,12 +497,15 @@ cw_flush_parts(CassStore *s, CassWriter *w, GError **error)
 {
     gsize off = 0;
     gboolean ok = TRUE;
-    while (ok && w->buf->len - off >= s->part_size) {
-        ok = cw_put_part(s, w, w->buf->data + off, s->part_size, error);
+    while (ok && w->fill - off >= s->part_size) {
+        ok = cw_put_part(s, w, w->buf + off, s->part_size, error);
         off += s->part_size;
     }
-    if (off)
-        g_byte_array_remove_range(w->buf, 0, (guint)off);
+    if (off) {
+        /* only more than one part when inline_max is larger than part_size */
+        memmove(w->buf, w->buf + off, w->fill - off);
+        w->fill -= off;
+    }
     return ok;
 }
 
@@ -439,10 +515,19 @@ cw_write(StoreWriter *base, const guint8 *data, gsize len, GError **error)
     CassWriter *w = (CassWriter *)base;
     CassStore *s = (CassStore *)base->store;
     /* A message that starts with NUL never stays inline: see "References" above. */
-    if (!w->in_parts && (w->buf->len + len > s->inline_max || (w->buf->len == 0 && data[0] == 0)))
+    if (!w->in_parts && (w->fill + len > s->inline_max || (w->fill == 0 && data[0] == 0)))
         w->in_parts = TRUE;
     if (!w->in_parts) {
-        g_byte_array_append(w->buf, data, (guint)len);
+        if (w->fill + len > writer_capacity(s)) {
+            /* the paper's layout with a message over the frame: the commit would be refused */
+            g_set_error(error, STORE_ERROR, STORE_ERROR_FAILED, "a message of over %zu octets "
+                        "cannot be stored inline: over the %u-octet Thrift frame",
+                        writer_capacity(s), CASS_FRAME_MAX);
+            return FALSE;
+        }
+        writer_buffer_reach(s, w, w->fill + len);
+        memcpy(w->buf + w->fill, data, len);
+        w->fill += len;
         return TRUE;
     }
     gsize taken = 0;
@@ -451,8 +536,10 @@ cw_write(StoreWriter *base, const guint8 *data, gsize len, GError **error)
             return FALSE;
         if (taken == len)
             return TRUE;
-        gsize n = MIN(s->part_size - w->buf->len, len - taken);
-        g_byte_array_append(w->buf, data + taken, (guint)n);
+        gsize n = MIN(s->part_size - w->fill, len - taken);
+        writer_buffer_reach(s, w, w->fill + n);
+        memcpy(w->buf + w->fill, data + taken, n);
+        w->fill += n;
         taken += n;
     }
 }
@@ -514,9 +601,9 @@ cw_commit(StoreWriter *base, const StoreTarget *targets, guint n_targets, GError
                         "gc_min_age_s (%d s)", took_s, s->gc_min_age_s);
             return FALSE;
         }
-        if (w->buf->len && !cw_put_part(s, w, w->buf->data, w->buf->len, error))
+        if (w->fill && !cw_put_part(s, w, w->buf, w->fill, error))
             return FALSE;
-        g_byte_array_set_size(w->buf, 0);
+        w->fill = 0;
     }
     guint8 size_be[8], ref[REF_LEN] = {0};
     put_be64(size_be, base->size);
@@ -530,7 +617,7 @@ cw_commit(StoreWriter *base, const StoreTarget *targets, guint n_targets, GError
         memcpy(ref + 24, id->bytes, 16);
         value = g_bytes_new_static(ref, sizeof ref);
     } else {
-        value = g_bytes_new_static(w->buf->data, w->buf->len);
+        value = g_bytes_new_static(w->buf, w->fill);
     }
     g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     CassBatch *b = cass_batch_new();
@@ -570,7 +657,11 @@ cw_free(StoreWriter *base)
         cass_client_set_retry_ms(s->client, budget);
         sync_counters(s);
     }
-    g_byte_array_unref(w->buf);
+    /* the buffer goes back to the store for the next message (one is enough: a session writes
+     * one message at a time) */
+    if (!s->spare)
+        s->spare = g_steal_pointer(&w->wb);
+    writer_buffer_free(s, &w->wb);
     g_free(w);
 }
 
@@ -775,6 +866,7 @@ cs_destroy(Store *base)
 {
     CassStore *s = (CassStore *)base;
     cass_client_free(&s->client);
+    writer_buffer_free(s, &s->spare);
     g_free(s->keyspace);
     g_strfreev(s->endpoints);
     g_free(s);
