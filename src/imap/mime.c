@@ -165,8 +165,8 @@ field_is(const HeaderField *f, const char *name)
     return strlen(name) == f->name_len && g_ascii_strncasecmp(f->name, name, f->name_len) == 0;
 }
 
-/* unfold - VALUE without CR and LF (RFC 5322 section 2.2.3), NUL as 0x80, blanks at both ends
- * trimmed; a new string */
+/* unfold - VALUE without CR and LF (RFC 5322 section 2.2.3), NUL as U+FFFD (as Dovecot does),
+ * blanks at both ends trimmed; a new string */
 static char *
 unfold(const char *v, gsize len)
 {
@@ -175,7 +175,10 @@ unfold(const char *v, gsize len)
         char c = v[i];
         if (c == '\r' || c == '\n')
             continue;
-        g_string_append_c(s, c == '\0' ? (char)0x80 : c);
+        if (c == '\0')
+            g_string_append(s, "\xef\xbf\xbd");
+        else
+            g_string_append_c(s, c);
     }
     gsize a = 0, b = s->len;
     while (a < b && (s->str[a] == ' ' || s->str[a] == '\t'))
@@ -266,6 +269,8 @@ read_value(const char **s)
     return g_string_free(v, FALSE);
 }
 
+static GPtrArray *rfc2231_merge(GPtrArray *a);
+
 /* parse_params - ";" name "=" value pairs at S into a new array (NULL when there are none) */
 static GPtrArray *
 parse_params(const char *s)
@@ -293,12 +298,93 @@ parse_params(const char *s)
         char *value = read_value(&s);
         if (!a)
             a = g_ptr_array_new_with_free_func(g_free);
-        char *lower = g_ascii_strdown(name, -1);
-        g_free(name);
-        g_ptr_array_add(a, lower);
+        g_ptr_array_add(a, name);
         g_ptr_array_add(a, value);
     }
-    return a;
+    return a ? rfc2231_merge(a) : NULL;
+}
+
+/* continuation - whether NAME is an RFC 2231 piece "base*N" or "base*N*": its base's length,
+ * N and whether it is extended; FALSE otherwise */
+static gboolean
+continuation(const char *name, gsize *base_len, guint *n, gboolean *extended)
+{
+    const char *star = strchr(name, '*');
+    if (!star || star == name || !g_ascii_isdigit(star[1]))
+        return FALSE;
+    const char *d = star + 1;
+    guint64 v = 0;
+    while (g_ascii_isdigit(*d) && v < 100000)
+        v = v * 10 + (guint64)(*d++ - '0');
+    if (*d && !(d[0] == '*' && d[1] == '\0'))
+        return FALSE;
+    *base_len = (gsize)(star - name);
+    *n = (guint)v;
+    *extended = *d == '*';
+    return TRUE;
+}
+
+/* rfc2231_merge - RFC 2231 section 3: the pieces "name*0", "name*1*", ... of a parameter joined
+ * in order into one, named "name", or "name*" when a piece is extended (its charset and
+ * %-encoding are left as they are); the joined ones follow the plain ones, as Dovecot shows
+ * them. A is taken; the result is a new array. */
+static GPtrArray *
+rfc2231_merge(GPtrArray *a)
+{
+    gboolean any = FALSE;
+    gsize bl;
+    guint n;
+    gboolean ext;
+    for (guint i = 0; i + 1 < a->len && !any; i += 2)
+        any = continuation(g_ptr_array_index(a, i), &bl, &n, &ext);
+    if (!any)
+        return a;
+    GPtrArray *out = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; i + 1 < a->len; i += 2)
+        if (!continuation(g_ptr_array_index(a, i), &bl, &n, &ext)) {
+            g_ptr_array_add(out, g_strdup(g_ptr_array_index(a, i)));
+            g_ptr_array_add(out, g_strdup(g_ptr_array_index(a, i + 1)));
+        }
+    GPtrArray *done = g_ptr_array_new_with_free_func(g_free);   /* bases already joined */
+    for (guint i = 0; i + 1 < a->len; i += 2) {
+        const char *name = g_ptr_array_index(a, i);
+        if (!continuation(name, &bl, &n, &ext))
+            continue;
+        char *base = g_strndup(name, bl);
+        gboolean seen = FALSE;
+        for (guint k = 0; k < done->len && !seen; k++)
+            seen = g_ascii_strcasecmp(g_ptr_array_index(done, k), base) == 0;
+        if (seen) {
+            g_free(base);
+            continue;
+        }
+        g_ptr_array_add(done, base);
+        /* the pieces 0, 1, ... as long as they follow on */
+        GString *v = g_string_new(NULL);
+        gboolean extended = FALSE;
+        for (guint want = 0;; want++) {
+            gboolean found = FALSE;
+            for (guint j = 0; j + 1 < a->len && !found; j += 2) {
+                gsize bl2;
+                guint n2;
+                gboolean ext2;
+                const char *nm = g_ptr_array_index(a, j);
+                if (continuation(nm, &bl2, &n2, &ext2) && n2 == want && bl2 == bl &&
+                    g_ascii_strncasecmp(nm, base, bl) == 0) {
+                    g_string_append(v, g_ptr_array_index(a, j + 1));
+                    extended |= ext2;
+                    found = TRUE;
+                }
+            }
+            if (!found)
+                break;
+        }
+        g_ptr_array_add(out, extended ? g_strconcat(base, "*", NULL) : g_strdup(base));
+        g_ptr_array_add(out, g_string_free(v, FALSE));
+    }
+    g_ptr_array_unref(done);
+    g_ptr_array_unref(a);
+    return out;
 }
 
 /* param_get - the value of parameter NAME in A, or NULL */
@@ -306,7 +392,7 @@ static const char *
 param_get(const GPtrArray *a, const char *name)
 {
     for (guint i = 0; a && i + 1 < a->len; i += 2)
-        if (strcmp(g_ptr_array_index(a, i), name) == 0)
+        if (g_ascii_strcasecmp(g_ptr_array_index(a, i), name) == 0)
             return g_ptr_array_index(a, i + 1);
     return NULL;
 }
@@ -331,10 +417,8 @@ parse_content_type(MimePart *part, const char *v)
     }
     g_free(part->type);
     g_free(part->subtype);
-    part->type = g_ascii_strdown(type, -1);
-    part->subtype = g_ascii_strdown(subtype, -1);
-    g_free(type);
-    g_free(subtype);
+    part->type = type;
+    part->subtype = subtype;
     params_free(&part->params);
     part->params = parse_params(s);
 }
@@ -358,7 +442,7 @@ static void
 part_parse_header(MimePart *part, const char *h, gsize len)
 {
     gboolean digest = part->parent && part->parent->kind == MIME_KIND_MULTIPART &&
-                      strcmp(part->parent->subtype, "digest") == 0;
+                      g_ascii_strcasecmp(part->parent->subtype, "digest") == 0;
     part->type = g_strdup(digest ? "message" : "text");
     part->subtype = g_strdup(digest ? "rfc822" : "plain");
     gsize pos = 0;
@@ -428,6 +512,14 @@ mime_parser_header_done(const MimeParser *p)
     return p->cur != p->tree->root || !p->in_header;
 }
 
+/* part_is_rfc822 - whether PART's type is message/rfc822 */
+static gboolean
+part_is_rfc822(const MimePart *part)
+{
+    return g_ascii_strcasecmp(part->type, "message") == 0 &&
+           g_ascii_strcasecmp(part->subtype, "rfc822") == 0;
+}
+
 /* header_end - CUR's header ended; its body starts at BODY_START: take its fields, and for a
  * multipart start recognising its boundary, for a message/rfc822 start the encapsulated
  * message's header. OPEN is FALSE when a delimiter ended the header (the part ends at once). */
@@ -442,34 +534,35 @@ header_end(MimeParser *p, guint64 blank_start, guint64 body_start, gboolean open
     p->kept += hlen;
     part_parse_header(part, p->hdr->str, hlen);
     if (part->is_message) {
-        part->header = g_strndup(p->hdr->str, hlen);
+        part->header = g_malloc(hlen + 1);
+        memcpy(part->header, p->hdr->str, hlen);
+        part->header[hlen] = '\0';
         part->header_len = hlen;
     }
     g_string_truncate(p->hdr, 0);
     p->hdr_mark = 0;
     p->in_header = FALSE;
 
-    if (strcmp(part->type, "multipart") == 0) {
+    if (g_ascii_strcasecmp(part->type, "multipart") == 0) {
+        /* Without a usable boundary (or too deep) it is a multipart with no parts: its body is
+         * opaque, and BODYSTRUCTURE shows one empty text part in it (as Dovecot does) */
+        part->kind = MIME_KIND_MULTIPART;
         const char *b = param_get(part->params, "boundary");
         if (!b || !*b || strlen(b) > MIME_BOUNDARY_MAX)
-            return;   /* a leaf, as Dovecot makes it */
+            return;
         if (part->depth + 1 >= MIME_DEPTH_MAX) {
             p->tree->limited = TRUE;
             return;
         }
-        part->kind = MIME_KIND_MULTIPART;
         if (open && !p->no_boundaries) {
             part->boundary = g_strdup(b);
             p->active++;
         }
         return;
     }
-    if (strcmp(part->type, "message") == 0 && strcmp(part->subtype, "rfc822") == 0) {
-        /* RFC 2046 section 5.2.1: only 7bit, 8bit or binary; an encoded one is opaque */
-        const char *e = part->encoding;
-        if (e && g_ascii_strcasecmp(e, "7bit") != 0 && g_ascii_strcasecmp(e, "8bit") != 0 &&
-            g_ascii_strcasecmp(e, "binary") != 0)
-            return;
+    if (part_is_rfc822(part)) {
+        /* RFC 2046 section 5.2.1 allows only 7bit, 8bit or binary; an encoded one is parsed as
+         * a message all the same (as Dovecot does), which keeps BODYSTRUCTURE's grammar */
         if (part->depth + 1 >= MIME_DEPTH_MAX || p->tree->parts >= MIME_PARTS_MAX) {
             p->tree->limited = TRUE;
             return;
@@ -696,7 +789,7 @@ mime_append_nstring(GString *out, const char *s, gsize len)
     if (literal) {
         g_string_append_printf(out, "{%" G_GSIZE_FORMAT "}\r\n", len);
         for (gsize i = 0; i < len; i++)
-            g_string_append_c(out, s[i] == '\0' ? (char)0x80 : s[i]);
+            g_string_append_c(out, s[i] == '\0' ? (char)0x80 : s[i]);   /* not reached via unfold */
         return;
     }
     g_string_append_c(out, '"');
@@ -861,7 +954,10 @@ read_dotted(AddrLexer *x, gboolean domain)
         if (t.kind == TOK_ATOM || t.kind == TOK_QUOTED || (domain && t.kind == TOK_LITERAL) ||
             (t.kind == TOK_SPECIAL && t.special == '.')) {
             lex_take(x, &t);
-            g_string_append_len(g, t.raw, (gssize)t.raw_len);
+            if (t.kind == TOK_QUOTED)
+                append_unquoted(g, t.raw, t.raw_len);   /* "john doe"@x is mailbox john doe */
+            else
+                g_string_append_len(g, t.raw, (gssize)t.raw_len);
             continue;
         }
         break;
@@ -1055,6 +1151,10 @@ mime_envelope(const MimePart *msg, GString *out)
 
 /* ---- BODY and BODYSTRUCTURE (RFC 9051 section 7.5.2) -------------------------------------- */
 
+#define EMPTY_BODY "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)"
+#define EMPTY_BODYSTRUCTURE \
+    "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL)"
+
 /* append_params - body-fld-param: ("name" "value" ...) or NIL; a text part gets the default
  * charset when it names none */
 static void
@@ -1136,10 +1236,7 @@ mime_bodystructure(const MimePart *part, gboolean extended, GString *out)
     if (part->kind == MIME_KIND_MULTIPART) {
         if (!part->children)
             /* no part between the delimiters, which IMAP cannot say: one empty text part */
-            g_string_append(out, extended ? "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL"
-                                            " \"7bit\" 0 0 NIL NIL NIL NIL)"
-                                          : "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL"
-                                            " \"7bit\" 0 0)");
+            g_string_append(out, extended ? EMPTY_BODYSTRUCTURE : EMPTY_BODY);
         for (const MimePart *c = part->children; c; c = c->next)
             mime_bodystructure(c, extended, out);
         g_string_append_c(out, ' ');
@@ -1152,7 +1249,7 @@ mime_bodystructure(const MimePart *part, gboolean extended, GString *out)
         g_string_append_c(out, ')');
         return;
     }
-    gboolean text = strcmp(part->type, "text") == 0;
+    gboolean text = g_ascii_strcasecmp(part->type, "text") == 0;
     append_str(out, part->type);
     g_string_append_c(out, ' ');
     append_str(out, part->subtype);
@@ -1168,17 +1265,15 @@ mime_bodystructure(const MimePart *part, gboolean extended, GString *out)
     if (text) {
         g_string_append_printf(out, " %" G_GUINT64_FORMAT, part->body_lines);
     } else if (part->kind == MIME_KIND_MESSAGE) {
-        const MimePart *msg = part->children;
         g_string_append_c(out, ' ');
-        mime_envelope(msg, out);
+        mime_envelope(part->children, out);
         g_string_append_c(out, ' ');
-        if (msg->kind == MIME_KIND_MULTIPART) {
-            mime_bodystructure(msg, extended, out);
-        } else {
-            /* the encapsulated message's body structure is that of its one part */
-            mime_bodystructure(msg, extended, out);
-        }
+        mime_bodystructure(part->children, extended, out);
         g_string_append_printf(out, " %" G_GUINT64_FORMAT, part->body_lines);
+    } else if (part_is_rfc822(part)) {
+        /* not parsed (a limit): the grammar still wants an envelope and a body */
+        g_string_append_printf(out, " (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) %s %" G_GUINT64_FORMAT,
+                               extended ? EMPTY_BODYSTRUCTURE : EMPTY_BODY, part->body_lines);
     }
     if (extended) {
         g_string_append_c(out, ' ');
