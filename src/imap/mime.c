@@ -30,8 +30,9 @@ struct MimeParser {
 
     guint64 offset;          /* octets fed */
     guint64 lf;              /* LFs fed */
+    guint64 bare_lf;         /* of them without a CR before */
     /* the current line */
-    guint64 line_start, line_lf;
+    guint64 line_start, line_lf, line_bare_lf;
     guint prev_eol;          /* length of the line end before LINE_START (0 at the start) */
     char line[LINE_PREFIX];
     gsize line_len;          /* octets of LINE held (at most LINE_PREFIX) */
@@ -530,6 +531,7 @@ header_end(MimeParser *p, guint64 blank_start, guint64 body_start, gboolean open
     part->blank_start = blank_start;
     part->body_start = part->end = body_start;
     part->body_lf = p->lf;
+    part->body_bare_lf = p->bare_lf;
     gsize hlen = (gsize)MIN((guint64)p->hdr->len, body_start - part->header_start);
     p->kept += hlen;
     part_parse_header(part, p->hdr->str, hlen);
@@ -574,6 +576,7 @@ header_end(MimeParser *p, guint64 blank_start, guint64 body_start, gboolean open
             p->in_header = TRUE;
         } else {
             child->body_lf = p->lf;
+            child->body_bare_lf = p->bare_lf;
             part_parse_header(child, "", 0);
             child->header = g_strdup("");
         }
@@ -590,6 +593,8 @@ part_close(MimeParser *p, MimePart *part)
     part->end = end;
     /* the LF of the line end before the delimiter is not the part's */
     part->body_lines = end > part->body_start ? p->line_lf - 1 - part->body_lf : 0;
+    guint64 bare = end > part->body_start ? p->line_bare_lf - (p->prev_eol == 1) - part->body_bare_lf : 0;
+    part->body_size = end - part->body_start + bare;
     if (part->boundary) {
         g_clear_pointer(&part->boundary, g_free);
         p->active--;
@@ -648,6 +653,8 @@ line_end(MimeParser *p, guint64 lf_at)
     if (!p->decided)
         decide(p);
     p->lf++;
+    if (!p->last_cr)
+        p->bare_lf++;
     if (p->delimiter) {
         if (p->new_child_of) {
             p->cur = part_new(p, p->new_child_of, lf_at + 1, FALSE);
@@ -661,6 +668,7 @@ line_end(MimeParser *p, guint64 lf_at)
     p->prev_eol = p->last_cr ? 2 : 1;
     p->line_start = lf_at + 1;
     p->line_lf = p->lf;
+    p->line_bare_lf = p->bare_lf;
     p->line_len = 0;
     p->line_pos = 0;
     p->last_cr = FALSE;
@@ -743,6 +751,7 @@ mime_parser_finish(MimeParser **pp)
     for (MimePart *q = p->cur; q; q = q->parent) {
         q->end = MAX(p->offset, q->body_start);
         q->body_lines = p->lf - q->body_lf;
+        q->body_size = q->end - q->body_start + p->bare_lf - q->body_bare_lf;
         g_clear_pointer(&q->boundary, g_free);
     }
     MimeTree *t = p->tree;
@@ -1261,7 +1270,7 @@ mime_bodystructure(const MimePart *part, gboolean extended, GString *out)
     append_str(out, part->description);
     g_string_append_c(out, ' ');
     append_str(out, part->encoding ? part->encoding : "7bit");
-    g_string_append_printf(out, " %" G_GUINT64_FORMAT, part->end - part->body_start);
+    g_string_append_printf(out, " %" G_GUINT64_FORMAT, part->body_size);
     if (text) {
         g_string_append_printf(out, " %" G_GUINT64_FORMAT, part->body_lines);
     } else if (part->kind == MIME_KIND_MESSAGE) {
@@ -1285,18 +1294,35 @@ mime_bodystructure(const MimePart *part, gboolean extended, GString *out)
 
 /* ---- sections (RFC 9051 section 6.4.5) --------------------------------------------------- */
 
-/* part_step - subpart N of P as section numbers count them, or NULL */
+/* message_part - part N of message M: of its multipart body, or (N = 1) M itself, whose body is
+ * its only part */
 static const MimePart *
-part_step(const MimePart *p, guint64 n)
+message_part(const MimePart *m, guint64 n)
 {
-    if (p->kind == MIME_KIND_MESSAGE && p->children)
-        p = p->children;   /* the parts of a message/rfc822 are those of the message inside */
-    if (p->kind != MIME_KIND_MULTIPART)
-        return n == 1 ? p : NULL;   /* a single part is its own part 1 */
-    for (const MimePart *c = p->children; c; c = c->next)
+    if (m->kind != MIME_KIND_MULTIPART)
+        return n == 1 ? m : NULL;
+    for (const MimePart *c = m->children; c; c = c->next)
         if (--n == 0)
             return c;
     return NULL;
+}
+
+/* part_step - subpart N of body part P (RFC 9051 section 6.4.5's part numbers), or NULL: a
+ * multipart's Nth part, a message/rfc822's encapsulated message's part N. A single part is its
+ * own part 1 once (*SELF_OK: it was not reached that way), as Dovecot counts: "2.1" is part 2
+ * when that is a leaf, "2.1.1" is nothing. */
+static const MimePart *
+part_step(const MimePart *p, guint64 n, gboolean *self_ok)
+{
+    const MimePart *q;
+    if (p->kind == MIME_KIND_MESSAGE && p->children)
+        q = message_part(p->children, n);
+    else if (p->kind == MIME_KIND_MULTIPART)
+        q = message_part(p, n);
+    else
+        q = *self_ok && n == 1 ? p : NULL;
+    *self_ok = q && q->parent == (p->kind == MIME_KIND_MESSAGE ? p->children : p) && q != p;
+    return q;
 }
 
 /* parse_part_numbers - "1.2.3" at *S into the part, *S past it (and past the "." before any
@@ -1305,6 +1331,7 @@ static const MimePart *
 parse_part_numbers(const MimeTree *t, const char **s, gboolean *bad)
 {
     const MimePart *p = t->root;
+    gboolean first = TRUE, self_ok = FALSE;
     while (g_ascii_isdigit(**s)) {
         if (**s == '0') {
             *bad = TRUE;
@@ -1320,7 +1347,10 @@ parse_part_numbers(const MimeTree *t, const char **s, gboolean *bad)
             (*s)++;
         }
         if (p)
-            p = part_step(p, n);
+            p = first ? message_part(p, n) : part_step(p, n, &self_ok);
+        if (first && p)
+            self_ok = p != t->root;
+        first = FALSE;
         if (**s == '.') {
             (*s)++;
             if (!**s) {

@@ -10,8 +10,11 @@
  * second parse.
  *
  * Line ends: a line ends at LF, with or without a CR before it (stored mail is CRLF; bare LF is
- * tolerated); a bare CR is an ordinary octet, as are NUL and 8-bit octets. Sizes and offsets are
- * octets as stored (for CRLF-clean mail, IMAP's sizes).
+ * tolerated); a bare CR is an ordinary octet, as are NUL and 8-bit octets. Offsets and ranges are
+ * octets as stored; BODYSTRUCTURE's sizes count a bare LF as CRLF, as Dovecot does, because a
+ * server sends message text with CRLF line ends (cassmail-pop3d does: src/pop3/msgout.c). For
+ * CRLF-clean mail (all that cassmail-smtpd stores) the two are the same; for a message with bare
+ * LFs a server that converts them must count <partial> origins in converted octets itself.
  *
  * Multipart (RFC 2046 section 5.1): a line that starts with "--" and a boundary of an enclosing
  * multipart ends the open parts up to that multipart (the line end before it is part of the
@@ -69,6 +72,8 @@ struct MimePart {
      * starts (== body_start when the header had none). */
     guint64 header_start, blank_start, body_start, end;
     guint64 body_lines;        /* LFs in the body (IMAP's line count, body-fld-lines) */
+    guint64 body_size;         /* the body's octets with each bare LF counted as CRLF (IMAP's
+                                * body-fld-octets; end - body_start for CRLF-clean mail) */
 
     /* The header as stored, up to MIME_HEADER_KEEP octets (header_cut: more was not kept). Kept
      * for message headers only (ENVELOPE, HEADER.FIELDS); a MIME part's is parsed into the
@@ -88,6 +93,7 @@ struct MimePart {
 
     char *boundary;            /* while parsing: the delimiter's boundary, NULL once closed */
     guint64 body_lf;           /* while parsing: the message's LF count at body_start */
+    guint64 body_bare_lf;      /* ... and its bare LF count */
 };
 
 typedef struct {

@@ -6,6 +6,7 @@
  *
  * one line per file (literals inline), numbered from 1, the way Dovecot's imap prints the same
  * fetch; test_imap_mime.py compares the two. With --chunk N the file is fed N octets at a time.
+ * With --section SPEC it prints instead what BODY[SPEC] returns (the octets of its ranges).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,10 +18,16 @@ int
 main(int argc, char **argv)
 {
     gsize chunk = 0;
+    const char *section = NULL;
     int first = 1;
-    if (argc > 2 && strcmp(argv[1], "--chunk") == 0) {
-        chunk = (gsize)strtoul(argv[2], NULL, 10);
-        first = 3;
+    while (argc > first + 1 && argv[first][0] == '-') {
+        if (strcmp(argv[first], "--chunk") == 0)
+            chunk = (gsize)strtoul(argv[first + 1], NULL, 10);
+        else if (strcmp(argv[first], "--section") == 0)
+            section = argv[first + 1];
+        else
+            break;
+        first += 2;
     }
     for (int i = first; i < argc; i++) {
         gchar *data = NULL;
@@ -39,6 +46,22 @@ main(int argc, char **argv)
         }
         MimeTree *t = mime_parser_finish(&p);
         GString *out = g_string_new(NULL);
+        if (section) {
+            GArray *r = g_array_new(FALSE, FALSE, sizeof(MimeRange));
+            if (!mime_section_ranges(t, section, r, &error)) {
+                fprintf(stderr, "mime-dump: %s\n", error->message);
+                g_clear_error(&error);
+            }
+            for (guint k = 0; k < r->len; k++) {
+                MimeRange *m = &g_array_index(r, MimeRange, k);
+                fwrite(data + m->start, 1, (size_t)m->len, stdout);
+            }
+            g_array_unref(r);
+            g_string_free(out, TRUE);
+            mime_tree_free(&t);
+            g_free(data);
+            continue;
+        }
         g_string_append_printf(out, "* %d FETCH (ENVELOPE ", i - first + 1);
         mime_envelope(t->root, out);
         g_string_append(out, " BODYSTRUCTURE ");
