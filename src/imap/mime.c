@@ -583,22 +583,31 @@ header_end(MimeParser *p, guint64 blank_start, guint64 body_start, gboolean open
     }
 }
 
-/* part_close - PART ends before the delimiter line at the current line's start */
-static void
-part_close(MimeParser *p, MimePart *part)
+/* part_close - PART ends before the delimiter line at the current line's start, and not before
+ * MIN_END (where the part inside it that ended first ends: a header's blank line right before
+ * the delimiter is that header's); returns where it ends */
+static guint64
+part_close(MimeParser *p, MimePart *part, guint64 min_end)
 {
-    guint64 end = p->line_start - p->prev_eol;
-    if (end < part->body_start)
-        end = part->body_start;
+    /* the line end before the delimiter is the delimiter's (RFC 2046 section 5.1.1) */
+    guint64 cut = p->line_start - p->prev_eol;
+    guint64 end = MAX(MAX(cut, part->body_start), min_end);
+    guint64 lines = 0, bare = 0;
+    if (end >= p->line_start) {
+        lines = p->line_lf - part->body_lf;
+        bare = p->line_bare_lf - part->body_bare_lf;
+    } else if (end > part->body_start) {
+        lines = p->line_lf - 1 - part->body_lf;
+        bare = p->line_bare_lf - (p->prev_eol == 1) - part->body_bare_lf;
+    }
     part->end = end;
-    /* the LF of the line end before the delimiter is not the part's */
-    part->body_lines = end > part->body_start ? p->line_lf - 1 - part->body_lf : 0;
-    guint64 bare = end > part->body_start ? p->line_bare_lf - (p->prev_eol == 1) - part->body_bare_lf : 0;
+    part->body_lines = lines;
     part->body_size = end - part->body_start + bare;
     if (part->boundary) {
         g_clear_pointer(&part->boundary, g_free);
         p->active--;
     }
+    return end;
 }
 
 /* decide - whether the current line (its first octets in LINE) is a boundary delimiter, and if
@@ -634,8 +643,9 @@ decide(MimeParser *p)
         guint64 end = MAX(p->cur->header_start, p->line_start - p->prev_eol);
         header_end(p, end, end, FALSE);
     }
+    guint64 inner_end = 0;
     for (MimePart *q = p->cur; q != m; q = q->parent)
-        part_close(p, q);
+        inner_end = part_close(p, q, inner_end);
     p->cur = m;
     p->delimiter = TRUE;
     if (close) {
@@ -884,7 +894,7 @@ lex_peek(AddrLexer *x)
         t.raw_len = (gsize)(s - x->s);
         return t;
     }
-    if (strchr("<>@,;:.\\)", *s)) {
+    if (strchr("<>@,;:.\\)]", *s)) {   /* every octet that ends an atom starts a token */
         t.kind = TOK_SPECIAL;
         t.special = *s;
         t.raw_len = 1;
