@@ -191,16 +191,20 @@ unfold(const char *v, gsize len)
     return r;
 }
 
-/* header_get - the unfolded value of the first field NAME in H, or NULL */
+/* header_get - the unfolded value of the last field NAME in H (the one that counts when a field
+ * that must be there once is there twice, as Dovecot's ENVELOPE takes it), or NULL */
 static char *
 header_get(const char *h, gsize len, const char *name)
 {
     gsize pos = 0;
-    HeaderField f;
+    HeaderField f, last;
+    gboolean found = FALSE;
     while (header_next(h, len, &pos, &f))
-        if (field_is(&f, name))
-            return unfold(f.value, f.value_len);
-    return NULL;
+        if (field_is(&f, name)) {
+            last = f;
+            found = TRUE;
+        }
+    return found ? unfold(last.value, last.value_len) : NULL;
 }
 
 /* ---- RFC 2045 tokens ------------------------------------------------------------------------- */
@@ -591,6 +595,12 @@ part_close(MimeParser *p, MimePart *part, guint64 min_end)
 {
     /* the line end before the delimiter is the delimiter's (RFC 2046 section 5.1.1) */
     guint64 cut = p->line_start - p->prev_eol;
+    if (part->body_start == p->line_start && part->body_start > cut) {
+        /* the header's blank line is right before the delimiter: its line end is the
+         * delimiter's, so the header ends before it and the body is empty */
+        part->body_start = part->blank_start = MAX(cut, part->header_start);
+        part->header_len = (gsize)MIN((guint64)part->header_len, part->body_start - part->header_start);
+    }
     guint64 end = MAX(MAX(cut, part->body_start), min_end);
     guint64 lines = 0, bare = 0;
     if (end >= p->line_start) {

@@ -342,6 +342,25 @@ static const char MSG_PREFIX_BOUNDARIES[] =
     "still one?\r\n"
     "--=_b--  \r\n";
 
+/* two Subject fields (the last counts) and two Content-Type fields (the first does); blank
+ * lines right before delimiters (their line end is the delimiter's) */
+static const char MSG_BLANK_LINE_BEFORE_DELIMITER[] =
+    "From: a@b.c\r\n"
+    "Subject: s1\r\n"
+    "Subject: s2\r\n"
+    "Content-Type: multipart/mixed; boundary=b\r\n"
+    "Content-Type: text/plain\r\n"
+    "\r\n"
+    "--b\r\n"
+    "Content-Type: text/plain\r\n"
+    "\r\n"
+    "--b\r\n"
+    "Content-Type: message/rfc822\r\n"
+    "\r\n"
+    "From: x@y\r\n"
+    "\r\n"
+    "--b--\r\n";
+
 typedef struct {
     const char *name;
     gsize len;
@@ -560,6 +579,18 @@ static const Case cases[] = {
       "(\"boundary\" \"=_b\") NIL NIL NIL)",
       "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 3 0)(\"text\" \"plain\" ("
       "\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0) \"mixed\")" },
+    { "blank-line-before-delimiter", sizeof(MSG_BLANK_LINE_BEFORE_DELIMITER) - 1, MSG_BLANK_LINE_BEFORE_DELIMITER,
+      "(NIL \"s2\" ((NIL NIL \"a\" \"b.c\")) ((NIL NIL \"a\" \"b.c\")) ((NIL NIL \"a\" \"b.c\")) "
+      "NIL NIL NIL NIL NIL)",
+      "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL)(\"me"
+      "ssage\" \"rfc822\" NIL NIL NIL \"7bit\" 11 (NIL NIL ((NIL NIL \"x\" \"y\")) ((NIL NIL \"x\""
+      " \"y\")) ((NIL NIL \"x\" \"y\")) NIL NIL NIL NIL NIL) (\"text\" \"plain\" (\"charset\" \"u"
+      "s-ascii\") NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL) 1 NIL NIL NIL NIL) \"mixed\" (\"boundary\""
+      " \"b\") NIL NIL NIL)",
+      "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)(\"message\" \"rfc822"
+      "\" NIL NIL NIL \"7bit\" 11 (NIL NIL ((NIL NIL \"x\" \"y\")) ((NIL NIL \"x\" \"y\")) ((NIL "
+      "NIL \"x\" \"y\")) NIL NIL NIL NIL NIL) (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL "
+      "NIL \"7bit\" 0 0) 1) \"mixed\")" },
 };
 
 /* dump_part - everything the tree says about PART and below, for comparing two trees */
@@ -795,6 +826,11 @@ test_sections_of_odd_shapes(void)
     /* an unended multipart: the last part runs to the end */
     assert_section(MSG_UNTERMINATED_MULTIPART, "2", "second, then the message ends");
     /* folded fields come whole */
+    /* a blank line right before a delimiter is the delimiter's: not in the header */
+    assert_section(MSG_BLANK_LINE_BEFORE_DELIMITER, "1.MIME", "Content-Type: text/plain\r\n");
+    assert_section(MSG_BLANK_LINE_BEFORE_DELIMITER, "2.MIME", "Content-Type: message/rfc822\r\n\r\n");
+    assert_section(MSG_BLANK_LINE_BEFORE_DELIMITER, "2.HEADER", "From: x@y\r\n");
+    assert_section(MSG_BLANK_LINE_BEFORE_DELIMITER, "2", "From: x@y\r\n");
     assert_section(MSG_ENCODED_WORDS, "HEADER.FIELDS (SUBJECT)",
                    "Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= and\r\n =?UTF-8?Q?more?=\r\n\r\n");
 }
