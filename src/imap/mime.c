@@ -9,6 +9,33 @@
  * the delimiter after it is recognised: the line end before the delimiter belongs to the
  * delimiter (RFC 2046 section 5.1.1), so the parser remembers how long the last line end was and
  * how many LFs came before the current line.
+ *
+ * The output is Dovecot's (its imap is what most clients have met) wherever RFC 9051 leaves room:
+ * test/e2e/test_imap_mime.py compares the two on every seed of test/fuzz/corpus/mime, ENVELOPE,
+ * BODY, BODYSTRUCTURE and BODY[section] alike. So: types, subtypes and parameter names keep the
+ * case they were written in; a text part without a charset gets ("charset" "us-ascii"); RFC 2231
+ * pieces are joined, their charset and %-encoding left alone; a multipart without a usable
+ * boundary, or with no part, shows one empty text/plain part; message/rfc822 is parsed as a
+ * message whatever its Content-Transfer-Encoding; a repeated ENVELOPE field counts by its last
+ * occurrence, a repeated Content-* field by its first; a broken address becomes
+ * MISSING_MAILBOX / MISSING_DOMAIN; a part number past a leaf is the leaf once ("2.1" is "2").
+ *
+ * Where we differ on purpose (each is listed with both answers in test_imap_mime.py):
+ *   - A Content-Type that is not type/subtype is text/plain (RFC 2045 section 5.2); Dovecot
+ *     shows the type with an empty subtype.
+ *   - The line end before a delimiter is always the delimiter's (RFC 2046 section 5.1.1), also
+ *     after a nested multipart's close delimiter and when it ends an encapsulated message's
+ *     header; Dovecot sometimes counts it in the part (sizes and lines of such message/rfc822
+ *     parts, and BODY[n] of such a nested multipart, then differ by that line end).
+ *   - ENVELOPE strings are unfolded and trimmed; Dovecot sends a folded Subject as a literal
+ *     and keeps trailing blanks.
+ *   - An address list with garbage in it gives an entry for each piece; Dovecot stops at the
+ *     first.
+ *   - HEADER.FIELDS of a header with no blank line returns only octets of the message; Dovecot
+ *     adds the missing line end and blank line.
+ * What the server must do when sending ranges (not the parser's business): NUL octets are not
+ * allowed in a literal (Dovecot sends 0x80), and bare LFs go out as CRLF (BODYSTRUCTURE's sizes
+ * already count them so).
  */
 #include "imap/mime.h"
 

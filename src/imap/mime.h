@@ -82,9 +82,10 @@ struct MimePart {
     gsize header_len;
     gboolean header_cut;
 
-    /* Content-* fields (RFC 2045, 2183, 3066, 2557, 1864), values unfolded. type and subtype
-     * are lower case and never NULL (defaults filled in); params are name/value pairs, names
-     * lower case, values unquoted; NULL for a field that is absent. */
+    /* Content-* fields (RFC 2045, 2183, 3066, 2557, 1864), values unfolded, the first of each
+     * field. type and subtype are as written (compare them case-insensitively) and never NULL
+     * (defaults filled in); params are name/value pairs as written, values unquoted, RFC 2231
+     * pieces joined; NULL for a field that is absent. */
     char *type, *subtype;
     GPtrArray *params;
     char *id, *description, *encoding, *md5, *language, *location;
