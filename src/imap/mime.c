@@ -627,6 +627,14 @@ part_close(MimeParser *p, MimePart *part, guint64 min_end)
          * delimiter's, so the header ends before it and the body is empty */
         part->body_start = part->blank_start = MAX(cut, part->header_start);
         part->header_len = (gsize)MIN((guint64)part->header_len, part->body_start - part->header_start);
+        MimePart *c = part->children;
+        if (part->kind == MIME_KIND_MESSAGE && c && c->header_start > part->body_start) {
+            /* the encapsulated message had not begun: it is empty, where the body is */
+            c->header_start = c->blank_start = c->body_start = c->end = part->body_start;
+            c->header_len = 0;
+            c->body_lines = c->body_size = 0;
+            min_end = part->body_start;
+        }
     }
     guint64 end = MAX(MAX(cut, part->body_start), min_end);
     guint64 lines = 0, bare = 0;

@@ -46,6 +46,9 @@ DELIBERATE = {
     "found-delimiter-after-encapsulated-blank-line": [
         ('"7bit" 68 (', '"7bit" 70 ('), ('NIL NIL NIL NIL) 2 NIL', 'NIL NIL NIL NIL) 3 NIL'),
         ('"7bit" 0 0) 2)', '"7bit" 0 0) 3)')],
+    "empty-encapsulated-message": [('"7bit" 19 (', '"7bit" 21 ('),
+                                   ('NIL NIL NIL NIL) 1 NIL', 'NIL NIL NIL NIL) 2 NIL'),
+                                   ('"7bit" 0 0) 1)', '"7bit" 0 0) 2)')],
     # garbage in an address list: an entry for each piece (Dovecot stops at the first)
     "found-address-stray-bracket": [('(NIL NIL "MISSING_MAILBOX" "MISSING_DOMAIN")'
                                      '(NIL NIL "MISSING_MAILBOX" "MISSING_DOMAIN")',
@@ -56,6 +59,7 @@ DELIBERATE_SECTIONS = {
     # the same as rfc822-base64 above
     ("rfc822-base64", "1"): "CRLF before the delimiter",
     ("blank-line-before-delimiter", "2"): "CRLF before the delimiter",
+    ("empty-encapsulated-message", "2"): "CRLF before the delimiter",
     ("found-delimiter-after-encapsulated-blank-line", "1"): "CRLF before the delimiter",
     # after a nested multipart's close delimiter the CRLF before the outer delimiter is the
     # outer delimiter's (RFC 2046 section 5.1.1); Dovecot gives it to the nested multipart
