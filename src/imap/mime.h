@@ -27,12 +27,15 @@
  *                      fields are not seen by ENVELOPE, BODYSTRUCTURE or HEADER.FIELDS)
  *   MIME_KEEP_TOTAL    header octets kept for the whole message; past it, headers are not kept
  *                      at all (those parts get the RFC 2045 defaults)
- *   MIME_DEPTH_MAX     nesting depth: a multipart or message/rfc822 part this deep is a leaf;
- *                      its body, boundaries and all, is opaque
- *   MIME_PARTS_MAX     parts in the tree: when a new part would pass it, no boundary is
+ *   MIME_DEPTH_MAX     nesting depth: a multipart or message/rfc822 part this deep is not
+ *                      entered; its body, delimiters and all, is opaque (BODYSTRUCTURE shows a
+ *                      multipart with one empty text/plain part, a message/rfc822 with an
+ *                      all-NIL envelope and an empty text/plain body, as Dovecot does)
+ *   MIME_PARTS_MAX     parts in the tree: when a new part would pass it, no delimiter is
  *                      recognised any more and the rest of the message is opaque body of the
  *                      part being parsed (and its ancestors)
- *   MIME_BOUNDARY_MAX  a longer boundary parameter is ignored (the multipart is a leaf)
+ *   MIME_BOUNDARY_MAX  a multipart with a longer boundary (RFC 2046 allows 70) is not entered
+ * MimeTree.limited says that one of them took effect.
  */
 #ifndef CASSMAIL_IMAP_MIME_H
 #define CASSMAIL_IMAP_MIME_H
