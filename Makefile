@@ -39,7 +39,8 @@ DESTDIR    ?=
 SYSCONFDIR ?= /etc
 B          := build
 
-LIB_SRCS := $(wildcard src/util/*.c src/cass/*.c src/store/*.c src/net/*.c src/relay/*.c src/smtp/*.c src/pop3/*.c)
+LIB_SRCS := $(wildcard src/util/*.c src/cass/*.c src/store/*.c src/net/*.c src/relay/*.c src/smtp/*.c \
+              src/pop3/*.c src/imap/*.c)
 GEN_SRCS := $(wildcard gen-c_glib/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
 GEN_OBJS := $(GEN_SRCS:%.c=$(B)/obj/%.o)
