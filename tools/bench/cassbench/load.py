@@ -27,8 +27,10 @@ def align_start():
 
 
 def run_postal(ports, size, threads, warmup, minutes, on_report=None):
-    """Postal against 127.0.0.1:PORTS until WARMUP+MINUTES full reports after the partial one.
-    Returns (reports [(label, msgs, kb, errors)] of every full minute, client CPU seconds)."""
+    """Postal against 127.0.0.1:PORTS until WARMUP+MINUTES full reports after the partial one;
+    ON_REPORT(K) after each report, K the full ones so far (0: the partial one, so that a window
+    can start at the first full minute). Returns (reports [(label, msgs, kb, errors)] of every
+    full minute, client CPU seconds)."""
     lo, hi = SIZES[size]
     servers = ",".join(f"[127.0.0.1]{p}" for p in ports)
     align_start()
@@ -47,6 +49,8 @@ def run_postal(ports, size, threads, warmup, minutes, on_report=None):
         if first:
             first = False
             log(f"  {line.strip()}  (partial minute, discarded)")
+            if on_report:
+                on_report(0)
             continue
         rep = (m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4)))
         reports.append(rep)
