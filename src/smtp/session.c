@@ -1330,13 +1330,14 @@ smtp_text_unacceptable(const SmtpSession *s)
            s->has_bare_cr;
 }
 
-/* smtp_text_write - LEN octets of stored text to the store (nothing once it failed or the
- * message was dropped; a failure keeps the text read, 451 at its end) */
+/* smtp_text_write - LEN octets of stored text to the store and the smarthost, as smtp_text_out
+ * (nothing once one failed or the message was dropped; a failure keeps the text read, 451 at its
+ * end) */
 static void
 smtp_text_write(SmtpSession *s, const char *data, gsize len)
 {
-    if (len && s->writer && !store_writer_write(s->writer, data, len, &s->store_error))
-        store_writer_free(&s->writer);
+    if (len)
+        smtp_text_out(s, data, len, FALSE);
 }
 
 /* smtp_session_feed_text - see session.h
@@ -1350,7 +1351,8 @@ smtp_text_write(SmtpSession *s, const char *data, gsize len)
 gsize
 smtp_session_feed_text(SmtpSession *s, const char *buf, gsize len, gsize max, GString *out)
 {
-    if (s->state != SMTP_STATE_DATA)
+    /* The header of a submission is read line by line: smtp_header_line looks at each field. */
+    if (s->state != SMTP_STATE_DATA || s->in_header)
         return 0;
     const char *p = buf, *end = buf + len;
     const char *run = NULL, *run_end = NULL;   /* text to store, not yet written */
@@ -1387,7 +1389,8 @@ smtp_session_feed_text(SmtpSession *s, const char *buf, gsize len, gsize max, GS
             /* dropped at once (the store forgets what it wrote); from now on only counted */
             run = run_end = NULL;
             store_writer_free(&s->writer);
-        } else if (s->writer) {
+            relay_free(&s->relay);   /* closed inside DATA: the smarthost drops the message */
+        } else if (s->writer || s->relay) {
             const char *from = p + dot, *to = crlf ? lf + 1 : lf;
             if (run && run_end != from) {
                 smtp_text_write(s, run, (gsize)(run_end - run));
