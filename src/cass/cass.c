@@ -328,14 +328,6 @@ cass_client_set_unavailable_ms(CassClient *c, int unavailable_ms)
     c->unavailable_ms = unavailable_ms >= 0 ? unavailable_ms : 0;
 }
 
-int
-cass_client_set_retry_ms(CassClient *c, int retry_ms)
-{
-    int old = c->retry_ms;
-    c->retry_ms = retry_ms >= 0 ? retry_ms : 0;
-    return old;
-}
-
 /* split_endpoint - "host:port" or "[v6]:port" into its parts; port defaults to 9160 */
 static void
 split_endpoint(const char *ep, char **host, char **port)
@@ -509,7 +501,8 @@ next_endpoint(CassClient *c, guint from, gint64 now)
 
 typedef gboolean (*CassAttempt)(CassClient *c, gpointer data, GError **error);
 
-/* cass_run - ATTEMPT on the current endpoint, failing over and retrying within the budget
+/* cass_run - ATTEMPT on the current endpoint, failing over and retrying within the budget:
+ * RETRY_MS, at most the client's (CASS_RETRY_DEFAULT: the client's)
  *
  * A transport error (refused, reset, timed out) puts the endpoint in back-off and moves to the
  * most preferred endpoint that is not in back-off. Unavailable and TimedOut leave the endpoint
@@ -522,14 +515,16 @@ typedef gboolean (*CassAttempt)(CassClient *c, gpointer data, GError **error);
  * Unavailable is the coordinator's considered answer (it knows too few replicas are alive), and
  * a failure detector changes its mind in tens of seconds, not in the time a client should wait:
  * once every endpoint has said Unavailable in a row and the operation has run for unavailable_ms,
- * it fails at once instead of spending the rest of retry_ms. A replica that is down at CL ALL
+ * it fails at once instead of spending the rest of the budget. A replica that is down at CL ALL
  * then costs each message that needs it a quick 451, not a session held for retry_ms. */
 static gboolean
-cass_run(CassClient *c, const char *what, CassAttempt attempt, gpointer data, GError **error)
+cass_run(CassClient *c, const char *what, int retry_ms, CassAttempt attempt, gpointer data,
+         GError **error)
 {
+    int budget = retry_ms < 0 ? c->retry_ms : MIN(retry_ms, c->retry_ms);
     gint64 start = g_get_monotonic_time();
-    gint64 deadline = start + (gint64)c->retry_ms * 1000;
-    gint64 unavailable_deadline = start + (gint64)MIN(c->unavailable_ms, c->retry_ms) * 1000;
+    gint64 deadline = start + (gint64)budget * 1000;
+    gint64 unavailable_deadline = start + (gint64)MIN(c->unavailable_ms, budget) * 1000;
     guint unavailable_in_a_row = 0;
     /* moves already logged in this operation: bit FROM * n + TO (small lists; longer lists are
      * logged without the bookkeeping) */
@@ -615,7 +610,8 @@ gboolean
 cass_describe_version(CassClient *c, char **version, GError **error)
 {
     *version = NULL;
-    return cass_run(c, "describe_version", attempt_describe_version, version, error);
+    return cass_run(c, "describe_version", CASS_RETRY_DEFAULT, attempt_describe_version, version,
+                    error);
 }
 
 static gboolean
@@ -634,7 +630,8 @@ gboolean
 cass_describe_cluster_name(CassClient *c, char **name, GError **error)
 {
     *name = NULL;
-    return cass_run(c, "describe_cluster_name", attempt_describe_cluster_name, name, error);
+    return cass_run(c, "describe_cluster_name", CASS_RETRY_DEFAULT, attempt_describe_cluster_name, name,
+                    error);
 }
 
 typedef struct {
@@ -672,7 +669,7 @@ gboolean
 cass_describe_ring(CassClient *c, const char *keyspace, GPtrArray *out, GError **error)
 {
     RingArgs a = {keyspace, out};
-    return cass_run(c, "describe_ring", attempt_describe_ring, &a, error);
+    return cass_run(c, "describe_ring", CASS_RETRY_DEFAULT, attempt_describe_ring, &a, error);
 }
 
 typedef struct {
@@ -720,7 +717,8 @@ cass_keyspace_describe(CassClient *c, const char *keyspace, gboolean *exists, GP
 {
     DescribeArgs a = {keyspace, exists, out};
     *exists = FALSE;
-    return cass_run(c, "describe_keyspace", attempt_keyspace_describe, &a, error);
+    return cass_run(c, "describe_keyspace", CASS_RETRY_DEFAULT, attempt_keyspace_describe, &a,
+                    error);
 }
 
 /* cf_def_tune - set in CF the memtable and compaction thresholds SPEC gives (not 0) */
@@ -790,11 +788,7 @@ cass_keyspace_add(CassClient *c, const char *keyspace, int replication_factor,
     AddKsArgs a = {keyspace, replication_factor, cfs, n_cfs};
     /* Not retried on a fresh coordinator blindly: a schema change that timed out may have been
      * applied; the caller re-reads the schema instead. */
-    int saved = c->retry_ms;
-    c->retry_ms = 0;
-    gboolean ok = cass_run(c, "system_add_keyspace", attempt_keyspace_add, &a, error);
-    c->retry_ms = saved;
-    return ok;
+    return cass_run(c, "system_add_keyspace", 0, attempt_keyspace_add, &a, error);
 }
 
 typedef struct {
@@ -822,11 +816,7 @@ gboolean
 cass_column_family_add(CassClient *c, const char *keyspace, const CassCfSpec *cf, GError **error)
 {
     AddCfArgs a = {keyspace, cf};
-    int saved = c->retry_ms;
-    c->retry_ms = 0;
-    gboolean ok = cass_run(c, "system_add_column_family", attempt_cf_add, &a, error);
-    c->retry_ms = saved;
-    return ok;
+    return cass_run(c, "system_add_column_family", 0, attempt_cf_add, &a, error);
 }
 
 typedef struct {
@@ -891,11 +881,8 @@ cass_column_family_tune(CassClient *c, const char *keyspace, const CassCfSpec *c
 {
     TuneCfArgs a = {keyspace, cf, changed};
     *changed = FALSE;
-    int saved = c->retry_ms;
-    c->retry_ms = 0;   /* a schema change: re-read, never blindly repeated (as for adding) */
-    gboolean ok = cass_run(c, "system_update_column_family", attempt_cf_tune, &a, error);
-    c->retry_ms = saved;
-    return ok;
+    /* a schema change: re-read, never blindly repeated (as for adding) */
+    return cass_run(c, "system_update_column_family", 0, attempt_cf_tune, &a, error);
 }
 
 static gboolean
@@ -923,7 +910,8 @@ cass_schema_agree(CassClient *c, int timeout_ms, GError **error)
     gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
     for (;;) {
         guint n = 0;
-        if (!cass_run(c, "describe_schema_versions", attempt_schema_versions, &n, error))
+        if (!cass_run(c, "describe_schema_versions", CASS_RETRY_DEFAULT, attempt_schema_versions,
+                      &n, error))
             return FALSE;
         if (n <= 1)
             return TRUE;
@@ -1007,11 +995,11 @@ attempt_get_slice(CassClient *c, gpointer data, GError **error)
 gboolean
 cass_get_slice(CassClient *c, const char *cf, const void *key, gsize key_len, const void *start,
                gsize start_len, const void *finish, gsize finish_len, gboolean reversed, int count,
-               int consistency, GPtrArray *out, GError **error)
+               int consistency, int retry_ms, GPtrArray *out, GError **error)
 {
     SliceArgs a = {cf, byte_array(key, key_len), byte_array(start, start_len),
                    byte_array(finish, finish_len), reversed, count, consistency, out};
-    gboolean ok = cass_run(c, "get_slice", attempt_get_slice, &a, error);
+    gboolean ok = cass_run(c, "get_slice", retry_ms, attempt_get_slice, &a, error);
     g_byte_array_unref(a.key);
     g_byte_array_unref(a.start);
     g_byte_array_unref(a.finish);
@@ -1055,11 +1043,11 @@ attempt_get(CassClient *c, gpointer data, GError **error)
 
 gboolean
 cass_get(CassClient *c, const char *cf, const void *key, gsize key_len, const void *name,
-         gsize name_len, int consistency, CassColumn **out, GError **error)
+         gsize name_len, int consistency, int retry_ms, CassColumn **out, GError **error)
 {
     GetArgs a = {cf, byte_array(key, key_len), byte_array(name, name_len), consistency, out};
     *out = NULL;
-    gboolean ok = cass_run(c, "get", attempt_get, &a, error);
+    gboolean ok = cass_run(c, "get", retry_ms, attempt_get, &a, error);
     g_byte_array_unref(a.key);
     g_byte_array_unref(a.name);
     return ok;
@@ -1115,11 +1103,11 @@ attempt_range_keys(CassClient *c, gpointer data, GError **error)
 
 gboolean
 cass_range_keys(CassClient *c, const char *cf, const void *start_key, gsize start_len, int count,
-                int consistency, GPtrArray *out, guint *rows_seen, GError **error)
+                int consistency, int retry_ms, GPtrArray *out, guint *rows_seen, GError **error)
 {
     guint seen = 0;
     RangeArgs a = {cf, byte_array(start_key, start_len), count, consistency, out, &seen};
-    gboolean ok = cass_run(c, "get_range_slices", attempt_range_keys, &a, error);
+    gboolean ok = cass_run(c, "get_range_slices", retry_ms, attempt_range_keys, &a, error);
     g_byte_array_unref(a.start);
     if (rows_seen)
         *rows_seen = seen;
@@ -1155,10 +1143,10 @@ attempt_remove(CassClient *c, gpointer data, GError **error)
 
 gboolean
 cass_remove_row(CassClient *c, const char *cf, const void *key, gsize key_len, gint64 timestamp,
-                int consistency, GError **error)
+                int consistency, int retry_ms, GError **error)
 {
     RemoveArgs a = {cf, byte_array(key, key_len), timestamp, consistency};
-    gboolean ok = cass_run(c, "remove", attempt_remove, &a, error);
+    gboolean ok = cass_run(c, "remove", retry_ms, attempt_remove, &a, error);
     g_byte_array_unref(a.key);
     return ok;
 }
@@ -1210,12 +1198,6 @@ cass_batch_free(CassBatch **bp)
     g_ptr_array_unref(b->rows);
     g_free(b);
     *bp = NULL;
-}
-
-guint
-cass_batch_size(CassBatch *b)
-{
-    return b->n_mutations;
 }
 
 /* batch_list - the mutation list for (KEY, CF), created on first use */
@@ -1515,7 +1497,7 @@ attempt_batch(CassClient *c, gpointer data, GError **error)
 }
 
 gboolean
-cass_batch_execute(CassClient *c, CassBatch *b, int consistency, GError **error)
+cass_batch_execute(CassClient *c, CassBatch *b, int consistency, int retry_ms, GError **error)
 {
     Wire w = {0};
     wire_build(&w, b, consistency);
@@ -1528,7 +1510,7 @@ cass_batch_execute(CassClient *c, CassBatch *b, int consistency, GError **error)
                     CASS_FRAME_MAX);
         ok = FALSE;
     } else {
-        ok = cass_run(c, "batch_mutate", attempt_batch, &w, error);
+        ok = cass_run(c, "batch_mutate", retry_ms, attempt_batch, &w, error);
     }
     if (ok) {
         c->stats.bytes_written += w.octets;
