@@ -1573,7 +1573,7 @@ cass_batch_serialise(CassBatch *b, int consistency, GByteArray *out)
     patch_finalizers();
     /* The generated writer walks the outer map's keys and looks each one up again in the same
      * table, so the table must find a key by its own pointer: keys are the GByteArray objects
-     * themselves, hashed by address (see FACTS: c_glib hashes binary keys as strings). */
+     * themselves, hashed by address (c_glib's generated code hashes binary keys as strings). */
     GHashTable *map = g_hash_table_new_full(g_direct_hash, g_direct_equal,
                                             (GDestroyNotify)g_byte_array_unref,
                                             (GDestroyNotify)g_hash_table_unref);

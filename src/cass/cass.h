@@ -135,9 +135,9 @@ gboolean cass_range_keys(CassClient *c, const char *cf, const void *start_key, g
 gboolean cass_remove_row(CassClient *c, const char *cf, const void *key, gsize key_len,
                          gint64 timestamp, int consistency, int retry_ms, GError **error);
 
-/* A batch_mutate under construction: rows -> column families -> mutations. An inserted VALUE is
- * kept by reference (its octets are sent from where they are, never copied), so they must stay
- * unchanged until the batch is freed. */
+/* A batch_mutate under construction: rows -> column families -> mutations. The batch takes a
+ * reference to an inserted VALUE (a GBytes) and sends its octets from where they are, never
+ * copied: a VALUE made with g_bytes_new_static must stay valid until the batch is freed. */
 CassBatch *cass_batch_new(void);
 void cass_batch_free(CassBatch **b);
 void cass_batch_insert(CassBatch *b, const char *cf, const void *key, gsize key_len,

@@ -25,6 +25,9 @@
 
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/time.h>
+
+#include <uuid/uuid.h>
 
 #include "cass/cass.h"
 #include "store/store_admin.h"
@@ -128,8 +131,9 @@ static const CassCfSpec schema_cfs[] = {
  * round trip and a commit log sync each; 1 MiB was the fastest and cheapest in both rounds. It is
  * one frame per part (a fifteenth of the frame), one part of memory in a writer and about two in
  * a reader (READ_AHEAD_OCTETS), and 50 writes for a 50 MiB message. On a node run with G1 a
- * 1 MiB value is a humongous allocation on a 1 GB heap (FACTS); tools/cluster runs ParallelGC,
- * which has no such class, and [store] part_size can be lowered for a G1 node.
+ * 1 MiB value is a humongous allocation on a 1 GB heap (its regions are 1 MiB, and half a region
+ * or more is humongous); tools/cluster runs ParallelGC, which has no such class, and [store]
+ * part_size can be lowered for a G1 node.
  *
  * References. A Mailboxes column either holds the message itself (inline: the paper's layout, and
  * every value an older CassMail wrote) or a reference:
@@ -209,8 +213,9 @@ now_us(void)
 static gint64
 uuid_timestamp_us(const StoreMsgId *id)
 {
-    /* 100 ns intervals since 1582-10-15 to µs since 1970-01-01 */
-    return ((gint64)store_msgid_time(id) - (gint64)G_GUINT64_CONSTANT(0x01B21DD213814000)) / 10;
+    struct timeval tv;
+    uuid_time(id->bytes, &tv);
+    return (gint64)tv.tv_sec * G_USEC_PER_SEC + tv.tv_usec;
 }
 
 /* remove_row - delete row KEY of CF as of TS at the write consistency */
@@ -356,18 +361,17 @@ cs_users_list(Store *base, GPtrArray *out, GError **error)
 static void
 put_be64(guint8 *out, guint64 v)
 {
-    for (int i = 0; i < 8; i++)
-        out[i] = (guint8)(v >> (56 - 8 * i));
+    v = GUINT64_TO_BE(v);
+    memcpy(out, &v, sizeof v);
 }
 
 /* get_be64 - 8 octets, big-endian */
 static guint64
 get_be64(const guint8 *in)
 {
-    guint64 v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | in[i];
-    return v;
+    guint64 v;
+    memcpy(&v, in, sizeof v);
+    return GUINT64_FROM_BE(v);
 }
 
 /* A message being written (see the file's header).
@@ -796,9 +800,7 @@ cs_index_page(Store *base, const char *user, const char *mailbox, const StoreMsg
             continue;
         StoreIndexEntry ent;
         memcpy(ent.id.bytes, name, 16);
-        ent.size = 0;
-        for (gsize j = 0; j < vlen && j < 8; j++)
-            ent.size = (ent.size << 8) | val[j];
+        ent.size = vlen >= 8 ? get_be64(val) : 0;   /* what cw_commit writes: 8 octets */
         if (out->len < G_MAXUINT)
             g_array_append_val(out, ent);
     }

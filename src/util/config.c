@@ -82,14 +82,13 @@ check_keys(GKeyFile *kf, GError **error)
 }
 
 /* get_str / get_int / get_list - a value or the default; FALSE on a malformed value */
-static gboolean
+static void
 get_str(GKeyFile *kf, const char *g, const char *k, const char *def, char **out)
 {
     char *v = kf ? g_key_file_get_string(kf, g, k, NULL) : NULL;
     if (v)
         g_strstrip(v);
     *out = v ? v : g_strdup(def);
-    return TRUE;
 }
 
 static gboolean
