@@ -151,6 +151,17 @@ cass_column_free(gpointer p)
 }
 
 void
+cass_cf_desc_free(gpointer p)
+{
+    CassCfDesc *d = p;
+    if (!d)
+        return;
+    g_free(d->name);
+    g_free(d->comparator);
+    g_free(d);
+}
+
+void
 cass_token_range_free(gpointer p)
 {
     CassTokenRange *r = p;
@@ -705,7 +716,10 @@ attempt_keyspace_describe(CassClient *c, gpointer data, GError **error)
         CassandraCfDef *cf = g_ptr_array_index(ks->cf_defs, i);
         const char *cmp = cf->comparator_type ? cf->comparator_type : "?";
         const char *dot = strrchr(cmp, '.');
-        g_ptr_array_add(a->out, g_strdup_printf("%s %s", cf->name, dot ? dot + 1 : cmp));
+        CassCfDesc *d = g_new(CassCfDesc, 1);
+        d->name = g_strdup(cf->name);
+        d->comparator = g_strdup(dot ? dot + 1 : cmp);
+        g_ptr_array_add(a->out, d);
     }
     g_object_unref(ks);
     return TRUE;

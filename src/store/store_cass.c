@@ -958,7 +958,7 @@ store_schema_create(Store *base, int replication_factor, GError **error)
     CassClient *admin = cass_store_client(s, NULL);
     GError *e = NULL;
     gboolean exists = FALSE, ok;
-    g_autoptr(GPtrArray) cfs = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) cfs = g_ptr_array_new_with_free_func(cass_cf_desc_free);
     ok = cass_keyspace_describe(admin, s->keyspace, &exists, cfs, &e);
     if (ok && !exists) {
         ok = cass_keyspace_add(admin, s->keyspace, replication_factor, schema_cfs,
@@ -970,11 +970,9 @@ store_schema_create(Store *base, int replication_factor, GError **error)
         admin = cass_store_client(s, s->keyspace);
         for (gsize i = 0; ok && i < G_N_ELEMENTS(schema_cfs); i++) {
             gboolean have = FALSE;
-            for (guint j = 0; j < cfs->len; j++) {
-                const char *line = g_ptr_array_index(cfs, j);
-                gsize n = strlen(schema_cfs[i].name);
-                have |= strncmp(line, schema_cfs[i].name, n) == 0 && line[n] == ' ';
-            }
+            for (guint j = 0; j < cfs->len; j++)
+                have |= g_strcmp0(((CassCfDesc *)g_ptr_array_index(cfs, j))->name,
+                                  schema_cfs[i].name) == 0;
             gboolean changed = FALSE;
             if (!have)
                 ok = cass_column_family_add(admin, s->keyspace, &schema_cfs[i], &e);

@@ -7,15 +7,18 @@
 
 #include <arpa/inet.h>
 
+#include "cass/cass.h"
 #include "util/password.h"
 
 G_DEFINE_QUARK(cassmail-config-error-quark, config_error)
 
+/* The names of the consistency levels (their values are cass.h's). */
 static const struct {
     const char *name;
     int value;
 } consistency_levels[] = {
-    {"ONE", 1}, {"QUORUM", 2}, {"LOCAL_QUORUM", 3}, {"EACH_QUORUM", 4}, {"ALL", 5}, {"ANY", 6},
+    {"ONE", CASS_ONE}, {"QUORUM", CASS_QUORUM}, {"LOCAL_QUORUM", CASS_LOCAL_QUORUM},
+    {"EACH_QUORUM", CASS_EACH_QUORUM}, {"ALL", CASS_ALL}, {"ANY", CASS_ANY},
 };
 
 int
@@ -25,15 +28,6 @@ config_consistency_parse(const char *name)
         if (name && g_ascii_strcasecmp(name, consistency_levels[i].name) == 0)
             return consistency_levels[i].value;
     return -1;
-}
-
-const char *
-config_consistency_name(int level)
-{
-    for (gsize i = 0; i < G_N_ELEMENTS(consistency_levels); i++)
-        if (consistency_levels[i].value == level)
-            return consistency_levels[i].name;
-    return "?";
 }
 
 /* The keys each section accepts; anything else is reported, so a typo is not silently ignored. */
