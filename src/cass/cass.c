@@ -28,6 +28,7 @@
 
 #include "cassandra_cassandra.h"
 #include "util/log.h"
+#include "util/text.h"
 
 G_DEFINE_QUARK(cassmail-cass-error-quark, cass_error)
 
@@ -339,33 +340,18 @@ cass_client_set_unavailable_ms(CassClient *c, int unavailable_ms)
     c->unavailable_ms = unavailable_ms >= 0 ? unavailable_ms : 0;
 }
 
-/* split_endpoint - "host:port" or "[v6]:port" into its parts; port defaults to 9160 */
-static void
-split_endpoint(const char *ep, char **host, char **port)
-{
-    const char *colon = strrchr(ep, ':');
-    if (ep[0] == '[') {
-        const char *close_br = strchr(ep, ']');
-        *host = g_strndup(ep + 1, close_br ? (gsize)(close_br - ep - 1) : strlen(ep + 1));
-        *port = g_strdup(close_br && close_br[1] == ':' ? close_br + 2 : "9160");
-    } else if (colon) {
-        *host = g_strndup(ep, (gsize)(colon - ep));
-        *port = g_strdup(colon + 1);
-    } else {
-        *host = g_strdup(ep);
-        *port = g_strdup("9160");
-    }
-}
+/* The Thrift port of Cassandra 0.7, for an endpoint that names none. */
+#define CASS_DEFAULT_PORT 9160
 
-/* tcp_connect - a connected blocking socket with I/O timeouts, or -1 and ERROR */
+/* tcp_connect - a connected blocking socket with I/O timeouts to HOST:PORT, or -1 and ERROR */
 static int
-tcp_connect(const char *endpoint, int timeout_ms, GError **error)
+tcp_connect(const char *endpoint, const char *host, guint port, int timeout_ms, GError **error)
 {
-    g_autofree char *host = NULL, *port = NULL;
-    split_endpoint(endpoint, &host, &port);
+    char service[8];
+    g_snprintf(service, sizeof service, "%u", port);
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC};
     struct addrinfo *res = NULL;
-    int rc = getaddrinfo(host, port, &hints, &res);
+    int rc = getaddrinfo(host, service, &hints, &res);
     if (rc != 0) {
         g_set_error(error, CASS_ERROR, CASS_ERROR_TRANSPORT, "%s: %s", endpoint, gai_strerror(rc));
         return -1;
@@ -454,14 +440,19 @@ connect_current(CassClient *c, GError **error)
         g_set_error(error, CASS_ERROR, CASS_ERROR_TRANSPORT, "no Cassandra endpoints configured");
         return FALSE;
     }
-    c->fd = tcp_connect(c->endpoints[c->current], c->timeout_ms, error);
+    const char *endpoint = c->endpoints[c->current];
+    g_autofree char *host = NULL;
+    guint port = 0;
+    if (!text_hostport_split(endpoint, CASS_DEFAULT_PORT, &host, &port)) {
+        g_set_error(error, CASS_ERROR, CASS_ERROR_TRANSPORT, "%s: expected host:port", endpoint);
+        return FALSE;
+    }
+    c->fd = tcp_connect(endpoint, host, port, c->timeout_ms, error);
     if (c->fd < 0)
         return FALSE;
     /* ThriftSocket's own open() has no connect timeout; it is handed our connected socket
      * instead (its "sd"), which it then reads, writes and closes like one it opened itself. */
-    g_autofree char *host = NULL, *port = NULL;
-    split_endpoint(c->endpoints[c->current], &host, &port);
-    c->socket = g_object_new(THRIFT_TYPE_SOCKET, "hostname", host, "port", (guint)atoi(port), NULL);
+    c->socket = g_object_new(THRIFT_TYPE_SOCKET, "hostname", host, "port", port, NULL);
     THRIFT_SOCKET(c->socket)->sd = c->fd;
     c->framed = g_object_new(cass_framed_transport_get_type(), "transport", c->socket, NULL);
     ((CassFramedTransport *)c->framed)->owner = c;

@@ -25,6 +25,7 @@
 
 #include "util/log.h"
 #include "util/password.h"
+#include "util/text.h"
 
 /* --- enhanced status codes (RFC 3463) ------------------------------------------------------- */
 
@@ -839,13 +840,8 @@ smtp_auth_decode(const char *text, gsize *len)
         *len = 0;
         return g_strdup("");
     }
-    if (n % 4 != 0)
+    if (!text_base64_valid(text, n))
         return NULL;
-    for (gsize i = 0; i < n; i++) {
-        gboolean pad_ok = text[i] == '=' && i + 2 >= n && (i + 1 == n || text[i + 1] == '=');
-        if (!(g_ascii_isalnum(text[i]) || text[i] == '+' || text[i] == '/' || pad_ok))
-            return NULL;
-    }
     char *buf = g_strdup(text);
     gsize out_len = 0;
     if (n > 0)

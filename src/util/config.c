@@ -9,6 +9,7 @@
 
 #include "cass/cass.h"
 #include "util/password.h"
+#include "util/text.h"
 
 G_DEFINE_QUARK(cassmail-config-error-quark, config_error)
 
@@ -382,10 +383,9 @@ config_load(const char *path, GError **error)
     if (c->relay_smarthost && !*c->relay_smarthost)
         g_clear_pointer(&c->relay_smarthost, g_free);
     if (ok && c->relay_smarthost) {
-        const char *colon = strrchr(c->relay_smarthost, ':');
-        guint64 port = 0;
-        if (!colon || colon == c->relay_smarthost ||
-            !g_ascii_string_to_unsigned(colon + 1, 10, 1, 65535, &port, NULL)) {
+        g_autofree char *host = NULL;
+        guint port = 0;
+        if (!text_hostport_split(c->relay_smarthost, 0, &host, &port)) {
             g_set_error(error, CONFIG_ERROR, 0, "[relay] smarthost = \"%s\": expected host:port",
                         c->relay_smarthost);
             ok = FALSE;
