@@ -352,11 +352,11 @@ cmd_userdel(Admin *a)
     return rc;
 }
 
-/* print_list - NAMES one a line, or the error for WHAT */
+/* print_list - NAMES one a line, or ERROR (when set) for WHAT */
 static int
-print_list(gboolean ok, GPtrArray *names, const char *what, GError *error)
+print_list(GPtrArray *names, const char *what, GError *error)
 {
-    if (!ok)
+    if (error)
         return fail(what, error);
     for (guint i = 0; i < names->len; i++)
         printf("%s\n", (char *)g_ptr_array_index(names, i));
@@ -368,7 +368,8 @@ cmd_users(Admin *a)
 {
     GError *error = NULL;
     g_autoptr(GPtrArray) users = g_ptr_array_new_with_free_func(g_free);
-    return print_list(store_users_list(a->store, users, &error), users, "users", error);
+    store_users_list(a->store, users, &error);
+    return print_list(users, "users", error);
 }
 
 static int
@@ -399,9 +400,10 @@ cmd_mailboxes(Admin *a)
     GError *error = NULL;
     g_autoptr(GPtrArray) boxes = g_ptr_array_new_with_free_func(g_free);
     int rc = need_user(a->store, a->args[0]);
-    return rc == EX_OK ? print_list(store_mailboxes_list(a->store, a->args[0], boxes, &error),
-                                    boxes, a->args[0], error)
-                       : rc;
+    if (rc != EX_OK)
+        return rc;
+    store_mailboxes_list(a->store, a->args[0], boxes, &error);
+    return print_list(boxes, a->args[0], error);
 }
 
 /* The commands: name, how many arguments, the usage line shown for any other number (NULL:

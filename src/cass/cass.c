@@ -144,22 +144,11 @@ void
 cass_column_free(gpointer p)
 {
     CassColumn *col = p;
-    if (!col)
-        return;
-    g_bytes_unref(col->name);
-    g_bytes_unref(col->value);
-    g_free(col);
-}
-
-void
-cass_cf_desc_free(gpointer p)
-{
-    CassCfDesc *d = p;
-    if (!d)
-        return;
-    g_free(d->name);
-    g_free(d->comparator);
-    g_free(d);
+    if (col) {
+        g_bytes_unref(col->name);
+        g_bytes_unref(col->value);
+        g_free(col);
+    }
 }
 
 void
@@ -596,13 +585,19 @@ cass_run(CassClient *c, const char *what, int retry_ms, CassAttempt attempt, gpo
 
 /* --- meta ----------------------------------------------------------------------------------- */
 
+/* A describe call that answers with a string, and where the string goes. */
+typedef struct {
+    gboolean (*call)(CassandraCassandraIf *iface, gchar **out, GError **error);
+    char **out;
+} TextArgs;
+
 static gboolean
-attempt_describe_version(CassClient *c, gpointer data, GError **error)
+attempt_describe_text(CassClient *c, gpointer data, GError **error)
 {
+    TextArgs *a = data;
     GError *terr = NULL;
-    char **out = data;
-    g_clear_pointer(out, g_free);
-    if (cassandra_cassandra_if_describe_version(c->iface, out, &terr))
+    g_clear_pointer(a->out, g_free);
+    if (a->call(c->iface, a->out, &terr))
         return TRUE;
     classify(c, terr, NULL, NULL, NULL, NULL, error);
     return FALSE;
@@ -611,28 +606,17 @@ attempt_describe_version(CassClient *c, gpointer data, GError **error)
 gboolean
 cass_describe_version(CassClient *c, char **version, GError **error)
 {
+    TextArgs a = {cassandra_cassandra_if_describe_version, version};
     *version = NULL;
-    return cass_run(c, "describe_version", CASS_RETRY_DEFAULT, attempt_describe_version, version,
-                    error);
-}
-
-static gboolean
-attempt_describe_cluster_name(CassClient *c, gpointer data, GError **error)
-{
-    GError *terr = NULL;
-    char **out = data;
-    g_clear_pointer(out, g_free);
-    if (cassandra_cassandra_if_describe_cluster_name(c->iface, out, &terr))
-        return TRUE;
-    classify(c, terr, NULL, NULL, NULL, NULL, error);
-    return FALSE;
+    return cass_run(c, "describe_version", CASS_RETRY_DEFAULT, attempt_describe_text, &a, error);
 }
 
 gboolean
 cass_describe_cluster_name(CassClient *c, char **name, GError **error)
 {
+    TextArgs a = {cassandra_cassandra_if_describe_cluster_name, name};
     *name = NULL;
-    return cass_run(c, "describe_cluster_name", CASS_RETRY_DEFAULT, attempt_describe_cluster_name, name,
+    return cass_run(c, "describe_cluster_name", CASS_RETRY_DEFAULT, attempt_describe_text, &a,
                     error);
 }
 
@@ -703,15 +687,8 @@ attempt_keyspace_describe(CassClient *c, gpointer data, GError **error)
         return FALSE;
     }
     *a->exists = TRUE;
-    for (guint i = 0; a->out && ks->cf_defs && i < ks->cf_defs->len; i++) {
-        CassandraCfDef *cf = g_ptr_array_index(ks->cf_defs, i);
-        const char *cmp = cf->comparator_type ? cf->comparator_type : "?";
-        const char *dot = strrchr(cmp, '.');
-        CassCfDesc *d = g_new(CassCfDesc, 1);
-        d->name = g_strdup(cf->name);
-        d->comparator = g_strdup(dot ? dot + 1 : cmp);
-        g_ptr_array_add(a->out, d);
-    }
+    for (guint i = 0; a->out && ks->cf_defs && i < ks->cf_defs->len; i++)
+        g_ptr_array_add(a->out, g_strdup(((CassandraCfDef *)ks->cf_defs->pdata[i])->name));
     g_object_unref(ks);
     return TRUE;
 }
@@ -758,28 +735,23 @@ cf_def(const char *keyspace, const CassCfSpec *spec)
     return cf;
 }
 
+/* A schema addition: the keyspace to add, or else the column family. */
 typedef struct {
-    const char *keyspace;
-    int rf;
-    const CassCfSpec *cfs;
-    guint n;
-} AddKsArgs;
+    CassandraKsDef *ks;
+    CassandraCfDef *cf;
+} SchemaAddArgs;
 
 static gboolean
-attempt_keyspace_add(CassClient *c, gpointer data, GError **error)
+attempt_schema_add(CassClient *c, gpointer data, GError **error)
 {
-    AddKsArgs *a = data;
-    g_autoptr(GPtrArray) cfs = g_ptr_array_new_with_free_func(g_object_unref);
-    for (guint i = 0; i < a->n; i++)
-        g_ptr_array_add(cfs, cf_def(a->keyspace, &a->cfs[i]));
-    CassandraKsDef *ks = g_object_new(CASSANDRA_TYPE_KS_DEF, "name", a->keyspace,
-                                      "strategy_class", "org.apache.cassandra.locator.SimpleStrategy",
-                                      "replication_factor", a->rf, "cf_defs", cfs, NULL);
+    SchemaAddArgs *a = data;
     GError *terr = NULL;
     CassandraInvalidRequestException *ire = NULL;
     char *version = NULL;
-    gboolean ok = cassandra_cassandra_if_system_add_keyspace(c->iface, &version, ks, &ire, &terr);
-    g_object_unref(ks);
+    gboolean ok = a->ks ? cassandra_cassandra_if_system_add_keyspace(c->iface, &version, a->ks,
+                                                                     &ire, &terr)
+                        : cassandra_cassandra_if_system_add_column_family(c->iface, &version,
+                                                                          a->cf, &ire, &terr);
     g_free(version);
     if (!ok)
         classify(c, terr, ire, NULL, NULL, NULL, error);
@@ -790,38 +762,27 @@ gboolean
 cass_keyspace_add(CassClient *c, const char *keyspace, int replication_factor,
                   const CassCfSpec *cfs, guint n_cfs, GError **error)
 {
-    AddKsArgs a = {keyspace, replication_factor, cfs, n_cfs};
+    g_autoptr(GPtrArray) defs = g_ptr_array_new_with_free_func(g_object_unref);
+    for (guint i = 0; i < n_cfs; i++)
+        g_ptr_array_add(defs, cf_def(keyspace, &cfs[i]));
+    SchemaAddArgs a = {g_object_new(CASSANDRA_TYPE_KS_DEF, "name", keyspace, "strategy_class",
+                                    "org.apache.cassandra.locator.SimpleStrategy",
+                                    "replication_factor", replication_factor, "cf_defs", defs,
+                                    NULL), NULL};
     /* Not retried on a fresh coordinator blindly: a schema change that timed out may have been
      * applied; the caller re-reads the schema instead. */
-    return cass_run(c, "system_add_keyspace", 0, attempt_keyspace_add, &a, error);
-}
-
-typedef struct {
-    const char *keyspace;
-    const CassCfSpec *cf;
-} AddCfArgs;
-
-static gboolean
-attempt_cf_add(CassClient *c, gpointer data, GError **error)
-{
-    AddCfArgs *a = data;
-    CassandraCfDef *cf = cf_def(a->keyspace, a->cf);
-    GError *terr = NULL;
-    CassandraInvalidRequestException *ire = NULL;
-    char *version = NULL;
-    gboolean ok = cassandra_cassandra_if_system_add_column_family(c->iface, &version, cf, &ire, &terr);
-    g_object_unref(cf);
-    g_free(version);
-    if (!ok)
-        classify(c, terr, ire, NULL, NULL, NULL, error);
+    gboolean ok = cass_run(c, "system_add_keyspace", 0, attempt_schema_add, &a, error);
+    g_object_unref(a.ks);
     return ok;
 }
 
 gboolean
 cass_column_family_add(CassClient *c, const char *keyspace, const CassCfSpec *cf, GError **error)
 {
-    AddCfArgs a = {keyspace, cf};
-    return cass_run(c, "system_add_column_family", 0, attempt_cf_add, &a, error);
+    SchemaAddArgs a = {NULL, cf_def(keyspace, cf)};
+    gboolean ok = cass_run(c, "system_add_column_family", 0, attempt_schema_add, &a, error);
+    g_object_unref(a.cf);
+    return ok;
 }
 
 typedef struct {
@@ -1296,29 +1257,26 @@ w_u8(Wire *w, guint8 v)
     w_bytes(w, &v, 1);
 }
 
+/* w_u16, w_u32, w_u64 - V big-endian (Thrift's binary protocol) */
 static void
 w_u16(Wire *w, guint16 v)
 {
-    guint8 b[2] = {(guint8)(v >> 8), (guint8)v};
-    w_bytes(w, b, 2);
+    v = GUINT16_TO_BE(v);
+    w_bytes(w, &v, sizeof v);
 }
 
 static void
 w_u32(Wire *w, guint32 v)
 {
-    guint8 b[4];
-    for (int i = 0; i < 4; i++)
-        b[i] = (guint8)(v >> (24 - 8 * i));
-    w_bytes(w, b, 4);
+    v = GUINT32_TO_BE(v);
+    w_bytes(w, &v, sizeof v);
 }
 
 static void
 w_u64(Wire *w, guint64 v)
 {
-    guint8 b[8];
-    for (int i = 0; i < 8; i++)
-        b[i] = (guint8)(v >> (56 - 8 * i));
-    w_bytes(w, b, 8);
+    v = GUINT64_TO_BE(v);
+    w_bytes(w, &v, sizeof v);
 }
 
 static void

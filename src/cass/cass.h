@@ -100,15 +100,8 @@ gboolean cass_describe_version(CassClient *c, char **version, GError **error);
 gboolean cass_describe_cluster_name(CassClient *c, char **name, GError **error);
 gboolean cass_describe_ring(CassClient *c, const char *keyspace, GPtrArray *out, GError **error);
 
-/* A column family as described by the server. */
-typedef struct {
-    char *name;
-    char *comparator;        /* the class's short name: "BytesType", "TimeUUIDType" */
-} CassCfDesc;
-void cass_cf_desc_free(gpointer desc);
-
-/* cass_keyspace_describe - whether KEYSPACE exists and, in OUT (may be NULL), a CassCfDesc* for
- * each of its column families (OUT should free with cass_cf_desc_free) */
+/* cass_keyspace_describe - whether KEYSPACE exists and, in OUT (may be NULL), the names of its
+ * column families (char *; OUT should free with g_free) */
 gboolean cass_keyspace_describe(CassClient *c, const char *keyspace, gboolean *exists,
                                 GPtrArray *out, GError **error);
 gboolean cass_keyspace_add(CassClient *c, const char *keyspace, int replication_factor,

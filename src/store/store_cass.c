@@ -958,7 +958,7 @@ store_schema_create(Store *base, int replication_factor, GError **error)
     CassClient *admin = cass_store_client(s, NULL);
     GError *e = NULL;
     gboolean exists = FALSE, ok;
-    g_autoptr(GPtrArray) cfs = g_ptr_array_new_with_free_func(cass_cf_desc_free);
+    g_autoptr(GPtrArray) cfs = g_ptr_array_new_with_free_func(g_free);
     ok = cass_keyspace_describe(admin, s->keyspace, &exists, cfs, &e);
     if (ok && !exists) {
         ok = cass_keyspace_add(admin, s->keyspace, replication_factor, schema_cfs,
@@ -971,8 +971,7 @@ store_schema_create(Store *base, int replication_factor, GError **error)
         for (gsize i = 0; ok && i < G_N_ELEMENTS(schema_cfs); i++) {
             gboolean have = FALSE;
             for (guint j = 0; j < cfs->len; j++)
-                have |= g_strcmp0(((CassCfDesc *)g_ptr_array_index(cfs, j))->name,
-                                  schema_cfs[i].name) == 0;
+                have |= g_strcmp0(g_ptr_array_index(cfs, j), schema_cfs[i].name) == 0;
             gboolean changed = FALSE;
             if (!have)
                 ok = cass_column_family_add(admin, s->keyspace, &schema_cfs[i], &e);
