@@ -62,7 +62,7 @@ E2E_BINS     := $(E2E_SRCS:test/e2e/%.c=$(B)/test/%)
 # Keep object files that pattern rules made on the way.
 .SECONDARY:
 
-.PHONY: all gen run test test-fast clean distclean install setup stop fuzz fuzz-build test-asan \
+.PHONY: all gen run test clean distclean install setup stop fuzz fuzz-build test-asan \
         pkg-check fresh-check
 all: $(PROGS) $(UNIT_BINS) $(E2E_BINS)
 

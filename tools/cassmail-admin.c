@@ -27,6 +27,8 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "store/store.h"
 #include "store/store_admin.h"
 #include "util/config.h"
@@ -108,7 +110,7 @@ read_password(gboolean prompt)
         return NULL;
     buf[strcspn(buf, "\r\n")] = '\0';
     char *pw = g_strdup(buf);
-    explicit_bzero(buf, sizeof buf);
+    OPENSSL_cleanse(buf, sizeof buf);
     return pw;
 }
 
@@ -123,7 +125,7 @@ set_password(Store *store, const char *user, char *pw, int iterations)
         return EX_DATAERR;
     }
     char *hash = password_hash_iterations(pw, (guint)iterations, &error);
-    explicit_bzero(pw, strlen(pw));
+    OPENSSL_cleanse(pw, strlen(pw));
     g_free(pw);
     if (!hash)
         return fail("password", error);
@@ -147,13 +149,26 @@ need_user(Store *store, const char *user)
     return EX_OK;
 }
 
+/* What a command works with: the store, the configuration, its arguments and the options. */
+typedef struct {
+    Store *store;
+    const CassmailConfig *cfg;
+    char **args;
+    int n;
+    int rf;                  /* --rf; 0: [cassandra] replication_factor */
+    gboolean password_stdin;
+    int iterations;          /* --iterations, or [auth] password_iterations */
+    int min_age;             /* --min-age; -1: [store] gc_min_age_s */
+    gboolean dry_run;
+} Admin;
+
 static int
-cmd_ring(Store *store, const CassmailConfig *cfg)
+cmd_ring(Admin *a)
 {
-    CassClient *client = store_cass_client(store);
+    CassClient *client = store_cass_client(a->store);
     g_autoptr(GPtrArray) ranges = g_ptr_array_new_with_free_func(cass_token_range_free);
     GError *error = NULL;
-    if (!cass_describe_ring(client, cfg->keyspace, ranges, &error))
+    if (!cass_describe_ring(client, a->cfg->keyspace, ranges, &error))
         return fail("ring", error);
     printf("%-42s %-42s %s\n", "start token (exclusive)", "end token (inclusive)", "endpoints");
     for (guint i = 0; i < ranges->len; i++) {
@@ -165,9 +180,9 @@ cmd_ring(Store *store, const CassmailConfig *cfg)
 }
 
 static int
-cmd_version(Store *store)
+cmd_version(Admin *a)
 {
-    CassClient *client = store_cass_client(store);
+    CassClient *client = store_cass_client(a->store);
     g_autofree char *name = NULL, *version = NULL;
     GError *error = NULL;
     if (!cass_describe_cluster_name(client, &name, &error) ||
@@ -178,8 +193,11 @@ cmd_version(Store *store)
 }
 
 static int
-cmd_list(Store *store, const char *user, const char *box, guint batch)
+cmd_list(Admin *a)
 {
+    Store *store = a->store;
+    const char *user = a->args[0], *box = a->n == 2 ? a->args[1] : "inbox";
+    guint batch = (guint)a->cfg->batch_size;
     g_autoptr(GArray) page = g_array_new(FALSE, FALSE, sizeof(StoreIndexEntry));
     StoreMsgId last;
     gboolean have_last = FALSE;
@@ -202,8 +220,10 @@ cmd_list(Store *store, const char *user, const char *box, guint batch)
 }
 
 static int
-cmd_fetch(Store *store, const char *user, const char *box, const char *id_text)
+cmd_fetch(Admin *a)
 {
+    Store *store = a->store;
+    const char *user = a->args[0], *box = a->args[1], *id_text = a->args[2];
     StoreMsgId id;
     if (!store_msgid_from_text(id_text, &id)) {
         fprintf(stderr, "cassmail-admin: not a TimeUUID: %s\n", id_text);
@@ -237,12 +257,14 @@ cmd_fetch(Store *store, const char *user, const char *box, const char *id_text)
 
 /* cmd_gc - store_gc, and a report of what it found and did */
 static int
-cmd_gc(Store *store, int min_age_s, gboolean dry_run)
+cmd_gc(Admin *a)
 {
+    int min_age_s = a->min_age >= 0 ? a->min_age : a->cfg->gc_min_age_s;
+    gboolean dry_run = a->dry_run;
     StoreGcReport r;
     GError *error = NULL;
     gint64 t0 = g_get_monotonic_time();
-    if (!store_gc(store, min_age_s, dry_run, &r, &error)) {
+    if (!store_gc(a->store, min_age_s, dry_run, &r, &error)) {
         fprintf(stderr, "cassmail-admin: gc: nothing removed: the scan at consistency ALL did not "
                         "complete (is a replica down?)\n");
         return fail("gc", error);
@@ -258,8 +280,10 @@ cmd_gc(Store *store, int min_age_s, gboolean dry_run)
 }
 
 static int
-cmd_import(Store *store, const char *path)
+cmd_import(Admin *a)
 {
+    Store *store = a->store;
+    const char *path = a->args[0];
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
     if (!f) {
         fprintf(stderr, "cassmail-admin: %s: %s\n", path, g_strerror(errno));
@@ -291,27 +315,161 @@ cmd_import(Store *store, const char *path)
     return rc != EX_OK ? rc : bad ? EX_DATAERR : EX_OK;
 }
 
+
+static int
+cmd_schema(Admin *a)
+{
+    GError *error = NULL;
+    if (!store_schema_create(a->store, a->rf > 0 ? a->rf : a->cfg->replication_factor, &error))
+        return fail("schema", error);
+    printf("keyspace %s ready (Users, Mailboxes, MailboxIndex, Bodies, Credentials)\n",
+           a->cfg->keyspace);
+    return EX_OK;
+}
+
+static int
+cmd_useradd(Admin *a)
+{
+    GError *error = NULL;
+    const char *user = a->args[0];
+    if (!store_name_valid(user)) {
+        fprintf(stderr, "cassmail-admin: invalid user name \"%s\": use 1-64 of a-z 0-9 . _ + -\n", user);
+        return EX_DATAERR;
+    }
+    if (!store_user_add(a->store, user, &error))
+        return fail(user, error);
+    return a->password_stdin ? set_password(a->store, user, read_password(FALSE), a->iterations)
+                             : EX_OK;
+}
+
+static int
+cmd_userdel(Admin *a)
+{
+    GError *error = NULL;
+    int rc = need_user(a->store, a->args[0]);
+    if (rc == EX_OK && !store_user_del(a->store, a->args[0], &error))
+        rc = fail(a->args[0], error);
+    return rc;
+}
+
+/* print_list - NAMES one a line, or ERROR (when set) for WHAT */
+static int
+print_list(GPtrArray *names, const char *what, GError *error)
+{
+    if (error)
+        return fail(what, error);
+    for (guint i = 0; i < names->len; i++)
+        printf("%s\n", (char *)g_ptr_array_index(names, i));
+    return EX_OK;
+}
+
+static int
+cmd_users(Admin *a)
+{
+    GError *error = NULL;
+    g_autoptr(GPtrArray) users = g_ptr_array_new_with_free_func(g_free);
+    store_users_list(a->store, users, &error);
+    return print_list(users, "users", error);
+}
+
+static int
+cmd_passwd(Admin *a)
+{
+    int rc = need_user(a->store, a->args[0]);
+    return rc == EX_OK ? set_password(a->store, a->args[0], read_password(TRUE), a->iterations)
+                       : rc;
+}
+
+static int
+cmd_mailbox(Admin *a)
+{
+    GError *error = NULL;
+    if (strcmp(a->args[0], "add") != 0) {
+        fprintf(stderr, "cassmail-admin: usage: mailbox add USER BOX\n");
+        return EX_USAGE;
+    }
+    int rc = need_user(a->store, a->args[1]);
+    if (rc == EX_OK && !store_mailbox_add(a->store, a->args[1], a->args[2], &error))
+        rc = fail(a->args[2], error);
+    return rc;
+}
+
+static int
+cmd_mailboxes(Admin *a)
+{
+    GError *error = NULL;
+    g_autoptr(GPtrArray) boxes = g_ptr_array_new_with_free_func(g_free);
+    int rc = need_user(a->store, a->args[0]);
+    if (rc != EX_OK)
+        return rc;
+    store_mailboxes_list(a->store, a->args[0], boxes, &error);
+    return print_list(boxes, a->args[0], error);
+}
+
+/* The commands: name, how many arguments, the usage line shown for any other number (NULL:
+ * "takes N arguments"), and what runs it. */
+static const struct {
+    const char *name;
+    int min_args, max_args;
+    const char *usage;
+    int (*run)(Admin *a);
+} commands[] = {
+    {"schema", 0, 0, NULL, cmd_schema},
+    {"useradd", 1, 1, NULL, cmd_useradd},
+    {"userdel", 1, 1, NULL, cmd_userdel},
+    {"users", 0, 0, NULL, cmd_users},
+    {"passwd", 1, 1, NULL, cmd_passwd},
+    {"mailbox", 3, 3, "mailbox add USER BOX", cmd_mailbox},
+    {"mailboxes", 1, 1, NULL, cmd_mailboxes},
+    {"import", 1, 1, NULL, cmd_import},
+    {"ring", 0, 0, NULL, cmd_ring},
+    {"version", 0, 0, NULL, cmd_version},
+    {"list", 1, 2, "list USER [BOX]", cmd_list},
+    {"fetch", 3, 3, NULL, cmd_fetch},
+    {"gc", 0, 0, NULL, cmd_gc},
+};
+
+/* run_command - the command ARGV[0] with the arguments after it, or EX_USAGE and why not */
+static int
+run_command(Admin *a, int argc, char **argv)
+{
+    for (gsize i = 0; i < G_N_ELEMENTS(commands); i++) {
+        if (strcmp(commands[i].name, argv[0]) != 0)
+            continue;
+        int n = argc - 1, k = commands[i].min_args;
+        if (n < k || n > commands[i].max_args) {
+            if (commands[i].usage)
+                fprintf(stderr, "cassmail-admin: usage: %s\n", commands[i].usage);
+            else
+                fprintf(stderr, "cassmail-admin: %s takes %d argument%s (see --help)\n",
+                        argv[0], k, k == 1 ? "" : "s");
+            return EX_USAGE;
+        }
+        a->args = argv + 1;
+        a->n = n;
+        return commands[i].run(a);
+    }
+    fprintf(stderr, "cassmail-admin: unknown command \"%s\" (see --help)\n", argv[0]);
+    return EX_USAGE;
+}
+
 int
 main(int argc, char **argv)
 {
     g_autofree char *config_path = NULL;
-    int rf = 0;
-    gboolean password_stdin = FALSE;
-    int iterations = 0;   /* 0: [auth] password_iterations */
-    int min_age = -1;
-    gboolean dry_run = FALSE;
+    Admin a = {.min_age = -1};   /* iterations 0: [auth] password_iterations */
     GOptionEntry entries[] = {
         {"config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "configuration file", "FILE"},
-        {"rf", 0, 0, G_OPTION_ARG_INT, &rf, "replication factor for schema (default: configuration)", "N"},
-        {"password-stdin", 0, 0, G_OPTION_ARG_NONE, &password_stdin,
+        {"rf", 0, 0, G_OPTION_ARG_INT, &a.rf, "replication factor for schema (default: configuration)", "N"},
+        {"password-stdin", 0, 0, G_OPTION_ARG_NONE, &a.password_stdin,
          "useradd: read the password from standard input", NULL},
-        {"iterations", 0, 0, G_OPTION_ARG_INT, &iterations,
+        {"iterations", 0, 0, G_OPTION_ARG_INT, &a.iterations,
          "passwd, useradd: PBKDF2 iterations of the new hash (default: [auth] password_iterations, "
          G_STRINGIFY(PASSWORD_ITERATIONS) " unless set)",
          "N"},
-        {"min-age", 0, 0, G_OPTION_ARG_INT, &min_age,
+        {"min-age", 0, 0, G_OPTION_ARG_INT, &a.min_age,
          "gc: leave bodies younger than S seconds alone (default [store] gc_min_age_s)", "S"},
-        {"dry-run", 0, 0, G_OPTION_ARG_NONE, &dry_run, "gc: count, remove nothing", NULL},
+        {"dry-run", 0, 0, G_OPTION_ARG_NONE, &a.dry_run, "gc: count, remove nothing", NULL},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
     g_autoptr(GOptionContext) ctx = g_option_context_new(usage_text);
@@ -329,9 +487,10 @@ main(int argc, char **argv)
         return EX_USAGE;
     }
     /* checked here too, so that a bad value is refused before a password is asked for */
-    if (iterations != 0 && (iterations < PASSWORD_ITERATIONS_MIN || iterations > PASSWORD_ITERATIONS_MAX)) {
+    if (a.iterations != 0 &&
+        (a.iterations < PASSWORD_ITERATIONS_MIN || a.iterations > PASSWORD_ITERATIONS_MAX)) {
         fprintf(stderr, "cassmail-admin: --iterations must be from %d to %d (got %d)\n",
-                PASSWORD_ITERATIONS_MIN, PASSWORD_ITERATIONS_MAX, iterations);
+                PASSWORD_ITERATIONS_MIN, PASSWORD_ITERATIONS_MAX, a.iterations);
         return EX_USAGE;
     }
     if (!config_path && g_file_test(DEFAULT_CONFIG, G_FILE_TEST_EXISTS))
@@ -343,101 +502,17 @@ main(int argc, char **argv)
         return EX_CONFIG;
     }
     password_set_cost((guint)cfg->password_iterations);
-    if (iterations == 0)
-        iterations = cfg->password_iterations;
+    if (a.iterations == 0)
+        a.iterations = cfg->password_iterations;
     Store *store = store_open(cfg, &error);
     if (!store) {
         config_free(&cfg);
         return fail("store", error);
     }
 
-    const char *cmd = argv[1];
-    int n = argc - 2;
-    char **args = argv + 2;
-    int rc = EX_USAGE;
-#define NEED(k) if (n != (k)) { fprintf(stderr, "cassmail-admin: %s takes %d argument%s (see --help)\n", cmd, (k), (k) == 1 ? "" : "s"); goto out; }
-    if (strcmp(cmd, "schema") == 0) {
-        NEED(0);
-        int want = rf > 0 ? rf : cfg->replication_factor;
-        if (!store_schema_create(store, want, &error)) {
-            rc = fail("schema", error);
-        } else {
-            printf("keyspace %s ready (Users, Mailboxes, MailboxIndex, Bodies, Credentials)\n",
-                   cfg->keyspace);
-            rc = EX_OK;
-        }
-    } else if (strcmp(cmd, "useradd") == 0) {
-        NEED(1);
-        if (!store_name_valid(args[0])) {
-            fprintf(stderr, "cassmail-admin: invalid user name \"%s\": use 1-64 of a-z 0-9 . _ + -\n", args[0]);
-            rc = EX_DATAERR;
-        } else if (!store_user_add(store, args[0], &error)) {
-            rc = fail(args[0], error);
-        } else {
-            rc = password_stdin ? set_password(store, args[0], read_password(FALSE), iterations) : EX_OK;
-        }
-    } else if (strcmp(cmd, "userdel") == 0) {
-        NEED(1);
-        rc = need_user(store, args[0]);
-        if (rc == EX_OK && !store_user_del(store, args[0], &error))
-            rc = fail(args[0], error);
-    } else if (strcmp(cmd, "users") == 0) {
-        NEED(0);
-        g_autoptr(GPtrArray) users = g_ptr_array_new_with_free_func(g_free);
-        if (!store_users_list(store, users, &error)) {
-            rc = fail("users", error);
-        } else {
-            for (guint i = 0; i < users->len; i++)
-                printf("%s\n", (char *)g_ptr_array_index(users, i));
-            rc = EX_OK;
-        }
-    } else if (strcmp(cmd, "passwd") == 0) {
-        NEED(1);
-        rc = need_user(store, args[0]);
-        if (rc == EX_OK)
-            rc = set_password(store, args[0], read_password(TRUE), iterations);
-    } else if (strcmp(cmd, "mailbox") == 0) {
-        if (n != 3 || strcmp(args[0], "add") != 0) {
-            fprintf(stderr, "cassmail-admin: usage: mailbox add USER BOX\n");
-            goto out;
-        }
-        rc = need_user(store, args[1]);
-        if (rc == EX_OK && !store_mailbox_add(store, args[1], args[2], &error))
-            rc = fail(args[2], error);
-    } else if (strcmp(cmd, "mailboxes") == 0) {
-        NEED(1);
-        g_autoptr(GPtrArray) boxes = g_ptr_array_new_with_free_func(g_free);
-        rc = need_user(store, args[0]);
-        if (rc == EX_OK && !store_mailboxes_list(store, args[0], boxes, &error))
-            rc = fail(args[0], error);
-        for (guint i = 0; rc == EX_OK && i < boxes->len; i++)
-            printf("%s\n", (char *)g_ptr_array_index(boxes, i));
-    } else if (strcmp(cmd, "import") == 0) {
-        NEED(1);
-        rc = cmd_import(store, args[0]);
-    } else if (strcmp(cmd, "ring") == 0) {
-        NEED(0);
-        rc = cmd_ring(store, cfg);
-    } else if (strcmp(cmd, "version") == 0) {
-        NEED(0);
-        rc = cmd_version(store);
-    } else if (strcmp(cmd, "list") == 0) {
-        if (n != 1 && n != 2) {
-            fprintf(stderr, "cassmail-admin: usage: list USER [BOX]\n");
-            goto out;
-        }
-        rc = cmd_list(store, args[0], n == 2 ? args[1] : "inbox", (guint)cfg->batch_size);
-    } else if (strcmp(cmd, "fetch") == 0) {
-        NEED(3);
-        rc = cmd_fetch(store, args[0], args[1], args[2]);
-    } else if (strcmp(cmd, "gc") == 0) {
-        NEED(0);
-        rc = cmd_gc(store, min_age >= 0 ? min_age : cfg->gc_min_age_s, dry_run);
-    } else {
-        fprintf(stderr, "cassmail-admin: unknown command \"%s\" (see --help)\n", cmd);
-    }
-#undef NEED
-out:
+    a.store = store;
+    a.cfg = cfg;
+    int rc = run_command(&a, argc - 1, argv + 1);
     store_free(&store);
     config_free(&cfg);
     return rc;

@@ -28,6 +28,7 @@
 
 #include "cassandra_cassandra.h"
 #include "util/log.h"
+#include "util/text.h"
 
 G_DEFINE_QUARK(cassmail-cass-error-quark, cass_error)
 
@@ -143,11 +144,11 @@ void
 cass_column_free(gpointer p)
 {
     CassColumn *col = p;
-    if (!col)
-        return;
-    g_bytes_unref(col->name);
-    g_bytes_unref(col->value);
-    g_free(col);
+    if (col) {
+        g_bytes_unref(col->name);
+        g_bytes_unref(col->value);
+        g_free(col);
+    }
 }
 
 void
@@ -328,41 +329,18 @@ cass_client_set_unavailable_ms(CassClient *c, int unavailable_ms)
     c->unavailable_ms = unavailable_ms >= 0 ? unavailable_ms : 0;
 }
 
-int
-cass_client_set_retry_ms(CassClient *c, int retry_ms)
-{
-    int old = c->retry_ms;
-    c->retry_ms = retry_ms >= 0 ? retry_ms : 0;
-    return old;
-}
+/* The Thrift port of Cassandra 0.7, for an endpoint that names none. */
+#define CASS_DEFAULT_PORT 9160
 
-/* split_endpoint - "host:port" or "[v6]:port" into its parts; port defaults to 9160 */
-static void
-split_endpoint(const char *ep, char **host, char **port)
-{
-    const char *colon = strrchr(ep, ':');
-    if (ep[0] == '[') {
-        const char *close_br = strchr(ep, ']');
-        *host = g_strndup(ep + 1, close_br ? (gsize)(close_br - ep - 1) : strlen(ep + 1));
-        *port = g_strdup(close_br && close_br[1] == ':' ? close_br + 2 : "9160");
-    } else if (colon) {
-        *host = g_strndup(ep, (gsize)(colon - ep));
-        *port = g_strdup(colon + 1);
-    } else {
-        *host = g_strdup(ep);
-        *port = g_strdup("9160");
-    }
-}
-
-/* tcp_connect - a connected blocking socket with I/O timeouts, or -1 and ERROR */
+/* tcp_connect - a connected blocking socket with I/O timeouts to HOST:PORT, or -1 and ERROR */
 static int
-tcp_connect(const char *endpoint, int timeout_ms, GError **error)
+tcp_connect(const char *endpoint, const char *host, guint port, int timeout_ms, GError **error)
 {
-    g_autofree char *host = NULL, *port = NULL;
-    split_endpoint(endpoint, &host, &port);
+    char service[8];
+    g_snprintf(service, sizeof service, "%u", port);
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC};
     struct addrinfo *res = NULL;
-    int rc = getaddrinfo(host, port, &hints, &res);
+    int rc = getaddrinfo(host, service, &hints, &res);
     if (rc != 0) {
         g_set_error(error, CASS_ERROR, CASS_ERROR_TRANSPORT, "%s: %s", endpoint, gai_strerror(rc));
         return -1;
@@ -451,14 +429,19 @@ connect_current(CassClient *c, GError **error)
         g_set_error(error, CASS_ERROR, CASS_ERROR_TRANSPORT, "no Cassandra endpoints configured");
         return FALSE;
     }
-    c->fd = tcp_connect(c->endpoints[c->current], c->timeout_ms, error);
+    const char *endpoint = c->endpoints[c->current];
+    g_autofree char *host = NULL;
+    guint port = 0;
+    if (!text_hostport_split(endpoint, CASS_DEFAULT_PORT, &host, &port)) {
+        g_set_error(error, CASS_ERROR, CASS_ERROR_TRANSPORT, "%s: expected host:port", endpoint);
+        return FALSE;
+    }
+    c->fd = tcp_connect(endpoint, host, port, c->timeout_ms, error);
     if (c->fd < 0)
         return FALSE;
     /* ThriftSocket's own open() has no connect timeout; it is handed our connected socket
      * instead (its "sd"), which it then reads, writes and closes like one it opened itself. */
-    g_autofree char *host = NULL, *port = NULL;
-    split_endpoint(c->endpoints[c->current], &host, &port);
-    c->socket = g_object_new(THRIFT_TYPE_SOCKET, "hostname", host, "port", (guint)atoi(port), NULL);
+    c->socket = g_object_new(THRIFT_TYPE_SOCKET, "hostname", host, "port", port, NULL);
     THRIFT_SOCKET(c->socket)->sd = c->fd;
     c->framed = g_object_new(cass_framed_transport_get_type(), "transport", c->socket, NULL);
     ((CassFramedTransport *)c->framed)->owner = c;
@@ -509,7 +492,8 @@ next_endpoint(CassClient *c, guint from, gint64 now)
 
 typedef gboolean (*CassAttempt)(CassClient *c, gpointer data, GError **error);
 
-/* cass_run - ATTEMPT on the current endpoint, failing over and retrying within the budget
+/* cass_run - ATTEMPT on the current endpoint, failing over and retrying within the budget:
+ * RETRY_MS, at most the client's (CASS_RETRY_DEFAULT: the client's)
  *
  * A transport error (refused, reset, timed out) puts the endpoint in back-off and moves to the
  * most preferred endpoint that is not in back-off. Unavailable and TimedOut leave the endpoint
@@ -522,14 +506,16 @@ typedef gboolean (*CassAttempt)(CassClient *c, gpointer data, GError **error);
  * Unavailable is the coordinator's considered answer (it knows too few replicas are alive), and
  * a failure detector changes its mind in tens of seconds, not in the time a client should wait:
  * once every endpoint has said Unavailable in a row and the operation has run for unavailable_ms,
- * it fails at once instead of spending the rest of retry_ms. A replica that is down at CL ALL
+ * it fails at once instead of spending the rest of the budget. A replica that is down at CL ALL
  * then costs each message that needs it a quick 451, not a session held for retry_ms. */
 static gboolean
-cass_run(CassClient *c, const char *what, CassAttempt attempt, gpointer data, GError **error)
+cass_run(CassClient *c, const char *what, int retry_ms, CassAttempt attempt, gpointer data,
+         GError **error)
 {
+    int budget = retry_ms < 0 ? c->retry_ms : MIN(retry_ms, c->retry_ms);
     gint64 start = g_get_monotonic_time();
-    gint64 deadline = start + (gint64)c->retry_ms * 1000;
-    gint64 unavailable_deadline = start + (gint64)MIN(c->unavailable_ms, c->retry_ms) * 1000;
+    gint64 deadline = start + (gint64)budget * 1000;
+    gint64 unavailable_deadline = start + (gint64)MIN(c->unavailable_ms, budget) * 1000;
     guint unavailable_in_a_row = 0;
     /* moves already logged in this operation: bit FROM * n + TO (small lists; longer lists are
      * logged without the bookkeeping) */
@@ -599,13 +585,19 @@ cass_run(CassClient *c, const char *what, CassAttempt attempt, gpointer data, GE
 
 /* --- meta ----------------------------------------------------------------------------------- */
 
+/* A describe call that answers with a string, and where the string goes. */
+typedef struct {
+    gboolean (*call)(CassandraCassandraIf *iface, gchar **out, GError **error);
+    char **out;
+} TextArgs;
+
 static gboolean
-attempt_describe_version(CassClient *c, gpointer data, GError **error)
+attempt_describe_text(CassClient *c, gpointer data, GError **error)
 {
+    TextArgs *a = data;
     GError *terr = NULL;
-    char **out = data;
-    g_clear_pointer(out, g_free);
-    if (cassandra_cassandra_if_describe_version(c->iface, out, &terr))
+    g_clear_pointer(a->out, g_free);
+    if (a->call(c->iface, a->out, &terr))
         return TRUE;
     classify(c, terr, NULL, NULL, NULL, NULL, error);
     return FALSE;
@@ -614,27 +606,18 @@ attempt_describe_version(CassClient *c, gpointer data, GError **error)
 gboolean
 cass_describe_version(CassClient *c, char **version, GError **error)
 {
+    TextArgs a = {cassandra_cassandra_if_describe_version, version};
     *version = NULL;
-    return cass_run(c, "describe_version", attempt_describe_version, version, error);
-}
-
-static gboolean
-attempt_describe_cluster_name(CassClient *c, gpointer data, GError **error)
-{
-    GError *terr = NULL;
-    char **out = data;
-    g_clear_pointer(out, g_free);
-    if (cassandra_cassandra_if_describe_cluster_name(c->iface, out, &terr))
-        return TRUE;
-    classify(c, terr, NULL, NULL, NULL, NULL, error);
-    return FALSE;
+    return cass_run(c, "describe_version", CASS_RETRY_DEFAULT, attempt_describe_text, &a, error);
 }
 
 gboolean
 cass_describe_cluster_name(CassClient *c, char **name, GError **error)
 {
+    TextArgs a = {cassandra_cassandra_if_describe_cluster_name, name};
     *name = NULL;
-    return cass_run(c, "describe_cluster_name", attempt_describe_cluster_name, name, error);
+    return cass_run(c, "describe_cluster_name", CASS_RETRY_DEFAULT, attempt_describe_text, &a,
+                    error);
 }
 
 typedef struct {
@@ -672,7 +655,7 @@ gboolean
 cass_describe_ring(CassClient *c, const char *keyspace, GPtrArray *out, GError **error)
 {
     RingArgs a = {keyspace, out};
-    return cass_run(c, "describe_ring", attempt_describe_ring, &a, error);
+    return cass_run(c, "describe_ring", CASS_RETRY_DEFAULT, attempt_describe_ring, &a, error);
 }
 
 typedef struct {
@@ -704,12 +687,8 @@ attempt_keyspace_describe(CassClient *c, gpointer data, GError **error)
         return FALSE;
     }
     *a->exists = TRUE;
-    for (guint i = 0; a->out && ks->cf_defs && i < ks->cf_defs->len; i++) {
-        CassandraCfDef *cf = g_ptr_array_index(ks->cf_defs, i);
-        const char *cmp = cf->comparator_type ? cf->comparator_type : "?";
-        const char *dot = strrchr(cmp, '.');
-        g_ptr_array_add(a->out, g_strdup_printf("%s %s", cf->name, dot ? dot + 1 : cmp));
-    }
+    for (guint i = 0; a->out && ks->cf_defs && i < ks->cf_defs->len; i++)
+        g_ptr_array_add(a->out, g_strdup(((CassandraCfDef *)ks->cf_defs->pdata[i])->name));
     g_object_unref(ks);
     return TRUE;
 }
@@ -720,7 +699,8 @@ cass_keyspace_describe(CassClient *c, const char *keyspace, gboolean *exists, GP
 {
     DescribeArgs a = {keyspace, exists, out};
     *exists = FALSE;
-    return cass_run(c, "describe_keyspace", attempt_keyspace_describe, &a, error);
+    return cass_run(c, "describe_keyspace", CASS_RETRY_DEFAULT, attempt_keyspace_describe, &a,
+                    error);
 }
 
 /* cf_def_tune - set in CF the memtable and compaction thresholds SPEC gives (not 0) */
@@ -755,28 +735,23 @@ cf_def(const char *keyspace, const CassCfSpec *spec)
     return cf;
 }
 
+/* A schema addition: the keyspace to add, or else the column family. */
 typedef struct {
-    const char *keyspace;
-    int rf;
-    const CassCfSpec *cfs;
-    guint n;
-} AddKsArgs;
+    CassandraKsDef *ks;
+    CassandraCfDef *cf;
+} SchemaAddArgs;
 
 static gboolean
-attempt_keyspace_add(CassClient *c, gpointer data, GError **error)
+attempt_schema_add(CassClient *c, gpointer data, GError **error)
 {
-    AddKsArgs *a = data;
-    g_autoptr(GPtrArray) cfs = g_ptr_array_new_with_free_func(g_object_unref);
-    for (guint i = 0; i < a->n; i++)
-        g_ptr_array_add(cfs, cf_def(a->keyspace, &a->cfs[i]));
-    CassandraKsDef *ks = g_object_new(CASSANDRA_TYPE_KS_DEF, "name", a->keyspace,
-                                      "strategy_class", "org.apache.cassandra.locator.SimpleStrategy",
-                                      "replication_factor", a->rf, "cf_defs", cfs, NULL);
+    SchemaAddArgs *a = data;
     GError *terr = NULL;
     CassandraInvalidRequestException *ire = NULL;
     char *version = NULL;
-    gboolean ok = cassandra_cassandra_if_system_add_keyspace(c->iface, &version, ks, &ire, &terr);
-    g_object_unref(ks);
+    gboolean ok = a->ks ? cassandra_cassandra_if_system_add_keyspace(c->iface, &version, a->ks,
+                                                                     &ire, &terr)
+                        : cassandra_cassandra_if_system_add_column_family(c->iface, &version,
+                                                                          a->cf, &ire, &terr);
     g_free(version);
     if (!ok)
         classify(c, terr, ire, NULL, NULL, NULL, error);
@@ -787,45 +762,26 @@ gboolean
 cass_keyspace_add(CassClient *c, const char *keyspace, int replication_factor,
                   const CassCfSpec *cfs, guint n_cfs, GError **error)
 {
-    AddKsArgs a = {keyspace, replication_factor, cfs, n_cfs};
+    g_autoptr(GPtrArray) defs = g_ptr_array_new_with_free_func(g_object_unref);
+    for (guint i = 0; i < n_cfs; i++)
+        g_ptr_array_add(defs, cf_def(keyspace, &cfs[i]));
+    SchemaAddArgs a = {g_object_new(CASSANDRA_TYPE_KS_DEF, "name", keyspace, "strategy_class",
+                                    "org.apache.cassandra.locator.SimpleStrategy",
+                                    "replication_factor", replication_factor, "cf_defs", defs,
+                                    NULL), NULL};
     /* Not retried on a fresh coordinator blindly: a schema change that timed out may have been
      * applied; the caller re-reads the schema instead. */
-    int saved = c->retry_ms;
-    c->retry_ms = 0;
-    gboolean ok = cass_run(c, "system_add_keyspace", attempt_keyspace_add, &a, error);
-    c->retry_ms = saved;
-    return ok;
-}
-
-typedef struct {
-    const char *keyspace;
-    const CassCfSpec *cf;
-} AddCfArgs;
-
-static gboolean
-attempt_cf_add(CassClient *c, gpointer data, GError **error)
-{
-    AddCfArgs *a = data;
-    CassandraCfDef *cf = cf_def(a->keyspace, a->cf);
-    GError *terr = NULL;
-    CassandraInvalidRequestException *ire = NULL;
-    char *version = NULL;
-    gboolean ok = cassandra_cassandra_if_system_add_column_family(c->iface, &version, cf, &ire, &terr);
-    g_object_unref(cf);
-    g_free(version);
-    if (!ok)
-        classify(c, terr, ire, NULL, NULL, NULL, error);
+    gboolean ok = cass_run(c, "system_add_keyspace", 0, attempt_schema_add, &a, error);
+    g_object_unref(a.ks);
     return ok;
 }
 
 gboolean
 cass_column_family_add(CassClient *c, const char *keyspace, const CassCfSpec *cf, GError **error)
 {
-    AddCfArgs a = {keyspace, cf};
-    int saved = c->retry_ms;
-    c->retry_ms = 0;
-    gboolean ok = cass_run(c, "system_add_column_family", attempt_cf_add, &a, error);
-    c->retry_ms = saved;
+    SchemaAddArgs a = {NULL, cf_def(keyspace, cf)};
+    gboolean ok = cass_run(c, "system_add_column_family", 0, attempt_schema_add, &a, error);
+    g_object_unref(a.cf);
     return ok;
 }
 
@@ -891,11 +847,8 @@ cass_column_family_tune(CassClient *c, const char *keyspace, const CassCfSpec *c
 {
     TuneCfArgs a = {keyspace, cf, changed};
     *changed = FALSE;
-    int saved = c->retry_ms;
-    c->retry_ms = 0;   /* a schema change: re-read, never blindly repeated (as for adding) */
-    gboolean ok = cass_run(c, "system_update_column_family", attempt_cf_tune, &a, error);
-    c->retry_ms = saved;
-    return ok;
+    /* a schema change: re-read, never blindly repeated (as for adding) */
+    return cass_run(c, "system_update_column_family", 0, attempt_cf_tune, &a, error);
 }
 
 static gboolean
@@ -923,7 +876,8 @@ cass_schema_agree(CassClient *c, int timeout_ms, GError **error)
     gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
     for (;;) {
         guint n = 0;
-        if (!cass_run(c, "describe_schema_versions", attempt_schema_versions, &n, error))
+        if (!cass_run(c, "describe_schema_versions", CASS_RETRY_DEFAULT, attempt_schema_versions,
+                      &n, error))
             return FALSE;
         if (n <= 1)
             return TRUE;
@@ -1007,11 +961,11 @@ attempt_get_slice(CassClient *c, gpointer data, GError **error)
 gboolean
 cass_get_slice(CassClient *c, const char *cf, const void *key, gsize key_len, const void *start,
                gsize start_len, const void *finish, gsize finish_len, gboolean reversed, int count,
-               int consistency, GPtrArray *out, GError **error)
+               int consistency, int retry_ms, GPtrArray *out, GError **error)
 {
     SliceArgs a = {cf, byte_array(key, key_len), byte_array(start, start_len),
                    byte_array(finish, finish_len), reversed, count, consistency, out};
-    gboolean ok = cass_run(c, "get_slice", attempt_get_slice, &a, error);
+    gboolean ok = cass_run(c, "get_slice", retry_ms, attempt_get_slice, &a, error);
     g_byte_array_unref(a.key);
     g_byte_array_unref(a.start);
     g_byte_array_unref(a.finish);
@@ -1055,11 +1009,11 @@ attempt_get(CassClient *c, gpointer data, GError **error)
 
 gboolean
 cass_get(CassClient *c, const char *cf, const void *key, gsize key_len, const void *name,
-         gsize name_len, int consistency, CassColumn **out, GError **error)
+         gsize name_len, int consistency, int retry_ms, CassColumn **out, GError **error)
 {
     GetArgs a = {cf, byte_array(key, key_len), byte_array(name, name_len), consistency, out};
     *out = NULL;
-    gboolean ok = cass_run(c, "get", attempt_get, &a, error);
+    gboolean ok = cass_run(c, "get", retry_ms, attempt_get, &a, error);
     g_byte_array_unref(a.key);
     g_byte_array_unref(a.name);
     return ok;
@@ -1115,11 +1069,11 @@ attempt_range_keys(CassClient *c, gpointer data, GError **error)
 
 gboolean
 cass_range_keys(CassClient *c, const char *cf, const void *start_key, gsize start_len, int count,
-                int consistency, GPtrArray *out, guint *rows_seen, GError **error)
+                int consistency, int retry_ms, GPtrArray *out, guint *rows_seen, GError **error)
 {
     guint seen = 0;
     RangeArgs a = {cf, byte_array(start_key, start_len), count, consistency, out, &seen};
-    gboolean ok = cass_run(c, "get_range_slices", attempt_range_keys, &a, error);
+    gboolean ok = cass_run(c, "get_range_slices", retry_ms, attempt_range_keys, &a, error);
     g_byte_array_unref(a.start);
     if (rows_seen)
         *rows_seen = seen;
@@ -1155,10 +1109,10 @@ attempt_remove(CassClient *c, gpointer data, GError **error)
 
 gboolean
 cass_remove_row(CassClient *c, const char *cf, const void *key, gsize key_len, gint64 timestamp,
-                int consistency, GError **error)
+                int consistency, int retry_ms, GError **error)
 {
     RemoveArgs a = {cf, byte_array(key, key_len), timestamp, consistency};
-    gboolean ok = cass_run(c, "remove", attempt_remove, &a, error);
+    gboolean ok = cass_run(c, "remove", retry_ms, attempt_remove, &a, error);
     g_byte_array_unref(a.key);
     return ok;
 }
@@ -1210,12 +1164,6 @@ cass_batch_free(CassBatch **bp)
     g_ptr_array_unref(b->rows);
     g_free(b);
     *bp = NULL;
-}
-
-guint
-cass_batch_size(CassBatch *b)
-{
-    return b->n_mutations;
 }
 
 /* batch_list - the mutation list for (KEY, CF), created on first use */
@@ -1309,29 +1257,26 @@ w_u8(Wire *w, guint8 v)
     w_bytes(w, &v, 1);
 }
 
+/* w_u16, w_u32, w_u64 - V big-endian (Thrift's binary protocol) */
 static void
 w_u16(Wire *w, guint16 v)
 {
-    guint8 b[2] = {(guint8)(v >> 8), (guint8)v};
-    w_bytes(w, b, 2);
+    v = GUINT16_TO_BE(v);
+    w_bytes(w, &v, sizeof v);
 }
 
 static void
 w_u32(Wire *w, guint32 v)
 {
-    guint8 b[4];
-    for (int i = 0; i < 4; i++)
-        b[i] = (guint8)(v >> (24 - 8 * i));
-    w_bytes(w, b, 4);
+    v = GUINT32_TO_BE(v);
+    w_bytes(w, &v, sizeof v);
 }
 
 static void
 w_u64(Wire *w, guint64 v)
 {
-    guint8 b[8];
-    for (int i = 0; i < 8; i++)
-        b[i] = (guint8)(v >> (56 - 8 * i));
-    w_bytes(w, b, 8);
+    v = GUINT64_TO_BE(v);
+    w_bytes(w, &v, sizeof v);
 }
 
 static void
@@ -1515,7 +1460,7 @@ attempt_batch(CassClient *c, gpointer data, GError **error)
 }
 
 gboolean
-cass_batch_execute(CassClient *c, CassBatch *b, int consistency, GError **error)
+cass_batch_execute(CassClient *c, CassBatch *b, int consistency, int retry_ms, GError **error)
 {
     Wire w = {0};
     wire_build(&w, b, consistency);
@@ -1528,7 +1473,7 @@ cass_batch_execute(CassClient *c, CassBatch *b, int consistency, GError **error)
                     CASS_FRAME_MAX);
         ok = FALSE;
     } else {
-        ok = cass_run(c, "batch_mutate", attempt_batch, &w, error);
+        ok = cass_run(c, "batch_mutate", retry_ms, attempt_batch, &w, error);
     }
     if (ok) {
         c->stats.bytes_written += w.octets;
@@ -1591,7 +1536,7 @@ cass_batch_serialise(CassBatch *b, int consistency, GByteArray *out)
     patch_finalizers();
     /* The generated writer walks the outer map's keys and looks each one up again in the same
      * table, so the table must find a key by its own pointer: keys are the GByteArray objects
-     * themselves, hashed by address (see FACTS: c_glib hashes binary keys as strings). */
+     * themselves, hashed by address (c_glib's generated code hashes binary keys as strings). */
     GHashTable *map = g_hash_table_new_full(g_direct_hash, g_direct_equal,
                                             (GDestroyNotify)g_byte_array_unref,
                                             (GDestroyNotify)g_hash_table_unref);

@@ -9,8 +9,9 @@
  *   TIMEDOUT     the coordinator did not hear from enough replicas in time
  *   INVALID      InvalidRequestException (the server's "why" is in the message)
  *   NOT_FOUND    NotFoundException
- * TRANSPORT, UNAVAILABLE and TIMEDOUT are retried on the next endpoint until the client's retry
- * budget is spent (our writes carry fixed timestamps, so a retry is the same write); the others
+ * TRANSPORT, UNAVAILABLE and TIMEDOUT are retried on the next endpoint until the call's retry
+ * budget is spent (a data call's RETRY_MS, never more than the client's; CASS_RETRY_DEFAULT for
+ * the client's; schema changes get none) (our writes carry fixed timestamps, so a retry is the same write); the others
  * are returned at once.
  *
  * Transport: our own TCP socket (connect and I/O timeouts), Thrift framed transport, strict binary
@@ -76,6 +77,9 @@ typedef struct {
     int max_compaction_threshold;    /* 0: server default (32) */
 } CassCfSpec;
 
+/* A call's RETRY_MS that asks for the client's whole retry budget. */
+#define CASS_RETRY_DEFAULT (-1)
+
 typedef struct CassClient CassClient;
 typedef struct CassBatch CassBatch;
 
@@ -88,9 +92,6 @@ void cass_client_free(CassClient **c);
 const CassStats *cass_client_stats(CassClient *c);
 /* cass_client_endpoint - the endpoint currently in use (or to be tried next) */
 const char *cass_client_endpoint(CassClient *c);
-/* cass_client_set_retry_ms - change the retry budget of the operations that follow; returns
- * the previous one (for a short clean-up after a failed operation) */
-int cass_client_set_retry_ms(CassClient *c, int retry_ms);
 /* cass_client_set_unavailable_ms - how long an operation retries while every endpoint answers
  * Unavailable (default 0: one round of all endpoints, then the error); within retry_ms */
 void cass_client_set_unavailable_ms(CassClient *c, int unavailable_ms);
@@ -99,8 +100,8 @@ gboolean cass_describe_version(CassClient *c, char **version, GError **error);
 gboolean cass_describe_cluster_name(CassClient *c, char **name, GError **error);
 gboolean cass_describe_ring(CassClient *c, const char *keyspace, GPtrArray *out, GError **error);
 
-/* cass_keyspace_columns - whether KEYSPACE exists and, in OUT (may be NULL), "CfName Comparator"
- * strings for its column families */
+/* cass_keyspace_describe - whether KEYSPACE exists and, in OUT (may be NULL), the names of its
+ * column families (char *; OUT should free with g_free) */
 gboolean cass_keyspace_describe(CassClient *c, const char *keyspace, gboolean *exists,
                                 GPtrArray *out, GError **error);
 gboolean cass_keyspace_add(CassClient *c, const char *keyspace, int replication_factor,
@@ -119,32 +120,33 @@ gboolean cass_schema_agree(CassClient *c, int timeout_ms, GError **error);
  * appended to OUT as CassColumn* (OUT should free with cass_column_free) */
 gboolean cass_get_slice(CassClient *c, const char *cf, const void *key, gsize key_len,
                         const void *start, gsize start_len, const void *finish, gsize finish_len,
-                        gboolean reversed, int count, int consistency, GPtrArray *out,
-                        GError **error);
+                        gboolean reversed, int count, int consistency, int retry_ms,
+                        GPtrArray *out, GError **error);
 /* cass_get - one column; NOT_FOUND when absent */
 gboolean cass_get(CassClient *c, const char *cf, const void *key, gsize key_len, const void *name,
-                  gsize name_len, int consistency, CassColumn **out, GError **error);
+                  gsize name_len, int consistency, int retry_ms, CassColumn **out,
+                  GError **error);
 /* cass_range_keys - up to COUNT keys of CF with at least one live column, starting at START_KEY
  * (inclusive; empty for the beginning of the ring), in token order; appended to OUT as GBytes* */
 gboolean cass_range_keys(CassClient *c, const char *cf, const void *start_key, gsize start_len,
-                         int count, int consistency, GPtrArray *out, guint *rows_seen,
-                         GError **error);
+                         int count, int consistency, int retry_ms, GPtrArray *out,
+                         guint *rows_seen, GError **error);
 /* cass_remove_row - delete row KEY of CF as of TIMESTAMP */
 gboolean cass_remove_row(CassClient *c, const char *cf, const void *key, gsize key_len,
-                         gint64 timestamp, int consistency, GError **error);
+                         gint64 timestamp, int consistency, int retry_ms, GError **error);
 
-/* A batch_mutate under construction: rows -> column families -> mutations. An inserted VALUE is
- * kept by reference (its octets are sent from where they are, never copied), so they must stay
- * unchanged until the batch is freed. */
+/* A batch_mutate under construction: rows -> column families -> mutations. The batch takes a
+ * reference to an inserted VALUE (a GBytes) and sends its octets from where they are, never
+ * copied: a VALUE made with g_bytes_new_static must stay valid until the batch is freed. */
 CassBatch *cass_batch_new(void);
 void cass_batch_free(CassBatch **b);
 void cass_batch_insert(CassBatch *b, const char *cf, const void *key, gsize key_len,
                        const void *name, gsize name_len, GBytes *value, gint64 timestamp);
 void cass_batch_delete(CassBatch *b, const char *cf, const void *key, gsize key_len,
                        const void *name, gsize name_len, gint64 timestamp);
-guint cass_batch_size(CassBatch *b);
 /* cass_batch_execute - one batch_mutate at CONSISTENCY, retried as described above */
-gboolean cass_batch_execute(CassClient *c, CassBatch *b, int consistency, GError **error);
+gboolean cass_batch_execute(CassClient *c, CassBatch *b, int consistency, int retry_ms,
+                            GError **error);
 
 /* cass_batch_wire - the frame cass_batch_execute sends for B at CONSISTENCY (its 4-octet
  * length, then the message), into OUT; cass_batch_serialise - the frame the generated Thrift

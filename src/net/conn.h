@@ -9,7 +9,8 @@
  *     terminator, so the caller can see how it ended; net_line_chomp() strips it.
  *   - MAX counts every octet of the line, terminator included, so RFC limits are passed as
  *     written: 512 for an SMTP command line (RFC 5321 4.5.3.1.4), 1000 for a text line
- *     (4.5.3.1.6), 255 for a POP3 command (RFC 2449 4). MAX is clamped to NET_CONN_LINE_MAX.
+ *     (4.5.3.1.6), POP3_LINE_MAX + 2 for a POP3 command (RFC 2449 4's 255 octets, which the
+ *     POP3 core counts without the CRLF). MAX is clamped to NET_CONN_LINE_MAX.
  *   - Bare-LF policy: CRLF and a bare LF both end a line (RFC 5321 2.3.8 says a server SHOULD NOT
  *     recognise bare LF, but MUAs send it and both POP3 and SMTP commands are unambiguous either
  *     way). The terminator stays in LINE: net_line_chomp() returns TRUE only for CRLF, so the SMTP

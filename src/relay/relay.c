@@ -28,11 +28,12 @@
 #include <openssl/x509v3.h>
 
 #include "util/log.h"
+#include "util/text.h"
 
 struct Relay {
     RelayConfig cfg;          /* strings borrowed from the caller */
     char *host;               /* the smarthost's host (without brackets) and port */
-    char *port;
+    guint port;
     int fd;
     gboolean loopback;        /* connected to a loopback address */
     SSL *ssl;                 /* after STARTTLS */
@@ -359,30 +360,14 @@ relay_peer(const Relay *r)
     return r->cfg.smarthost;
 }
 
-/* relay_split_hostport - "host:port", "[v6]:port" into *HOST and *PORT */
-static gboolean
-relay_split_hostport(const char *text, char **host, char **port)
-{
-    const char *colon = strrchr(text, ':');
-    if (!colon || colon == text || !colon[1])
-        return FALSE;
-    if (text[0] == '[') {
-        if (colon[-1] != ']' || colon - text < 3)
-            return FALSE;
-        *host = g_strndup(text + 1, (gsize)(colon - text - 2));
-    } else {
-        *host = g_strndup(text, (gsize)(colon - text));
-    }
-    *port = g_strdup(colon + 1);
-    return TRUE;
-}
-
 /* relay_connect - a connected non-blocking socket to the smarthost within connect_timeout_ms */
 static gboolean
 relay_connect(Relay *r, RelayReply *reply)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC}, *res = NULL;
-    int rc = getaddrinfo(r->host, r->port, &hints, &res);
+    char service[8];
+    g_snprintf(service, sizeof service, "%u", r->port);
+    int rc = getaddrinfo(r->host, service, &hints, &res);
     if (rc != 0)
         return relay_fail(r, reply, "cannot resolve smarthost %s: %s", r->cfg.smarthost, gai_strerror(rc));
     gint64 deadline = relay_deadline(r->cfg.connect_timeout_ms);
@@ -541,7 +526,7 @@ relay_open(const RelayConfig *cfg, const char *sender, gboolean body8, RelayRepl
     r->out = g_string_sized_new(1024);
     relay_reply_clear(reply);
     gboolean ok = FALSE;
-    if (!cfg->smarthost || !relay_split_hostport(cfg->smarthost, &r->host, &r->port))
+    if (!cfg->smarthost || !text_hostport_split(cfg->smarthost, 0, &r->host, &r->port))
         relay_fail(r, reply, "no usable [relay] smarthost");
     else if (relay_connect(r, reply) && relay_read_reply(r, reply, NULL)) {
         if (reply->code != 220)
@@ -642,7 +627,6 @@ relay_free(Relay **rp)
         close(r->fd);
     g_string_free(r->out, TRUE);
     g_free(r->host);
-    g_free(r->port);
     g_free(r);
     *rp = NULL;
 }

@@ -25,6 +25,7 @@
 
 #include "util/log.h"
 #include "util/password.h"
+#include "util/text.h"
 
 /* --- enhanced status codes (RFC 3463) ------------------------------------------------------- */
 
@@ -361,7 +362,6 @@ typedef SmtpResult (*SmtpStep)(SmtpSession *s, SmtpArgs *a, GString *out);
 enum {
     CMD_ARG_NONE = 1 << 0,      /* takes no argument (501 otherwise) */
     CMD_ARG_REQUIRED = 1 << 1,  /* needs an argument (501 otherwise) */
-    CMD_GROUP_LAST = 1 << 2,    /* may only end a pipelined group (RFC 2920 3.1); informative */
 };
 
 typedef struct {
@@ -840,13 +840,8 @@ smtp_auth_decode(const char *text, gsize *len)
         *len = 0;
         return g_strdup("");
     }
-    if (n % 4 != 0)
+    if (!text_base64_valid(text, n))
         return NULL;
-    for (gsize i = 0; i < n; i++) {
-        gboolean pad_ok = text[i] == '=' && i + 2 >= n && (i + 1 == n || text[i + 1] == '=');
-        if (!(g_ascii_isalnum(text[i]) || text[i] == '+' || text[i] == '/' || pad_ok))
-            return NULL;
-    }
     char *buf = g_strdup(text);
     gsize out_len = 0;
     if (n > 0)
@@ -1055,19 +1050,19 @@ smtp_check_not_implemented(SmtpSession *s, SmtpArgs *a, GString *out)
 
 static const SmtpCommand smtp_commands[] = {
     {"HELO", S_ANY, CMD_ARG_REQUIRED, smtp_check_helo, smtp_proceed_helo},
-    {"EHLO", S_ANY, CMD_ARG_REQUIRED | CMD_GROUP_LAST, smtp_check_helo, smtp_proceed_ehlo},
+    {"EHLO", S_ANY, CMD_ARG_REQUIRED, smtp_check_helo, smtp_proceed_ehlo},
     {"MAIL", S_READY, CMD_ARG_REQUIRED, smtp_check_mail, smtp_proceed_mail},
     {"RCPT", S_MAIL | S_RCPT, CMD_ARG_REQUIRED, smtp_check_rcpt, smtp_proceed_rcpt},
-    {"DATA", S_RCPT, CMD_ARG_NONE | CMD_GROUP_LAST, NULL, smtp_proceed_data},
+    {"DATA", S_RCPT, CMD_ARG_NONE, NULL, smtp_proceed_data},
     {"RSET", S_ANY, CMD_ARG_NONE, NULL, smtp_proceed_rset},
-    {"NOOP", S_ANY, CMD_GROUP_LAST, NULL, smtp_proceed_noop},
-    {"QUIT", S_ANY, CMD_ARG_NONE | CMD_GROUP_LAST, NULL, smtp_proceed_quit},
-    {"VRFY", S_ANY, CMD_ARG_REQUIRED | CMD_GROUP_LAST, NULL, smtp_proceed_vrfy},
+    {"NOOP", S_ANY, 0, NULL, smtp_proceed_noop},
+    {"QUIT", S_ANY, CMD_ARG_NONE, NULL, smtp_proceed_quit},
+    {"VRFY", S_ANY, CMD_ARG_REQUIRED, NULL, smtp_proceed_vrfy},
     {"HELP", S_ANY, 0, NULL, smtp_proceed_help},
-    {"STARTTLS", S_READY, CMD_ARG_NONE | CMD_GROUP_LAST, smtp_check_starttls, smtp_proceed_starttls},
-    {"AUTH", S_READY, CMD_ARG_REQUIRED | CMD_GROUP_LAST, smtp_check_auth, smtp_proceed_auth},
-    {"EXPN", S_ANY, CMD_GROUP_LAST, smtp_check_not_implemented, NULL},
-    {"TURN", S_ANY, CMD_GROUP_LAST, smtp_check_not_implemented, NULL},
+    {"STARTTLS", S_READY, CMD_ARG_NONE, smtp_check_starttls, smtp_proceed_starttls},
+    {"AUTH", S_READY, CMD_ARG_REQUIRED, smtp_check_auth, smtp_proceed_auth},
+    {"EXPN", S_ANY, 0, smtp_check_not_implemented, NULL},
+    {"TURN", S_ANY, 0, smtp_check_not_implemented, NULL},
     {"ETRN", S_ANY, 0, smtp_check_not_implemented, NULL},
     {"SEND", S_ANY, 0, smtp_check_not_implemented, NULL},
     {"SOML", S_ANY, 0, smtp_check_not_implemented, NULL},

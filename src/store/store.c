@@ -298,8 +298,9 @@ writer_failed(StoreWriter *w, GError **error)
     return FALSE;
 }
 
-gboolean
-store_writer_write(StoreWriter *w, const void *data, gsize len, GError **error)
+/* writer_ready - whether W may take more: neither failed nor committed (ERROR says which) */
+static gboolean
+writer_ready(StoreWriter *w, GError **error)
 {
     if (w->error)
         return writer_failed(w, error);
@@ -307,6 +308,14 @@ store_writer_write(StoreWriter *w, const void *data, gsize len, GError **error)
         g_set_error(error, STORE_ERROR, STORE_ERROR_FAILED, "message already committed");
         return FALSE;
     }
+    return TRUE;
+}
+
+gboolean
+store_writer_write(StoreWriter *w, const void *data, gsize len, GError **error)
+{
+    if (!writer_ready(w, error))
+        return FALSE;
     if (len == 0)
         return TRUE;
     if (!w->store->ops->writer_write(w, data, len, &w->error))
@@ -318,12 +327,8 @@ store_writer_write(StoreWriter *w, const void *data, gsize len, GError **error)
 gboolean
 store_writer_commit(StoreWriter *w, const StoreTarget *targets, guint n_targets, GError **error)
 {
-    if (w->error)
-        return writer_failed(w, error);
-    if (w->committed) {
-        g_set_error(error, STORE_ERROR, STORE_ERROR_FAILED, "message already committed");
+    if (!writer_ready(w, error))
         return FALSE;
-    }
     if (!check_targets(targets, n_targets, error) || !check_msgid(&w->id, error))
         return FALSE;
     if (!w->store->ops->writer_commit(w, targets, n_targets, &w->error))

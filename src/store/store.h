@@ -145,8 +145,6 @@ struct Store {
 
 /* store_open - the Cassandra store described by CFG (connects on first use) */
 Store *store_open(const CassmailConfig *cfg, GError **error);
-/* store_schema_create - create keyspace and column families when missing (idempotent) */
-gboolean store_schema_create(Store *s, int replication_factor, GError **error);
 void store_free(Store **s);
 
 /* store_name_valid - a user or mailbox name we accept: 1..64 octets of [a-z0-9._+-], lower case

@@ -1,6 +1,7 @@
 /*
- * store_admin.h - what administration tools may reach below the store: the Cassandra client of a
- * Cassandra store (ring layout, server version). Protocol code never includes this.
+ * store_admin.h - what administration tools may reach below the store: the schema, the Cassandra
+ * client of a Cassandra store (ring layout, server version) and garbage collection. Protocol
+ * code never includes this.
  */
 #ifndef CASSMAIL_STORE_ADMIN_H
 #define CASSMAIL_STORE_ADMIN_H
@@ -10,6 +11,10 @@
 
 /* store_cass_client - the client under a Cassandra store; NULL for any other backend */
 CassClient *store_cass_client(Store *s);
+
+/* store_schema_create - create keyspace and column families when missing, and bring the
+ * settings of existing ones up to date (idempotent) */
+gboolean store_schema_create(Store *s, int replication_factor, GError **error);
 
 /* What store_gc found and did. */
 typedef struct {

@@ -25,6 +25,9 @@
 
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/time.h>
+
+#include <uuid/uuid.h>
 
 #include "cass/cass.h"
 #include "store/store_admin.h"
@@ -128,8 +131,9 @@ static const CassCfSpec schema_cfs[] = {
  * round trip and a commit log sync each; 1 MiB was the fastest and cheapest in both rounds. It is
  * one frame per part (a fifteenth of the frame), one part of memory in a writer and about two in
  * a reader (READ_AHEAD_OCTETS), and 50 writes for a 50 MiB message. On a node run with G1 a
- * 1 MiB value is a humongous allocation on a 1 GB heap (FACTS); tools/cluster runs ParallelGC,
- * which has no such class, and [store] part_size can be lowered for a G1 node.
+ * 1 MiB value is a humongous allocation on a 1 GB heap (its regions are 1 MiB, and half a region
+ * or more is humongous); tools/cluster runs ParallelGC, which has no such class, and [store]
+ * part_size can be lowered for a G1 node.
  *
  * References. A Mailboxes column either holds the message itself (inline: the paper's layout, and
  * every value an older CassMail wrote) or a reference:
@@ -209,8 +213,17 @@ now_us(void)
 static gint64
 uuid_timestamp_us(const StoreMsgId *id)
 {
-    /* 100 ns intervals since 1582-10-15 to µs since 1970-01-01 */
-    return ((gint64)store_msgid_time(id) - (gint64)G_GUINT64_CONSTANT(0x01B21DD213814000)) / 10;
+    struct timeval tv;
+    uuid_time(id->bytes, &tv);
+    return (gint64)tv.tv_sec * G_USEC_PER_SEC + tv.tv_usec;
+}
+
+/* remove_row - delete row KEY of CF as of TS at the write consistency */
+static gboolean
+remove_row(CassStore *s, const char *cf, const void *key, gsize key_len, gint64 ts, GError **error)
+{
+    return cass_remove_row(s->client, cf, key, key_len, ts, s->write_consistency,
+                           CASS_RETRY_DEFAULT, error);
 }
 
 /* row_key - "user:mailbox" */
@@ -218,17 +231,6 @@ static char *
 row_key(const char *user, const char *mailbox)
 {
     return g_strconcat(user, ":", mailbox, NULL);
-}
-
-/* cap_budget - limit the client's retry budget to MS for what follows; returns the budget to
- * restore afterwards */
-static int
-cap_budget(CassStore *s, int ms)
-{
-    int budget = cass_client_set_retry_ms(s->client, ms);
-    if (budget < ms)
-        cass_client_set_retry_ms(s->client, budget);
-    return budget;
 }
 
 /* How long confirming an unknown user at QUORUM may take, at most. */
@@ -241,7 +243,7 @@ cs_user_exists(Store *base, const char *user, gboolean *exists, GError **error)
     g_autoptr(GPtrArray) cols = g_ptr_array_new_with_free_func(cass_column_free);
     GError *e = NULL;
     gboolean ok = cass_get_slice(s->client, CF_USERS, user, strlen(user), NULL, 0, NULL, 0, FALSE, 1,
-                                 s->read_consistency, cols, &e);
+                                 s->read_consistency, CASS_RETRY_DEFAULT, cols, &e);
     *exists = ok && cols->len > 0;
     /* "No such user" at ONE may be one stale replica talking: a node that crashed loses the
      * writes of its last commit log sync period and answers without them until repaired. Since
@@ -249,13 +251,11 @@ cs_user_exists(Store *base, const char *user, gboolean *exists, GError **error)
      * when QUORUM cannot be had, the first answer stands. */
     if (ok && !*exists && s->read_consistency == CASS_ONE) {
         GError *e2 = NULL;
-        int budget = cap_budget(s, CONFIRM_BUDGET_MS);
         if (cass_get_slice(s->client, CF_USERS, user, strlen(user), NULL, 0, NULL, 0, FALSE, 1,
-                           CASS_QUORUM, cols, &e2))
+                           CASS_QUORUM, CONFIRM_BUDGET_MS, cols, &e2))
             *exists = cols->len > 0;
         else
             g_error_free(e2);
-        cass_client_set_retry_ms(s->client, budget);
     }
     return done(s, ok, e, error);
 }
@@ -268,7 +268,7 @@ cs_mailbox_add(Store *base, const char *user, const char *mailbox, GError **erro
     g_autoptr(GBytes) empty = g_bytes_new(NULL, 0);
     cass_batch_insert(b, CF_USERS, user, strlen(user), mailbox, strlen(mailbox), empty, now_us());
     GError *e = NULL;
-    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, &e);
+    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, CASS_RETRY_DEFAULT, &e);
     cass_batch_free(&b);
     return done(s, ok, e, error);
 }
@@ -283,7 +283,7 @@ cs_user_add(Store *base, const char *user, GError **error)
     cass_batch_insert(b, CF_USERS, user, strlen(user), "inbox", 5, empty, ts);
     cass_batch_insert(b, CF_USERS, user, strlen(user), "outbox", 6, empty, ts);
     GError *e = NULL;
-    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, &e);
+    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, CASS_RETRY_DEFAULT, &e);
     cass_batch_free(&b);
     return done(s, ok, e, error);
 }
@@ -295,7 +295,7 @@ cs_mailboxes_list(Store *base, const char *user, GPtrArray *out, GError **error)
     g_autoptr(GPtrArray) cols = g_ptr_array_new_with_free_func(cass_column_free);
     GError *e = NULL;
     gboolean ok = cass_get_slice(s->client, CF_USERS, user, strlen(user), NULL, 0, NULL, 0, FALSE,
-                                 10000, s->read_consistency, cols, &e);
+                                 10000, s->read_consistency, CASS_RETRY_DEFAULT, cols, &e);
     for (guint i = 0; ok && i < cols->len; i++) {
         CassColumn *c = g_ptr_array_index(cols, i);
         gsize len;
@@ -318,11 +318,11 @@ cs_user_del(Store *base, const char *user, GError **error)
     /* Messages first, the user last: an interrupted userdel can simply be run again. */
     for (guint i = 0; ok && i < boxes->len; i++) {
         g_autofree char *key = row_key(user, g_ptr_array_index(boxes, i));
-        ok = cass_remove_row(s->client, CF_MAILBOXES, key, strlen(key), ts, s->write_consistency, &e) &&
-             cass_remove_row(s->client, CF_INDEX, key, strlen(key), ts, s->write_consistency, &e);
+        ok = remove_row(s, CF_MAILBOXES, key, strlen(key), ts, &e) &&
+             remove_row(s, CF_INDEX, key, strlen(key), ts, &e);
     }
-    ok = ok && cass_remove_row(s->client, CF_CREDENTIALS, user, strlen(user), ts, s->write_consistency, &e);
-    ok = ok && cass_remove_row(s->client, CF_USERS, user, strlen(user), ts, s->write_consistency, &e);
+    ok = ok && remove_row(s, CF_CREDENTIALS, user, strlen(user), ts, &e);
+    ok = ok && remove_row(s, CF_USERS, user, strlen(user), ts, &e);
     return done(s, ok, e, error);
 }
 
@@ -338,8 +338,8 @@ cs_users_list(Store *base, GPtrArray *out, GError **error)
         guint seen = 0;
         gsize slen;
         const void *sdata = g_bytes_get_data(start, &slen);
-        if (!cass_range_keys(s->client, CF_USERS, sdata, slen, page, s->read_consistency, keys,
-                             &seen, &e))
+        if (!cass_range_keys(s->client, CF_USERS, sdata, slen, page, s->read_consistency,
+                             CASS_RETRY_DEFAULT, keys, &seen, &e))
             return done(s, FALSE, e, error);
         for (guint i = 0; i < keys->len; i++) {
             GBytes *k = g_ptr_array_index(keys, i);
@@ -361,18 +361,17 @@ cs_users_list(Store *base, GPtrArray *out, GError **error)
 static void
 put_be64(guint8 *out, guint64 v)
 {
-    for (int i = 0; i < 8; i++)
-        out[i] = (guint8)(v >> (56 - 8 * i));
+    v = GUINT64_TO_BE(v);
+    memcpy(out, &v, sizeof v);
 }
 
 /* get_be64 - 8 octets, big-endian */
 static guint64
 get_be64(const guint8 *in)
 {
-    guint64 v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | in[i];
-    return v;
+    guint64 v;
+    memcpy(&v, in, sizeof v);
+    return GUINT64_FROM_BE(v);
 }
 
 /* A message being written (see the file's header).
@@ -484,7 +483,7 @@ cw_put_part(CassStore *s, CassWriter *w, const guint8 *data, gsize len, GError *
     }
     cass_batch_insert(b, CF_BODIES, key, 16, name, 8, value, w->ts);
     GError *e = NULL;
-    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, &e);
+    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, CASS_RETRY_DEFAULT, &e);
     cass_batch_free(&b);
     if (ok)
         w->parts++;
@@ -569,18 +568,16 @@ withdraw_delivery(CassStore *s, GHashTable *keys, const StoreMsgId *id, gint64 t
         cass_batch_delete(b, CF_MAILBOXES, key, strlen(key), id->bytes, 16, ts + 1);
         cass_batch_delete(b, CF_INDEX, key, strlen(key), id->bytes, 16, ts + 1);
     }
-    int budget = cap_budget(s, WITHDRAW_BUDGET_MS);
     GError *e = NULL;
     char text[STORE_MSGID_TEXT_LEN];
     store_msgid_to_text(id, text);
-    if (cass_batch_execute(s->client, b, CASS_ONE, &e)) {
+    if (cass_batch_execute(s->client, b, CASS_ONE, WITHDRAW_BUDGET_MS, &e)) {
         log_info("store: delivery id=%s failed; whatever part of it was written is withdrawn", text);
     } else {
         log_warn("store: delivery id=%s failed and could not be withdrawn (%s); a partial copy "
                  "may remain", text, e->message);
         g_error_free(e);
     }
-    cass_client_set_retry_ms(s->client, budget);
     cass_batch_free(&b);
 }
 
@@ -630,7 +627,7 @@ cw_commit(StoreWriter *base, const StoreTarget *targets, guint n_targets, GError
     }
     w->commit_tried = TRUE;
     GError *e = NULL;
-    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, &e);
+    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, CASS_RETRY_DEFAULT, &e);
     cass_batch_free(&b);
     /* InvalidRequest (and a frame refused before sending) applies nothing; the rest leave a
      * doubt */
@@ -650,11 +647,10 @@ cw_free(StoreWriter *base)
     /* A message refused or abandoned before its commit was tried has no reference anywhere: its
      * parts go now, as a courtesy to store_gc (which reclaims them anyway if this fails). */
     if (!base->committed && !w->commit_tried && w->parts > 0) {
-        int budget = cap_budget(s, ABANDON_BUDGET_MS);
         GError *e = NULL;
-        if (!cass_remove_row(s->client, CF_BODIES, base->id.bytes, 16, w->ts + 1, CASS_ONE, &e))
+        if (!cass_remove_row(s->client, CF_BODIES, base->id.bytes, 16, w->ts + 1, CASS_ONE,
+                             ABANDON_BUDGET_MS, &e))
             g_error_free(e);
-        cass_client_set_retry_ms(s->client, budget);
         sync_counters(s);
     }
     /* the buffer goes back to the store for the next message (one is enough: a session writes
@@ -698,7 +694,7 @@ cr_open(Store *base, const char *user, const char *mailbox, const StoreMsgId *id
     CassColumn *col = NULL;
     GError *e = NULL;
     if (!cass_get(s->client, CF_MAILBOXES, key, strlen(key), id->bytes, 16, s->read_consistency,
-                  &col, &e))
+                  CASS_RETRY_DEFAULT, &col, &e))
         return done(s, FALSE, e, error);
     CassReader *r = g_new0(CassReader, 1);
     gsize len;
@@ -749,7 +745,7 @@ cr_next(StoreReader *base, GBytes **chunk, GError **error)
         guint64 ahead = MAX((guint64)1, (guint64)(READ_AHEAD_OCTETS / s->part_size));
         int count = (int)MIN(r->parts - r->next, ahead);
         if (!cass_get_slice(s->client, CF_BODIES, r->body, 16, start, 8, NULL, 0, FALSE, count,
-                            s->read_consistency, r->ahead, &e))
+                            s->read_consistency, CASS_RETRY_DEFAULT, r->ahead, &e))
             return done(s, FALSE, e, error);
         sync_counters(s);
         if (r->ahead->len == 0)
@@ -793,7 +789,8 @@ cs_index_page(Store *base, const char *user, const char *mailbox, const StoreMsg
     /* A slice starts at its start column inclusive: ask for one more and drop AFTER itself. */
     int count = (int)MIN(max + (after ? 1u : 0u), (guint)G_MAXINT);
     gboolean ok = cass_get_slice(s->client, CF_INDEX, key, strlen(key), after ? after->bytes : NULL,
-                                 after ? 16 : 0, NULL, 0, FALSE, count, s->read_consistency, cols, &e);
+                                 after ? 16 : 0, NULL, 0, FALSE, count, s->read_consistency,
+                                 CASS_RETRY_DEFAULT, cols, &e);
     for (guint i = 0; ok && i < cols->len; i++) {
         CassColumn *c = g_ptr_array_index(cols, i);
         gsize nlen, vlen;
@@ -803,9 +800,7 @@ cs_index_page(Store *base, const char *user, const char *mailbox, const StoreMsg
             continue;
         StoreIndexEntry ent;
         memcpy(ent.id.bytes, name, 16);
-        ent.size = 0;
-        for (gsize j = 0; j < vlen && j < 8; j++)
-            ent.size = (ent.size << 8) | val[j];
+        ent.size = vlen >= 8 ? get_be64(val) : 0;   /* what cw_commit writes: 8 octets */
         if (out->len < G_MAXUINT)
             g_array_append_val(out, ent);
     }
@@ -825,7 +820,7 @@ cs_remove(Store *base, const char *user, const char *mailbox, const StoreMsgId *
         cass_batch_delete(b, CF_INDEX, key, strlen(key), ids[i].bytes, 16, ts);
     }
     GError *e = NULL;
-    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, &e);
+    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, CASS_RETRY_DEFAULT, &e);
     cass_batch_free(&b);
     return done(s, ok, e, error);
 }
@@ -839,7 +834,7 @@ cs_password_set(Store *base, const char *user, const char *hash, GError **error)
     cass_batch_insert(b, CF_CREDENTIALS, user, strlen(user), PASSWORD_COLUMN,
                       strlen(PASSWORD_COLUMN), value, now_us());
     GError *e = NULL;
-    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, &e);
+    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, CASS_RETRY_DEFAULT, &e);
     cass_batch_free(&b);
     return done(s, ok, e, error);
 }
@@ -851,7 +846,7 @@ cs_password_get(Store *base, const char *user, char **hash, GError **error)
     CassColumn *col = NULL;
     GError *e = NULL;
     gboolean ok = cass_get(s->client, CF_CREDENTIALS, user, strlen(user), PASSWORD_COLUMN,
-                           strlen(PASSWORD_COLUMN), s->read_consistency, &col, &e);
+                           strlen(PASSWORD_COLUMN), s->read_consistency, CASS_RETRY_DEFAULT, &col, &e);
     if (ok) {
         gsize len;
         const char *data = g_bytes_get_data(col->value, &len);
@@ -975,11 +970,8 @@ store_schema_create(Store *base, int replication_factor, GError **error)
         admin = cass_store_client(s, s->keyspace);
         for (gsize i = 0; ok && i < G_N_ELEMENTS(schema_cfs); i++) {
             gboolean have = FALSE;
-            for (guint j = 0; j < cfs->len; j++) {
-                const char *line = g_ptr_array_index(cfs, j);
-                gsize n = strlen(schema_cfs[i].name);
-                have |= strncmp(line, schema_cfs[i].name, n) == 0 && line[n] == ' ';
-            }
+            for (guint j = 0; j < cfs->len; j++)
+                have |= g_strcmp0(g_ptr_array_index(cfs, j), schema_cfs[i].name) == 0;
             gboolean changed = FALSE;
             if (!have)
                 ok = cass_column_family_add(admin, s->keyspace, &schema_cfs[i], &e);
@@ -1020,7 +1012,8 @@ gc_scan_keys(CassStore *s, const char *cf, gboolean (*fn)(CassStore *s, GBytes *
         gsize slen;
         const void *sdata = g_bytes_get_data(start, &slen);
         GError *e = NULL;
-        if (!cass_range_keys(s->client, cf, sdata, slen, GC_PAGE_ROWS, CASS_ALL, keys, &seen, &e))
+        if (!cass_range_keys(s->client, cf, sdata, slen, GC_PAGE_ROWS, CASS_ALL, CASS_RETRY_DEFAULT,
+                             keys, &seen, &e))
             return done(s, FALSE, e, error);
         for (guint i = 0; i < keys->len; i++) {
             GBytes *k = g_ptr_array_index(keys, i);
@@ -1079,7 +1072,7 @@ gc_mailbox(CassStore *s, GBytes *key, gpointer data, GError **error)
         const void *a = after ? g_bytes_get_data(after, &alen) : NULL;
         GError *e = NULL;
         if (!cass_get_slice(s->client, CF_INDEX, k, klen, a, alen, NULL, 0, FALSE, GC_PAGE_COLUMNS,
-                            CASS_ALL, cols, &e))
+                            CASS_ALL, CASS_RETRY_DEFAULT, cols, &e))
             return done(s, FALSE, e, error);
         for (guint i = 0; i < cols->len; i++) {
             CassColumn *c = g_ptr_array_index(cols, i);
@@ -1125,7 +1118,7 @@ store_gc(Store *base, int min_age_s, gboolean dry_run, StoreGcReport *report, GE
             gsize len;
             const void *k = g_bytes_get_data(key, &len);
             GError *e = NULL;
-            ok = cass_remove_row(s->client, CF_BODIES, k, len, ts, s->write_consistency, &e);
+            ok = remove_row(s, CF_BODIES, k, len, ts, &e);
             if (ok)
                 report->removed++;
             else

@@ -7,15 +7,19 @@
 
 #include <arpa/inet.h>
 
+#include "cass/cass.h"
 #include "util/password.h"
+#include "util/text.h"
 
 G_DEFINE_QUARK(cassmail-config-error-quark, config_error)
 
+/* The names of the consistency levels (their values are cass.h's). */
 static const struct {
     const char *name;
     int value;
 } consistency_levels[] = {
-    {"ONE", 1}, {"QUORUM", 2}, {"LOCAL_QUORUM", 3}, {"EACH_QUORUM", 4}, {"ALL", 5}, {"ANY", 6},
+    {"ONE", CASS_ONE}, {"QUORUM", CASS_QUORUM}, {"LOCAL_QUORUM", CASS_LOCAL_QUORUM},
+    {"EACH_QUORUM", CASS_EACH_QUORUM}, {"ALL", CASS_ALL}, {"ANY", CASS_ANY},
 };
 
 int
@@ -25,15 +29,6 @@ config_consistency_parse(const char *name)
         if (name && g_ascii_strcasecmp(name, consistency_levels[i].name) == 0)
             return consistency_levels[i].value;
     return -1;
-}
-
-const char *
-config_consistency_name(int level)
-{
-    for (gsize i = 0; i < G_N_ELEMENTS(consistency_levels); i++)
-        if (consistency_levels[i].value == level)
-            return consistency_levels[i].name;
-    return "?";
 }
 
 /* The keys each section accepts; anything else is reported, so a typo is not silently ignored. */
@@ -82,14 +77,13 @@ check_keys(GKeyFile *kf, GError **error)
 }
 
 /* get_str / get_int / get_list - a value or the default; FALSE on a malformed value */
-static gboolean
+static void
 get_str(GKeyFile *kf, const char *g, const char *k, const char *def, char **out)
 {
     char *v = kf ? g_key_file_get_string(kf, g, k, NULL) : NULL;
     if (v)
         g_strstrip(v);
     *out = v ? v : g_strdup(def);
-    return TRUE;
 }
 
 static gboolean
@@ -151,35 +145,18 @@ static const char *const outbox_copy_names[] = {
     [CONFIG_OUTBOX_NEVER] = "never",
 };
 
-/* config_outbox_copy_name - see config.h */
-const char *
-config_outbox_copy_name(ConfigOutboxCopy copy)
-{
-    return (gsize)copy < G_N_ELEMENTS(outbox_copy_names) ? outbox_copy_names[copy] : "?";
-}
-
-/* get_outbox_copy - [smtp] outbox_copy: authenticated, local or never */
-static gboolean
-get_outbox_copy(GKeyFile *kf, ConfigOutboxCopy *out, GError **error)
-{
-    g_autofree char *v = NULL;
-    get_str(kf, "smtp", "outbox_copy", "authenticated", &v);
-    for (gsize i = 0; i < G_N_ELEMENTS(outbox_copy_names); i++) {
-        if (g_ascii_strcasecmp(v, outbox_copy_names[i]) == 0) {
-            *out = (ConfigOutboxCopy)i;
-            return TRUE;
-        }
-    }
-    g_set_error(error, CONFIG_ERROR, 0,
-                "[smtp] outbox_copy = \"%s\": expected authenticated, local or never", v);
-    return FALSE;
-}
-
 static const char *const relay_tls_names[] = {
     [CONFIG_RELAY_TLS_OPPORTUNISTIC] = "opportunistic",
     [CONFIG_RELAY_TLS_NONE] = "none",
     [CONFIG_RELAY_TLS_REQUIRED] = "required",
 };
+
+/* config_outbox_copy_name, config_relay_tls_name - see config.h */
+const char *
+config_outbox_copy_name(ConfigOutboxCopy copy)
+{
+    return (gsize)copy < G_N_ELEMENTS(outbox_copy_names) ? outbox_copy_names[copy] : "?";
+}
 
 const char *
 config_relay_tls_name(ConfigRelayTls tls)
@@ -187,20 +164,21 @@ config_relay_tls_name(ConfigRelayTls tls)
     return (gsize)tls < G_N_ELEMENTS(relay_tls_names) ? relay_tls_names[tls] : "?";
 }
 
-/* get_relay_tls - [relay] starttls: none, opportunistic or required */
+/* get_choice - key K of group G (default DEF) as its index in NAMES (N of them); EXPECTED
+ * lists them for the error */
 static gboolean
-get_relay_tls(GKeyFile *kf, ConfigRelayTls *out, GError **error)
+get_choice(GKeyFile *kf, const char *g, const char *k, const char *def, const char *const *names,
+           gsize n, const char *expected, int *out, GError **error)
 {
     g_autofree char *v = NULL;
-    get_str(kf, "relay", "starttls", "opportunistic", &v);
-    for (gsize i = 0; i < G_N_ELEMENTS(relay_tls_names); i++) {
-        if (g_ascii_strcasecmp(v, relay_tls_names[i]) == 0) {
-            *out = (ConfigRelayTls)i;
+    get_str(kf, g, k, def, &v);
+    for (gsize i = 0; i < n; i++) {
+        if (g_ascii_strcasecmp(v, names[i]) == 0) {
+            *out = (int)i;
             return TRUE;
         }
     }
-    g_set_error(error, CONFIG_ERROR, 0,
-                "[relay] starttls = \"%s\": expected none, opportunistic or required", v);
+    g_set_error(error, CONFIG_ERROR, 0, "[%s] %s = \"%s\": expected %s", g, k, v, expected);
     return FALSE;
 }
 
@@ -208,16 +186,12 @@ get_relay_tls(GKeyFile *kf, ConfigRelayTls *out, GError **error)
 static gboolean
 get_bool(GKeyFile *kf, const char *g, const char *k, gboolean def, gboolean *out, GError **error)
 {
-    g_autofree char *v = NULL;
-    get_str(kf, g, k, def ? "true" : "false", &v);
-    if (g_ascii_strcasecmp(v, "true") == 0 || g_ascii_strcasecmp(v, "yes") == 0 || strcmp(v, "1") == 0)
-        *out = TRUE;
-    else if (g_ascii_strcasecmp(v, "false") == 0 || g_ascii_strcasecmp(v, "no") == 0 || strcmp(v, "0") == 0)
-        *out = FALSE;
-    else {
-        g_set_error(error, CONFIG_ERROR, 0, "[%s] %s = \"%s\": expected true or false", g, k, v);
+    static const char *const names[] = {"false", "true", "no", "yes", "0", "1"};   /* odd: TRUE */
+    int i = 0;
+    if (!get_choice(kf, g, k, def ? "true" : "false", names, G_N_ELEMENTS(names), "true or false",
+                    &i, error))
         return FALSE;
-    }
+    *out = i % 2 == 1;
     return TRUE;
 }
 
@@ -346,7 +320,11 @@ config_load(const char *path, GError **error)
     c->max_message_size = (gsize)n;
     INT(max_recipients, "smtp", "max_recipients", 100, 1, 100000);
     ok = ok && get_plaintext_auth(kf, &c->allow_plaintext_auth, error);
-    ok = ok && get_outbox_copy(kf, &c->outbox_copy, error);
+    int choice = 0;
+    ok = ok && get_choice(kf, "smtp", "outbox_copy", "authenticated", outbox_copy_names,
+                          G_N_ELEMENTS(outbox_copy_names), "authenticated, local or never",
+                          &choice, error);
+    c->outbox_copy = (ConfigOutboxCopy)choice;
 
     ok = ok && get_int(kf, "store", "inline_max", 64 * 1024, 0, 1024 * 1024 * 1024, &n, error);
     c->inline_max = (gsize)n;
@@ -389,16 +367,18 @@ config_load(const char *path, GError **error)
     if (c->relay_smarthost && !*c->relay_smarthost)
         g_clear_pointer(&c->relay_smarthost, g_free);
     if (ok && c->relay_smarthost) {
-        const char *colon = strrchr(c->relay_smarthost, ':');
-        guint64 port = 0;
-        if (!colon || colon == c->relay_smarthost ||
-            !g_ascii_string_to_unsigned(colon + 1, 10, 1, 65535, &port, NULL)) {
+        g_autofree char *host = NULL;
+        guint port = 0;
+        if (!text_hostport_split(c->relay_smarthost, 0, &host, &port)) {
             g_set_error(error, CONFIG_ERROR, 0, "[relay] smarthost = \"%s\": expected host:port",
                         c->relay_smarthost);
             ok = FALSE;
         }
     }
-    ok = ok && get_relay_tls(kf, &c->relay_starttls, error);
+    ok = ok && get_choice(kf, "relay", "starttls", "opportunistic", relay_tls_names,
+                          G_N_ELEMENTS(relay_tls_names), "none, opportunistic or required",
+                          &choice, error);
+    c->relay_starttls = (ConfigRelayTls)choice;
     ok = ok && get_bool(kf, "relay", "tls_verify", TRUE, &c->relay_tls_verify, error);
     get_str(kf, "relay", "tls_ca_file", NULL, &c->relay_tls_ca_file);
     get_str(kf, "relay", "auth_user", NULL, &c->relay_auth_user);

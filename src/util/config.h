@@ -121,7 +121,6 @@ const char *config_outbox_copy_name(ConfigOutboxCopy copy);
 
 /* config_consistency_parse - "ONE", "QUORUM", "ALL", ... to its Thrift value; -1 when unknown */
 int config_consistency_parse(const char *name);
-const char *config_consistency_name(int level);
 
 #define CONFIG_ERROR (config_error_quark())
 GQuark config_error_quark(void);

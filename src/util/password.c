@@ -12,6 +12,8 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "util/text.h"
+
 G_DEFINE_QUARK(cassmail-password-error-quark, password_error)
 
 #define PASSWORD_SCHEME "$pbkdf2-sha256$"
@@ -99,20 +101,9 @@ password_hash(const char *password, GError **error)
 static gsize
 password_b64_decode(const char *text, gsize len, guint8 *out, gsize max)
 {
-    if (len == 0 || len % 4 != 0 || len / 4 * 3 > max + 2)
+    if (len == 0 || !text_base64_valid(text, len) || len / 4 * 3 > max + 2)
         return 0;
-    gsize pad = 0;
-    for (gsize i = 0; i < len; i++) {
-        char c = text[i];
-        if (c == '=') {
-            if (i < len - 2)
-                return 0;
-            pad++;
-        } else if (pad || !(g_ascii_isalnum(c) || c == '+' || c == '/')) {
-            return 0;
-        }
-    }
-    gsize n = len / 4 * 3 - pad;
+    gsize n = len / 4 * 3 - (text[len - 1] == '=') - (text[len - 2] == '=');
     if (n > max)
         return 0;
     char copy[PASSWORD_KEY_MAX * 2];   /* base64 of at most PASSWORD_KEY_MAX octets, plus NUL */
@@ -149,15 +140,14 @@ password_parse(const char *stored, PasswordStored *p)
         return FALSE;
     const char *s = stored + strlen(PASSWORD_SCHEME "i=");
     const char *salt = strchr(s, '$');
-    if (!salt || salt == s || salt - s > 9)
-        return FALSE;
+    char digits[10];
     guint64 it = 0;
-    for (const char *c = s; c < salt; c++) {
-        if (!g_ascii_isdigit(*c))
-            return FALSE;
-        it = it * 10 + (guint64)(*c - '0');
-    }
-    if (it < PASSWORD_ITERATIONS_MIN || it > PASSWORD_ITERATIONS_MAX)
+    if (!salt || salt - s >= (gssize)sizeof digits)
+        return FALSE;
+    memcpy(digits, s, (gsize)(salt - s));
+    digits[salt - s] = '\0';
+    if (!g_ascii_string_to_unsigned(digits, 10, PASSWORD_ITERATIONS_MIN, PASSWORD_ITERATIONS_MAX,
+                                    &it, NULL))
         return FALSE;
     p->iterations = (guint)it;
     salt++;

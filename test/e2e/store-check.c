@@ -218,7 +218,7 @@ check_oldlayout(const CassmailConfig *cfg)
     CassBatch *b = cass_batch_new();
     cass_batch_insert(b, "Users", user, strlen(user), "inbox", 5, empty, g_get_real_time());
     cass_batch_insert(b, "Users", user, strlen(user), "outbox", 6, empty, g_get_real_time());
-    OK(cass_batch_execute(c, b, CASS_ONE, E));
+    OK(cass_batch_execute(c, b, CASS_ONE, CASS_RETRY_DEFAULT, E));
     cass_batch_free(&b);
     const gsize sizes[] = {900, 2 * 1024 * 1024, 9 * 1000 * 1000};
     g_autofree char *key = g_strconcat(user, ":inbox", NULL);
@@ -241,7 +241,7 @@ check_oldlayout(const CassmailConfig *cfg)
         b = cass_batch_new();
         cass_batch_insert(b, "Mailboxes", key, strlen(key), id, 16, value, ts);
         cass_batch_insert(b, "MailboxIndex", key, strlen(key), id, 16, size, ts);
-        OK(cass_batch_execute(c, b, CASS_ONE, E));
+        OK(cass_batch_execute(c, b, CASS_ONE, CASS_RETRY_DEFAULT, E));
         cass_batch_free(&b);
         char text[37];
         uuid_unparse_lower(id, text);

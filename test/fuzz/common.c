@@ -3,7 +3,7 @@
  *
  * The harnesses are linked with -Wl,--wrap=password_verify_dummy: a login attempt for an unknown
  * user spends the time of a full-cost PBKDF2 verification on purpose (src/util/password.h), about
- * 70 ms, which would leave the fuzzer doing nothing else. Here it costs nothing; the protocol
+ * 0.1 s of CPU (README), which would leave the fuzzer doing nothing else. Here it costs nothing; the protocol
  * code around it is unchanged. Real verifications of a stored (low-cost) hash still run.
  *
  * The cores log every session and every refused command; millions of fuzzed sessions would
