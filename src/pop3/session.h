@@ -12,7 +12,7 @@
  *
  *     pop3_session_greeting(s, out);                      write OUT
  *     for each line read (CRLF stripped or not):
- *         close = pop3_session_feed(s, line, len, too_long, out);
+ *         close = pop3_session_feed(s, line, len, status, out);
  *         delay = pop3_session_take_delay_ms(s);         sleep DELAY ms, then write OUT
  *         while (pop3_session_more(s, out, CHUNK))        write OUT after each call (bounded)
  *         if (close) stop
@@ -40,6 +40,7 @@
 
 #include "store/store.h"
 #include "util/config.h"
+#include "util/proto.h"
 
 /* RFC 2449 section 4: a command line is at most 255 octets. We count them without the CRLF. */
 #define POP3_LINE_MAX 255
@@ -48,7 +49,8 @@ typedef struct {
     guint batch_size;          /* index entries per store_index_page call */
     char mailbox_delimiter;    /* "pete|outbox" */
     guint login_delay_ms;      /* a failed PASS is answered after this long */
-    guint max_errors;          /* bad commands and failed logins before the session is closed */
+    guint max_errors;          /* bad commands and failed logins before the session is closed
+                                * (0: no limit, as in SMTP) */
     gboolean plaintext_auth;   /* USER/PASS allowed before TLS (a loopback peer, or configured) */
     gboolean stls;             /* the adapter can start TLS: offer STLS (RFC 2595) */
 } Pop3SessionConfig;
@@ -88,9 +90,9 @@ void pop3_session_free(Pop3Session **s);
 void pop3_session_greeting(Pop3Session *s, GString *out);
 
 /* pop3_session_feed - one command line of LEN octets (a trailing CRLF or LF is ignored; NULs are
- * rejected); TOO_LONG when the reader had to cut it. Appends the reply to OUT. Returns TRUE when
+ * rejected); STATUS from the reader (PROTO_LINE_TOO_LONG when it had to cut it). Appends the reply to OUT. Returns TRUE when
  * the session is over and the connection should close after OUT is written. */
-gboolean pop3_session_feed(Pop3Session *s, const char *line, gsize len, gboolean too_long,
+gboolean pop3_session_feed(Pop3Session *s, const char *line, gsize len, ProtoLine status,
                            GString *out);
 
 /* pop3_session_take_delay_ms - how long to wait before writing the reply just produced (a failed
@@ -105,6 +107,10 @@ gboolean pop3_session_more(Pop3Session *s, GString *out, gsize max);
 
 /* pop3_session_closed - whether the session has ended (QUIT, too many errors, a body cut short) */
 gboolean pop3_session_closed(const Pop3Session *s);
+
+/* pop3_session_end_reason - NULL while the session goes on; after it closed, "body-failed",
+ * "too-many-errors" or "quit" (QUIT, or the autologout), for the session-end line */
+const char *pop3_session_end_reason(const Pop3Session *s);
 
 /* pop3_session_stls_pending - TRUE from the "+OK" to STLS until pop3_session_tls_started(): the
  * adapter writes OUT, drops its buffered input and runs the TLS handshake. Lines fed meanwhile
@@ -121,5 +127,8 @@ void pop3_session_timeout(Pop3Session *s, GString *out);
 void pop3_session_stats(const Pop3Session *s, Pop3SessionStats *stats);
 
 const char *pop3_state_name(Pop3State state);
+
+/* pop3_core - this core behind the adapter (src/util/proto.h, src/net/adapter.h) */
+extern const ProtoCore pop3_core;
 
 #endif

@@ -122,6 +122,7 @@
 #include "relay/relay.h"
 #include "store/store.h"
 #include "util/config.h"
+#include "util/proto.h"
 
 /* RFC 5321 4.5.3.1.4: a command line, CRLF included. */
 #define SMTP_COMMAND_LINE_MAX 512
@@ -150,13 +151,6 @@ typedef struct {
                                       * without AUTH */
     gboolean submission;             /* RFC 6409: AUTH before MAIL; Date:, Message-ID: added */
 } SmtpSessionConfig;
-
-/* What the reader saw about the line it hands over. */
-typedef enum {
-    SMTP_LINE_TOO_LONG = 1 << 0,  /* longer than the limit; its text was skipped and the line
-                                   * holds only its terminator ("\r\n", "\n", or "" at EOF) */
-    SMTP_LINE_NUL = 1 << 1,       /* it contains a NUL octet */
-} SmtpLineFlags;
 
 typedef enum {
     SMTP_STATE_INIT,     /* greeted, no HELO/EHLO yet */
@@ -194,10 +188,11 @@ void smtp_session_free(SmtpSession **s);
 /* smtp_session_greeting - the 220 greeting */
 void smtp_session_greeting(SmtpSession *s, GString *out);
 
-/* smtp_session_feed - one line of LEN octets including its line ending; FLAGS (SmtpLineFlags)
- * from the reader. Appends any reply to OUT. Returns TRUE when the connection should close
+/* smtp_session_feed - one line of LEN octets including its line ending; STATUS from the
+ * reader. Appends any reply to OUT. Returns TRUE when the connection should close
  * after OUT is sent. */
-gboolean smtp_session_feed(SmtpSession *s, const char *line, gsize len, guint flags, GString *out);
+gboolean smtp_session_feed(SmtpSession *s, const char *line, gsize len, ProtoLine status,
+                           GString *out);
 
 /* smtp_session_feed_text - the DATA fast path: in DATA, every complete text line at the start of
  * BUF (LEN octets of input, read in place from the adapter's buffer) is handled exactly as
@@ -230,7 +225,11 @@ void smtp_session_tls_started(SmtpSession *s);
 /* smtp_session_timeout - 421 4.4.2 and closed; a transaction in progress is dropped */
 void smtp_session_timeout(SmtpSession *s, GString *out);
 
-/* smtp_session_stats - counters for the adapter's end-of-session log line */
+/* smtp_session_end_reason - NULL while the session goes on; after it closed, "too-many-errors"
+ * or "quit" (QUIT, or a 421 of ours), for the session-end line */
+const char *smtp_session_end_reason(const SmtpSession *s);
+
+/* smtp_session_stats - counters for the adapter's end-of-session log line, built when asked */
 void smtp_session_stats(const SmtpSession *s, SmtpSessionStats *stats);
 
 /* smtp_state_name - "init", "ready", ... for logs */
@@ -239,5 +238,8 @@ const char *smtp_state_name(SmtpState state);
 /* smtp_received_strip - the client's text inside stored message MSG: what follows our
  * SMTP_RECEIVED_LINES lines, or NULL when MSG does not start with our field. */
 const char *smtp_received_strip(const char *msg, gsize len, gsize *text_len);
+
+/* smtp_core - this core behind the adapter (src/util/proto.h, src/net/adapter.h) */
+extern const ProtoCore smtp_core;
 
 #endif

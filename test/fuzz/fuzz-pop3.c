@@ -186,10 +186,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         gsize len = (gsize)(lf - (data + pos)) + 1;
         g_string_truncate(out, 0);
         if (len > POP3_LINE_MAX + 2) {
-            closed = pop3_session_feed(s, "", 0, TRUE, out);
+            closed = pop3_session_feed(s, "", 0, PROTO_LINE_TOO_LONG, out);
         } else {
             char *line = g_memdup2(data + pos, len);   /* ASan sees reads past its end */
-            closed = pop3_session_feed(s, line, len, FALSE, out);
+            closed = pop3_session_feed(s, line, len, PROTO_LINE_OK, out);
             g_free(line);
         }
         (void)pop3_session_take_delay_ms(s);
@@ -209,7 +209,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 g_string_truncate(out, 0);
                 char *line = g_memdup2(data + pos, MIN(len, POP3_LINE_MAX + 2));
                 closed = pop3_session_feed(s, line, MIN(len, POP3_LINE_MAX + 2),
-                                           len > POP3_LINE_MAX + 2, out);
+                                           len > POP3_LINE_MAX + 2 ? PROTO_LINE_TOO_LONG : PROTO_LINE_OK, out);
                 g_free(line);
                 while (pop3_session_more(s, out, chunk))
                     ;

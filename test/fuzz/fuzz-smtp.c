@@ -4,8 +4,8 @@
  * One input is one client's side of a session: its octets are cut into lines the way the bounded
  * line reader (src/net/conn.h) cuts them — after each LF; a line longer than the limit the core
  * asks for (smtp_session_line_max: commands, DATA text, AUTH responses) is handed over as its
- * terminator alone ("\r\n" or "\n") with SMTP_LINE_TOO_LONG; a line with a NUL octet carries
- * SMTP_LINE_NUL; an unfinished last line is dropped, as the adapter drops it at EOF. Mail goes into the in-memory store of the unit tests
+ * terminator alone ("\r\n" or "\n") with PROTO_LINE_TOO_LONG; a line with a NUL octet carries
+ * PROTO_LINE_NUL; an unfinished last line is dropped, as the adapter drops it at EOF. Mail goes into the in-memory store of the unit tests
  * (test/unit/support/store_mem.h), which knows the users anne (password "secret", for AUTH),
  * bob and postmaster.
  *
@@ -193,11 +193,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         g_string_truncate(out, 0);
         if (len > max) {
             gboolean crlf = len >= 2 && data[pos + len - 2] == '\r';
-            closed = smtp_session_feed(s, crlf ? "\r\n" : "\n", crlf ? 2 : 1, SMTP_LINE_TOO_LONG, out);
+            closed = smtp_session_feed(s, crlf ? "\r\n" : "\n", crlf ? 2 : 1, PROTO_LINE_TOO_LONG, out);
         } else {
             /* A private copy, so ASan sees any read past the line's end. */
             char *line = g_memdup2(data + pos, len);
-            guint flags = memchr(line, '\0', len) ? SMTP_LINE_NUL : 0;
+            ProtoLine flags = memchr(line, '\0', len) ? PROTO_LINE_NUL : PROTO_LINE_OK;
             closed = smtp_session_feed(s, line, len, flags, out);
             g_free(line);
         }

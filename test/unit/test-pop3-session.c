@@ -265,10 +265,10 @@ fx_open(Fx *f)
 
 /* say - one line (CRLF added) and the whole reply, drained as the adapter would */
 static const char *
-say_len(Fx *f, const char *line, gsize len, gboolean too_long)
+say_len(Fx *f, const char *line, gsize len, ProtoLine status)
 {
     g_string_truncate(f->out, 0);
-    f->closed = pop3_session_feed(f->s, line, len, too_long, f->out);
+    f->closed = pop3_session_feed(f->s, line, len, status, f->out);
     f->delay = pop3_session_take_delay_ms(f->s);
     g_assert_cmpuint(pop3_session_take_delay_ms(f->s), ==, 0);
     gsize before = f->out->len;
@@ -283,7 +283,7 @@ static const char *
 say(Fx *f, const char *line)
 {
     g_autofree char *l = g_strconcat(line, "\r\n", NULL);
-    return say_len(f, l, strlen(l), FALSE);
+    return say_len(f, l, strlen(l), PROTO_LINE_OK);
 }
 
 static void
@@ -484,7 +484,7 @@ test_quit_before_login_closes(Fx *f, gconstpointer d)
     fx_open(f);
     g_assert_cmpstr(say(f, "QUIT"), ==, "+OK CassMail POP3 server signing off\r\n");
     g_assert_true(f->closed);
-    g_assert_true(pop3_session_feed(f->s, "NOOP", 4, FALSE, f->out));
+    g_assert_true(pop3_session_feed(f->s, "NOOP", 4, PROTO_LINE_OK, f->out));
 }
 
 /* ---- TRANSACTION ------------------------------------------------------------------------------ */
@@ -600,7 +600,7 @@ test_retr_of_a_large_message_streams_in_bounded_chunks(Fx *f, gconstpointer d)
     deliver_to(f, "pete", "inbox", m->str, m->len);
     login(f);
     g_string_truncate(f->out, 0);
-    g_assert_false(pop3_session_feed(f->s, "RETR 1\r\n", 8, FALSE, f->out));
+    g_assert_false(pop3_session_feed(f->s, "RETR 1\r\n", 8, PROTO_LINE_OK, f->out));
     g_assert_true(g_str_has_prefix(f->out->str, "+OK "));
     gsize total = 0, chunks = 0;
     gboolean more;
@@ -805,7 +805,7 @@ test_a_store_failure_mid_body_closes_without_the_terminator(Fx *f, gconstpointer
     store_mem_set_chunk(f->proxy->inner, 16);
     login(f);
     g_string_truncate(f->out, 0);
-    g_assert_false(pop3_session_feed(f->s, "RETR 1\r\n", 8, FALSE, f->out));
+    g_assert_false(pop3_session_feed(f->s, "RETR 1\r\n", 8, PROTO_LINE_OK, f->out));
     g_assert_true(pop3_session_more(f->s, f->out, 16));   /* the +OK and a first piece */
     f->proxy->fail_op = OP_READ;
     while (pop3_session_more(f->s, f->out, 16))
@@ -929,7 +929,7 @@ test_autologout_deletes_nothing(Fx *f, gconstpointer d)
     g_string_truncate(f->out, 0);
     pop3_session_timeout(f->s, f->out);
     g_assert_true(g_str_has_prefix(f->out->str, "-ERR "));
-    g_assert_true(pop3_session_feed(f->s, "QUIT\r\n", 6, FALSE, f->out));
+    g_assert_true(pop3_session_feed(f->s, "QUIT\r\n", 6, PROTO_LINE_OK, f->out));
     g_assert_cmpuint(f->proxy->removes, ==, 0);
     g_assert_cmpuint(index_len(f, "pete", "inbox"), ==, 1);
 }
@@ -988,7 +988,7 @@ test_too_long_line_is_answered_once_and_the_session_goes_on(Fx *f, gconstpointer
     g_autofree char *long_line = g_strnfill(POP3_LINE_MAX + 1, 'A');
     g_assert_cmpstr(say(f, long_line), ==, "-ERR line too long\r\n");
     /* The reader cut a longer line and tells us so: one answer for it. */
-    g_assert_cmpstr(say_len(f, "NOOP", 4, TRUE), ==, "-ERR line too long\r\n");
+    g_assert_cmpstr(say_len(f, "NOOP", 4, PROTO_LINE_TOO_LONG), ==, "-ERR line too long\r\n");
     g_assert_cmpstr(say(f, "NOOP"), ==, "+OK NOOP\r\n");
     /* 255 octets is still a line. */
     g_autofree char *just = g_strnfill(POP3_LINE_MAX - 5, 'x');
@@ -1003,10 +1003,10 @@ test_nul_and_empty_lines_are_refused(Fx *f, gconstpointer d)
 {
     (void)d;
     login(f);
-    g_assert_cmpstr(say_len(f, "NO\0OP\r\n", 7, FALSE), ==, "-ERR NUL in command\r\n");
+    g_assert_cmpstr(say_len(f, "NO\0OP\r\n", 7, PROTO_LINE_OK), ==, "-ERR NUL in command\r\n");
     g_assert_cmpstr(say(f, ""), ==, "-ERR empty command\r\n");
-    g_assert_cmpstr(say_len(f, "NOOP\n", 5, FALSE), ==, "+OK NOOP\r\n");   /* bare LF is fine */
-    g_assert_cmpstr(say_len(f, "NOOP", 4, FALSE), ==, "+OK NOOP\r\n");     /* so is none */
+    g_assert_cmpstr(say_len(f, "NOOP\n", 5, PROTO_LINE_OK), ==, "+OK NOOP\r\n");   /* bare LF is fine */
+    g_assert_cmpstr(say_len(f, "NOOP", 4, PROTO_LINE_OK), ==, "+OK NOOP\r\n");     /* so is none */
 }
 
 static void
@@ -1047,9 +1047,9 @@ test_pipelined_commands_keep_their_order(Fx *f, gconstpointer d)
     login(f);
     /* The adapter feeds the next command before draining the RETR: the core drains it first. */
     g_string_truncate(f->out, 0);
-    pop3_session_feed(f->s, "RETR 1\r\n", 8, FALSE, f->out);
-    pop3_session_feed(f->s, "RETR 2\r\n", 8, FALSE, f->out);
-    pop3_session_feed(f->s, "STAT\r\n", 6, FALSE, f->out);
+    pop3_session_feed(f->s, "RETR 1\r\n", 8, PROTO_LINE_OK, f->out);
+    pop3_session_feed(f->s, "RETR 2\r\n", 8, PROTO_LINE_OK, f->out);
+    pop3_session_feed(f->s, "STAT\r\n", 6, PROTO_LINE_OK, f->out);
     g_assert_cmpstr(f->out->str, ==,
                     "+OK 4 octets\r\nm1\r\n.\r\n+OK 4 octets\r\nm2\r\n.\r\n+OK 2 8\r\n");
 }

@@ -109,7 +109,7 @@ fx_teardown(Fx *f, gconstpointer data)
 /* feed_line - one line of LEN octets exactly as given (line ending included) with reader FLAGS;
  * the replies to it (valid until the next feed) */
 static const char *
-feed_line(Fx *f, const char *line, gsize len, guint flags)
+feed_line(Fx *f, const char *line, gsize len, ProtoLine flags)
 {
     g_string_truncate(f->out, 0);
     f->closed = smtp_session_feed(f->s, line, len, flags, f->out);
@@ -1001,14 +1001,14 @@ test_data_too_long_line_ending_decides_the_end(Fx *f, gconstpointer d)
     (void)d;
     /* the reader hands over how a skipped line ended: a bare LF makes the "." after it text */
     open_data(f, "x@remote.example", "anne@example.com");
-    g_assert_cmpstr(feed_line(f, "\n", 1, SMTP_LINE_TOO_LONG), ==, "");
+    g_assert_cmpstr(feed_line(f, "\n", 1, PROTO_LINE_TOO_LONG), ==, "");
     g_assert_cmpstr(script(f, ".\r\nMAIL FROM:<ceo@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"), ==, "");
     g_assert_true(smtp_session_in_data(f->s));
     /* at EOF the skipped line had no end at all: the same */
-    g_assert_cmpstr(feed_line(f, "", 0, SMTP_LINE_TOO_LONG), ==, "");
+    g_assert_cmpstr(feed_line(f, "", 0, PROTO_LINE_TOO_LONG), ==, "");
     g_assert_cmpstr(script(f, ".\r\n"), ==, "");
     /* a CRLF does end it; one answer for the message */
-    g_assert_cmpstr(feed_line(f, "\r\n", 2, SMTP_LINE_TOO_LONG), ==, "");
+    g_assert_cmpstr(feed_line(f, "\r\n", 2, PROTO_LINE_TOO_LONG), ==, "");
     assert_reply(script(f, ".\r\n"), "500 5.6.0");
     g_assert_cmpuint(count(f, "anne", "inbox"), ==, 0);
     g_assert_cmpuint(count(f, "bob", "inbox"), ==, 0);
@@ -1107,7 +1107,7 @@ test_data_too_long_line_is_500(Fx *f, gconstpointer d)
     open_data(f, "x@remote.example", "anne@example.com");
     g_assert_cmpstr(script(f, "short\r\n"), ==, "");
     /* the reader skipped the line up to its LF and says so: no answer yet */
-    g_assert_cmpstr(feed_line(f, "\r\n", 2, SMTP_LINE_TOO_LONG), ==, "");
+    g_assert_cmpstr(feed_line(f, "\r\n", 2, PROTO_LINE_TOO_LONG), ==, "");
     g_assert_true(smtp_session_in_data(f->s));
     g_assert_cmpstr(script(f, "after\r\n"), ==, "");
     /* one answer, after the end */
@@ -1149,7 +1149,7 @@ test_data_nul_line_is_554(Fx *f, gconstpointer d)
     (void)d;
     open_data(f, "x@remote.example", "anne@example.com");
     g_assert_cmpstr(script(f, "before\r\n"), ==, "");
-    g_assert_cmpstr(feed_line(f, "a\0b\r\n", 5, SMTP_LINE_NUL), ==, "");
+    g_assert_cmpstr(feed_line(f, "a\0b\r\n", 5, PROTO_LINE_NUL), ==, "");
     g_assert_cmpstr(script(f, "after\r\n"), ==, "");
     const char *r = script(f, ".\r\n");
     assert_reply(r, "554 5.6.0");
@@ -1298,7 +1298,7 @@ test_over_long_command_is_one_500(Fx *f, gconstpointer d)
 {
     (void)d;
     assert_reply(script(f, "EHLO client.example.org\r\n"), "250");
-    g_assert_cmpstr(feed_line(f, "", 0, SMTP_LINE_TOO_LONG), ==, "500 5.5.2 Line too long (over 512 octets)\r\n");
+    g_assert_cmpstr(feed_line(f, "", 0, PROTO_LINE_TOO_LONG), ==, "500 5.5.2 Line too long (over 512 octets)\r\n");
     g_assert_false(f->closed);
     g_assert_cmpint(state(f), ==, SMTP_STATE_READY);
     g_assert_cmpuint(stats(f).errors, ==, 1);
@@ -1311,7 +1311,7 @@ static void
 test_nul_in_command_is_500(Fx *f, gconstpointer d)
 {
     (void)d;
-    assert_reply(feed_line(f, "EHLO a\0b\r\n", 10, SMTP_LINE_NUL), "500 5.5.2");
+    assert_reply(feed_line(f, "EHLO a\0b\r\n", 10, PROTO_LINE_NUL), "500 5.5.2");
     assert_reply(feed_line(f, "NOOP\0\r\n", 7, 0), "500 5.5.2");   /* unflagged: found all the same */
     g_assert_cmpint(state(f), ==, SMTP_STATE_INIT);
     g_assert_false(f->closed);
@@ -1721,9 +1721,9 @@ test_auth_cancel_bad_base64_and_bad_plain_are_501(Fx *f, gconstpointer d)
     assert_reply(script(f, cmd), "501 5.5.2");                                   /* a third NUL */
     /* an over-long or NUL response line aborts the exchange */
     assert_reply(script(f, "AUTH PLAIN\r\n"), "334");
-    assert_reply(feed_line(f, "", 0, SMTP_LINE_TOO_LONG), "501 5.5.2");
+    assert_reply(feed_line(f, "", 0, PROTO_LINE_TOO_LONG), "501 5.5.2");
     assert_reply(script(f, "AUTH PLAIN\r\n"), "334");
-    assert_reply(feed_line(f, "A\0==\r\n", 6, SMTP_LINE_NUL), "501 5.5.2");
+    assert_reply(feed_line(f, "A\0==\r\n", 6, PROTO_LINE_NUL), "501 5.5.2");
     /* every exchange ended: commands are commands again */
     assert_reply(script(f, "NOOP\r\n"), "250 2.0.0");
     g_assert_null(stats(f).auth_user);

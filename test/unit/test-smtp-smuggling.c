@@ -70,7 +70,7 @@ serve(Fx *f, NetConn *c)
     GString *line = g_string_new(NULL);
     for (;;) {
         NetLineStatus r = net_conn_read_line(c, smtp_session_line_max(f->s), 5000, line);
-        guint flags = r == NET_LINE_TOO_LONG ? SMTP_LINE_TOO_LONG : r == NET_LINE_NUL ? SMTP_LINE_NUL : 0;
+        ProtoLine flags = r == NET_LINE_TOO_LONG ? PROTO_LINE_TOO_LONG : r == NET_LINE_NUL ? PROTO_LINE_NUL : PROTO_LINE_OK;
         if (r != NET_LINE_OK && r != NET_LINE_NUL && r != NET_LINE_TOO_LONG)
             break;
         if (smtp_session_feed(f->s, line->str, line->len, flags, f->out))
@@ -101,7 +101,7 @@ wire_pieces(Fx *f, gboolean split, const char *const *pieces)
             if (r == NET_LINE_TIMEOUT)
                 break;
             g_assert_true(r == NET_LINE_OK || r == NET_LINE_NUL || r == NET_LINE_TOO_LONG);
-            guint flags = r == NET_LINE_TOO_LONG ? SMTP_LINE_TOO_LONG : r == NET_LINE_NUL ? SMTP_LINE_NUL : 0;
+            ProtoLine flags = r == NET_LINE_TOO_LONG ? PROTO_LINE_TOO_LONG : r == NET_LINE_NUL ? PROTO_LINE_NUL : PROTO_LINE_OK;
             smtp_session_feed(f->s, line->str, line->len, flags, f->out);
         }
     }

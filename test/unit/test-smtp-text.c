@@ -84,7 +84,7 @@ pump(Run *r, NetConn *c, gboolean fast, int timeout_ms, GString *line)
             return TRUE;
         if (st != NET_LINE_OK && st != NET_LINE_NUL && st != NET_LINE_TOO_LONG)
             return FALSE;
-        guint flags = st == NET_LINE_TOO_LONG ? SMTP_LINE_TOO_LONG : st == NET_LINE_NUL ? SMTP_LINE_NUL : 0;
+        ProtoLine flags = st == NET_LINE_TOO_LONG ? PROTO_LINE_TOO_LONG : st == NET_LINE_NUL ? PROTO_LINE_NUL : PROTO_LINE_OK;
         if (smtp_session_feed(r->s, line->str, line->len, flags, r->out))
             return FALSE;
     }
