@@ -4,28 +4,17 @@
  *
  *     cassmail-pop3d [-c FILE] [-f] [--inetd | -l ADDR:PORT] [-t SECONDS]
  *
- * Started per connection by inetd/xinetd/systemd (--inetd: the connection is stdin/stdout), or as
- * its own listener forking one child per connection (at most [limits] max_children; beyond that a
- * client gets "-ERR [SYS/TEMP] too many connections", as does one beyond [limits]
- * client_connection_limit from one client address). A session may be evicted by a full listener
- * (src/net/server.h) only while it waits for a command, never while a command waits on the store
- * or its reply is being written. Each session opens its own Store, which connects to Cassandra
- * on first use.
- *
- * The adapter does what the pure core must not: reading lines with a timeout (RFC 1939 section 3:
- * the autologout timer is at least 10 minutes), sleeping before a failed login's reply, writing
- * RETR/TOP output in bounded chunks as the core produces them, and logging one line per session:
+ * Started per connection by inetd/xinetd/systemd (--inetd), or as its own listener forking one
+ * child per connection; beyond [limits] max_children or client_connection_limit a client gets
+ * "-ERR [SYS/TEMP] too many connections". The autologout timer is at least 10 minutes (RFC 1939
+ * section 3) unless -t says otherwise. Reading, the failed login's delay, RETR/TOP in bounded
+ * chunks, STLS and privileges: src/net/adapter.h. USER/PASS before TLS follow [pop3]
+ * allow_plaintext_auth (not set: [smtp]'s) for this peer. bytes_read/columns_read (what the
+ * session read from Cassandra) and vmhwm_kb (peak resident size) are read by the tests:
  *
  *     pop3 PEER: session end user=... mailbox=... state=... end=... ms=N tls=yes|no
  *         retrieved=N/octets deleted=N failed_logins=N errors=N bytes_read=N columns_read=N
  *         max_frame=N vmhwm_kb=N
- *
- * TLS: with [tls] certificate and key, CAPA offers STLS (RFC 2595). After the core's "+OK" the
- * adapter flushes, drops every input octet it holds, runs the handshake (TLS 1.2 or newer) and
- * tells the core. USER/PASS before TLS follow [pop3] allow_plaintext_auth for this peer.
- *
- * bytes_read/columns_read are the store's counters (what this session read from Cassandra) and
- * vmhwm_kb the process's peak resident size: the end-to-end tests read them from this line.
  */
 #include "net/adapter.h"
 #include "pop3/session.h"
@@ -42,7 +31,7 @@ pop3d_open(AdapterRun *run, Store *store, const char *peer)
 {
     Pop3SessionConfig pc;
     pop3_session_config_init(&pc, run->cfg);
-    pc.plaintext_auth = config_plaintext_auth_allowed(run->cfg, peer);
+    pc.plaintext_auth = config_plaintext_auth_allowed(run->cfg->pop3_allow_plaintext_auth, peer);
     pc.stls = run->tls != NULL;
     return pop3_session_new(&pc, store, peer);
 }

@@ -4,35 +4,11 @@
  *
  *     cassmail-smtpd [-c FILE] [-f] [--inetd | -l ADDR:PORT] [--submission] [--tls-on-connect]
  *
- * Started per connection by inetd/xinetd/systemd Accept=yes (--inetd: the connection is stdin and
- * stdout), or as its own listener forking one child per connection (at most [limits]
- * max_children, and [limits] client_connection_limit from one client address; beyond that a
- * client gets "421 4.3.2" and is closed). It never daemonizes: run under systemd (Type=simple)
- * or a supervisor. Logs go to syslog (facility mail), or to stderr with -f. Each session opens
- * its own Store, which connects to Cassandra on first use, so every child has its own Thrift
- * connection and the parent has none.
- *
- * Start-up order (src/util/privs.h): read the configuration, bind the listener (not in --inetd
- * mode), load the [tls] certificate and key, then — when started as root — become [server]
- * user/group for good, before any client byte is read. As root without a user to become it
- * refuses to run (exit 77), in --inetd mode too: inetd may well start us as root.
- *
- * TLS: with [tls] certificate and key, EHLO offers STARTTLS (RFC 3207). After the core's 220 the
- * adapter flushes, drops every input octet it holds (a command pipelined behind STARTTLS is never
- * executed), runs the handshake (TLS 1.2 or newer, src/net/conn.h) and tells the core, which
- * forgets the session so far. A failed handshake ends the session. Whether AUTH may be used
- * before TLS is [smtp] allow_plaintext_auth, read for this peer (config_plaintext_auth_allowed).
- *
- * The adapter reads lines with the RFC 5321 limits (512 octets for commands, 1000 for text lines
- * plus the transparency dot) — inside DATA the complete lines it has buffered go to the core in
- * place, in one call per read (smtp_session_feed_text), not one copied line at a time — and
- * timeouts ([limits] idle_timeout_s between commands,
- * data_timeout_s inside DATA; on expiry "421 4.4.2" and close), answers pipelined commands in one
- * write (RFC 2920: it flushes when no more input is buffered, and the reader flushes before it
- * waits), and logs one line per session. Under its own listener a session may be evicted (see
- * src/net/server.h) only while it waits for a command outside DATA: it holds inside DATA, and
- * from each line read until its reply is written (a delivery waiting on the store included), so
- * a stored message always gets its 250 rather than an eviction the client would retry.
+ * Started per connection by inetd/xinetd/systemd Accept=yes (--inetd), or as its own listener
+ * forking one child per connection; beyond [limits] max_children or client_connection_limit a
+ * client gets "421 4.3.2". Reading, timeouts ([limits] idle_timeout_s between commands,
+ * data_timeout_s inside DATA: "421 4.4.2"), pipelining, TLS and privileges: src/net/adapter.h.
+ * Whether AUTH may be used before TLS is [smtp] allow_plaintext_auth for this peer.
  *
  * Submission (--submission, RFC 6409; port 587): MAIL needs AUTH, and AUTH needs TLS except from
  * loopback clients (unless [smtp] allow_plaintext_auth = false forbids even that). Implicit TLS
@@ -70,7 +46,7 @@ smtpd_open(AdapterRun *run, Store *store, const char *peer)
     SmtpSessionConfig sc;
     smtp_session_config_init(&sc, cfg);
     sc.starttls = run->tls != NULL;
-    sc.plaintext_auth = config_plaintext_auth_allowed(cfg, peer);
+    sc.plaintext_auth = config_plaintext_auth_allowed(cfg->allow_plaintext_auth, peer);
     if (smtpd_submission)   /* RFC 6409 4.3 / RFC 8314 3: no password in plaintext off this machine */
         sc.plaintext_auth = config_peer_is_loopback(peer) &&
                             cfg->allow_plaintext_auth != CONFIG_PLAINTEXT_NEVER;

@@ -28,6 +28,10 @@
  *         flush when no input is buffered (RFC 2920, RFC 2449 pipelining)
  *         tls_pending(core): flush, drop buffered input, handshake, tls_started(core) or stop
  *
+ * A session is evictable (src/net/server.h) only while it waits for a command: from each line
+ * read until its reply is written (a delivery waiting on the store included) it holds, so a
+ * stored message always gets its 250 rather than an eviction the client would retry.
+ *
  * Made for the next core too: an IMAP core will need a literal of N octets instead of a line
  * (line_max is where the core says how much it takes next; a literal reader is the one addition)
  * and IDLE, waiting for input or a timer (timeout is the core's to answer: it returns whether

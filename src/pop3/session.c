@@ -779,7 +779,8 @@ pop3_session_closed(const Pop3Session *s)
     return s->state == POP3_STATE_CLOSED;
 }
 
-const char *
+/* pop3_session_end_reason - NULL while the session goes on, else why it ended */
+static const char *
 pop3_session_end_reason(const Pop3Session *s)
 {
     if (s->state != POP3_STATE_CLOSED)
@@ -856,7 +857,7 @@ pop3_session_config_init(Pop3SessionConfig *pc, const CassmailConfig *cfg)
         .login_delay_ms = (guint)MAX(cfg->login_delay_ms, 0),
         .max_errors = (guint)MAX(cfg->max_errors, 0),
         /* The adapter knows the peer and whether it has a TLS context. */
-        .plaintext_auth = cfg->allow_plaintext_auth == CONFIG_PLAINTEXT_ALWAYS,
+        .plaintext_auth = cfg->pop3_allow_plaintext_auth == CONFIG_PLAINTEXT_ALWAYS,
         .stls = FALSE,
     };
 }

@@ -7,18 +7,10 @@
  * section 4). APOP is not offered: the store keeps only salted hashes, never a password APOP
  * could use.
  *
- * The core never touches a socket, a clock or a sleep. The adapter (src/cmd/cassmail-pop3d.c, the
- * unit tests) drives it:
- *
- *     pop3_session_greeting(s, out);                      write OUT
- *     for each line read (CRLF stripped or not):
- *         close = pop3_session_feed(s, line, len, status, out);
- *         delay = pop3_session_take_delay_ms(s);         sleep DELAY ms, then write OUT
- *         while (pop3_session_more(s, out, CHUNK))        write OUT after each call (bounded)
- *         if (close) stop
- *         if (pop3_session_stls_pending(s))               flush OUT, drop buffered input, TLS
- *             handshake; then pop3_session_tls_started(s), or stop when it failed
- *     on idle timeout: pop3_session_timeout(s, out)       write OUT, stop (nothing is deleted)
+ * The core never touches a socket, a clock or a sleep. The one adapter (src/net/adapter.h,
+ * through pop3_core below) and the unit tests drive it: it asks for a delay before a failed
+ * login's reply (pop3_session_take_delay_ms) and hands RETR/TOP out in bounded chunks
+ * (pop3_session_more).
  *
  * TLS and USER/PASS: STLS is offered (CAPA) and accepted in the AUTHORIZATION state when the
  * adapter can do TLS (cfg.stls) and the session is not encrypted yet; otherwise -ERR. After its
@@ -107,10 +99,6 @@ gboolean pop3_session_more(Pop3Session *s, GString *out, gsize max);
 
 /* pop3_session_closed - whether the session has ended (QUIT, too many errors, a body cut short) */
 gboolean pop3_session_closed(const Pop3Session *s);
-
-/* pop3_session_end_reason - NULL while the session goes on; after it closed, "body-failed",
- * "too-many-errors" or "quit" (QUIT, or the autologout), for the session-end line */
-const char *pop3_session_end_reason(const Pop3Session *s);
 
 /* pop3_session_stls_pending - TRUE from the "+OK" to STLS until pop3_session_tls_started(): the
  * adapter writes OUT, drops its buffered input and runs the TLS handshake. Lines fed meanwhile

@@ -1509,7 +1509,8 @@ smtp_session_timeout(SmtpSession *s, GString *out)
     smtp_close(s, out, 421, SMTP_ESC_CONN_TIMEOUT, "Error: timeout exceeded");
 }
 
-const char *
+/* smtp_session_end_reason - NULL while the session goes on, else why it ended */
+static const char *
 smtp_session_end_reason(const SmtpSession *s)
 {
     if (s->state != SMTP_STATE_CLOSED)

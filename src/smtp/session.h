@@ -11,23 +11,10 @@
  * 6.2, 8.1, 8.3). It accepts mail for existing users of its local domains, and relays other
  * recipients only through the configured smarthost, only for authenticated or trusted clients.
  *
- * The core never touches a socket, TLS or Thrift. The adapter (src/cmd/cassmail-smtpd.c, the unit
- * tests, a fuzzer) drives it:
- *
- *     smtp_session_greeting(s, out);                             send OUT
- *     loop:
- *         max     = smtp_session_line_max(s)
- *         timeout = smtp_session_in_data(s) ? data timeout : idle timeout
- *         in DATA: smtp_session_feed_text(s, buffered input, max, out): the complete lines
- *             the adapter's buffer holds, in place; consume what it used, send OUT, loop
- *         read one line (with its line ending) of at most MAX octets
- *         on a timeout: smtp_session_timeout(s, out); send OUT; close
- *         close = smtp_session_feed(s, line, len, flags, out);   send OUT (flush when no more
- *         if (close) close                                        input is buffered: RFC 2920)
- *         if (smtp_session_starttls_pending(s))                   flush OUT, drop every buffered
- *             TLS handshake; on success                           input octet, then the server
- *                 smtp_session_tls_started(s)                     side of the handshake; on
- *             else close                                          failure close
+ * The core never touches a socket, TLS or Thrift. The one adapter (src/net/adapter.h, through
+ * smtp_core below), the unit tests and a fuzzer drive it: greeting, then each line read with
+ * the limit smtp_session_line_max gives (in DATA, the complete lines already buffered go to
+ * smtp_session_feed_text in place), replies flushed when no more input is buffered (RFC 2920).
  *
  * TLS and authentication (decided here, tested in test/unit/test-smtp-session.c and end to end
  * in test/e2e/test_tls_auth.py):
@@ -224,10 +211,6 @@ void smtp_session_tls_started(SmtpSession *s);
 
 /* smtp_session_timeout - 421 4.4.2 and closed; a transaction in progress is dropped */
 void smtp_session_timeout(SmtpSession *s, GString *out);
-
-/* smtp_session_end_reason - NULL while the session goes on; after it closed, "too-many-errors"
- * or "quit" (QUIT, or a 421 of ours), for the session-end line */
-const char *smtp_session_end_reason(const SmtpSession *s);
 
 /* smtp_session_stats - counters for the adapter's end-of-session log line, built when asked */
 void smtp_session_stats(const SmtpSession *s, SmtpSessionStats *stats);

@@ -1189,7 +1189,7 @@ test_config_init_leaves_plaintext_and_stls_to_the_adapter(void)
     /* default "loopback": only the adapter, which knows the peer, may allow it */
     g_assert_false(pc.plaintext_auth);
     g_assert_false(pc.stls);
-    c->allow_plaintext_auth = CONFIG_PLAINTEXT_ALWAYS;
+    c->pop3_allow_plaintext_auth = CONFIG_PLAINTEXT_ALWAYS;
     pop3_session_config_init(&pc, c);
     g_assert_true(pc.plaintext_auth);
     config_free(&c);

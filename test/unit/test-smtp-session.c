@@ -1933,14 +1933,14 @@ test_config_plaintext_auth_rule(void)
     g_assert_no_error(error);
     g_assert_cmpint(def->allow_plaintext_auth, ==, CONFIG_PLAINTEXT_LOOPBACK);
     for (gsize i = 0; i < G_N_ELEMENTS(loopback); i++) {
-        g_assert_true(config_plaintext_auth_allowed(def, loopback[i]));
-        g_assert_false(config_plaintext_auth_allowed(never, loopback[i]));
-        g_assert_true(config_plaintext_auth_allowed(always, loopback[i]));
+        g_assert_true(config_plaintext_auth_allowed(def->allow_plaintext_auth, loopback[i]));
+        g_assert_false(config_plaintext_auth_allowed(never->allow_plaintext_auth, loopback[i]));
+        g_assert_true(config_plaintext_auth_allowed(always->allow_plaintext_auth, loopback[i]));
     }
     for (gsize i = 0; i < G_N_ELEMENTS(remote); i++) {
-        g_assert_false(config_plaintext_auth_allowed(def, remote[i]));
-        g_assert_false(config_plaintext_auth_allowed(never, remote[i]));
-        g_assert_true(config_plaintext_auth_allowed(always, remote[i]));
+        g_assert_false(config_plaintext_auth_allowed(def->allow_plaintext_auth, remote[i]));
+        g_assert_false(config_plaintext_auth_allowed(never->allow_plaintext_auth, remote[i]));
+        g_assert_true(config_plaintext_auth_allowed(always->allow_plaintext_auth, remote[i]));
     }
     /* the core's own default is the strict one: the adapter decides per peer */
     SmtpSessionConfig sc;
@@ -1958,6 +1958,29 @@ test_config_plaintext_auth_rule(void)
     g_clear_error(&error);
     g_assert_null(conf_with("[tls]\ncertificate=/etc/cert.pem\n", &error));
     g_assert_nonnull(strstr(error->message, "[tls] certificate and key"));
+}
+
+/* [pop3] allow_plaintext_auth governs POP3 USER/PASS; without it the old [smtp] key still does */
+static void
+test_config_pop3_plaintext_auth_key(void)
+{
+    g_autoptr(GError) error = NULL;
+    CassmailConfig *old = conf_with("[smtp]\nallow_plaintext_auth=false\n", &error);
+    g_assert_no_error(error);
+    g_assert_cmpint(old->pop3_allow_plaintext_auth, ==, CONFIG_PLAINTEXT_NEVER);
+    CassmailConfig *own = conf_with("[smtp]\nallow_plaintext_auth=false\n"
+                                    "[pop3]\nallow_plaintext_auth=true\n", &error);
+    g_assert_no_error(error);
+    g_assert_cmpint(own->allow_plaintext_auth, ==, CONFIG_PLAINTEXT_NEVER);
+    g_assert_cmpint(own->pop3_allow_plaintext_auth, ==, CONFIG_PLAINTEXT_ALWAYS);
+    CassmailConfig *def = conf_with("", &error);
+    g_assert_no_error(error);
+    g_assert_cmpint(def->pop3_allow_plaintext_auth, ==, CONFIG_PLAINTEXT_LOOPBACK);
+    config_free(&old);
+    config_free(&own);
+    config_free(&def);
+    g_assert_null(conf_with("[pop3]\nallow_plaintext_auth=maybe\n", &error));
+    g_assert_nonnull(strstr(error->message, "[pop3] allow_plaintext_auth"));
 }
 
 
@@ -2193,5 +2216,6 @@ main(int argc, char **argv)
     g_test_add_func("/smtp/names/state-names", test_state_names);
     g_test_add_func("/smtp/config/init-takes-the-smtp-settings", test_config_init_takes_the_smtp_settings);
     g_test_add_func("/smtp/config/plaintext-auth-rule", test_config_plaintext_auth_rule);
+    g_test_add_func("/smtp/config/pop3-plaintext-auth-key", test_config_pop3_plaintext_auth_key);
     return g_test_run();
 }
