@@ -773,12 +773,6 @@ pop3_session_more(Pop3Session *s, GString *out, gsize max)
     return FALSE;
 }
 
-gboolean
-pop3_session_closed(const Pop3Session *s)
-{
-    return s->state == POP3_STATE_CLOSED;
-}
-
 /* pop3_session_end_reason - NULL while the session goes on, else why it ended */
 static const char *
 pop3_session_end_reason(const Pop3Session *s)
@@ -788,44 +782,6 @@ pop3_session_end_reason(const Pop3Session *s)
     if (s->body_failed)
         return "body-failed";
     return s->cfg.max_errors && s->errors >= s->cfg.max_errors ? "too-many-errors" : "quit";
-}
-
-gboolean
-pop3_session_stls_pending(const Pop3Session *s)
-{
-    return s->stls_pending;
-}
-
-void
-pop3_session_tls_started(Pop3Session *s)
-{
-    s->stls_pending = FALSE;
-    s->tls = TRUE;
-    pop3_forget_user(s);
-}
-
-guint
-pop3_session_take_delay_ms(Pop3Session *s)
-{
-    guint d = s->delay_ms;
-    s->delay_ms = 0;
-    return d;
-}
-
-void
-pop3_session_timeout(Pop3Session *s, GString *out)
-{
-    pop3_msgout_clear(&s->body);
-    if (s->state != POP3_STATE_CLOSED)
-        pop3_reply(out, FALSE, NULL, "autologout: idle for too long, nothing deleted");
-    pop3_enter_state(s, POP3_STATE_CLOSED);
-}
-
-void
-pop3_session_greeting(Pop3Session *s, GString *out)
-{
-    (void)s;
-    pop3_reply(out, TRUE, NULL, POP3_GREETING);
 }
 
 void
@@ -895,15 +851,58 @@ pop3_session_free(Pop3Session **sp)
 
 /* ---- the protocol-core interface (src/util/proto.h) --------------------------------------- */
 
-static void core_greeting(gpointer s, GString *out) { pop3_session_greeting(s, out); }
+/* core_greeting - the "+OK" greeting sent when the connection opens */
+static void
+core_greeting(gpointer s, GString *out)
+{
+    (void)s;
+    pop3_reply(out, TRUE, NULL, POP3_GREETING);
+}
+
 static gboolean core_feed(gpointer s, const char *line, gsize len, ProtoLine st, GString *out)
 { return pop3_session_feed(s, line, len, st, out); }
 static gboolean core_more(gpointer s, GString *out, gsize max) { return pop3_session_more(s, out, max); }
-static guint core_take_delay_ms(gpointer s) { return pop3_session_take_delay_ms(s); }
+/* core_take_delay_ms - how long to wait before writing the reply just made (a failed login) */
+static guint
+core_take_delay_ms(gpointer core)
+{
+    Pop3Session *s = core;
+    guint d = s->delay_ms;
+    s->delay_ms = 0;
+    return d;
+}
+
 static gsize core_line_max(gpointer s) { (void)s; return POP3_LINE_MAX + 2; }   /* and its CRLF */
-static gboolean core_tls_pending(gpointer s) { return pop3_session_stls_pending(s); }
-static void core_tls_started(gpointer s) { pop3_session_tls_started(s); }
-static void core_timeout(gpointer s, GString *out) { pop3_session_timeout(s, out); }
+/* core_tls_pending - from the "+OK" to STLS until core_tls_started; lines fed meanwhile are
+ * dropped unanswered */
+static gboolean
+core_tls_pending(gpointer s)
+{
+    return ((Pop3Session *)s)->stls_pending;
+}
+
+/* core_tls_started - the session runs over TLS (USER/PASS now allowed) and has forgotten any name
+ * given with USER (RFC 2595 4) */
+static void
+core_tls_started(gpointer core)
+{
+    Pop3Session *s = core;
+    s->stls_pending = FALSE;
+    s->tls = TRUE;
+    pop3_forget_user(s);
+}
+
+/* core_timeout - the autologout (RFC 1939 section 3): a last -ERR line, no UPDATE */
+static void
+core_timeout(gpointer core, GString *out)
+{
+    Pop3Session *s = core;
+    pop3_msgout_clear(&s->body);
+    if (s->state != POP3_STATE_CLOSED)
+        pop3_reply(out, FALSE, NULL, "autologout: idle for too long, nothing deleted");
+    pop3_enter_state(s, POP3_STATE_CLOSED);
+}
+
 static const char *core_ended(gpointer s) { return pop3_session_end_reason(s); }
 static void core_free(gpointer s) { pop3_session_free((Pop3Session **)&s); }
 

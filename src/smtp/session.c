@@ -13,7 +13,7 @@
  * smtp_enter_state().
  *
  * Two things are not commands: the lines of an AUTH exchange (smtp_auth_line, RFC 4954 4), and
- * whatever arrives between the 220 to STARTTLS and the adapter's smtp_session_tls_started()
+ * whatever arrives between the 220 to STARTTLS and the adapter's smtp_core.tls_started()
  * (dropped, RFC 3207 6). smtp_session_feed() routes them before the command rules apply.
  */
 #include "smtp/session.h"
@@ -1460,36 +1460,45 @@ smtp_session_free(SmtpSession **sp)
     *sp = NULL;
 }
 
-void
-smtp_session_greeting(SmtpSession *s, GString *out)
+/* core_greeting - the 220 greeting */
+static void
+core_greeting(gpointer core, GString *out)
 {
-    smtp_reply(out, 220, SMTP_ESC_NONE, "%s ESMTP CassMail", s->cfg.hostname);
+    smtp_reply(out, 220, SMTP_ESC_NONE, "%s ESMTP CassMail", ((SmtpSession *)core)->cfg.hostname);
 }
 
-gboolean
-smtp_session_in_data(const SmtpSession *s)
+/* core_in_text - whether the next line is message text (for the line limit and timeout) */
+static gboolean
+core_in_text(gpointer core)
 {
-    return s->state == SMTP_STATE_DATA;
+    return ((SmtpSession *)core)->state == SMTP_STATE_DATA;
 }
 
-gsize
-smtp_session_line_max(const SmtpSession *s)
+/* core_line_max - SMTP_TEXT_READ_MAX in DATA, SMTP_AUTH_LINE_MAX in an AUTH exchange, else
+ * SMTP_COMMAND_LINE_MAX */
+static gsize
+core_line_max(gpointer core)
 {
+    const SmtpSession *s = core;
     if (s->state == SMTP_STATE_DATA)
         return SMTP_TEXT_READ_MAX;
     return s->auth_step != SMTP_AUTH_NONE ? SMTP_AUTH_LINE_MAX : SMTP_COMMAND_LINE_MAX;
 }
 
-gboolean
-smtp_session_starttls_pending(const SmtpSession *s)
+/* core_tls_pending - from the "220 Ready to start TLS" reply until core_tls_started; lines fed
+ * meanwhile are dropped unanswered */
+static gboolean
+core_tls_pending(gpointer core)
 {
-    return s->starttls_pending;
+    return ((SmtpSession *)core)->starttls_pending;
 }
 
-void
-smtp_session_tls_started(SmtpSession *s)
+/* core_tls_started - the session runs over TLS and forgets the client's HELO name, transaction
+ * and authentication (RFC 3207 4.2) */
+static void
+core_tls_started(gpointer core)
 {
-    /* RFC 3207 4.2: forget everything the client told us before TLS */
+    SmtpSession *s = core;
     s->starttls_pending = FALSE;
     s->tls = TRUE;
     smtp_reset_transaction(s);
@@ -1501,12 +1510,13 @@ smtp_session_tls_started(SmtpSession *s)
         smtp_enter_state(s, SMTP_STATE_INIT);
 }
 
-void
-smtp_session_timeout(SmtpSession *s, GString *out)
+/* core_timeout - 421 4.4.2 and closed; a transaction in progress is dropped */
+static void
+core_timeout(gpointer core, GString *out)
 {
-    if (s->state == SMTP_STATE_CLOSED)
-        return;
-    smtp_close(s, out, 421, SMTP_ESC_CONN_TIMEOUT, "Error: timeout exceeded");
+    SmtpSession *s = core;
+    if (s->state != SMTP_STATE_CLOSED)
+        smtp_close(s, out, 421, SMTP_ESC_CONN_TIMEOUT, "Error: timeout exceeded");
 }
 
 /* smtp_session_end_reason - NULL while the session goes on, else why it ended */
@@ -1649,16 +1659,10 @@ smtp_received_strip(const char *msg, gsize len, gsize *text_len)
 
 /* --- the protocol-core interface (src/util/proto.h) ------------------------------------------ */
 
-static void core_greeting(gpointer s, GString *out) { smtp_session_greeting(s, out); }
 static gboolean core_feed(gpointer s, const char *line, gsize len, ProtoLine st, GString *out)
 { return smtp_session_feed(s, line, len, st, out); }
 static gsize core_feed_text(gpointer s, const char *buf, gsize len, gsize max, GString *out)
 { return smtp_session_feed_text(s, buf, len, max, out); }
-static gsize core_line_max(gpointer s) { return smtp_session_line_max(s); }
-static gboolean core_in_text(gpointer s) { return smtp_session_in_data(s); }
-static gboolean core_tls_pending(gpointer s) { return smtp_session_starttls_pending(s); }
-static void core_tls_started(gpointer s) { smtp_session_tls_started(s); }
-static void core_timeout(gpointer s, GString *out) { smtp_session_timeout(s, out); }
 static const char *core_ended(gpointer s) { return smtp_session_end_reason(s); }
 static const char *core_id(gpointer s) { return ((SmtpSession *)s)->id; }
 static void core_free(gpointer s) { smtp_session_free((SmtpSession **)&s); }

@@ -259,7 +259,7 @@ fx_open(Fx *f)
     f->s = pop3_session_new(&f->cfg, f->store, "test");
     f->closed = FALSE;
     g_string_truncate(f->out, 0);
-    pop3_session_greeting(f->s, f->out);
+    pop3_core.greeting(f->s, f->out);
     return f->out->str;
 }
 
@@ -269,8 +269,8 @@ say_len(Fx *f, const char *line, gsize len, ProtoLine status)
 {
     g_string_truncate(f->out, 0);
     f->closed = pop3_session_feed(f->s, line, len, status, f->out);
-    f->delay = pop3_session_take_delay_ms(f->s);
-    g_assert_cmpuint(pop3_session_take_delay_ms(f->s), ==, 0);
+    f->delay = pop3_core.take_delay_ms(f->s);
+    g_assert_cmpuint(pop3_core.take_delay_ms(f->s), ==, 0);
     gsize before = f->out->len;
     while (pop3_session_more(f->s, f->out, f->chunk)) {
         g_assert_cmpuint(f->out->len - before, <=, f->chunk + 5);
@@ -812,7 +812,7 @@ test_a_store_failure_mid_body_closes_without_the_terminator(Fx *f, gconstpointer
         ;
     g_assert_true(g_str_has_prefix(f->out->str, "+OK 48 octets\r\n"));
     g_assert_false(g_str_has_suffix(f->out->str, "\r\n.\r\n"));
-    g_assert_true(pop3_session_closed(f->s));
+    g_assert_true(pop3_core.ended(f->s) != NULL);
     Pop3SessionStats st;
     pop3_session_stats(f->s, &st);
     g_assert_cmpuint(st.retrieved, ==, 0);
@@ -927,7 +927,7 @@ test_autologout_deletes_nothing(Fx *f, gconstpointer d)
     login(f);
     say(f, "DELE 1");
     g_string_truncate(f->out, 0);
-    pop3_session_timeout(f->s, f->out);
+    pop3_core.timeout(f->s, f->out);
     g_assert_true(g_str_has_prefix(f->out->str, "-ERR "));
     g_assert_true(pop3_session_feed(f->s, "QUIT\r\n", 6, PROTO_LINE_OK, f->out));
     g_assert_cmpuint(f->proxy->removes, ==, 0);
@@ -1101,7 +1101,7 @@ test_stls_offered_in_capa_only_when_possible(Fx *f, gconstpointer d)
     fx_open(f);
     g_assert_null(strstr(say(f, "CAPA"), "STLS\r\n"));
     g_assert_true(g_str_has_prefix(say(f, "STLS"), "-ERR "));
-    g_assert_false(pop3_session_stls_pending(f->s));
+    g_assert_false(pop3_core.tls_pending(f->s));
     f->cfg.stls = TRUE;
     fx_open(f);
     g_assert_nonnull(strstr(say(f, "CAPA"), "\r\nSTLS\r\n"));
@@ -1117,13 +1117,13 @@ test_stls_drops_pipelined_lines_until_tls(Fx *f, gconstpointer d)
     f->cfg.stls = TRUE;
     fx_open(f);
     g_assert_cmpstr(say(f, "STLS"), ==, "+OK Begin TLS negotiation\r\n");
-    g_assert_true(pop3_session_stls_pending(f->s));
+    g_assert_true(pop3_core.tls_pending(f->s));
     /* what an attacker on the path could add behind STLS is never executed */
     g_assert_cmpstr(say(f, "USER pete"), ==, "");
     g_assert_cmpstr(say(f, "QUIT"), ==, "");
     g_assert_false(f->closed);
-    pop3_session_tls_started(f->s);
-    g_assert_false(pop3_session_stls_pending(f->s));
+    pop3_core.tls_started(f->s);
+    g_assert_false(pop3_core.tls_pending(f->s));
     g_assert_cmpstr(say(f, "PASS secret"), ==, "-ERR give USER first\r\n");
     Pop3SessionStats st;
     pop3_session_stats(f->s, &st);
@@ -1145,7 +1145,7 @@ test_without_plaintext_auth_user_pass_work_after_stls(Fx *f, gconstpointer d)
     g_assert_cmpstr(say(f, "USER pete"), ==,
                     "-ERR [AUTH] plain-text login is not allowed on this connection, use STLS first\r\n");
     g_assert_cmpstr(say(f, "STLS"), ==, "+OK Begin TLS negotiation\r\n");
-    pop3_session_tls_started(f->s);
+    pop3_core.tls_started(f->s);
     capa = say(f, "CAPA");
     g_assert_null(strstr(capa, "STLS\r\n"));
     g_assert_nonnull(strstr(capa, "\r\nUSER\r\n"));
@@ -1160,9 +1160,9 @@ test_second_stls_is_err(Fx *f, gconstpointer d)
     f->cfg.stls = TRUE;
     fx_open(f);
     say(f, "STLS");
-    pop3_session_tls_started(f->s);
+    pop3_core.tls_started(f->s);
     g_assert_cmpstr(say(f, "STLS"), ==, "-ERR command not permitted when TLS active\r\n");
-    g_assert_false(pop3_session_stls_pending(f->s));
+    g_assert_false(pop3_core.tls_pending(f->s));
     g_assert_cmpstr(say(f, "USER pete"), ==, "+OK send PASS\r\n");
 }
 
@@ -1174,7 +1174,7 @@ test_stls_forgets_the_user_given_before(Fx *f, gconstpointer d)
     fx_open(f);
     g_assert_cmpstr(say(f, "USER pete"), ==, "+OK send PASS\r\n");
     say(f, "STLS");
-    pop3_session_tls_started(f->s);
+    pop3_core.tls_started(f->s);
     g_assert_cmpstr(say(f, "PASS secret"), ==, "-ERR give USER first\r\n");
 }
 

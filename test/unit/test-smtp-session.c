@@ -72,7 +72,7 @@ new_session(Fx *f)
     smtp_session_free(&f->s);
     f->s = smtp_session_new(&f->cfg, f->store, PEER);
     g_string_truncate(f->out, 0);
-    smtp_session_greeting(f->s, f->out);
+    smtp_core.greeting(f->s, f->out);
     g_string_truncate(f->out, 0);
     f->closed = FALSE;
 }
@@ -263,7 +263,7 @@ open_data(Fx *f, const char *from, const char *rcpt)
         assert_reply(script(f, "EHLO client.example.org\r\n"), "250");
     g_autofree char *s = g_strdup_printf("MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n", from, rcpt);
     assert_replies(script(f, s), "250 2.1.0", "250 2.1.5", "354");
-    g_assert_true(smtp_session_in_data(f->s));
+    g_assert_true(smtp_core.in_text(f->s));
 }
 
 /* ---- greeting, EHLO, HELO ------------------------------------------------------------------- */
@@ -272,10 +272,10 @@ static void
 test_greeting_is_220(Fx *f, gconstpointer d)
 {
     (void)d;
-    smtp_session_greeting(f->s, f->out);
+    smtp_core.greeting(f->s, f->out);
     g_assert_cmpstr(f->out->str, ==, "220 " HOST " ESMTP CassMail\r\n");
     g_assert_cmpint(state(f), ==, SMTP_STATE_INIT);
-    g_assert_false(smtp_session_in_data(f->s));
+    g_assert_false(smtp_core.in_text(f->s));
 }
 
 static void
@@ -380,7 +380,7 @@ test_data_before_rcpt_is_503(Fx *f, gconstpointer d)
     /* a refused recipient opens no DATA either */
     assert_replies(script(f, "RCPT TO:<nobody@example.com>\r\nDATA\r\n"), "550 5.1.1", "503 5.5.1");
     g_assert_cmpint(state(f), ==, SMTP_STATE_MAIL);
-    g_assert_false(smtp_session_in_data(f->s));
+    g_assert_false(smtp_core.in_text(f->s));
 }
 
 static void
@@ -522,7 +522,7 @@ test_argument_to_data_rset_quit_is_501(Fx *f, gconstpointer d)
     (void)d;
     to_state(f, SMTP_STATE_RCPT);
     assert_reply(script(f, "DATA now\r\n"), "501 5.5.2");
-    g_assert_false(smtp_session_in_data(f->s));
+    g_assert_false(smtp_core.in_text(f->s));
     assert_reply(script(f, "RSET all\r\n"), "501 5.5.2");
     g_assert_cmpint(state(f), ==, SMTP_STATE_RCPT);   /* not reset */
     assert_reply(script(f, "QUIT now\r\n"), "501 5.5.2");
@@ -845,15 +845,15 @@ test_data_is_354_and_period_alone_ends(Fx *f, gconstpointer d)
     (void)d;
     to_state(f, SMTP_STATE_RCPT);
     g_assert_cmpstr(script(f, "DATA\r\n"), ==, "354 End data with <CR><LF>.<CR><LF>\r\n");
-    g_assert_true(smtp_session_in_data(f->s));
+    g_assert_true(smtp_core.in_text(f->s));
     /* inside the text nothing is a command and nothing is answered */
     g_assert_cmpstr(script(f, "QUIT\r\nRSET\r\n. \r\n.x\r\n\r\n"), ==, "");
     g_assert_false(f->closed);
-    g_assert_true(smtp_session_in_data(f->s));
+    g_assert_true(smtp_core.in_text(f->s));
     const char *r = script(f, ".\r\n");
     assert_reply(r, "250 2.0.0");
     g_assert_true(g_str_has_prefix(r, "250 2.0.0 Ok: queued as "));
-    g_assert_false(smtp_session_in_data(f->s));
+    g_assert_false(smtp_core.in_text(f->s));
     g_assert_cmpint(state(f), ==, SMTP_STATE_READY);
     assert_stored_text(f, "anne", "QUIT\r\nRSET\r\n \r\nx\r\n\r\n");
     /* the id in the reply is the stored message's */
@@ -965,7 +965,7 @@ test_data_bare_lf_lines_stored_with_crlf(Fx *f, gconstpointer d)
     open_data(f, "x@remote.example", "anne@example.com");
     g_assert_cmpstr(script(f, "Subject: lf\n\nline one\nline two\r\nend\n.\r\n"), ==, "");
     /* the "." after a bare LF was text, not the end */
-    g_assert_true(smtp_session_in_data(f->s));
+    g_assert_true(smtp_core.in_text(f->s));
     assert_reply(script(f, ".\r\n"), "250 2.0.0");
     assert_stored_text(f, "anne", "Subject: lf\r\n\r\nline one\r\nline two\r\nend\r\n\r\n");
 }
@@ -979,7 +979,7 @@ test_data_bare_cr_is_554(Fx *f, gconstpointer d)
     open_data(f, "x@remote.example", "anne@example.com");
     g_assert_cmpstr(script(f, "Subject: cr\r\n\r\ncr\rinside\r\n"), ==, "");
     g_assert_cmpstr(script(f, "x\r.\r\n"), ==, "");   /* text: the line holds a bare CR */
-    g_assert_true(smtp_session_in_data(f->s));
+    g_assert_true(smtp_core.in_text(f->s));
     g_assert_cmpstr(script(f, ".\r\n"), ==, "554 5.6.0 Message contains a bare CR (CR without LF); not delivered\r\n");
     g_assert_false(f->closed);
     g_assert_cmpint(state(f), ==, SMTP_STATE_READY);
@@ -1003,7 +1003,7 @@ test_data_too_long_line_ending_decides_the_end(Fx *f, gconstpointer d)
     open_data(f, "x@remote.example", "anne@example.com");
     g_assert_cmpstr(feed_line(f, "\n", 1, PROTO_LINE_TOO_LONG), ==, "");
     g_assert_cmpstr(script(f, ".\r\nMAIL FROM:<ceo@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"), ==, "");
-    g_assert_true(smtp_session_in_data(f->s));
+    g_assert_true(smtp_core.in_text(f->s));
     /* at EOF the skipped line had no end at all: the same */
     g_assert_cmpstr(feed_line(f, "", 0, PROTO_LINE_TOO_LONG), ==, "");
     g_assert_cmpstr(script(f, ".\r\n"), ==, "");
@@ -1021,7 +1021,7 @@ test_data_bare_lf_period_never_ends_text(Fx *f, gconstpointer d)
     /* no SMTP smuggling: "\n.\n", "\n.\r\n" and "\r\n.\n" are text; only "\r\n.\r\n" ends */
     open_data(f, "x@remote.example", "anne@example.com");
     g_assert_cmpstr(script(f, "one\r\n.\nMAIL FROM:<evil@remote.example>\r\ntwo\n.\r\nthree\r\n"), ==, "");
-    g_assert_true(smtp_session_in_data(f->s));
+    g_assert_true(smtp_core.in_text(f->s));
     assert_reply(script(f, ".\r\n"), "250 2.0.0");
     assert_stored_text(f, "anne", "one\r\n\r\nMAIL FROM:<evil@remote.example>\r\ntwo\r\n\r\nthree\r\n");
 }
@@ -1108,7 +1108,7 @@ test_data_too_long_line_is_500(Fx *f, gconstpointer d)
     g_assert_cmpstr(script(f, "short\r\n"), ==, "");
     /* the reader skipped the line up to its LF and says so: no answer yet */
     g_assert_cmpstr(feed_line(f, "\r\n", 2, PROTO_LINE_TOO_LONG), ==, "");
-    g_assert_true(smtp_session_in_data(f->s));
+    g_assert_true(smtp_core.in_text(f->s));
     g_assert_cmpstr(script(f, "after\r\n"), ==, "");
     /* one answer, after the end */
     g_assert_cmpstr(script(f, ".\r\n"), ==, "500 5.6.0 Line too long (over 1000 octets); message not delivered\r\n");
@@ -1382,10 +1382,10 @@ test_timeout_is_421_and_drops_unfinished_data(Fx *f, gconstpointer d)
     open_data(f, "anne@example.com", "bob@example.com");
     g_assert_cmpstr(script(f, "Subject: never finished\r\n\r\npartial\r\n"), ==, "");
     g_string_truncate(f->out, 0);
-    smtp_session_timeout(f->s, f->out);
+    smtp_core.timeout(f->s, f->out);
     g_assert_cmpstr(f->out->str, ==, "421 4.4.2 " HOST " Error: timeout exceeded, closing connection\r\n");
     g_assert_cmpint(state(f), ==, SMTP_STATE_CLOSED);
-    g_assert_false(smtp_session_in_data(f->s));
+    g_assert_false(smtp_core.in_text(f->s));
     /* what the client might still send is neither stored nor answered */
     g_assert_cmpstr(script(f, ".\r\n"), ==, "");
     g_assert_true(f->closed);
@@ -1393,7 +1393,7 @@ test_timeout_is_421_and_drops_unfinished_data(Fx *f, gconstpointer d)
     g_assert_cmpuint(count(f, "anne", "outbox"), ==, 0);
     /* a second timeout says nothing more */
     g_string_truncate(f->out, 0);
-    smtp_session_timeout(f->s, f->out);
+    smtp_core.timeout(f->s, f->out);
     g_assert_cmpstr(f->out->str, ==, "");
 }
 
@@ -1401,7 +1401,7 @@ static void
 test_timeout_when_idle_is_421(Fx *f, gconstpointer d)
 {
     (void)d;
-    smtp_session_timeout(f->s, f->out);
+    smtp_core.timeout(f->s, f->out);
     assert_reply(f->out->str, "421 4.4.2");
     g_assert_cmpint(state(f), ==, SMTP_STATE_CLOSED);
 }
@@ -1510,9 +1510,9 @@ starttls(Fx *f)
     if (state(f) == SMTP_STATE_INIT)
         assert_reply(script(f, "EHLO before.example\r\n"), "250");
     assert_replies(script(f, "STARTTLS\r\n"), "220 2.0.0");
-    g_assert_true(smtp_session_starttls_pending(f->s));
-    smtp_session_tls_started(f->s);
-    g_assert_false(smtp_session_starttls_pending(f->s));
+    g_assert_true(smtp_core.tls_pending(f->s));
+    smtp_core.tls_started(f->s);
+    g_assert_false(smtp_core.tls_pending(f->s));
 }
 
 static void
@@ -1521,7 +1521,7 @@ test_starttls_offered_only_when_the_adapter_can(Fx *f, gconstpointer d)
     (void)d;
     g_assert_null(strstr(script(f, "EHLO c.example\r\n"), "STARTTLS"));
     assert_reply(script(f, "STARTTLS\r\n"), "502 5.5.1");
-    g_assert_false(smtp_session_starttls_pending(f->s));
+    g_assert_false(smtp_core.tls_pending(f->s));
     tls_session(f, FALSE);
     g_assert_cmpstr(script(f, "EHLO c.example\r\n"), ==,
                     "250-" HOST "\r\n250-PIPELINING\r\n250-SIZE 2048\r\n250-8BITMIME\r\n"
@@ -1536,11 +1536,11 @@ test_starttls_is_220_and_drops_what_follows_until_tls(Fx *f, gconstpointer d)
     assert_reply(script(f, "EHLO c.example\r\n"), "250");
     /* STARTTLS with a command pipelined behind it, as an attacker on the path would inject it */
     assert_replies(script(f, "STARTTLS\r\nRSET\r\nMAIL FROM:<x@remote.example>\r\n"), "220 2.0.0");
-    g_assert_true(smtp_session_starttls_pending(f->s));
+    g_assert_true(smtp_core.tls_pending(f->s));
     g_assert_cmpstr(script(f, "QUIT\r\n"), ==, "");
     g_assert_false(f->closed);
     g_assert_cmpuint(stats(f).errors, ==, 0);
-    smtp_session_tls_started(f->s);
+    smtp_core.tls_started(f->s);
     g_assert_true(stats(f).tls);
     /* the session starts over: nothing of the plaintext part is known */
     g_assert_cmpint(state(f), ==, SMTP_STATE_INIT);
@@ -1560,7 +1560,7 @@ test_second_starttls_is_503(Fx *f, gconstpointer d)
     starttls(f);
     assert_reply(script(f, "EHLO c.example\r\n"), "250");
     assert_reply(script(f, "STARTTLS\r\n"), "503 5.5.1");
-    g_assert_false(smtp_session_starttls_pending(f->s));
+    g_assert_false(smtp_core.tls_pending(f->s));
 }
 
 static void
@@ -1572,7 +1572,7 @@ test_starttls_needs_ehlo_no_transaction_no_argument(Fx *f, gconstpointer d)
     assert_reply(script(f, "EHLO c.example\r\n"), "250");
     assert_reply(script(f, "STARTTLS now\r\n"), "501 5.5.2");
     assert_replies(script(f, "MAIL FROM:<x@remote.example>\r\nSTARTTLS\r\n"), "250 2.1.0", "503 5.5.1");
-    g_assert_false(smtp_session_starttls_pending(f->s));
+    g_assert_false(smtp_core.tls_pending(f->s));
     g_assert_cmpint(state(f), ==, SMTP_STATE_MAIL);
 }
 
@@ -1630,7 +1630,7 @@ test_auth_plain_with_initial_response(Fx *f, gconstpointer d)
 {
     (void)d;
     auth_session(f);
-    g_assert_cmpuint(smtp_session_line_max(f->s), ==, SMTP_COMMAND_LINE_MAX);
+    g_assert_cmpuint(smtp_core.line_max(f->s), ==, SMTP_COMMAND_LINE_MAX);
     g_assert_cmpstr(auth_plain(f, "", "anne", "secret"), ==, "235 2.7.0 Authentication successful\r\n");
     g_assert_cmpstr(stats(f).auth_user, ==, "anne");
     g_assert_cmpuint(stats(f).errors, ==, 0);
@@ -1642,11 +1642,11 @@ test_auth_plain_with_an_empty_challenge(Fx *f, gconstpointer d)
     (void)d;
     auth_session(f);
     g_assert_cmpstr(script(f, "auth plain\r\n"), ==, "334 \r\n");
-    g_assert_cmpuint(smtp_session_line_max(f->s), ==, SMTP_AUTH_LINE_MAX);
+    g_assert_cmpuint(smtp_core.line_max(f->s), ==, SMTP_AUTH_LINE_MAX);
     g_autofree char *enc = b64("anne\0anne\0secret", 16);   /* authzid = the same user */
     g_autofree char *line = g_strconcat(enc, "\r\n", NULL);
     assert_reply(script(f, line), "235 2.7.0");
-    g_assert_cmpuint(smtp_session_line_max(f->s), ==, SMTP_COMMAND_LINE_MAX);
+    g_assert_cmpuint(smtp_core.line_max(f->s), ==, SMTP_COMMAND_LINE_MAX);
 }
 
 static void
@@ -1897,9 +1897,9 @@ static void
 test_line_max_follows_the_session(Fx *f, gconstpointer d)
 {
     (void)d;
-    g_assert_cmpuint(smtp_session_line_max(f->s), ==, SMTP_COMMAND_LINE_MAX);
+    g_assert_cmpuint(smtp_core.line_max(f->s), ==, SMTP_COMMAND_LINE_MAX);
     open_data(f, "x@remote.example", "bob@example.com");
-    g_assert_cmpuint(smtp_session_line_max(f->s), ==, SMTP_TEXT_READ_MAX);
+    g_assert_cmpuint(smtp_core.line_max(f->s), ==, SMTP_TEXT_READ_MAX);
 }
 
 /* ---- the [smtp] allow_plaintext_auth rule ---------------------------------------------------- */

@@ -68,8 +68,8 @@ static gboolean
 pump(Run *r, NetConn *c, gboolean fast, int timeout_ms, GString *line)
 {
     for (;;) {
-        gsize max = smtp_session_line_max(r->s);
-        if (fast && smtp_session_in_data(r->s)) {
+        gsize max = smtp_core.line_max(r->s);
+        if (fast && smtp_core.in_text(r->s)) {
             gsize avail;
             const char *buf = net_conn_peek(c, &avail);
             gsize used = avail ? smtp_session_feed_text(r->s, buf, avail, max, r->out) : 0;
