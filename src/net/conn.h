@@ -41,7 +41,7 @@
  * out in one write and a client is never left waiting for a reply we are sitting on. A write that makes no progress for the write timeout fails
  * (default NET_CONN_WRITE_TIMEOUT_MS). After a failed write every later write fails at once.
  * Writes to a socket never raise SIGPIPE (MSG_NOSIGNAL, with or without TLS); for a pipe (inetd
- * with pipes) the program must ignore SIGPIPE, which net_serve and net_serve_inetd do.
+ * with pipes) the program must ignore SIGPIPE, which net_serve_fd and net_serve_inetd do.
  *
  * TLS: net_conn_start_tls switches a plain connection to TLS (OpenSSL, server side) — for
  * STARTTLS/STLS after the "go ahead" reply, or at once for implicit TLS. Reads and writes go

@@ -733,17 +733,6 @@ net_serve_fd(int fd, int max_children, const char *busy_reply, NetHandler handle
     return result;
 }
 
-/* net_serve - see server.h */
-int
-net_serve(const char *listen, int max_children, const char *busy_reply, NetHandler handler,
-          gpointer user_data, GError **error)
-{
-    int fd = net_listen(listen, error);
-    if (fd < 0)
-        return -1;
-    return net_serve_fd(fd, max_children, busy_reply, handler, user_data, error);
-}
-
 /* net_serve_inetd - see server.h */
 void
 net_serve_inetd(NetHandler handler, gpointer user_data)

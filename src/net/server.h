@@ -8,7 +8,7 @@
  *     ... setgid/setuid ...
  *     net_serve_fd(fd, cfg->max_children, busy, handler, data, &error);
  *
- * or net_serve() for both steps at once. The parent only accepts, forks, counts and reaps; the
+ * (src/net/adapter.c does both). The parent only accepts, forks, counts and reaps; the
  * child runs HANDLER on a NetConn for the socket, flushes, and exits. SIGTERM or SIGINT stops the
  * parent: it closes the listener, sends SIGTERM to the children, waits for them
  * (NET_SERVE_STOP_GRACE_MS, then SIGKILL) and returns 0. SIGPIPE is ignored.
@@ -101,10 +101,6 @@ int net_serve_client_share(int max_children);
  * command. Sessions start not held. A plain store to shared memory, cheap enough per line; a
  * no-op outside such a session (inetd mode, the listener). */
 void net_session_hold(gboolean hold);
-
-/* net_serve - net_listen then net_serve_fd */
-int net_serve(const char *listen, int max_children, const char *busy_reply, NetHandler handler,
-              gpointer user_data, GError **error);
 
 /* net_serve_inetd - run HANDLER once on fds 0 (input) and 1 (output), flush, and return */
 void net_serve_inetd(NetHandler handler, gpointer user_data);

@@ -4,8 +4,8 @@
  * One command table per state (popa3d's shape); STLS (RFC 2595 4) lives in the AUTHORIZATION one.
  * pop3_session_feed applies every cross-cutting rule before a handler runs: line length, NUL,
  * empty line, known verb, verb allowed in this state, number of arguments; and afterwards the
- * error limit. Handlers write their reply through
- * pop3_reply and return whether the command was a bad one.
+ * error limit. Handlers write their reply through pop3_reply and return whether the command was
+ * a bad one; that result, and only it, decides the error count (as in the SMTP core).
  *
  * The maildrop is a compact array built at login from MailboxIndex alone (TimeUUID, size): STAT,
  * LIST and UIDL never read a message. RETR and TOP fetch one message and hand it to a Pop3MsgOut,
@@ -52,6 +52,7 @@ struct Pop3Session {
     gboolean body_is_retr;
     guint body_msg;          /* the message number being sent (for logs) */
 
+    gboolean body_failed;    /* the store failed inside a RETR/TOP body: the session closed */
     guint delay_ms;
     guint errors;
     guint failed_logins;
@@ -100,17 +101,16 @@ pop3_reply(GString *out, gboolean ok, const char *code, const char *fmt, ...)
     g_string_append(out, "\r\n");
 }
 
-/* pop3_bad - a -ERR reply for a command that counts towards max_errors */
-static Pop3Status pop3_bad(Pop3Session *s, GString *out, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+/* pop3_bad - a -ERR reply for a command that counts towards max_errors (its caller returns it) */
+static Pop3Status pop3_bad(GString *out, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 
 static Pop3Status
-pop3_bad(Pop3Session *s, GString *out, const char *fmt, ...)
+pop3_bad(GString *out, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     g_autofree char *text = g_strdup_vprintf(fmt, ap);
     va_end(ap);
-    s->errors++;
     pop3_reply(out, FALSE, NULL, "%s", text);
     return POP3_BAD;
 }
@@ -162,7 +162,7 @@ pop3_message_arg(Pop3Session *s, const char *arg, guint *number, GString *out, P
 {
     *status = POP3_DONE;
     if (!pop3_parse_number(arg, number)) {
-        *status = pop3_bad(s, out, "invalid message number \"%.40s\"", arg);
+        *status = pop3_bad(out, "invalid message number \"%.40s\"", arg);
         return NULL;
     }
     if (*number == 0 || *number > s->msgs->len) {
@@ -273,7 +273,7 @@ pop3_pass(Pop3Session *s, char **argv, guint argc, GString *out)
 {
     (void)argc;
     if (!s->user)
-        return pop3_bad(s, out, "give USER first");
+        return pop3_bad(out, "give USER first");
 
     /* Every path does the same work: the mailbox lookup, the credentials lookup and one key
      * derivation (a dummy one when there is no hash), so neither the reply nor its timing tells an
@@ -315,7 +315,6 @@ pop3_pass(Pop3Session *s, char **argv, guint argc, GString *out)
         log_info("pop3 %s: failed login for %s|%s (%s)", s->peer, who, box, why);
         pop3_forget_user(s);
         s->failed_logins++;
-        s->errors++;
         s->delay_ms = s->cfg.login_delay_ms;
         pop3_reply(out, FALSE, "AUTH", "Invalid login");
         return POP3_BAD;
@@ -442,7 +441,7 @@ pop3_stls(Pop3Session *s, char **argv, guint argc, GString *out)
         return POP3_DONE;
     }
     if (!s->cfg.stls)
-        return pop3_bad(s, out, "STLS not available");
+        return pop3_bad(out, "STLS not available");
     pop3_forget_user(s);
     s->stls_pending = TRUE;
     pop3_reply(out, TRUE, NULL, "Begin TLS negotiation");
@@ -567,7 +566,7 @@ pop3_top(Pop3Session *s, char **argv, guint argc, GString *out)
     if (!m)
         return st;
     if (!pop3_parse_number(argv[1], &lines))
-        return pop3_bad(s, out, "invalid number of lines \"%.40s\"", argv[1]);
+        return pop3_bad(out, "invalid number of lines \"%.40s\"", argv[1]);
     StoreReader *r = pop3_open(s, n, m, out);
     if (!r)
         return POP3_DONE;
@@ -667,8 +666,8 @@ pop3_state_table(Pop3State state)
     }
 }
 
-/* pop3_dispatch - run the command in s->line (NUL-terminated, no CRLF) */
-static void
+/* pop3_dispatch - run the command in s->line (NUL-terminated, no CRLF); the handler's result */
+static Pop3Status
 pop3_dispatch(Pop3Session *s, GString *out)
 {
     char *line = s->line;
@@ -681,10 +680,8 @@ pop3_dispatch(Pop3Session *s, GString *out)
     if (!cmd) {
         if (pop3_table_find(pop3_authorization_commands, line) ||
             pop3_table_find(pop3_transaction_commands, line))
-            pop3_bad(s, out, "command not valid in this state");
-        else
-            pop3_bad(s, out, "unknown command");
-        return;
+            return pop3_bad(out, "command not valid in this state");
+        return pop3_bad(out, "unknown command");
     }
 
     char *argv[POP3_MAX_ARGS + 1];
@@ -704,15 +701,13 @@ pop3_dispatch(Pop3Session *s, GString *out)
             argv[argc++] = t;
         }
     }
-    if (argc < cmd->min_args || argc > cmd->max_args) {
-        pop3_bad(s, out, "syntax: %s", cmd->usage);
-        return;
-    }
-    cmd->proceed(s, argv, argc, out);
+    if (argc < cmd->min_args || argc > cmd->max_args)
+        return pop3_bad(out, "syntax: %s", cmd->usage);
+    return cmd->proceed(s, argv, argc, out);
 }
 
 gboolean
-pop3_session_feed(Pop3Session *s, const char *line, gsize len, gboolean too_long, GString *out)
+pop3_session_feed(Pop3Session *s, const char *line, gsize len, ProtoLine status, GString *out)
 {
     /* The adapter should have drained a multi-line reply; if not, finish it first. */
     while (pop3_session_more(s, out, G_MAXSIZE))
@@ -727,20 +722,23 @@ pop3_session_feed(Pop3Session *s, const char *line, gsize len, gboolean too_long
         len--;
     if (len > 0 && line[len - 1] == '\r')
         len--;
-    if (too_long || len > POP3_LINE_MAX) {
-        pop3_bad(s, out, "line too long");
-    } else if (memchr(line, '\0', len)) {
-        pop3_bad(s, out, "NUL in command");
+    Pop3Status r;
+    if (status == PROTO_LINE_TOO_LONG || len > POP3_LINE_MAX) {
+        r = pop3_bad(out, "line too long");
+    } else if (status == PROTO_LINE_NUL || memchr(line, '\0', len)) {
+        r = pop3_bad(out, "NUL in command");
     } else if (len == 0) {
-        pop3_bad(s, out, "empty command");
+        r = pop3_bad(out, "empty command");
     } else {
         memcpy(s->line, line, len);
         s->line[len] = '\0';
-        pop3_dispatch(s, out);
+        r = pop3_dispatch(s, out);
         OPENSSL_cleanse(s->line, sizeof s->line);   /* it may have held a password */
     }
 
-    if (s->state != POP3_STATE_CLOSED && s->errors >= s->cfg.max_errors) {
+    if (r == POP3_BAD)
+        s->errors++;
+    if (s->state != POP3_STATE_CLOSED && s->cfg.max_errors && s->errors >= s->cfg.max_errors) {
         log_info("pop3 %s: %u bad commands, closing", s->peer, s->errors);
         pop3_msgout_clear(&s->body);
         pop3_enter_state(s, POP3_STATE_CLOSED);
@@ -763,6 +761,7 @@ pop3_session_more(Pop3Session *s, GString *out, gsize max)
                  s->mailbox, s->body_msg, e->message);
         pop3_msgout_clear(&s->body);
         s->body_is_retr = FALSE;
+        s->body_failed = TRUE;
         pop3_enter_state(s, POP3_STATE_CLOSED);
         return FALSE;
     }
@@ -774,48 +773,15 @@ pop3_session_more(Pop3Session *s, GString *out, gsize max)
     return FALSE;
 }
 
-gboolean
-pop3_session_closed(const Pop3Session *s)
+/* pop3_session_end_reason - NULL while the session goes on, else why it ended */
+static const char *
+pop3_session_end_reason(const Pop3Session *s)
 {
-    return s->state == POP3_STATE_CLOSED;
-}
-
-gboolean
-pop3_session_stls_pending(const Pop3Session *s)
-{
-    return s->stls_pending;
-}
-
-void
-pop3_session_tls_started(Pop3Session *s)
-{
-    s->stls_pending = FALSE;
-    s->tls = TRUE;
-    pop3_forget_user(s);
-}
-
-guint
-pop3_session_take_delay_ms(Pop3Session *s)
-{
-    guint d = s->delay_ms;
-    s->delay_ms = 0;
-    return d;
-}
-
-void
-pop3_session_timeout(Pop3Session *s, GString *out)
-{
-    pop3_msgout_clear(&s->body);
     if (s->state != POP3_STATE_CLOSED)
-        pop3_reply(out, FALSE, NULL, "autologout: idle for too long, nothing deleted");
-    pop3_enter_state(s, POP3_STATE_CLOSED);
-}
-
-void
-pop3_session_greeting(Pop3Session *s, GString *out)
-{
-    (void)s;
-    pop3_reply(out, TRUE, NULL, POP3_GREETING);
+        return NULL;
+    if (s->body_failed)
+        return "body-failed";
+    return s->cfg.max_errors && s->errors >= s->cfg.max_errors ? "too-many-errors" : "quit";
 }
 
 void
@@ -845,9 +811,9 @@ pop3_session_config_init(Pop3SessionConfig *pc, const CassmailConfig *cfg)
         .mailbox_delimiter = cfg->mailbox_delimiter && cfg->mailbox_delimiter[0]
                                  ? cfg->mailbox_delimiter[0] : '|',
         .login_delay_ms = (guint)MAX(cfg->login_delay_ms, 0),
-        .max_errors = (guint)MAX(cfg->max_errors, 1),
+        .max_errors = (guint)MAX(cfg->max_errors, 0),
         /* The adapter knows the peer and whether it has a TLS context. */
-        .plaintext_auth = cfg->allow_plaintext_auth == CONFIG_PLAINTEXT_ALWAYS,
+        .plaintext_auth = cfg->pop3_allow_plaintext_auth == CONFIG_PLAINTEXT_ALWAYS,
         .stls = FALSE,
     };
 }
@@ -859,8 +825,6 @@ pop3_session_new(const Pop3SessionConfig *cfg, Store *store, const char *peer)
     s->cfg = *cfg;
     if (s->cfg.batch_size == 0)
         s->cfg.batch_size = 1;
-    if (s->cfg.max_errors == 0)
-        s->cfg.max_errors = 1;
     if (!s->cfg.mailbox_delimiter)
         s->cfg.mailbox_delimiter = '|';
     s->store = store;
@@ -884,3 +848,85 @@ pop3_session_free(Pop3Session **sp)
     g_free(s);
     *sp = NULL;
 }
+
+/* ---- the protocol-core interface (src/util/proto.h) --------------------------------------- */
+
+/* core_greeting - the "+OK" greeting sent when the connection opens */
+static void
+core_greeting(gpointer s, GString *out)
+{
+    (void)s;
+    pop3_reply(out, TRUE, NULL, POP3_GREETING);
+}
+
+static gboolean core_feed(gpointer s, const char *line, gsize len, ProtoLine st, GString *out)
+{ return pop3_session_feed(s, line, len, st, out); }
+static gboolean core_more(gpointer s, GString *out, gsize max) { return pop3_session_more(s, out, max); }
+/* core_take_delay_ms - how long to wait before writing the reply just made (a failed login) */
+static guint
+core_take_delay_ms(gpointer core)
+{
+    Pop3Session *s = core;
+    guint d = s->delay_ms;
+    s->delay_ms = 0;
+    return d;
+}
+
+static gsize core_line_max(gpointer s) { (void)s; return POP3_LINE_MAX + 2; }   /* and its CRLF */
+/* core_tls_pending - from the "+OK" to STLS until core_tls_started; lines fed meanwhile are
+ * dropped unanswered */
+static gboolean
+core_tls_pending(gpointer s)
+{
+    return ((Pop3Session *)s)->stls_pending;
+}
+
+/* core_tls_started - the session runs over TLS (USER/PASS now allowed) and has forgotten any name
+ * given with USER (RFC 2595 4) */
+static void
+core_tls_started(gpointer core)
+{
+    Pop3Session *s = core;
+    s->stls_pending = FALSE;
+    s->tls = TRUE;
+    pop3_forget_user(s);
+}
+
+/* core_timeout - the autologout (RFC 1939 section 3): a last -ERR line, no UPDATE */
+static void
+core_timeout(gpointer core, GString *out)
+{
+    Pop3Session *s = core;
+    pop3_msgout_clear(&s->body);
+    if (s->state != POP3_STATE_CLOSED)
+        pop3_reply(out, FALSE, NULL, "autologout: idle for too long, nothing deleted");
+    pop3_enter_state(s, POP3_STATE_CLOSED);
+}
+
+static const char *core_ended(gpointer s) { return pop3_session_end_reason(s); }
+static void core_free(gpointer s) { pop3_session_free((Pop3Session **)&s); }
+
+/* core_log_fields - this session's part of the adapter's session-end line */
+static void
+core_log_fields(gpointer core, GString *head, GString *tail)
+{
+    const Pop3Session *s = core;
+    g_string_append_printf(head, "user=%s mailbox=%s state=%s", s->authenticated ? s->user : "-",
+                           s->authenticated ? s->mailbox : "-", pop3_state_name(s->state));
+    g_string_append_printf(tail, "retrieved=%u/%" G_GUINT64_FORMAT " deleted=%u failed_logins=%u errors=%u",
+                           s->retrieved, s->retrieved_octets, s->deleted, s->failed_logins, s->errors);
+}
+
+const ProtoCore pop3_core = {
+    .greeting = core_greeting,
+    .feed = core_feed,
+    .more = core_more,
+    .take_delay_ms = core_take_delay_ms,
+    .line_max = core_line_max,
+    .tls_pending = core_tls_pending,
+    .tls_started = core_tls_started,
+    .timeout = core_timeout,
+    .ended = core_ended,
+    .log_fields = core_log_fields,
+    .free = core_free,
+};

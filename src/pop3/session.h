@@ -7,22 +7,14 @@
  * section 4). APOP is not offered: the store keeps only salted hashes, never a password APOP
  * could use.
  *
- * The core never touches a socket, a clock or a sleep. The adapter (src/cmd/cassmail-pop3d.c, the
- * unit tests) drives it:
- *
- *     pop3_session_greeting(s, out);                      write OUT
- *     for each line read (CRLF stripped or not):
- *         close = pop3_session_feed(s, line, len, too_long, out);
- *         delay = pop3_session_take_delay_ms(s);         sleep DELAY ms, then write OUT
- *         while (pop3_session_more(s, out, CHUNK))        write OUT after each call (bounded)
- *         if (close) stop
- *         if (pop3_session_stls_pending(s))               flush OUT, drop buffered input, TLS
- *             handshake; then pop3_session_tls_started(s), or stop when it failed
- *     on idle timeout: pop3_session_timeout(s, out)       write OUT, stop (nothing is deleted)
+ * The core never touches a socket, a clock or a sleep. The one adapter (src/net/adapter.h,
+ * through pop3_core below) and the unit tests drive it: it asks for a delay before a failed
+ * login's reply (pop3_core.take_delay_ms) and hands RETR/TOP out in bounded chunks
+ * (pop3_session_more).
  *
  * TLS and USER/PASS: STLS is offered (CAPA) and accepted in the AUTHORIZATION state when the
  * adapter can do TLS (cfg.stls) and the session is not encrypted yet; otherwise -ERR. After its
- * "+OK" every line fed is dropped unanswered until pop3_session_tls_started(), so nothing the
+ * "+OK" every line fed is dropped unanswered until pop3_core.tls_started(), so nothing the
  * client pipelined behind STLS is taken as sent under TLS; TLS also makes the session forget a
  * name given with USER. USER/PASS are offered and accepted over TLS, or without TLS when
  * cfg.plaintext_auth (the adapter's reading of [smtp] allow_plaintext_auth for this peer);
@@ -40,6 +32,7 @@
 
 #include "store/store.h"
 #include "util/config.h"
+#include "util/proto.h"
 
 /* RFC 2449 section 4: a command line is at most 255 octets. We count them without the CRLF. */
 #define POP3_LINE_MAX 255
@@ -48,7 +41,8 @@ typedef struct {
     guint batch_size;          /* index entries per store_index_page call */
     char mailbox_delimiter;    /* "pete|outbox" */
     guint login_delay_ms;      /* a failed PASS is answered after this long */
-    guint max_errors;          /* bad commands and failed logins before the session is closed */
+    guint max_errors;          /* bad commands and failed logins before the session is closed
+                                * (0: no limit, as in SMTP) */
     gboolean plaintext_auth;   /* USER/PASS allowed before TLS (a loopback peer, or configured) */
     gboolean stls;             /* the adapter can start TLS: offer STLS (RFC 2595) */
 } Pop3SessionConfig;
@@ -84,42 +78,25 @@ void pop3_session_config_init(Pop3SessionConfig *pc, const CassmailConfig *cfg);
 Pop3Session *pop3_session_new(const Pop3SessionConfig *cfg, Store *store, const char *peer);
 void pop3_session_free(Pop3Session **s);
 
-/* pop3_session_greeting - the "+OK" greeting sent when the connection opens */
-void pop3_session_greeting(Pop3Session *s, GString *out);
-
 /* pop3_session_feed - one command line of LEN octets (a trailing CRLF or LF is ignored; NULs are
- * rejected); TOO_LONG when the reader had to cut it. Appends the reply to OUT. Returns TRUE when
- * the session is over and the connection should close after OUT is written. */
-gboolean pop3_session_feed(Pop3Session *s, const char *line, gsize len, gboolean too_long,
+ * rejected); STATUS from the reader (PROTO_LINE_TOO_LONG when it had to cut it). Appends the reply to
+ * OUT. Returns TRUE when the session is over and the connection should close after OUT is written. */
+gboolean pop3_session_feed(Pop3Session *s, const char *line, gsize len, ProtoLine status,
                            GString *out);
-
-/* pop3_session_take_delay_ms - how long to wait before writing the reply just produced (a failed
- * login); reading it resets it to 0 */
-guint pop3_session_take_delay_ms(Pop3Session *s);
 
 /* pop3_session_more - append up to about MAX more octets of a multi-line reply (RETR, TOP) to OUT;
  * TRUE while still more remains. When the store fails in the middle of a body, the reply cannot
- * be completed: the session is closed (pop3_session_closed) and the adapter must close the
+ * be completed: the session is closed (pop3_core.ended says "body-failed") and the adapter must close the
  * connection without sending anything more. */
 gboolean pop3_session_more(Pop3Session *s, GString *out, gsize max);
-
-/* pop3_session_closed - whether the session has ended (QUIT, too many errors, a body cut short) */
-gboolean pop3_session_closed(const Pop3Session *s);
-
-/* pop3_session_stls_pending - TRUE from the "+OK" to STLS until pop3_session_tls_started(): the
- * adapter writes OUT, drops its buffered input and runs the TLS handshake. Lines fed meanwhile
- * are dropped unanswered. */
-gboolean pop3_session_stls_pending(const Pop3Session *s);
-
-/* pop3_session_tls_started - the handshake succeeded: the session runs over TLS (USER/PASS now
- * allowed) and has forgotten any name given with USER (RFC 2595 4) */
-void pop3_session_tls_started(Pop3Session *s);
-
-/* pop3_session_timeout - the autologout (RFC 1939 section 3): a last -ERR line, no UPDATE */
-void pop3_session_timeout(Pop3Session *s, GString *out);
 
 void pop3_session_stats(const Pop3Session *s, Pop3SessionStats *stats);
 
 const char *pop3_state_name(Pop3State state);
+
+/* pop3_core - this core behind the adapter (src/util/proto.h, src/net/adapter.h): greeting,
+ * take_delay_ms (a failed login's delay; reading it resets it), tls_pending/tls_started (STLS),
+ * timeout (the autologout: a last -ERR, no UPDATE), ended (NULL until closed) */
+extern const ProtoCore pop3_core;
 
 #endif

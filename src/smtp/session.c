@@ -13,7 +13,7 @@
  * smtp_enter_state().
  *
  * Two things are not commands: the lines of an AUTH exchange (smtp_auth_line, RFC 4954 4), and
- * whatever arrives between the 220 to STARTTLS and the adapter's smtp_session_tls_started()
+ * whatever arrives between the 220 to STARTTLS and the adapter's smtp_core.tls_started()
  * (dropped, RFC 3207 6). smtp_session_feed() routes them before the command rules apply.
  */
 #include "smtp/session.h"
@@ -170,7 +170,9 @@ struct SmtpSession {
     guint header_fields;
     gboolean has_date, has_msgid;
 
-    SmtpSessionStats stats;
+    /* counters, for smtp_session_stats */
+    guint accepted, rejected, relayed, errors;
+    guint64 accepted_octets;
 };
 
 const char *
@@ -188,7 +190,6 @@ smtp_enter_state(SmtpSession *s, SmtpState next)
         log_msg(LOG_DEBUG, "smtp %s %s: %s -> %s", s->id, s->peer, smtp_state_name(s->state),
                 smtp_state_name(next));
     s->state = next;
-    s->stats.state = next;
 }
 
 /* smtp_reset_transaction - forget the envelope and the text (RSET, HELO/EHLO, end of DATA) */
@@ -399,7 +400,6 @@ smtp_greet_client(SmtpSession *s, SmtpArgs *a, gboolean esmtp)
     smtp_reset_transaction(s);
     g_free(s->helo);
     s->helo = g_steal_pointer(&a->address);
-    s->stats.helo = s->helo;
     s->esmtp = esmtp;
     smtp_enter_state(s, SMTP_STATE_READY);
 }
@@ -722,7 +722,7 @@ smtp_proceed_data(SmtpSession *s, SmtpArgs *a, GString *out)
                      reply.code, reply.text);
             smtp_reply_relayed(out, &reply);
             relay_reply_clear(&reply);
-            s->stats.rejected++;
+            s->rejected++;
             smtp_reset_transaction(s);
             smtp_enter_state(s, SMTP_STATE_READY);
             return SMTP_REFUSED;
@@ -902,7 +902,6 @@ smtp_auth_verify(SmtpSession *s, const char *mech, const char *authzid, const ch
         return SMTP_BAD;
     }
     s->auth_user = g_steal_pointer(&name);
-    s->stats.auth_user = s->auth_user;
     log_info("smtp %s %s: AUTH %s as %s%s", s->id, s->peer, mech, s->auth_user, s->tls ? " over TLS" : "");
     smtp_reply(out, 235, SMTP_ESC_SECURITY, "Authentication successful");
     return SMTP_GO;
@@ -972,9 +971,9 @@ smtp_auth_text(SmtpSession *s, const char *text, GString *out)
 
 /* smtp_auth_line - a line of an AUTH exchange as the reader handed it over */
 static SmtpResult
-smtp_auth_line(SmtpSession *s, const char *line, gsize len, guint flags, GString *out)
+smtp_auth_line(SmtpSession *s, const char *line, gsize len, ProtoLine status, GString *out)
 {
-    if ((flags & (SMTP_LINE_TOO_LONG | SMTP_LINE_NUL)) || memchr(line, '\0', len)) {
+    if (status != PROTO_LINE_OK || memchr(line, '\0', len)) {
         smtp_auth_forget(s);
         smtp_reply(out, 501, SMTP_ESC_SYNTAX, "Bad response line; authentication aborted");
         return SMTP_BAD;
@@ -1106,7 +1105,7 @@ smtp_relay_finish(SmtpSession *s, const char *id, guint64 size, GString *out)
                  s->cfg.relay->smarthost, reply.code, reply.text);
         smtp_reply_relayed(out, &reply);
         relay_reply_clear(&reply);
-        s->stats.rejected++;
+        s->rejected++;
         return FALSE;
     }
     g_autofree char *queue_id = relay_queue_id(reply.text);
@@ -1115,7 +1114,7 @@ smtp_relay_finish(SmtpSession *s, const char *id, guint64 size, GString *out)
              s->id, s->peer, id, s->sender, s->relay_rcpts->len, size, s->cfg.relay->smarthost,
              queue_id ? queue_id : "-", ms, reply.code, reply.text);
     relay_reply_clear(&reply);
-    s->stats.relayed++;
+    s->relayed++;
     return TRUE;
 }
 
@@ -1135,7 +1134,7 @@ smtp_deliver(SmtpSession *s, GString *out)
                  s->id, s->peer, s->sender, s->rcpt_users->len, size,
                  s->store_error ? s->store_error->message : "store writer lost");
         smtp_reply(out, 451, SMTP_ESC_SYSTEM, "Mail store temporarily unavailable; message not stored, try again later");
-        s->stats.rejected++;
+        s->rejected++;
         return;   /* the smarthost connection is closed inside DATA: it drops the message */
     }
     gboolean relayed = s->relay_rcpts->len > 0;
@@ -1165,7 +1164,7 @@ smtp_deliver(SmtpSession *s, GString *out)
                         s->id, s->peer, text, s->relay_rcpts->len);
             g_error_free(error);
             smtp_reply(out, 451, SMTP_ESC_SYSTEM, "Mail store temporarily unavailable; message not stored, try again later");
-            s->stats.rejected++;
+            s->rejected++;
             return;
         }
     }
@@ -1175,8 +1174,8 @@ smtp_deliver(SmtpSession *s, GString *out)
                  s->id, s->peer, text, s->sender, s->rcpt_users->len, s->sender_user ? " +outbox" : "",
                  size, ms);
     smtp_reply(out, 250, SMTP_ESC_OTHER, "Ok: queued as %s", text);
-    s->stats.accepted++;
-    s->stats.accepted_octets += size;
+    s->accepted++;
+    s->accepted_octets += size;
 }
 
 /* smtp_text_out - LEN octets of text (and CRLF when ADD_CRLF) to the store and the smarthost */
@@ -1239,19 +1238,19 @@ smtp_finish_message(SmtpSession *s, GString *out)
 {
     if (s->has_nul) {
         smtp_reply(out, 554, SMTP_ESC_MEDIA, "Message contains NUL octets; not delivered");
-        s->stats.rejected++;
+        s->rejected++;
     } else if (s->has_bare_cr) {
         smtp_reply(out, 554, SMTP_ESC_MEDIA, "Message contains a bare CR (CR without LF); not delivered");
-        s->stats.rejected++;
+        s->rejected++;
     } else if (s->line_too_long) {
         smtp_reply(out, 500, SMTP_ESC_MEDIA, "Line too long (over %d octets); message not delivered",
                    SMTP_TEXT_LINE_MAX);
-        s->stats.rejected++;
+        s->rejected++;
     } else if (s->text_octets > s->cfg.max_message_size) {
         smtp_reply(out, 552, SMTP_ESC_TOO_BIG,
                    "Message size exceeds fixed maximum message size (%" G_GSIZE_FORMAT ")",
                    s->cfg.max_message_size);
-        s->stats.rejected++;
+        s->rejected++;
     } else {
         if (s->in_header)   /* a text of header fields only */
             smtp_header_end(s);
@@ -1270,10 +1269,10 @@ smtp_finish_message(SmtpSession *s, GString *out)
  * line is text. A bare LF ends a text line and is stored as CRLF; a bare CR refuses the message
  * after its end, so every stored message is CRLF-clean and POP3 clients agree on its lines. */
 static void
-smtp_data_line(SmtpSession *s, const char *line, gsize len, guint flags, GString *out)
+smtp_data_line(SmtpSession *s, const char *line, gsize len, ProtoLine status, GString *out)
 {
     gboolean crlf = len >= 2 && line[len - 2] == '\r' && line[len - 1] == '\n';
-    if (flags & SMTP_LINE_TOO_LONG) {
+    if (status == PROTO_LINE_TOO_LONG) {
         s->line_too_long = TRUE;
         s->after_crlf = crlf && len == 2;   /* all that is known of the skipped line: its end */
         return;
@@ -1287,7 +1286,7 @@ smtp_data_line(SmtpSession *s, const char *line, gsize len, guint flags, GString
         smtp_finish_message(s, out);
         return;
     }
-    if ((flags & SMTP_LINE_NUL) || memchr(line, '\0', len))
+    if (status == PROTO_LINE_NUL || memchr(line, '\0', len))
         s->has_nul = TRUE;
     if (memchr(line, '\r', body))   /* a CR before the line's end is not followed by LF */
         s->has_bare_cr = TRUE;
@@ -1434,7 +1433,6 @@ smtp_session_new(const SmtpSessionConfig *cfg, Store *store, const char *peer)
     s->store = store;
     s->peer = g_strdup(peer && *peer ? peer : "unknown");
     s->id = g_strdup_printf("%08X", g_random_int());
-    s->stats.id = s->id;
     s->rcpt_users = g_ptr_array_new_with_free_func(g_free);
     s->relay_rcpts = g_ptr_array_new_with_free_func(g_free);
     s->state = SMTP_STATE_INIT;
@@ -1460,62 +1458,89 @@ smtp_session_free(SmtpSession **sp)
     *sp = NULL;
 }
 
-void
-smtp_session_greeting(SmtpSession *s, GString *out)
+/* core_greeting - the 220 greeting */
+static void
+core_greeting(gpointer core, GString *out)
 {
-    smtp_reply(out, 220, SMTP_ESC_NONE, "%s ESMTP CassMail", s->cfg.hostname);
+    smtp_reply(out, 220, SMTP_ESC_NONE, "%s ESMTP CassMail", ((SmtpSession *)core)->cfg.hostname);
 }
 
-gboolean
-smtp_session_in_data(const SmtpSession *s)
+/* core_in_text - whether the next line is message text (for the line limit and timeout) */
+static gboolean
+core_in_text(gpointer core)
 {
-    return s->state == SMTP_STATE_DATA;
+    return ((SmtpSession *)core)->state == SMTP_STATE_DATA;
 }
 
-gsize
-smtp_session_line_max(const SmtpSession *s)
+/* core_line_max - SMTP_TEXT_READ_MAX in DATA, SMTP_AUTH_LINE_MAX in an AUTH exchange, else
+ * SMTP_COMMAND_LINE_MAX */
+static gsize
+core_line_max(gpointer core)
 {
+    const SmtpSession *s = core;
     if (s->state == SMTP_STATE_DATA)
         return SMTP_TEXT_READ_MAX;
     return s->auth_step != SMTP_AUTH_NONE ? SMTP_AUTH_LINE_MAX : SMTP_COMMAND_LINE_MAX;
 }
 
-gboolean
-smtp_session_starttls_pending(const SmtpSession *s)
+/* core_tls_pending - from the "220 Ready to start TLS" reply until core_tls_started; lines fed
+ * meanwhile are dropped unanswered */
+static gboolean
+core_tls_pending(gpointer core)
 {
-    return s->starttls_pending;
+    return ((SmtpSession *)core)->starttls_pending;
 }
 
-void
-smtp_session_tls_started(SmtpSession *s)
+/* core_tls_started - the session runs over TLS and forgets the client's HELO name, transaction
+ * and authentication (RFC 3207 4.2) */
+static void
+core_tls_started(gpointer core)
 {
-    /* RFC 3207 4.2: forget everything the client told us before TLS */
+    SmtpSession *s = core;
     s->starttls_pending = FALSE;
     s->tls = TRUE;
-    s->stats.tls = TRUE;
     smtp_reset_transaction(s);
     smtp_auth_forget(s);
     g_clear_pointer(&s->auth_user, g_free);
-    s->stats.auth_user = NULL;
     g_clear_pointer(&s->helo, g_free);
-    s->stats.helo = NULL;
     s->esmtp = FALSE;
     if (s->state != SMTP_STATE_CLOSED)
         smtp_enter_state(s, SMTP_STATE_INIT);
 }
 
-void
-smtp_session_timeout(SmtpSession *s, GString *out)
+/* core_timeout - 421 4.4.2 and closed; a transaction in progress is dropped */
+static void
+core_timeout(gpointer core, GString *out)
 {
-    if (s->state == SMTP_STATE_CLOSED)
-        return;
-    smtp_close(s, out, 421, SMTP_ESC_CONN_TIMEOUT, "Error: timeout exceeded");
+    SmtpSession *s = core;
+    if (s->state != SMTP_STATE_CLOSED)
+        smtp_close(s, out, 421, SMTP_ESC_CONN_TIMEOUT, "Error: timeout exceeded");
+}
+
+/* smtp_session_end_reason - NULL while the session goes on, else why it ended */
+static const char *
+smtp_session_end_reason(const SmtpSession *s)
+{
+    if (s->state != SMTP_STATE_CLOSED)
+        return NULL;
+    return s->cfg.max_errors && s->errors >= s->cfg.max_errors ? "too-many-errors" : "quit";
 }
 
 void
 smtp_session_stats(const SmtpSession *s, SmtpSessionStats *stats)
 {
-    *stats = s->stats;
+    *stats = (SmtpSessionStats){
+        .state = s->state,
+        .helo = s->helo,
+        .id = s->id,
+        .accepted = s->accepted,
+        .accepted_octets = s->accepted_octets,
+        .rejected = s->rejected,
+        .relayed = s->relayed,
+        .errors = s->errors,
+        .tls = s->tls,
+        .auth_user = s->auth_user,
+    };
 }
 
 /* smtp_find_command - the table entry for VERB (case-insensitive), or NULL */
@@ -1532,13 +1557,13 @@ static SmtpResult smtp_command_text(SmtpSession *s, const char *text, GString *o
 
 /* smtp_command - the rules every command line passes, then the verb's check and proceed */
 static SmtpResult
-smtp_command(SmtpSession *s, const char *line, gsize len, guint flags, GString *out)
+smtp_command(SmtpSession *s, const char *line, gsize len, ProtoLine status, GString *out)
 {
-    if (flags & SMTP_LINE_TOO_LONG) {
+    if (status == PROTO_LINE_TOO_LONG) {
         smtp_reply(out, 500, SMTP_ESC_SYNTAX, "Line too long (over %d octets)", SMTP_COMMAND_LINE_MAX);
         return SMTP_BAD;
     }
-    if ((flags & SMTP_LINE_NUL) || memchr(line, '\0', len)) {
+    if (status == PROTO_LINE_NUL || memchr(line, '\0', len)) {
         smtp_reply(out, 500, SMTP_ESC_SYNTAX, "NUL octet in command");
         return SMTP_BAD;
     }
@@ -1587,13 +1612,13 @@ smtp_command_text(SmtpSession *s, const char *text, GString *out)
 }
 
 gboolean
-smtp_session_feed(SmtpSession *s, const char *line, gsize len, guint flags, GString *out)
+smtp_session_feed(SmtpSession *s, const char *line, gsize len, ProtoLine status, GString *out)
 {
     switch (s->state) {
     case SMTP_STATE_CLOSED:
         return TRUE;
     case SMTP_STATE_DATA:
-        smtp_data_line(s, line, len, flags, out);
+        smtp_data_line(s, line, len, status, out);
         return FALSE;
     default:
         break;
@@ -1601,11 +1626,11 @@ smtp_session_feed(SmtpSession *s, const char *line, gsize len, guint flags, GStr
     /* RFC 3207 6: nothing received after our 220 and before TLS is taken as a command */
     if (s->starttls_pending)
         return FALSE;
-    SmtpResult r = s->auth_step != SMTP_AUTH_NONE ? smtp_auth_line(s, line, len, flags, out)
-                                                  : smtp_command(s, line, len, flags, out);
+    SmtpResult r = s->auth_step != SMTP_AUTH_NONE ? smtp_auth_line(s, line, len, status, out)
+                                                  : smtp_command(s, line, len, status, out);
     if (r == SMTP_BAD) {
-        s->stats.errors++;
-        if (s->cfg.max_errors && s->stats.errors >= s->cfg.max_errors) {
+        s->errors++;
+        if (s->cfg.max_errors && s->errors >= s->cfg.max_errors) {
             smtp_close(s, out, 421, SMTP_ESC_SECURITY, "Error: too many errors");
             return TRUE;
         }
@@ -1629,3 +1654,39 @@ smtp_received_strip(const char *msg, gsize len, gsize *text_len)
     *text_len = (gsize)(end - p);
     return p;
 }
+
+/* --- the protocol-core interface (src/util/proto.h) ------------------------------------------ */
+
+static gboolean core_feed(gpointer s, const char *line, gsize len, ProtoLine st, GString *out)
+{ return smtp_session_feed(s, line, len, st, out); }
+static gsize core_feed_text(gpointer s, const char *buf, gsize len, gsize max, GString *out)
+{ return smtp_session_feed_text(s, buf, len, max, out); }
+static const char *core_ended(gpointer s) { return smtp_session_end_reason(s); }
+static const char *core_id(gpointer s) { return ((SmtpSession *)s)->id; }
+static void core_free(gpointer s) { smtp_session_free((SmtpSession **)&s); }
+
+/* core_log_fields - this session's part of the adapter's session-end line */
+static void
+core_log_fields(gpointer core, GString *head, GString *tail)
+{
+    const SmtpSession *s = core;
+    g_string_append_printf(head, "helo=%s accepted=%u octets=%" G_GUINT64_FORMAT " rejected=%u errors=%u",
+                           s->helo ? s->helo : "-", s->accepted, s->accepted_octets, s->rejected,
+                           s->errors);
+    g_string_append_printf(tail, "auth=%s relayed=%u", s->auth_user ? s->auth_user : "-", s->relayed);
+}
+
+const ProtoCore smtp_core = {
+    .greeting = core_greeting,
+    .feed = core_feed,
+    .feed_text = core_feed_text,
+    .line_max = core_line_max,
+    .in_text = core_in_text,
+    .tls_pending = core_tls_pending,
+    .tls_started = core_tls_started,
+    .timeout = core_timeout,
+    .ended = core_ended,
+    .id = core_id,
+    .log_fields = core_log_fields,
+    .free = core_free,
+};

@@ -11,30 +11,17 @@
  * 6.2, 8.1, 8.3). It accepts mail for existing users of its local domains, and relays other
  * recipients only through the configured smarthost, only for authenticated or trusted clients.
  *
- * The core never touches a socket, TLS or Thrift. The adapter (src/cmd/cassmail-smtpd.c, the unit
- * tests, a fuzzer) drives it:
- *
- *     smtp_session_greeting(s, out);                             send OUT
- *     loop:
- *         max     = smtp_session_line_max(s)
- *         timeout = smtp_session_in_data(s) ? data timeout : idle timeout
- *         in DATA: smtp_session_feed_text(s, buffered input, max, out): the complete lines
- *             the adapter's buffer holds, in place; consume what it used, send OUT, loop
- *         read one line (with its line ending) of at most MAX octets
- *         on a timeout: smtp_session_timeout(s, out); send OUT; close
- *         close = smtp_session_feed(s, line, len, flags, out);   send OUT (flush when no more
- *         if (close) close                                        input is buffered: RFC 2920)
- *         if (smtp_session_starttls_pending(s))                   flush OUT, drop every buffered
- *             TLS handshake; on success                           input octet, then the server
- *                 smtp_session_tls_started(s)                     side of the handshake; on
- *             else close                                          failure close
+ * The core never touches a socket, TLS or Thrift. The one adapter (src/net/adapter.h, through
+ * smtp_core below), the unit tests and a fuzzer drive it: greeting, then each line read with
+ * the limit smtp_core.line_max gives (in DATA, the complete lines already buffered go to
+ * smtp_session_feed_text in place), replies flushed when no more input is buffered (RFC 2920).
  *
  * TLS and authentication (decided here, tested in test/unit/test-smtp-session.c and end to end
  * in test/e2e/test_tls_auth.py):
  *   - STARTTLS is offered in EHLO only when the adapter can do TLS (cfg.starttls) and the session
  *     is not yet encrypted; it is allowed after HELO/EHLO, outside a mail transaction (503 in
  *     one, 503 when TLS is already active, 502 when not offered). Its 220 is the last reply on
- *     plaintext: until smtp_session_tls_started() every line fed is dropped unanswered, so a
+ *     plaintext: until smtp_core.tls_started() every line fed is dropped unanswered, so a
  *     command pipelined behind STARTTLS can never be taken as sent under TLS (RFC 3207 6).
  *     After the handshake the session forgets everything the client said (RFC 3207 4.2): HELO
  *     name, transaction, authentication; the client must say EHLO again.
@@ -122,6 +109,7 @@
 #include "relay/relay.h"
 #include "store/store.h"
 #include "util/config.h"
+#include "util/proto.h"
 
 /* RFC 5321 4.5.3.1.4: a command line, CRLF included. */
 #define SMTP_COMMAND_LINE_MAX 512
@@ -150,13 +138,6 @@ typedef struct {
                                       * without AUTH */
     gboolean submission;             /* RFC 6409: AUTH before MAIL; Date:, Message-ID: added */
 } SmtpSessionConfig;
-
-/* What the reader saw about the line it hands over. */
-typedef enum {
-    SMTP_LINE_TOO_LONG = 1 << 0,  /* longer than the limit; its text was skipped and the line
-                                   * holds only its terminator ("\r\n", "\n", or "" at EOF) */
-    SMTP_LINE_NUL = 1 << 1,       /* it contains a NUL octet */
-} SmtpLineFlags;
 
 typedef enum {
     SMTP_STATE_INIT,     /* greeted, no HELO/EHLO yet */
@@ -191,46 +172,24 @@ SmtpSession *smtp_session_new(const SmtpSessionConfig *cfg, Store *store, const 
 /* smtp_session_free - free *S (a transaction in progress is dropped) and set it to NULL */
 void smtp_session_free(SmtpSession **s);
 
-/* smtp_session_greeting - the 220 greeting */
-void smtp_session_greeting(SmtpSession *s, GString *out);
-
-/* smtp_session_feed - one line of LEN octets including its line ending; FLAGS (SmtpLineFlags)
- * from the reader. Appends any reply to OUT. Returns TRUE when the connection should close
+/* smtp_session_feed - one line of LEN octets including its line ending; STATUS from the
+ * reader. Appends any reply to OUT. Returns TRUE when the connection should close
  * after OUT is sent. */
-gboolean smtp_session_feed(SmtpSession *s, const char *line, gsize len, guint flags, GString *out);
+gboolean smtp_session_feed(SmtpSession *s, const char *line, gsize len, ProtoLine status,
+                           GString *out);
 
 /* smtp_session_feed_text - the DATA fast path: in DATA, every complete text line at the start of
  * BUF (LEN octets of input, read in place from the adapter's buffer) is handled exactly as
  * smtp_session_feed would handle it, the lines stored in runs rather than one by one. It stops
  * after the end of the text (what follows is commands: the state is READY again and OUT holds
  * the reply), before an incomplete last line and before a line longer than MAX
- * (smtp_session_line_max): those the adapter reads with its line reader and feeds to
+ * (smtp_core.line_max): those the adapter reads with its line reader and feeds to
  * smtp_session_feed. Returns the octets consumed (0 outside DATA or when the first line is such
  * a line). The lines are the reader's either way, so neither the store's octets nor the end of
  * the text depend on how the input was split into reads. */
 gsize smtp_session_feed_text(SmtpSession *s, const char *buf, gsize len, gsize max, GString *out);
 
-/* smtp_session_in_data - whether the next line is message text (for the line limit and timeout) */
-gboolean smtp_session_in_data(const SmtpSession *s);
-
-/* smtp_session_line_max - the longest line (CRLF included) the reader should hand over next:
- * SMTP_TEXT_READ_MAX in DATA, SMTP_AUTH_LINE_MAX in an AUTH exchange, else
- * SMTP_COMMAND_LINE_MAX */
-gsize smtp_session_line_max(const SmtpSession *s);
-
-/* smtp_session_starttls_pending - TRUE from the "220 Ready to start TLS" reply until
- * smtp_session_tls_started(): the adapter sends OUT, drops whatever input it holds, and runs the
- * TLS handshake. Lines fed meanwhile are dropped unanswered. */
-gboolean smtp_session_starttls_pending(const SmtpSession *s);
-
-/* smtp_session_tls_started - the handshake succeeded: the session now runs over TLS and has
- * forgotten the client's HELO name, transaction and authentication (RFC 3207 4.2) */
-void smtp_session_tls_started(SmtpSession *s);
-
-/* smtp_session_timeout - 421 4.4.2 and closed; a transaction in progress is dropped */
-void smtp_session_timeout(SmtpSession *s, GString *out);
-
-/* smtp_session_stats - counters for the adapter's end-of-session log line */
+/* smtp_session_stats - counters for the adapter's end-of-session log line, built when asked */
 void smtp_session_stats(const SmtpSession *s, SmtpSessionStats *stats);
 
 /* smtp_state_name - "init", "ready", ... for logs */
@@ -239,5 +198,10 @@ const char *smtp_state_name(SmtpState state);
 /* smtp_received_strip - the client's text inside stored message MSG: what follows our
  * SMTP_RECEIVED_LINES lines, or NULL when MSG does not start with our field. */
 const char *smtp_received_strip(const char *msg, gsize len, gsize *text_len);
+
+/* smtp_core - this core behind the adapter (src/util/proto.h, src/net/adapter.h): greeting (220),
+ * line_max (SMTP_TEXT_READ_MAX in DATA, SMTP_AUTH_LINE_MAX in AUTH, else SMTP_COMMAND_LINE_MAX),
+ * in_text (DATA), tls_pending/tls_started (STARTTLS), timeout (421 4.4.2 and closed) */
+extern const ProtoCore smtp_core;
 
 #endif

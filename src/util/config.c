@@ -38,7 +38,8 @@ static const char *const known_keys[][12] = {
     {"smtp", "listen", "hostname", "domains", "max_message_size", "max_recipients",
      "allow_plaintext_auth", "outbox_copy", NULL},
     {"store", "inline_max", "part_size", "gc_min_age_s", NULL},
-    {"pop3", "listen", "batch_size", "mailbox_delimiter", "login_delay_ms", NULL},
+    {"pop3", "listen", "batch_size", "mailbox_delimiter", "login_delay_ms", "allow_plaintext_auth",
+     NULL},
     {"tls", "certificate", "key", NULL},
     {"limits", "max_children", "client_connection_limit", "evict_idle_s", "idle_timeout_s",
      "data_timeout_s", "max_errors", NULL},
@@ -119,12 +120,13 @@ get_list(GKeyFile *kf, const char *g, const char *k, const char *def)
     return (char **)g_ptr_array_free(out, FALSE);
 }
 
-/* get_plaintext_auth - [smtp] allow_plaintext_auth: true, false or loopback */
+/* get_plaintext_auth - [GROUP] allow_plaintext_auth: true, false or loopback; DEF when not set */
 static gboolean
-get_plaintext_auth(GKeyFile *kf, ConfigPlaintextAuth *out, GError **error)
+get_plaintext_auth(GKeyFile *kf, const char *group, const char *def, ConfigPlaintextAuth *out,
+                   GError **error)
 {
     g_autofree char *v = NULL;
-    get_str(kf, "smtp", "allow_plaintext_auth", "loopback", &v);
+    get_str(kf, group, "allow_plaintext_auth", def, &v);
     if (g_ascii_strcasecmp(v, "loopback") == 0)
         *out = CONFIG_PLAINTEXT_LOOPBACK;
     else if (g_ascii_strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0)
@@ -133,7 +135,7 @@ get_plaintext_auth(GKeyFile *kf, ConfigPlaintextAuth *out, GError **error)
         *out = CONFIG_PLAINTEXT_NEVER;
     else {
         g_set_error(error, CONFIG_ERROR, 0,
-                    "[smtp] allow_plaintext_auth = \"%s\": expected false, loopback or true", v);
+                    "[%s] allow_plaintext_auth = \"%s\": expected false, loopback or true", group, v);
         return FALSE;
     }
     return TRUE;
@@ -248,9 +250,9 @@ config_peer_is_loopback(const char *peer)
 }
 
 gboolean
-config_plaintext_auth_allowed(const CassmailConfig *cfg, const char *peer)
+config_plaintext_auth_allowed(ConfigPlaintextAuth allow, const char *peer)
 {
-    switch (cfg->allow_plaintext_auth) {
+    switch (allow) {
     case CONFIG_PLAINTEXT_ALWAYS:
         return TRUE;
     case CONFIG_PLAINTEXT_LOOPBACK:
@@ -319,7 +321,7 @@ config_load(const char *path, GError **error)
                        &n, error);
     c->max_message_size = (gsize)n;
     INT(max_recipients, "smtp", "max_recipients", 100, 1, 100000);
-    ok = ok && get_plaintext_auth(kf, &c->allow_plaintext_auth, error);
+    ok = ok && get_plaintext_auth(kf, "smtp", "loopback", &c->allow_plaintext_auth, error);
     int choice = 0;
     ok = ok && get_choice(kf, "smtp", "outbox_copy", "authenticated", outbox_copy_names,
                           G_N_ELEMENTS(outbox_copy_names), "authenticated, local or never",
@@ -335,6 +337,11 @@ config_load(const char *path, GError **error)
     INT(batch_size, "pop3", "batch_size", 64, 1, 100000);
     get_str(kf, "pop3", "mailbox_delimiter", "|", &c->mailbox_delimiter);
     INT(login_delay_ms, "pop3", "login_delay_ms", 1000, 0, 60000);
+    /* Before [pop3] had its own key, [smtp] allow_plaintext_auth governed POP3: it still does
+     * when [pop3] says nothing. */
+    c->pop3_allow_plaintext_auth = c->allow_plaintext_auth;
+    if (ok && kf && g_key_file_has_key(kf, "pop3", "allow_plaintext_auth", NULL))
+        ok = get_plaintext_auth(kf, "pop3", "loopback", &c->pop3_allow_plaintext_auth, error);
     if (ok && strlen(c->mailbox_delimiter) != 1) {
         g_set_error(error, CONFIG_ERROR, 0, "[pop3] mailbox_delimiter must be one character");
         ok = FALSE;
@@ -356,7 +363,7 @@ config_load(const char *path, GError **error)
     INT(evict_idle_s, "limits", "evict_idle_s", 30, 0, 86400);
     INT(idle_timeout_s, "limits", "idle_timeout_s", 300, 1, 86400);
     INT(data_timeout_s, "limits", "data_timeout_s", 600, 1, 86400);
-    INT(max_errors, "limits", "max_errors", 10, 1, 1000);
+    INT(max_errors, "limits", "max_errors", 10, 0, 1000);
     INT(password_iterations, "auth", "password_iterations", PASSWORD_ITERATIONS,
         PASSWORD_ITERATIONS_MIN, PASSWORD_ITERATIONS_MAX);
 

@@ -10,8 +10,8 @@
 
 #include <glib.h>
 
-/* [smtp] allow_plaintext_auth: where a password may travel without TLS (SMTP AUTH, POP3
- * USER/PASS). Over TLS it is always allowed. */
+/* [smtp] and [pop3] allow_plaintext_auth: where a password may travel without TLS (SMTP AUTH,
+ * POP3 USER/PASS). Over TLS it is always allowed. */
 typedef enum {
     CONFIG_PLAINTEXT_NEVER,      /* "false": only after STARTTLS/STLS, from every peer */
     CONFIG_PLAINTEXT_LOOPBACK,   /* "loopback" (default): also from this machine without TLS */
@@ -53,7 +53,7 @@ typedef struct {
     char **domains;            /* local domains; everything else is refused (no relay) */
     gsize max_message_size;    /* octets; SIZE= and DATA over it get 552 */
     int max_recipients;        /* RCPT over it get 452 */
-    ConfigPlaintextAuth allow_plaintext_auth; /* AUTH and USER/PASS without TLS: where */
+    ConfigPlaintextAuth allow_plaintext_auth; /* AUTH without TLS: where */
     ConfigOutboxCopy outbox_copy; /* who gets the sent copy in user:outbox */
 
     /* [store] */
@@ -67,6 +67,8 @@ typedef struct {
     int batch_size;            /* index entries per get_slice */
     char *mailbox_delimiter;   /* USER pete|outbox */
     int login_delay_ms;        /* after a failed PASS */
+    ConfigPlaintextAuth pop3_allow_plaintext_auth; /* USER/PASS without TLS: where (not set:
+                                  [smtp] allow_plaintext_auth, the key that governed it before) */
 
     /* [tls] */
     char *tls_certificate;     /* PEM certificate chain; with tls_key it enables STARTTLS/STLS */
@@ -78,7 +80,7 @@ typedef struct {
     int evict_idle_s;          /* a full listener closes a session silent this long (0: never) */
     int idle_timeout_s;        /* between commands (SMTP 300, POP3 600 by RFC) */
     int data_timeout_s;        /* SMTP DATA terminator wait */
-    int max_errors;            /* bad commands before the session is closed */
+    int max_errors;            /* bad commands before the session is closed (0: no limit) */
 
     /* [server] */
     char *user;                /* drop to this user after binding (when started as root) */
@@ -103,10 +105,10 @@ typedef struct {
 CassmailConfig *config_load(const char *path, GError **error);
 void config_free(CassmailConfig **cfg);
 
-/* config_plaintext_auth_allowed - whether CFG lets a password travel without TLS from PEER (a
+/* config_plaintext_auth_allowed - whether ALLOW lets a password travel without TLS from PEER (a
  * NetHandler peer text: "127.0.0.1", "::1", "local" for a Unix socket, "pipe" when not a socket,
  * or NULL: all of those count as this machine) */
-gboolean config_plaintext_auth_allowed(const CassmailConfig *cfg, const char *peer);
+gboolean config_plaintext_auth_allowed(ConfigPlaintextAuth allow, const char *peer);
 /* config_peer_is_loopback - whether PEER (as above) is this machine */
 gboolean config_peer_is_loopback(const char *peer);
 

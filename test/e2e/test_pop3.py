@@ -4,7 +4,7 @@ POP3 clients (Python's poplib, curl, fetchmail, rabid from Debian's postal).
 What pop3d reads from Cassandra and how large the session process grew come from its log line at
 the end of each session (stderr with -f):
 
-    session end peer=... user=... ... bytes_read=N columns_read=N vmhwm_kb=N
+    pop3 PEER: session end user=... ... bytes_read=N columns_read=N vmhwm_kb=N
 """
 import os
 import poplib
@@ -265,7 +265,7 @@ def test_dropped_connection_after_dele_deletes_nothing(env, ring):
     assert r.cmd("DELE 2").startswith(b"+OK")
     r.close()   # no QUIT
     end = env.pop3d.wait_session_ends(1, user)[0]
-    assert end["end"] == "dropped" and end["deleted"] == "0"
+    assert end["end"] == "eof" and end["deleted"] == "0"
     assert env.mail.list(user) == before
     row = f"{user}:inbox"
     assert cli_count(ring, "Mailboxes", row) == 2 and cli_count(ring, "MailboxIndex", row) == 2
@@ -358,7 +358,7 @@ def test_autologout_after_the_idle_timeout(mail, tmp_path):
         assert 1.5 < time.monotonic() - t0 < 10
         assert r.line() == b""
         r.close()
-        assert e.pop3d.wait_session_ends(1, user)[0]["end"] == "timeout"
+        assert e.pop3d.wait_session_ends(1, user)[0]["end"] == "idle-timeout"
     finally:
         e.stop()
 
@@ -388,7 +388,7 @@ def test_inetd_mode_serves_stdin_and_stdout(env):
     out = p.stdout.split(b"\r\n")
     assert out[0].startswith(b"+OK") and b"+OK 1 " in p.stdout
     assert out[-2].startswith(b"+OK CassMail POP3 server signing off")
-    assert b"session end peer=pipe user=" + user.encode() in p.stderr
+    assert b"pop3 pipe: session end user=" + user.encode() in p.stderr
 
 
 # ---- a large mailbox: what is read, and how much memory ------------------------------------------------

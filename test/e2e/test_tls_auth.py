@@ -348,8 +348,8 @@ def test_plaintext_auth_false_refuses_smtp_auth_and_pop3_user_before_tls(env):
     p.user(alice)
     assert p.pass_(PASSWORD).startswith(b"+OK maildrop has 0 messages")
     p.quit()
-    wait_for(lambda: re.search(rf"session end peer=127\.0\.0\.1 user={alice} mailbox=inbox state=CLOSED "
-                               r"end=closed tls=yes", env.d["pop3_strict"].log()), what="the session end line")
+    wait_for(lambda: re.search(rf"pop3 127\.0\.0\.1: session end user={alice} mailbox=inbox state=CLOSED "
+                               r"end=quit ms=\d+ tls=yes", env.d["pop3_strict"].log()), what="the session end line")
 
 
 def test_plaintext_auth_loopback_default_allows_this_machine(env):

@@ -174,7 +174,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     Pop3Session *s = pop3_session_new(&cfg, store, "fuzz");
     GString *out = g_string_new(NULL);
-    pop3_session_greeting(s, out);
+    pop3_core.greeting(s, out);
     fuzz_check_reply(out);
 
     gsize pos = 0;
@@ -186,21 +186,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         gsize len = (gsize)(lf - (data + pos)) + 1;
         g_string_truncate(out, 0);
         if (len > POP3_LINE_MAX + 2) {
-            closed = pop3_session_feed(s, "", 0, TRUE, out);
+            closed = pop3_session_feed(s, "", 0, PROTO_LINE_TOO_LONG, out);
         } else {
             char *line = g_memdup2(data + pos, len);   /* ASan sees reads past its end */
-            closed = pop3_session_feed(s, line, len, FALSE, out);
+            closed = pop3_session_feed(s, line, len, PROTO_LINE_OK, out);
             g_free(line);
         }
-        (void)pop3_session_take_delay_ms(s);
-        if (pop3_session_take_delay_ms(s) != 0)
+        (void)pop3_core.take_delay_ms(s);
+        if (pop3_core.take_delay_ms(s) != 0)
             fuzz_fail("a delay that did not reset when read", out);
         while (pop3_session_more(s, out, chunk))
             ;
         fuzz_check_reply(out);
         pos += len;
         chunk = chunk * 7 % 4099 + 1;
-        if (!closed && pop3_session_stls_pending(s)) {
+        if (!closed && pop3_core.tls_pending(s)) {
             if (!g_str_has_prefix(out->str, "+OK"))
                 fuzz_fail("STLS pending without +OK", out);
             lf = memchr(data + pos, '\n', size - pos);
@@ -209,22 +209,22 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 g_string_truncate(out, 0);
                 char *line = g_memdup2(data + pos, MIN(len, POP3_LINE_MAX + 2));
                 closed = pop3_session_feed(s, line, MIN(len, POP3_LINE_MAX + 2),
-                                           len > POP3_LINE_MAX + 2, out);
+                                           len > POP3_LINE_MAX + 2 ? PROTO_LINE_TOO_LONG : PROTO_LINE_OK, out);
                 g_free(line);
                 while (pop3_session_more(s, out, chunk))
                     ;
-                if (out->len || !pop3_session_stls_pending(s))
+                if (out->len || !pop3_core.tls_pending(s))
                     fuzz_fail("a line fed while STLS was pending was acted on", out);
                 pos += len;
             }
             if (size && (data[size - 1] & 0x80))
                 break;   /* the handshake failed: the adapter closes */
-            pop3_session_tls_started(s);
+            pop3_core.tls_started(s);
         }
     }
     if (!closed && pos < size && (data[size - 1] & 1)) {
         g_string_truncate(out, 0);
-        pop3_session_timeout(s, out);
+        pop3_core.timeout(s, out);
         fuzz_check_reply(out);
     }
     Pop3SessionStats st;

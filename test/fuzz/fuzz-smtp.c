@@ -3,9 +3,9 @@
  *
  * One input is one client's side of a session: its octets are cut into lines the way the bounded
  * line reader (src/net/conn.h) cuts them — after each LF; a line longer than the limit the core
- * asks for (smtp_session_line_max: commands, DATA text, AUTH responses) is handed over as its
- * terminator alone ("\r\n" or "\n") with SMTP_LINE_TOO_LONG; a line with a NUL octet carries
- * SMTP_LINE_NUL; an unfinished last line is dropped, as the adapter drops it at EOF. Mail goes into the in-memory store of the unit tests
+ * asks for (smtp_core.line_max: commands, DATA text, AUTH responses) is handed over as its
+ * terminator alone ("\r\n" or "\n") with PROTO_LINE_TOO_LONG; a line with a NUL octet carries
+ * PROTO_LINE_NUL; an unfinished last line is dropped, as the adapter drops it at EOF. Mail goes into the in-memory store of the unit tests
  * (test/unit/support/store_mem.h), which knows the users anne (password "secret", for AUTH),
  * bob and postmaster.
  *
@@ -175,7 +175,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     SmtpSession *s = smtp_session_new(&cfg, store, FUZZ_PEER);
     GString *out = g_string_new(NULL);
-    smtp_session_greeting(s, out);
+    smtp_core.greeting(s, out);
     fuzz_check_replies(out);
 
     gsize pos = 0;
@@ -185,25 +185,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!lf)
             break;   /* EOF in the middle of a line: the adapter never feeds it */
         gsize len = (gsize)(lf - (data + pos)) + 1;
-        gsize max = smtp_session_line_max(s);
+        gsize max = smtp_core.line_max(s);
         if (max != SMTP_COMMAND_LINE_MAX && max != SMTP_TEXT_READ_MAX && max != SMTP_AUTH_LINE_MAX)
             fuzz_fail("an unexpected line limit", out);
-        if (smtp_session_in_data(s) && max != SMTP_TEXT_READ_MAX)
+        if (smtp_core.in_text(s) && max != SMTP_TEXT_READ_MAX)
             fuzz_fail("a line limit other than the text limit in DATA", out);
         g_string_truncate(out, 0);
         if (len > max) {
             gboolean crlf = len >= 2 && data[pos + len - 2] == '\r';
-            closed = smtp_session_feed(s, crlf ? "\r\n" : "\n", crlf ? 2 : 1, SMTP_LINE_TOO_LONG, out);
+            closed = smtp_session_feed(s, crlf ? "\r\n" : "\n", crlf ? 2 : 1, PROTO_LINE_TOO_LONG, out);
         } else {
             /* A private copy, so ASan sees any read past the line's end. */
             char *line = g_memdup2(data + pos, len);
-            guint flags = memchr(line, '\0', len) ? SMTP_LINE_NUL : 0;
+            ProtoLine flags = memchr(line, '\0', len) ? PROTO_LINE_NUL : PROTO_LINE_OK;
             closed = smtp_session_feed(s, line, len, flags, out);
             g_free(line);
         }
         fuzz_check_replies(out);
         pos += len;
-        if (!closed && smtp_session_starttls_pending(s)) {
+        if (!closed && smtp_core.tls_pending(s)) {
             if (!g_str_has_prefix(out->str, "220 ") && !strstr(out->str, "\r\n220 "))
                 fuzz_fail("STARTTLS pending without a 220", out);
             /* A line the client pipelined behind STARTTLS: dropped, never answered. */
@@ -214,13 +214,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 char *line = g_memdup2(data + pos, len);
                 closed = smtp_session_feed(s, line, len, 0, out);
                 g_free(line);
-                if (out->len || !smtp_session_starttls_pending(s))
+                if (out->len || !smtp_core.tls_pending(s))
                     fuzz_fail("a line fed while STARTTLS was pending was acted on", out);
                 pos += len;
             }
             if (size && (data[size - 1] & 0x80))
                 break;   /* the handshake failed: the adapter closes */
-            smtp_session_tls_started(s);
+            smtp_core.tls_started(s);
             SmtpSessionStats st;
             smtp_session_stats(s, &st);
             if (!st.tls || st.auth_user || st.helo)
@@ -230,7 +230,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!closed && pos < size && (data[size - 1] & 1)) {
         /* Some inputs end in a timeout instead of a dropped connection. */
         g_string_truncate(out, 0);
-        smtp_session_timeout(s, out);
+        smtp_core.timeout(s, out);
         fuzz_check_replies(out);
     }
     SmtpSessionStats st;

@@ -302,7 +302,7 @@ test_serve_rejects_bad_arguments(void)
     g_assert_cmpint(net_serve_fd(-1, 1, BUSY, echo_handler, NULL, &error), ==, -1);
     g_assert_error(error, NET_ERROR, NET_ERROR_SYSTEM);
     g_clear_error(&error);
-    g_assert_cmpint(net_serve("nonsense", 1, BUSY, echo_handler, NULL, &error), ==, -1);
+    g_assert_cmpint(net_listen("nonsense", &error), ==, -1);
     g_assert_error(error, NET_ERROR, NET_ERROR_ADDRESS);
 }
 

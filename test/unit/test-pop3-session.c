@@ -259,18 +259,18 @@ fx_open(Fx *f)
     f->s = pop3_session_new(&f->cfg, f->store, "test");
     f->closed = FALSE;
     g_string_truncate(f->out, 0);
-    pop3_session_greeting(f->s, f->out);
+    pop3_core.greeting(f->s, f->out);
     return f->out->str;
 }
 
 /* say - one line (CRLF added) and the whole reply, drained as the adapter would */
 static const char *
-say_len(Fx *f, const char *line, gsize len, gboolean too_long)
+say_len(Fx *f, const char *line, gsize len, ProtoLine status)
 {
     g_string_truncate(f->out, 0);
-    f->closed = pop3_session_feed(f->s, line, len, too_long, f->out);
-    f->delay = pop3_session_take_delay_ms(f->s);
-    g_assert_cmpuint(pop3_session_take_delay_ms(f->s), ==, 0);
+    f->closed = pop3_session_feed(f->s, line, len, status, f->out);
+    f->delay = pop3_core.take_delay_ms(f->s);
+    g_assert_cmpuint(pop3_core.take_delay_ms(f->s), ==, 0);
     gsize before = f->out->len;
     while (pop3_session_more(f->s, f->out, f->chunk)) {
         g_assert_cmpuint(f->out->len - before, <=, f->chunk + 5);
@@ -283,7 +283,7 @@ static const char *
 say(Fx *f, const char *line)
 {
     g_autofree char *l = g_strconcat(line, "\r\n", NULL);
-    return say_len(f, l, strlen(l), FALSE);
+    return say_len(f, l, strlen(l), PROTO_LINE_OK);
 }
 
 static void
@@ -484,7 +484,7 @@ test_quit_before_login_closes(Fx *f, gconstpointer d)
     fx_open(f);
     g_assert_cmpstr(say(f, "QUIT"), ==, "+OK CassMail POP3 server signing off\r\n");
     g_assert_true(f->closed);
-    g_assert_true(pop3_session_feed(f->s, "NOOP", 4, FALSE, f->out));
+    g_assert_true(pop3_session_feed(f->s, "NOOP", 4, PROTO_LINE_OK, f->out));
 }
 
 /* ---- TRANSACTION ------------------------------------------------------------------------------ */
@@ -600,7 +600,7 @@ test_retr_of_a_large_message_streams_in_bounded_chunks(Fx *f, gconstpointer d)
     deliver_to(f, "pete", "inbox", m->str, m->len);
     login(f);
     g_string_truncate(f->out, 0);
-    g_assert_false(pop3_session_feed(f->s, "RETR 1\r\n", 8, FALSE, f->out));
+    g_assert_false(pop3_session_feed(f->s, "RETR 1\r\n", 8, PROTO_LINE_OK, f->out));
     g_assert_true(g_str_has_prefix(f->out->str, "+OK "));
     gsize total = 0, chunks = 0;
     gboolean more;
@@ -805,14 +805,14 @@ test_a_store_failure_mid_body_closes_without_the_terminator(Fx *f, gconstpointer
     store_mem_set_chunk(f->proxy->inner, 16);
     login(f);
     g_string_truncate(f->out, 0);
-    g_assert_false(pop3_session_feed(f->s, "RETR 1\r\n", 8, FALSE, f->out));
+    g_assert_false(pop3_session_feed(f->s, "RETR 1\r\n", 8, PROTO_LINE_OK, f->out));
     g_assert_true(pop3_session_more(f->s, f->out, 16));   /* the +OK and a first piece */
     f->proxy->fail_op = OP_READ;
     while (pop3_session_more(f->s, f->out, 16))
         ;
     g_assert_true(g_str_has_prefix(f->out->str, "+OK 48 octets\r\n"));
     g_assert_false(g_str_has_suffix(f->out->str, "\r\n.\r\n"));
-    g_assert_true(pop3_session_closed(f->s));
+    g_assert_true(pop3_core.ended(f->s) != NULL);
     Pop3SessionStats st;
     pop3_session_stats(f->s, &st);
     g_assert_cmpuint(st.retrieved, ==, 0);
@@ -927,9 +927,9 @@ test_autologout_deletes_nothing(Fx *f, gconstpointer d)
     login(f);
     say(f, "DELE 1");
     g_string_truncate(f->out, 0);
-    pop3_session_timeout(f->s, f->out);
+    pop3_core.timeout(f->s, f->out);
     g_assert_true(g_str_has_prefix(f->out->str, "-ERR "));
-    g_assert_true(pop3_session_feed(f->s, "QUIT\r\n", 6, FALSE, f->out));
+    g_assert_true(pop3_session_feed(f->s, "QUIT\r\n", 6, PROTO_LINE_OK, f->out));
     g_assert_cmpuint(f->proxy->removes, ==, 0);
     g_assert_cmpuint(index_len(f, "pete", "inbox"), ==, 1);
 }
@@ -988,7 +988,7 @@ test_too_long_line_is_answered_once_and_the_session_goes_on(Fx *f, gconstpointer
     g_autofree char *long_line = g_strnfill(POP3_LINE_MAX + 1, 'A');
     g_assert_cmpstr(say(f, long_line), ==, "-ERR line too long\r\n");
     /* The reader cut a longer line and tells us so: one answer for it. */
-    g_assert_cmpstr(say_len(f, "NOOP", 4, TRUE), ==, "-ERR line too long\r\n");
+    g_assert_cmpstr(say_len(f, "NOOP", 4, PROTO_LINE_TOO_LONG), ==, "-ERR line too long\r\n");
     g_assert_cmpstr(say(f, "NOOP"), ==, "+OK NOOP\r\n");
     /* 255 octets is still a line. */
     g_autofree char *just = g_strnfill(POP3_LINE_MAX - 5, 'x');
@@ -1003,10 +1003,10 @@ test_nul_and_empty_lines_are_refused(Fx *f, gconstpointer d)
 {
     (void)d;
     login(f);
-    g_assert_cmpstr(say_len(f, "NO\0OP\r\n", 7, FALSE), ==, "-ERR NUL in command\r\n");
+    g_assert_cmpstr(say_len(f, "NO\0OP\r\n", 7, PROTO_LINE_OK), ==, "-ERR NUL in command\r\n");
     g_assert_cmpstr(say(f, ""), ==, "-ERR empty command\r\n");
-    g_assert_cmpstr(say_len(f, "NOOP\n", 5, FALSE), ==, "+OK NOOP\r\n");   /* bare LF is fine */
-    g_assert_cmpstr(say_len(f, "NOOP", 4, FALSE), ==, "+OK NOOP\r\n");     /* so is none */
+    g_assert_cmpstr(say_len(f, "NOOP\n", 5, PROTO_LINE_OK), ==, "+OK NOOP\r\n");   /* bare LF is fine */
+    g_assert_cmpstr(say_len(f, "NOOP", 4, PROTO_LINE_OK), ==, "+OK NOOP\r\n");     /* so is none */
 }
 
 static void
@@ -1047,9 +1047,9 @@ test_pipelined_commands_keep_their_order(Fx *f, gconstpointer d)
     login(f);
     /* The adapter feeds the next command before draining the RETR: the core drains it first. */
     g_string_truncate(f->out, 0);
-    pop3_session_feed(f->s, "RETR 1\r\n", 8, FALSE, f->out);
-    pop3_session_feed(f->s, "RETR 2\r\n", 8, FALSE, f->out);
-    pop3_session_feed(f->s, "STAT\r\n", 6, FALSE, f->out);
+    pop3_session_feed(f->s, "RETR 1\r\n", 8, PROTO_LINE_OK, f->out);
+    pop3_session_feed(f->s, "RETR 2\r\n", 8, PROTO_LINE_OK, f->out);
+    pop3_session_feed(f->s, "STAT\r\n", 6, PROTO_LINE_OK, f->out);
     g_assert_cmpstr(f->out->str, ==,
                     "+OK 4 octets\r\nm1\r\n.\r\n+OK 4 octets\r\nm2\r\n.\r\n+OK 2 8\r\n");
 }
@@ -1101,7 +1101,7 @@ test_stls_offered_in_capa_only_when_possible(Fx *f, gconstpointer d)
     fx_open(f);
     g_assert_null(strstr(say(f, "CAPA"), "STLS\r\n"));
     g_assert_true(g_str_has_prefix(say(f, "STLS"), "-ERR "));
-    g_assert_false(pop3_session_stls_pending(f->s));
+    g_assert_false(pop3_core.tls_pending(f->s));
     f->cfg.stls = TRUE;
     fx_open(f);
     g_assert_nonnull(strstr(say(f, "CAPA"), "\r\nSTLS\r\n"));
@@ -1117,13 +1117,13 @@ test_stls_drops_pipelined_lines_until_tls(Fx *f, gconstpointer d)
     f->cfg.stls = TRUE;
     fx_open(f);
     g_assert_cmpstr(say(f, "STLS"), ==, "+OK Begin TLS negotiation\r\n");
-    g_assert_true(pop3_session_stls_pending(f->s));
+    g_assert_true(pop3_core.tls_pending(f->s));
     /* what an attacker on the path could add behind STLS is never executed */
     g_assert_cmpstr(say(f, "USER pete"), ==, "");
     g_assert_cmpstr(say(f, "QUIT"), ==, "");
     g_assert_false(f->closed);
-    pop3_session_tls_started(f->s);
-    g_assert_false(pop3_session_stls_pending(f->s));
+    pop3_core.tls_started(f->s);
+    g_assert_false(pop3_core.tls_pending(f->s));
     g_assert_cmpstr(say(f, "PASS secret"), ==, "-ERR give USER first\r\n");
     Pop3SessionStats st;
     pop3_session_stats(f->s, &st);
@@ -1145,7 +1145,7 @@ test_without_plaintext_auth_user_pass_work_after_stls(Fx *f, gconstpointer d)
     g_assert_cmpstr(say(f, "USER pete"), ==,
                     "-ERR [AUTH] plain-text login is not allowed on this connection, use STLS first\r\n");
     g_assert_cmpstr(say(f, "STLS"), ==, "+OK Begin TLS negotiation\r\n");
-    pop3_session_tls_started(f->s);
+    pop3_core.tls_started(f->s);
     capa = say(f, "CAPA");
     g_assert_null(strstr(capa, "STLS\r\n"));
     g_assert_nonnull(strstr(capa, "\r\nUSER\r\n"));
@@ -1160,9 +1160,9 @@ test_second_stls_is_err(Fx *f, gconstpointer d)
     f->cfg.stls = TRUE;
     fx_open(f);
     say(f, "STLS");
-    pop3_session_tls_started(f->s);
+    pop3_core.tls_started(f->s);
     g_assert_cmpstr(say(f, "STLS"), ==, "-ERR command not permitted when TLS active\r\n");
-    g_assert_false(pop3_session_stls_pending(f->s));
+    g_assert_false(pop3_core.tls_pending(f->s));
     g_assert_cmpstr(say(f, "USER pete"), ==, "+OK send PASS\r\n");
 }
 
@@ -1174,7 +1174,7 @@ test_stls_forgets_the_user_given_before(Fx *f, gconstpointer d)
     fx_open(f);
     g_assert_cmpstr(say(f, "USER pete"), ==, "+OK send PASS\r\n");
     say(f, "STLS");
-    pop3_session_tls_started(f->s);
+    pop3_core.tls_started(f->s);
     g_assert_cmpstr(say(f, "PASS secret"), ==, "-ERR give USER first\r\n");
 }
 
@@ -1189,7 +1189,7 @@ test_config_init_leaves_plaintext_and_stls_to_the_adapter(void)
     /* default "loopback": only the adapter, which knows the peer, may allow it */
     g_assert_false(pc.plaintext_auth);
     g_assert_false(pc.stls);
-    c->allow_plaintext_auth = CONFIG_PLAINTEXT_ALWAYS;
+    c->pop3_allow_plaintext_auth = CONFIG_PLAINTEXT_ALWAYS;
     pop3_session_config_init(&pc, c);
     g_assert_true(pc.plaintext_auth);
     config_free(&c);

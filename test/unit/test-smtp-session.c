@@ -72,7 +72,7 @@ new_session(Fx *f)
     smtp_session_free(&f->s);
     f->s = smtp_session_new(&f->cfg, f->store, PEER);
     g_string_truncate(f->out, 0);
-    smtp_session_greeting(f->s, f->out);
+    smtp_core.greeting(f->s, f->out);
     g_string_truncate(f->out, 0);
     f->closed = FALSE;
 }
@@ -109,7 +109,7 @@ fx_teardown(Fx *f, gconstpointer data)
 /* feed_line - one line of LEN octets exactly as given (line ending included) with reader FLAGS;
  * the replies to it (valid until the next feed) */
 static const char *
-feed_line(Fx *f, const char *line, gsize len, guint flags)
+feed_line(Fx *f, const char *line, gsize len, ProtoLine flags)
 {
     g_string_truncate(f->out, 0);
     f->closed = smtp_session_feed(f->s, line, len, flags, f->out);
@@ -263,7 +263,7 @@ open_data(Fx *f, const char *from, const char *rcpt)
         assert_reply(script(f, "EHLO client.example.org\r\n"), "250");
     g_autofree char *s = g_strdup_printf("MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n", from, rcpt);
     assert_replies(script(f, s), "250 2.1.0", "250 2.1.5", "354");
-    g_assert_true(smtp_session_in_data(f->s));
+    g_assert_true(smtp_core.in_text(f->s));
 }
 
 /* ---- greeting, EHLO, HELO ------------------------------------------------------------------- */
@@ -272,10 +272,10 @@ static void
 test_greeting_is_220(Fx *f, gconstpointer d)
 {
     (void)d;
-    smtp_session_greeting(f->s, f->out);
+    smtp_core.greeting(f->s, f->out);
     g_assert_cmpstr(f->out->str, ==, "220 " HOST " ESMTP CassMail\r\n");
     g_assert_cmpint(state(f), ==, SMTP_STATE_INIT);
-    g_assert_false(smtp_session_in_data(f->s));
+    g_assert_false(smtp_core.in_text(f->s));
 }
 
 static void
@@ -380,7 +380,7 @@ test_data_before_rcpt_is_503(Fx *f, gconstpointer d)
     /* a refused recipient opens no DATA either */
     assert_replies(script(f, "RCPT TO:<nobody@example.com>\r\nDATA\r\n"), "550 5.1.1", "503 5.5.1");
     g_assert_cmpint(state(f), ==, SMTP_STATE_MAIL);
-    g_assert_false(smtp_session_in_data(f->s));
+    g_assert_false(smtp_core.in_text(f->s));
 }
 
 static void
@@ -522,7 +522,7 @@ test_argument_to_data_rset_quit_is_501(Fx *f, gconstpointer d)
     (void)d;
     to_state(f, SMTP_STATE_RCPT);
     assert_reply(script(f, "DATA now\r\n"), "501 5.5.2");
-    g_assert_false(smtp_session_in_data(f->s));
+    g_assert_false(smtp_core.in_text(f->s));
     assert_reply(script(f, "RSET all\r\n"), "501 5.5.2");
     g_assert_cmpint(state(f), ==, SMTP_STATE_RCPT);   /* not reset */
     assert_reply(script(f, "QUIT now\r\n"), "501 5.5.2");
@@ -845,15 +845,15 @@ test_data_is_354_and_period_alone_ends(Fx *f, gconstpointer d)
     (void)d;
     to_state(f, SMTP_STATE_RCPT);
     g_assert_cmpstr(script(f, "DATA\r\n"), ==, "354 End data with <CR><LF>.<CR><LF>\r\n");
-    g_assert_true(smtp_session_in_data(f->s));
+    g_assert_true(smtp_core.in_text(f->s));
     /* inside the text nothing is a command and nothing is answered */
     g_assert_cmpstr(script(f, "QUIT\r\nRSET\r\n. \r\n.x\r\n\r\n"), ==, "");
     g_assert_false(f->closed);
-    g_assert_true(smtp_session_in_data(f->s));
+    g_assert_true(smtp_core.in_text(f->s));
     const char *r = script(f, ".\r\n");
     assert_reply(r, "250 2.0.0");
     g_assert_true(g_str_has_prefix(r, "250 2.0.0 Ok: queued as "));
-    g_assert_false(smtp_session_in_data(f->s));
+    g_assert_false(smtp_core.in_text(f->s));
     g_assert_cmpint(state(f), ==, SMTP_STATE_READY);
     assert_stored_text(f, "anne", "QUIT\r\nRSET\r\n \r\nx\r\n\r\n");
     /* the id in the reply is the stored message's */
@@ -965,7 +965,7 @@ test_data_bare_lf_lines_stored_with_crlf(Fx *f, gconstpointer d)
     open_data(f, "x@remote.example", "anne@example.com");
     g_assert_cmpstr(script(f, "Subject: lf\n\nline one\nline two\r\nend\n.\r\n"), ==, "");
     /* the "." after a bare LF was text, not the end */
-    g_assert_true(smtp_session_in_data(f->s));
+    g_assert_true(smtp_core.in_text(f->s));
     assert_reply(script(f, ".\r\n"), "250 2.0.0");
     assert_stored_text(f, "anne", "Subject: lf\r\n\r\nline one\r\nline two\r\nend\r\n\r\n");
 }
@@ -979,7 +979,7 @@ test_data_bare_cr_is_554(Fx *f, gconstpointer d)
     open_data(f, "x@remote.example", "anne@example.com");
     g_assert_cmpstr(script(f, "Subject: cr\r\n\r\ncr\rinside\r\n"), ==, "");
     g_assert_cmpstr(script(f, "x\r.\r\n"), ==, "");   /* text: the line holds a bare CR */
-    g_assert_true(smtp_session_in_data(f->s));
+    g_assert_true(smtp_core.in_text(f->s));
     g_assert_cmpstr(script(f, ".\r\n"), ==, "554 5.6.0 Message contains a bare CR (CR without LF); not delivered\r\n");
     g_assert_false(f->closed);
     g_assert_cmpint(state(f), ==, SMTP_STATE_READY);
@@ -1001,14 +1001,14 @@ test_data_too_long_line_ending_decides_the_end(Fx *f, gconstpointer d)
     (void)d;
     /* the reader hands over how a skipped line ended: a bare LF makes the "." after it text */
     open_data(f, "x@remote.example", "anne@example.com");
-    g_assert_cmpstr(feed_line(f, "\n", 1, SMTP_LINE_TOO_LONG), ==, "");
+    g_assert_cmpstr(feed_line(f, "\n", 1, PROTO_LINE_TOO_LONG), ==, "");
     g_assert_cmpstr(script(f, ".\r\nMAIL FROM:<ceo@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"), ==, "");
-    g_assert_true(smtp_session_in_data(f->s));
+    g_assert_true(smtp_core.in_text(f->s));
     /* at EOF the skipped line had no end at all: the same */
-    g_assert_cmpstr(feed_line(f, "", 0, SMTP_LINE_TOO_LONG), ==, "");
+    g_assert_cmpstr(feed_line(f, "", 0, PROTO_LINE_TOO_LONG), ==, "");
     g_assert_cmpstr(script(f, ".\r\n"), ==, "");
     /* a CRLF does end it; one answer for the message */
-    g_assert_cmpstr(feed_line(f, "\r\n", 2, SMTP_LINE_TOO_LONG), ==, "");
+    g_assert_cmpstr(feed_line(f, "\r\n", 2, PROTO_LINE_TOO_LONG), ==, "");
     assert_reply(script(f, ".\r\n"), "500 5.6.0");
     g_assert_cmpuint(count(f, "anne", "inbox"), ==, 0);
     g_assert_cmpuint(count(f, "bob", "inbox"), ==, 0);
@@ -1021,7 +1021,7 @@ test_data_bare_lf_period_never_ends_text(Fx *f, gconstpointer d)
     /* no SMTP smuggling: "\n.\n", "\n.\r\n" and "\r\n.\n" are text; only "\r\n.\r\n" ends */
     open_data(f, "x@remote.example", "anne@example.com");
     g_assert_cmpstr(script(f, "one\r\n.\nMAIL FROM:<evil@remote.example>\r\ntwo\n.\r\nthree\r\n"), ==, "");
-    g_assert_true(smtp_session_in_data(f->s));
+    g_assert_true(smtp_core.in_text(f->s));
     assert_reply(script(f, ".\r\n"), "250 2.0.0");
     assert_stored_text(f, "anne", "one\r\n\r\nMAIL FROM:<evil@remote.example>\r\ntwo\r\n\r\nthree\r\n");
 }
@@ -1107,8 +1107,8 @@ test_data_too_long_line_is_500(Fx *f, gconstpointer d)
     open_data(f, "x@remote.example", "anne@example.com");
     g_assert_cmpstr(script(f, "short\r\n"), ==, "");
     /* the reader skipped the line up to its LF and says so: no answer yet */
-    g_assert_cmpstr(feed_line(f, "\r\n", 2, SMTP_LINE_TOO_LONG), ==, "");
-    g_assert_true(smtp_session_in_data(f->s));
+    g_assert_cmpstr(feed_line(f, "\r\n", 2, PROTO_LINE_TOO_LONG), ==, "");
+    g_assert_true(smtp_core.in_text(f->s));
     g_assert_cmpstr(script(f, "after\r\n"), ==, "");
     /* one answer, after the end */
     g_assert_cmpstr(script(f, ".\r\n"), ==, "500 5.6.0 Line too long (over 1000 octets); message not delivered\r\n");
@@ -1149,7 +1149,7 @@ test_data_nul_line_is_554(Fx *f, gconstpointer d)
     (void)d;
     open_data(f, "x@remote.example", "anne@example.com");
     g_assert_cmpstr(script(f, "before\r\n"), ==, "");
-    g_assert_cmpstr(feed_line(f, "a\0b\r\n", 5, SMTP_LINE_NUL), ==, "");
+    g_assert_cmpstr(feed_line(f, "a\0b\r\n", 5, PROTO_LINE_NUL), ==, "");
     g_assert_cmpstr(script(f, "after\r\n"), ==, "");
     const char *r = script(f, ".\r\n");
     assert_reply(r, "554 5.6.0");
@@ -1298,7 +1298,7 @@ test_over_long_command_is_one_500(Fx *f, gconstpointer d)
 {
     (void)d;
     assert_reply(script(f, "EHLO client.example.org\r\n"), "250");
-    g_assert_cmpstr(feed_line(f, "", 0, SMTP_LINE_TOO_LONG), ==, "500 5.5.2 Line too long (over 512 octets)\r\n");
+    g_assert_cmpstr(feed_line(f, "", 0, PROTO_LINE_TOO_LONG), ==, "500 5.5.2 Line too long (over 512 octets)\r\n");
     g_assert_false(f->closed);
     g_assert_cmpint(state(f), ==, SMTP_STATE_READY);
     g_assert_cmpuint(stats(f).errors, ==, 1);
@@ -1311,7 +1311,7 @@ static void
 test_nul_in_command_is_500(Fx *f, gconstpointer d)
 {
     (void)d;
-    assert_reply(feed_line(f, "EHLO a\0b\r\n", 10, SMTP_LINE_NUL), "500 5.5.2");
+    assert_reply(feed_line(f, "EHLO a\0b\r\n", 10, PROTO_LINE_NUL), "500 5.5.2");
     assert_reply(feed_line(f, "NOOP\0\r\n", 7, 0), "500 5.5.2");   /* unflagged: found all the same */
     g_assert_cmpint(state(f), ==, SMTP_STATE_INIT);
     g_assert_false(f->closed);
@@ -1382,10 +1382,10 @@ test_timeout_is_421_and_drops_unfinished_data(Fx *f, gconstpointer d)
     open_data(f, "anne@example.com", "bob@example.com");
     g_assert_cmpstr(script(f, "Subject: never finished\r\n\r\npartial\r\n"), ==, "");
     g_string_truncate(f->out, 0);
-    smtp_session_timeout(f->s, f->out);
+    smtp_core.timeout(f->s, f->out);
     g_assert_cmpstr(f->out->str, ==, "421 4.4.2 " HOST " Error: timeout exceeded, closing connection\r\n");
     g_assert_cmpint(state(f), ==, SMTP_STATE_CLOSED);
-    g_assert_false(smtp_session_in_data(f->s));
+    g_assert_false(smtp_core.in_text(f->s));
     /* what the client might still send is neither stored nor answered */
     g_assert_cmpstr(script(f, ".\r\n"), ==, "");
     g_assert_true(f->closed);
@@ -1393,7 +1393,7 @@ test_timeout_is_421_and_drops_unfinished_data(Fx *f, gconstpointer d)
     g_assert_cmpuint(count(f, "anne", "outbox"), ==, 0);
     /* a second timeout says nothing more */
     g_string_truncate(f->out, 0);
-    smtp_session_timeout(f->s, f->out);
+    smtp_core.timeout(f->s, f->out);
     g_assert_cmpstr(f->out->str, ==, "");
 }
 
@@ -1401,7 +1401,7 @@ static void
 test_timeout_when_idle_is_421(Fx *f, gconstpointer d)
 {
     (void)d;
-    smtp_session_timeout(f->s, f->out);
+    smtp_core.timeout(f->s, f->out);
     assert_reply(f->out->str, "421 4.4.2");
     g_assert_cmpint(state(f), ==, SMTP_STATE_CLOSED);
 }
@@ -1510,9 +1510,9 @@ starttls(Fx *f)
     if (state(f) == SMTP_STATE_INIT)
         assert_reply(script(f, "EHLO before.example\r\n"), "250");
     assert_replies(script(f, "STARTTLS\r\n"), "220 2.0.0");
-    g_assert_true(smtp_session_starttls_pending(f->s));
-    smtp_session_tls_started(f->s);
-    g_assert_false(smtp_session_starttls_pending(f->s));
+    g_assert_true(smtp_core.tls_pending(f->s));
+    smtp_core.tls_started(f->s);
+    g_assert_false(smtp_core.tls_pending(f->s));
 }
 
 static void
@@ -1521,7 +1521,7 @@ test_starttls_offered_only_when_the_adapter_can(Fx *f, gconstpointer d)
     (void)d;
     g_assert_null(strstr(script(f, "EHLO c.example\r\n"), "STARTTLS"));
     assert_reply(script(f, "STARTTLS\r\n"), "502 5.5.1");
-    g_assert_false(smtp_session_starttls_pending(f->s));
+    g_assert_false(smtp_core.tls_pending(f->s));
     tls_session(f, FALSE);
     g_assert_cmpstr(script(f, "EHLO c.example\r\n"), ==,
                     "250-" HOST "\r\n250-PIPELINING\r\n250-SIZE 2048\r\n250-8BITMIME\r\n"
@@ -1536,11 +1536,11 @@ test_starttls_is_220_and_drops_what_follows_until_tls(Fx *f, gconstpointer d)
     assert_reply(script(f, "EHLO c.example\r\n"), "250");
     /* STARTTLS with a command pipelined behind it, as an attacker on the path would inject it */
     assert_replies(script(f, "STARTTLS\r\nRSET\r\nMAIL FROM:<x@remote.example>\r\n"), "220 2.0.0");
-    g_assert_true(smtp_session_starttls_pending(f->s));
+    g_assert_true(smtp_core.tls_pending(f->s));
     g_assert_cmpstr(script(f, "QUIT\r\n"), ==, "");
     g_assert_false(f->closed);
     g_assert_cmpuint(stats(f).errors, ==, 0);
-    smtp_session_tls_started(f->s);
+    smtp_core.tls_started(f->s);
     g_assert_true(stats(f).tls);
     /* the session starts over: nothing of the plaintext part is known */
     g_assert_cmpint(state(f), ==, SMTP_STATE_INIT);
@@ -1560,7 +1560,7 @@ test_second_starttls_is_503(Fx *f, gconstpointer d)
     starttls(f);
     assert_reply(script(f, "EHLO c.example\r\n"), "250");
     assert_reply(script(f, "STARTTLS\r\n"), "503 5.5.1");
-    g_assert_false(smtp_session_starttls_pending(f->s));
+    g_assert_false(smtp_core.tls_pending(f->s));
 }
 
 static void
@@ -1572,7 +1572,7 @@ test_starttls_needs_ehlo_no_transaction_no_argument(Fx *f, gconstpointer d)
     assert_reply(script(f, "EHLO c.example\r\n"), "250");
     assert_reply(script(f, "STARTTLS now\r\n"), "501 5.5.2");
     assert_replies(script(f, "MAIL FROM:<x@remote.example>\r\nSTARTTLS\r\n"), "250 2.1.0", "503 5.5.1");
-    g_assert_false(smtp_session_starttls_pending(f->s));
+    g_assert_false(smtp_core.tls_pending(f->s));
     g_assert_cmpint(state(f), ==, SMTP_STATE_MAIL);
 }
 
@@ -1630,7 +1630,7 @@ test_auth_plain_with_initial_response(Fx *f, gconstpointer d)
 {
     (void)d;
     auth_session(f);
-    g_assert_cmpuint(smtp_session_line_max(f->s), ==, SMTP_COMMAND_LINE_MAX);
+    g_assert_cmpuint(smtp_core.line_max(f->s), ==, SMTP_COMMAND_LINE_MAX);
     g_assert_cmpstr(auth_plain(f, "", "anne", "secret"), ==, "235 2.7.0 Authentication successful\r\n");
     g_assert_cmpstr(stats(f).auth_user, ==, "anne");
     g_assert_cmpuint(stats(f).errors, ==, 0);
@@ -1642,11 +1642,11 @@ test_auth_plain_with_an_empty_challenge(Fx *f, gconstpointer d)
     (void)d;
     auth_session(f);
     g_assert_cmpstr(script(f, "auth plain\r\n"), ==, "334 \r\n");
-    g_assert_cmpuint(smtp_session_line_max(f->s), ==, SMTP_AUTH_LINE_MAX);
+    g_assert_cmpuint(smtp_core.line_max(f->s), ==, SMTP_AUTH_LINE_MAX);
     g_autofree char *enc = b64("anne\0anne\0secret", 16);   /* authzid = the same user */
     g_autofree char *line = g_strconcat(enc, "\r\n", NULL);
     assert_reply(script(f, line), "235 2.7.0");
-    g_assert_cmpuint(smtp_session_line_max(f->s), ==, SMTP_COMMAND_LINE_MAX);
+    g_assert_cmpuint(smtp_core.line_max(f->s), ==, SMTP_COMMAND_LINE_MAX);
 }
 
 static void
@@ -1721,9 +1721,9 @@ test_auth_cancel_bad_base64_and_bad_plain_are_501(Fx *f, gconstpointer d)
     assert_reply(script(f, cmd), "501 5.5.2");                                   /* a third NUL */
     /* an over-long or NUL response line aborts the exchange */
     assert_reply(script(f, "AUTH PLAIN\r\n"), "334");
-    assert_reply(feed_line(f, "", 0, SMTP_LINE_TOO_LONG), "501 5.5.2");
+    assert_reply(feed_line(f, "", 0, PROTO_LINE_TOO_LONG), "501 5.5.2");
     assert_reply(script(f, "AUTH PLAIN\r\n"), "334");
-    assert_reply(feed_line(f, "A\0==\r\n", 6, SMTP_LINE_NUL), "501 5.5.2");
+    assert_reply(feed_line(f, "A\0==\r\n", 6, PROTO_LINE_NUL), "501 5.5.2");
     /* every exchange ended: commands are commands again */
     assert_reply(script(f, "NOOP\r\n"), "250 2.0.0");
     g_assert_null(stats(f).auth_user);
@@ -1897,9 +1897,9 @@ static void
 test_line_max_follows_the_session(Fx *f, gconstpointer d)
 {
     (void)d;
-    g_assert_cmpuint(smtp_session_line_max(f->s), ==, SMTP_COMMAND_LINE_MAX);
+    g_assert_cmpuint(smtp_core.line_max(f->s), ==, SMTP_COMMAND_LINE_MAX);
     open_data(f, "x@remote.example", "bob@example.com");
-    g_assert_cmpuint(smtp_session_line_max(f->s), ==, SMTP_TEXT_READ_MAX);
+    g_assert_cmpuint(smtp_core.line_max(f->s), ==, SMTP_TEXT_READ_MAX);
 }
 
 /* ---- the [smtp] allow_plaintext_auth rule ---------------------------------------------------- */
@@ -1933,14 +1933,14 @@ test_config_plaintext_auth_rule(void)
     g_assert_no_error(error);
     g_assert_cmpint(def->allow_plaintext_auth, ==, CONFIG_PLAINTEXT_LOOPBACK);
     for (gsize i = 0; i < G_N_ELEMENTS(loopback); i++) {
-        g_assert_true(config_plaintext_auth_allowed(def, loopback[i]));
-        g_assert_false(config_plaintext_auth_allowed(never, loopback[i]));
-        g_assert_true(config_plaintext_auth_allowed(always, loopback[i]));
+        g_assert_true(config_plaintext_auth_allowed(def->allow_plaintext_auth, loopback[i]));
+        g_assert_false(config_plaintext_auth_allowed(never->allow_plaintext_auth, loopback[i]));
+        g_assert_true(config_plaintext_auth_allowed(always->allow_plaintext_auth, loopback[i]));
     }
     for (gsize i = 0; i < G_N_ELEMENTS(remote); i++) {
-        g_assert_false(config_plaintext_auth_allowed(def, remote[i]));
-        g_assert_false(config_plaintext_auth_allowed(never, remote[i]));
-        g_assert_true(config_plaintext_auth_allowed(always, remote[i]));
+        g_assert_false(config_plaintext_auth_allowed(def->allow_plaintext_auth, remote[i]));
+        g_assert_false(config_plaintext_auth_allowed(never->allow_plaintext_auth, remote[i]));
+        g_assert_true(config_plaintext_auth_allowed(always->allow_plaintext_auth, remote[i]));
     }
     /* the core's own default is the strict one: the adapter decides per peer */
     SmtpSessionConfig sc;
@@ -1958,6 +1958,29 @@ test_config_plaintext_auth_rule(void)
     g_clear_error(&error);
     g_assert_null(conf_with("[tls]\ncertificate=/etc/cert.pem\n", &error));
     g_assert_nonnull(strstr(error->message, "[tls] certificate and key"));
+}
+
+/* [pop3] allow_plaintext_auth governs POP3 USER/PASS; without it the old [smtp] key still does */
+static void
+test_config_pop3_plaintext_auth_key(void)
+{
+    g_autoptr(GError) error = NULL;
+    CassmailConfig *old = conf_with("[smtp]\nallow_plaintext_auth=false\n", &error);
+    g_assert_no_error(error);
+    g_assert_cmpint(old->pop3_allow_plaintext_auth, ==, CONFIG_PLAINTEXT_NEVER);
+    CassmailConfig *own = conf_with("[smtp]\nallow_plaintext_auth=false\n"
+                                    "[pop3]\nallow_plaintext_auth=true\n", &error);
+    g_assert_no_error(error);
+    g_assert_cmpint(own->allow_plaintext_auth, ==, CONFIG_PLAINTEXT_NEVER);
+    g_assert_cmpint(own->pop3_allow_plaintext_auth, ==, CONFIG_PLAINTEXT_ALWAYS);
+    CassmailConfig *def = conf_with("", &error);
+    g_assert_no_error(error);
+    g_assert_cmpint(def->pop3_allow_plaintext_auth, ==, CONFIG_PLAINTEXT_LOOPBACK);
+    config_free(&old);
+    config_free(&own);
+    config_free(&def);
+    g_assert_null(conf_with("[pop3]\nallow_plaintext_auth=maybe\n", &error));
+    g_assert_nonnull(strstr(error->message, "[pop3] allow_plaintext_auth"));
 }
 
 
@@ -2193,5 +2216,6 @@ main(int argc, char **argv)
     g_test_add_func("/smtp/names/state-names", test_state_names);
     g_test_add_func("/smtp/config/init-takes-the-smtp-settings", test_config_init_takes_the_smtp_settings);
     g_test_add_func("/smtp/config/plaintext-auth-rule", test_config_plaintext_auth_rule);
+    g_test_add_func("/smtp/config/pop3-plaintext-auth-key", test_config_pop3_plaintext_auth_key);
     return g_test_run();
 }

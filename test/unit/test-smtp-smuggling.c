@@ -5,7 +5,7 @@
  *
  * A client's octets go into one end of a socketpair (in one write: a pipelined client), or in
  * pieces the reader has to take one by one (lines split across TCP reads); a NetConn on the other
- * end cuts them into lines with the core's own limits (smtp_session_line_max) and the flags of
+ * end cuts them into lines with the core's own limits (smtp_core.line_max) and the flags of
  * the adapter, and feeds them to the session. What a test checks is what a user would see: the
  * replies, and which messages are stored for whom.
  *
@@ -69,8 +69,8 @@ serve(Fx *f, NetConn *c)
 {
     GString *line = g_string_new(NULL);
     for (;;) {
-        NetLineStatus r = net_conn_read_line(c, smtp_session_line_max(f->s), 5000, line);
-        guint flags = r == NET_LINE_TOO_LONG ? SMTP_LINE_TOO_LONG : r == NET_LINE_NUL ? SMTP_LINE_NUL : 0;
+        NetLineStatus r = net_conn_read_line(c, smtp_core.line_max(f->s), 5000, line);
+        ProtoLine flags = r == NET_LINE_TOO_LONG ? PROTO_LINE_TOO_LONG : r == NET_LINE_NUL ? PROTO_LINE_NUL : PROTO_LINE_OK;
         if (r != NET_LINE_OK && r != NET_LINE_NUL && r != NET_LINE_TOO_LONG)
             break;
         if (smtp_session_feed(f->s, line->str, line->len, flags, f->out))
@@ -97,11 +97,11 @@ wire_pieces(Fx *f, gboolean split, const char *const *pieces)
             continue;
         /* take every complete line now; what is left of a line stays in the reader */
         for (;;) {
-            NetLineStatus r = net_conn_read_line(c, smtp_session_line_max(f->s), 0, line);
+            NetLineStatus r = net_conn_read_line(c, smtp_core.line_max(f->s), 0, line);
             if (r == NET_LINE_TIMEOUT)
                 break;
             g_assert_true(r == NET_LINE_OK || r == NET_LINE_NUL || r == NET_LINE_TOO_LONG);
-            guint flags = r == NET_LINE_TOO_LONG ? SMTP_LINE_TOO_LONG : r == NET_LINE_NUL ? SMTP_LINE_NUL : 0;
+            ProtoLine flags = r == NET_LINE_TOO_LONG ? PROTO_LINE_TOO_LONG : r == NET_LINE_NUL ? PROTO_LINE_NUL : PROTO_LINE_OK;
             smtp_session_feed(f->s, line->str, line->len, flags, f->out);
         }
     }

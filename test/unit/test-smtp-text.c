@@ -68,8 +68,8 @@ static gboolean
 pump(Run *r, NetConn *c, gboolean fast, int timeout_ms, GString *line)
 {
     for (;;) {
-        gsize max = smtp_session_line_max(r->s);
-        if (fast && smtp_session_in_data(r->s)) {
+        gsize max = smtp_core.line_max(r->s);
+        if (fast && smtp_core.in_text(r->s)) {
             gsize avail;
             const char *buf = net_conn_peek(c, &avail);
             gsize used = avail ? smtp_session_feed_text(r->s, buf, avail, max, r->out) : 0;
@@ -84,7 +84,7 @@ pump(Run *r, NetConn *c, gboolean fast, int timeout_ms, GString *line)
             return TRUE;
         if (st != NET_LINE_OK && st != NET_LINE_NUL && st != NET_LINE_TOO_LONG)
             return FALSE;
-        guint flags = st == NET_LINE_TOO_LONG ? SMTP_LINE_TOO_LONG : st == NET_LINE_NUL ? SMTP_LINE_NUL : 0;
+        ProtoLine flags = st == NET_LINE_TOO_LONG ? PROTO_LINE_TOO_LONG : st == NET_LINE_NUL ? PROTO_LINE_NUL : PROTO_LINE_OK;
         if (smtp_session_feed(r->s, line->str, line->len, flags, r->out))
             return FALSE;
     }

@@ -1,0 +1,100 @@
+/*
+ * adapter.h - the one server shape: a protocol core (SMTP, POP3, later IMAP) behind one adapter
+ * that owns everything a core must not touch.
+ *
+ * The adapter owns `main` (options, configuration, logging), the listener or inetd choice
+ * (src/net/server.h), TLS (the context, STARTTLS/STLS, TLS on connect), the privilege drop
+ * (src/util/privs.h), the session loop (reading lines with the core's limit and timeout, writing
+ * its output, pipelining flushes, eviction holds), the Store each session opens, and the one
+ * session-end log line. A server program is a core (ProtoCore, src/util/proto.h: how to drive
+ * it) and a server entry (AdapterServer: its name, options, listen address, how configuration
+ * maps to the core); its `main` is adapter_main().
+ *
+ * How the adapter drives a core, for every connection:
+ *
+ *     core = open(run, store, peer)          the server maps its configuration to the core
+ *     [TLS on connect: handshake, tls_started(core)]
+ *     greeting(core, out)                    write OUT
+ *     loop:
+ *         in_text(core)?  feed_text(core, buffered input, line_max, out): the complete lines
+ *                         held in the read buffer, in place; consume, write OUT, loop
+ *         read one line of at most line_max(core) octets (the idle timeout, or the data timeout
+ *             while in_text; evictable only while waiting for a command outside text)
+ *         timeout: timeout(core, out); write OUT; stop
+ *         close = feed(core, line, len, status, out)
+ *         take_delay_ms(core): flush, sleep (a failed login), then write OUT
+ *         while more(core, out, CHUNK): write and flush OUT (RETR: bounded memory)
+ *         close or ended(core): flush, stop
+ *         flush when no input is buffered (RFC 2920, RFC 2449 pipelining)
+ *         tls_pending(core): flush, drop buffered input, handshake, tls_started(core) or stop
+ *
+ * A session is evictable (src/net/server.h) only while it waits for a command: from each line
+ * read until its reply is written (a delivery waiting on the store included) it holds, so a
+ * stored message always gets its 250 rather than an eviction the client would retry.
+ *
+ * Made for the next core too: an IMAP core will need a literal of N octets instead of a line
+ * (line_max is where the core says how much it takes next; a literal reader is the one addition)
+ * and IDLE, waiting for input or a timer (timeout is the core's to answer: it returns whether
+ * the session ends).
+ *
+ * The session-end line, the same for every protocol (the core gives HEAD and TAIL fields):
+ *
+ *     NAME [ID] PEER: session end HEAD end=REASON ms=N tls=yes|no TAIL bytes_read=N
+ *         columns_read=N max_frame=N vmhwm_kb=N
+ *
+ * REASON: quit, too-many-errors, body-failed (from the core), eof, eof-in-data, read-error,
+ * write-error, idle-timeout, data-timeout, tls-failed (from the adapter).
+ */
+#ifndef CASSMAIL_NET_ADAPTER_H
+#define CASSMAIL_NET_ADAPTER_H
+
+#include <glib.h>
+#include <openssl/ssl.h>
+
+#include "store/store.h"
+#include "util/config.h"
+#include "util/proto.h"
+
+typedef struct AdapterRun AdapterRun;
+
+/* One server program. */
+typedef struct {
+    const char *program;        /* "cassmail-smtpd": log ident and messages */
+    const char *name;           /* "smtp": the prefix of its log lines */
+    const char *parameter;      /* "- CassMail SMTP server" (--help) */
+    const char *summary;        /* --help text */
+    const char *tls_verb;       /* "STARTTLS", "STLS": for logs */
+    const char *busy_reply;     /* to a client over the listener's limits */
+    const char *unavailable;    /* to a client when the store cannot be opened; a format taking
+                                 * the hostname (%s) once, or none */
+    gboolean tls_on_connect;    /* offer --tls-on-connect (implicit TLS, RFC 8314) */
+    GOptionEntry *options;      /* its own options, NULL-terminated, or NULL */
+    const char *(*listen)(const CassmailConfig *cfg);   /* the configured listen address */
+    /* optional: after the TLS context, before privileges are dropped; FALSE: exit 78 */
+    gboolean (*prepare)(AdapterRun *run, GError **error);
+    /* optional: the start-up log lines of a listener */
+    void (*describe)(AdapterRun *run);
+    /* optional: free what prepare made */
+    void (*finish)(AdapterRun *run);
+    /* a core session for PEER on STORE: the configuration mapped to the core's settings */
+    gpointer (*open)(AdapterRun *run, Store *store, const char *peer);
+    const ProtoCore *core;
+} AdapterServer;
+
+/* What every session of one server shares. */
+struct AdapterRun {
+    const AdapterServer *server;
+    CassmailConfig *cfg;
+    SSL_CTX *tls;               /* NULL without [tls] certificate and key */
+    gboolean tls_on_connect;
+    int idle_timeout_s;         /* between commands ([limits] idle_timeout_s; prepare may change) */
+    int data_timeout_s;         /* in text ([limits] data_timeout_s) */
+    gpointer data;              /* the server's own, set by prepare */
+};
+
+/* adapter_main - the whole program for SERVER: options, configuration, listener or inetd,
+ * TLS, privilege drop, sessions until SIGTERM; the exit status (64 usage, 69 unavailable,
+ * 77 permissions, 78 configuration) */
+int adapter_main(const AdapterServer *server, int argc, char **argv);
+
+#endif

@@ -1,0 +1,49 @@
+/*
+ * proto.h - the protocol-core interface: what every core (SMTP, POP3, later IMAP) offers the one
+ * adapter that drives it (src/net/adapter.h, where the loop that calls these is described).
+ * Types only: a core includes this and nothing of src/net. Each core implements ProtoCore
+ * (smtp_core in src/smtp/session.c, pop3_core in src/pop3/session.c); CORE is its session.
+ */
+#ifndef CASSMAIL_PROTO_H
+#define CASSMAIL_PROTO_H
+
+#include <glib.h>
+
+/* What the reader saw about the line it hands to a core. */
+typedef enum {
+    PROTO_LINE_OK,        /* a complete line, its line ending included */
+    PROTO_LINE_TOO_LONG,  /* longer than the core's limit; its text was skipped and the line holds
+                           * only its terminator ("\r\n", "\n", or "" at EOF) */
+    PROTO_LINE_NUL,       /* a complete line that contains a NUL octet */
+} ProtoLine;
+
+/* How the adapter drives one core. Optional entries may be NULL. */
+typedef struct {
+    void (*greeting)(gpointer core, GString *out);
+    /* one line with its ending; TRUE when the connection closes after OUT */
+    gboolean (*feed)(gpointer core, const char *line, gsize len, ProtoLine status, GString *out);
+    /* optional: in text, the complete lines at the start of BUF in place; octets used */
+    gsize (*feed_text)(gpointer core, const char *buf, gsize len, gsize max, GString *out);
+    /* optional: more of a long reply, about MAX octets; TRUE while more remains */
+    gboolean (*more)(gpointer core, GString *out, gsize max);
+    /* optional: how long to wait before writing the reply just made (reading it resets it) */
+    guint (*take_delay_ms)(gpointer core);
+    /* the longest line (its ending included) the core takes next */
+    gsize (*line_max)(gpointer core);
+    /* optional: the next line is message text (the data timeout; never evicted) */
+    gboolean (*in_text)(gpointer core);
+    /* the core said yes to STARTTLS/STLS: the adapter flushes, drops its input, handshakes */
+    gboolean (*tls_pending)(gpointer core);
+    void (*tls_started)(gpointer core);
+    /* no input within the timeout: the core's last words */
+    void (*timeout)(gpointer core, GString *out);
+    /* NULL while the session goes on, else why it ended ("quit", "too-many-errors", ...) */
+    const char *(*ended)(gpointer core);
+    /* optional: the session's id for logs */
+    const char *(*id)(gpointer core);
+    /* the core's fields of the session-end line, before and after end= ms= tls= */
+    void (*log_fields)(gpointer core, GString *head, GString *tail);
+    void (*free)(gpointer core);
+} ProtoCore;
+
+#endif
