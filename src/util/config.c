@@ -40,6 +40,7 @@ static const char *const known_keys[][12] = {
     {"store", "inline_max", "part_size", "gc_min_age_s", NULL},
     {"pop3", "listen", "batch_size", "mailbox_delimiter", "login_delay_ms", "allow_plaintext_auth",
      NULL},
+    {"imap", "listen", "allow_plaintext_auth", "settle_ms", NULL},
     {"tls", "certificate", "key", NULL},
     {"limits", "max_children", "client_connection_limit", "evict_idle_s", "idle_timeout_s",
      "data_timeout_s", "max_errors", NULL},
@@ -347,6 +348,12 @@ config_load(const char *path, GError **error)
         ok = FALSE;
     }
 
+    get_str(kf, "imap", "listen", "127.0.0.1:1143", &c->imap_listen);
+    c->imap_allow_plaintext_auth = c->pop3_allow_plaintext_auth;
+    if (ok && kf && g_key_file_has_key(kf, "imap", "allow_plaintext_auth", NULL))
+        ok = get_plaintext_auth(kf, "imap", "loopback", &c->imap_allow_plaintext_auth, error);
+    INT(imap_settle_ms, "imap", "settle_ms", 2000, 0, 600000);
+
     get_str(kf, "tls", "certificate", NULL, &c->tls_certificate);
     get_str(kf, "tls", "key", NULL, &c->tls_key);
     if (c->tls_certificate && !*c->tls_certificate)
@@ -438,6 +445,7 @@ config_free(CassmailConfig **cfg)
     g_strfreev(c->domains);
     g_free(c->pop3_listen);
     g_free(c->mailbox_delimiter);
+    g_free(c->imap_listen);
     g_free(c->tls_certificate);
     g_free(c->tls_key);
     g_free(c->user);

@@ -70,6 +70,12 @@ typedef struct {
     ConfigPlaintextAuth pop3_allow_plaintext_auth; /* USER/PASS without TLS: where (not set:
                                   [smtp] allow_plaintext_auth, the key that governed it before) */
 
+    /* [imap] */
+    char *imap_listen;
+    ConfigPlaintextAuth imap_allow_plaintext_auth; /* LOGIN/AUTHENTICATE without TLS: where (not
+                                  set: as POP3) */
+    int imap_settle_ms;        /* how old a delivery is before IMAP gives it a UID (docs/imap.md) */
+
     /* [tls] */
     char *tls_certificate;     /* PEM certificate chain; with tls_key it enables STARTTLS/STLS */
     char *tls_key;             /* PEM private key, read before privileges are dropped */
