@@ -32,6 +32,18 @@ typedef struct {
     gsize (*line_max)(gpointer core);
     /* optional: the next line is message text (the data timeout; never evicted) */
     gboolean (*in_text)(gpointer core);
+    /* optional: octets of a literal the core takes next as raw data (IMAP's {N} and {N+}); 0: a
+     * line. While it is non-zero the adapter hands raw octets to feed_literal, whatever they are
+     * (line endings, NULs), with the data timeout; never evicted. */
+    gsize (*literal)(gpointer core);
+    /* optional: LEN octets (1 <= LEN <= literal()) of that literal; TRUE when the connection
+     * closes after OUT */
+    gboolean (*feed_literal)(gpointer core, const char *buf, gsize len, GString *out);
+    /* optional: milliseconds until the core wants tick() if no input arrives before (0: never);
+     * asked before each wait for input (IMAP IDLE polls the store with it) */
+    guint (*tick_ms)(gpointer core);
+    /* optional: that time passed without input; OUT is written and flushed at once */
+    void (*tick)(gpointer core, GString *out);
     /* the core said yes to STARTTLS/STLS: the adapter flushes, drops its input, handshakes */
     gboolean (*tls_pending)(gpointer core);
     void (*tls_started)(gpointer core);
