@@ -131,7 +131,7 @@ typedef struct {
 
 typedef struct {
     GBytes *key;
-    GPtrArray *cfs;            /* BatchCf* */
+    GArray *cfs;               /* BatchCf */
 } BatchRow;
 
 struct CassBatch {
@@ -301,14 +301,13 @@ void
 cass_client_free(CassClient **cp)
 {
     CassClient *c = *cp;
-    if (!c)
-        return;
-    disconnect(c);
-    g_strfreev(c->endpoints);
-    g_free(c->down_until);
-    g_free(c->keyspace);
-    g_free(c);
-    *cp = NULL;
+    if (c) {
+        disconnect(c);
+        g_strfreev(c->endpoints);
+        g_free(c->down_until);
+        g_free(c->keyspace);
+    }
+    g_clear_pointer(cp, g_free);
 }
 
 const CassStats *
@@ -1115,13 +1114,13 @@ batch_mutation_clear(gpointer p)
         g_bytes_unref(m->value);
 }
 
+/* batch_cf_clear - GArray clear function for BatchCf */
 static void
-batch_cf_free(gpointer p)
+batch_cf_clear(gpointer p)
 {
     BatchCf *c = p;
     g_free(c->cf);
     g_array_unref(c->mutations);
-    g_free(c);
 }
 
 static void
@@ -1129,7 +1128,7 @@ batch_row_free(gpointer p)
 {
     BatchRow *r = p;
     g_bytes_unref(r->key);
-    g_ptr_array_unref(r->cfs);
+    g_array_unref(r->cfs);
     g_free(r);
 }
 
@@ -1145,13 +1144,11 @@ cass_batch_new(void)
 void
 cass_batch_free(CassBatch **bp)
 {
-    CassBatch *b = *bp;
-    if (!b)
-        return;
-    g_hash_table_unref(b->rows_by_key);
-    g_ptr_array_unref(b->rows);
-    g_free(b);
-    *bp = NULL;
+    if (*bp) {
+        g_hash_table_unref((*bp)->rows_by_key);
+        g_ptr_array_unref((*bp)->rows);
+    }
+    g_clear_pointer(bp, g_free);
 }
 
 /* batch_list - the mutation list for (KEY, CF), created on first use */
@@ -1163,23 +1160,23 @@ batch_list(CassBatch *b, const char *cf, const void *key, gsize key_len)
     if (!row) {
         row = g_new0(BatchRow, 1);
         row->key = g_bytes_ref(k);
-        row->cfs = g_ptr_array_new_with_free_func(batch_cf_free);
+        row->cfs = g_array_new(FALSE, FALSE, sizeof(BatchCf));
+        g_array_set_clear_func(row->cfs, batch_cf_clear);
         g_ptr_array_add(b->rows, row);
         g_hash_table_insert(b->rows_by_key, row->key, row);
     }
-    BatchCf *c = NULL;
-    for (guint i = 0; i < row->cfs->len && !c; i++)
-        if (strcmp(((BatchCf *)g_ptr_array_index(row->cfs, i))->cf, cf) == 0)
-            c = g_ptr_array_index(row->cfs, i);
-    if (!c) {
-        c = g_new0(BatchCf, 1);
-        c->cf = g_strdup(cf);
-        c->mutations = g_array_new(FALSE, FALSE, sizeof(BatchMutation));
-        g_array_set_clear_func(c->mutations, batch_mutation_clear);
-        g_ptr_array_add(row->cfs, c);
+    GArray *list = NULL;
+    for (guint i = 0; i < row->cfs->len && !list; i++)
+        if (strcmp(g_array_index(row->cfs, BatchCf, i).cf, cf) == 0)
+            list = g_array_index(row->cfs, BatchCf, i).mutations;
+    if (!list) {
+        list = g_array_new(FALSE, FALSE, sizeof(BatchMutation));
+        g_array_set_clear_func(list, batch_mutation_clear);
+        BatchCf add = {g_strdup(cf), list};
+        g_array_append_val(row->cfs, add);
     }
     b->n_mutations++;
-    return c->mutations;
+    return list;
 }
 
 void
@@ -1333,7 +1330,7 @@ wire_build(Wire *w, CassBatch *b, int consistency)
         w_u8(w, W_LIST);
         w_u32(w, row->cfs->len);
         for (guint c = 0; c < row->cfs->len; c++) {
-            BatchCf *cf = g_ptr_array_index(row->cfs, c);
+            BatchCf *cf = &g_array_index(row->cfs, BatchCf, c);
             w_string(w, cf->cf, strlen(cf->cf));
             w_u8(w, W_STRUCT);
             w_u32(w, cf->mutations->len);
@@ -1526,7 +1523,7 @@ cass_batch_serialise(CassBatch *b, int consistency, GByteArray *out)
         GHashTable *cfs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                                 (GDestroyNotify)g_ptr_array_unref);
         for (guint c = 0; c < row->cfs->len; c++) {
-            BatchCf *cf = g_ptr_array_index(row->cfs, c);
+            BatchCf *cf = &g_array_index(row->cfs, BatchCf, c);
             GPtrArray *list = g_ptr_array_new_with_free_func(g_object_unref);
             for (guint i = 0; i < cf->mutations->len; i++)
                 g_ptr_array_add(list, generated_mutation(&g_array_index(cf->mutations, BatchMutation, i)));

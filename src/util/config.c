@@ -371,16 +371,12 @@ config_load(const char *path, GError **error)
 void
 config_free(CassmailConfig **cfg)
 {
-    CassmailConfig *c = *cfg;
-    if (!c)
-        return;
-    for (gsize i = 0; i < G_N_ELEMENTS(config_keys); i++) {
-        void *field = (char *)c + config_keys[i].offset;
+    for (gsize i = 0; *cfg && i < G_N_ELEMENTS(config_keys); i++) {
+        void *field = (char *)*cfg + config_keys[i].offset;
         if (config_keys[i].type == KEY_LIST)
             g_strfreev(*(char ***)field);
         else if (config_keys[i].type == KEY_STR || config_keys[i].type == KEY_OPT)
             g_free(*(char **)field);
     }
-    g_free(c);
-    *cfg = NULL;
+    g_clear_pointer(cfg, g_free);
 }
