@@ -131,7 +131,7 @@ typedef struct {
 
 typedef struct {
     GBytes *key;
-    GPtrArray *cfs;            /* BatchCf* */
+    GArray *cfs;               /* BatchCf */
 } BatchRow;
 
 struct CassBatch {
@@ -301,14 +301,13 @@ void
 cass_client_free(CassClient **cp)
 {
     CassClient *c = *cp;
-    if (!c)
-        return;
-    disconnect(c);
-    g_strfreev(c->endpoints);
-    g_free(c->down_until);
-    g_free(c->keyspace);
-    g_free(c);
-    *cp = NULL;
+    if (c) {
+        disconnect(c);
+        g_strfreev(c->endpoints);
+        g_free(c->down_until);
+        g_free(c->keyspace);
+    }
+    g_clear_pointer(cp, g_free);
 }
 
 const CassStats *
@@ -382,41 +381,58 @@ tcp_connect(const char *endpoint, const char *host, guint port, int timeout_ms, 
     return fd;
 }
 
-/* classify - turn a failed RPC's outcome into one CASS_ERROR, consuming TERR and the exceptions;
- * a transport-level failure also drops the connection, whose stream is now out of step */
+/* CassFault - what a failed generated call leaves behind: its GError and the exceptions it read */
+typedef struct {
+    GError *terr;
+    CassandraInvalidRequestException *ire;
+    CassandraNotFoundException *nfe;
+    CassandraUnavailableException *ue;
+    CassandraTimedOutException *te;
+} CassFault;
+
+/* frame_refused - the error for a request of OCTETS, over the frame Cassandra reads */
 static void
-classify(CassClient *c, GError *terr, gpointer ire, gpointer nfe, gpointer ue, gpointer te,
-         GError **error)
+frame_refused(gsize octets, GError **error)
+{
+    g_set_error(error, CASS_ERROR, CASS_ERROR_INVALID,
+                "request of %zu octets refused: over the %u-octet Thrift frame", octets,
+                CASS_FRAME_MAX);
+}
+
+/* classify - turn a failed RPC's outcome F into one CASS_ERROR, consuming F; a transport-level
+ * failure also drops the connection, whose stream is now out of step. FALSE, for the attempt to
+ * return. */
+static gboolean
+classify(CassClient *c, CassFault *f, GError **error)
 {
     if (c->frame_refused) {
-        g_set_error(error, CASS_ERROR, CASS_ERROR_INVALID,
-                    "request of %u octets refused: over the %u-octet Thrift frame",
-                    c->frame_refused, CASS_FRAME_MAX);
+        frame_refused(c->frame_refused, error);
         c->frame_refused = 0;
         disconnect(c);   /* the generated client may have half a call in its buffers */
-    } else if (ire) {
+    } else if (f->ire) {
         gchar *why = NULL;
-        g_object_get(ire, "why", &why, NULL);
+        g_object_get(f->ire, "why", &why, NULL);
         g_set_error(error, CASS_ERROR, CASS_ERROR_INVALID, "invalid request: %s", why ? why : "?");
         g_free(why);
-    } else if (nfe) {
+    } else if (f->nfe) {
         g_set_error(error, CASS_ERROR, CASS_ERROR_NOT_FOUND, "not found");
-    } else if (ue) {
+    } else if (f->ue) {
         g_set_error(error, CASS_ERROR, CASS_ERROR_UNAVAILABLE,
                     "unavailable: not enough live replicas for the consistency level");
-    } else if (te) {
+    } else if (f->te) {
         g_set_error(error, CASS_ERROR, CASS_ERROR_TIMEDOUT,
                     "timed out: replicas did not answer in time");
     } else {
         g_set_error(error, CASS_ERROR, CASS_ERROR_TRANSPORT, "%s: %s", cass_client_endpoint(c),
-                    terr && terr->message ? terr->message : "transport error");
+                    f->terr && f->terr->message ? f->terr->message : "transport error");
         disconnect(c);
     }
-    g_clear_error(&terr);
-    if (ire) g_object_unref(ire);
-    if (nfe) g_object_unref(nfe);
-    if (ue) g_object_unref(ue);
-    if (te) g_object_unref(te);
+    g_clear_error(&f->terr);
+    g_clear_object(&f->ire);
+    g_clear_object(&f->nfe);
+    g_clear_object(&f->ue);
+    g_clear_object(&f->te);
+    return FALSE;
 }
 
 /* connect_current - open the current endpoint and select the keyspace */
@@ -450,10 +466,9 @@ connect_current(CassClient *c, GError **error)
                              "output_protocol", c->protocol, NULL);
     c->iface = CASSANDRA_CASSANDRA_IF(c->client);
     if (c->keyspace) {
-        GError *terr = NULL;
-        CassandraInvalidRequestException *ire = NULL;
-        if (!cassandra_cassandra_if_set_keyspace(c->iface, c->keyspace, &ire, &terr)) {
-            classify(c, terr, ire, NULL, NULL, NULL, error);
+        CassFault f = {0};
+        if (!cassandra_cassandra_if_set_keyspace(c->iface, c->keyspace, &f.ire, &f.terr)) {
+            classify(c, &f, error);
             disconnect(c);
             return FALSE;
         }
@@ -595,12 +610,9 @@ static gboolean
 attempt_describe_text(CassClient *c, gpointer data, GError **error)
 {
     TextArgs *a = data;
-    GError *terr = NULL;
+    CassFault f = {0};
     g_clear_pointer(a->out, g_free);
-    if (a->call(c->iface, a->out, &terr))
-        return TRUE;
-    classify(c, terr, NULL, NULL, NULL, NULL, error);
-    return FALSE;
+    return a->call(c->iface, a->out, &f.terr) || classify(c, &f, error);
 }
 
 gboolean
@@ -629,13 +641,10 @@ static gboolean
 attempt_describe_ring(CassClient *c, gpointer data, GError **error)
 {
     RingArgs *a = data;
-    GError *terr = NULL;
-    CassandraInvalidRequestException *ire = NULL;
+    CassFault f = {0};
     g_autoptr(GPtrArray) ranges = g_ptr_array_new_with_free_func(g_object_unref);
-    if (!cassandra_cassandra_if_describe_ring(c->iface, &ranges, a->keyspace, &ire, &terr)) {
-        classify(c, terr, ire, NULL, NULL, NULL, error);
-        return FALSE;
-    }
+    if (!cassandra_cassandra_if_describe_ring(c->iface, &ranges, a->keyspace, &f.ire, &f.terr))
+        return classify(c, &f, error);
     for (guint i = 0; i < ranges->len; i++) {
         CassandraTokenRange *tr = g_ptr_array_index(ranges, i);
         CassTokenRange *r = g_new0(CassTokenRange, 1);
@@ -664,28 +673,30 @@ typedef struct {
     GPtrArray *out;
 } DescribeArgs;
 
+/* keyspace_def - KEYSPACE's definition (g_object_unref), or NULL and F */
+static CassandraKsDef *
+keyspace_def(CassClient *c, const char *keyspace, CassFault *f)
+{
+    CassandraKsDef *ks = g_object_new(CASSANDRA_TYPE_KS_DEF, NULL);
+    if (!cassandra_cassandra_if_describe_keyspace(c->iface, &ks, keyspace, &f->nfe, &f->ire, &f->terr))
+        g_clear_object(&ks);
+    return ks;
+}
+
 static gboolean
 attempt_keyspace_describe(CassClient *c, gpointer data, GError **error)
 {
     DescribeArgs *a = data;
-    GError *terr = NULL;
-    CassandraNotFoundException *nfe = NULL;
-    CassandraInvalidRequestException *ire = NULL;
-    CassandraKsDef *ks = g_object_new(CASSANDRA_TYPE_KS_DEF, NULL);
-    gboolean ok = cassandra_cassandra_if_describe_keyspace(c->iface, &ks, a->keyspace, &nfe, &ire,
-                                                           &terr);
-    if (!ok && nfe && !ire) {   /* an absent keyspace is an answer, not a failure */
-        g_object_unref(nfe);
-        g_clear_error(&terr);
-        g_object_unref(ks);
+    CassFault f = {0};
+    CassandraKsDef *ks = keyspace_def(c, a->keyspace, &f);
+    if (!ks && f.nfe && !f.ire) {   /* an absent keyspace is an answer, not a failure */
+        g_object_unref(f.nfe);
+        g_clear_error(&f.terr);
         *a->exists = FALSE;
         return TRUE;
     }
-    if (!ok) {
-        classify(c, terr, ire, nfe, NULL, NULL, error);
-        g_object_unref(ks);
-        return FALSE;
-    }
+    if (!ks)
+        return classify(c, &f, error);
     *a->exists = TRUE;
     for (guint i = 0; a->out && ks->cf_defs && i < ks->cf_defs->len; i++)
         g_ptr_array_add(a->out, g_strdup(((CassandraCfDef *)ks->cf_defs->pdata[i])->name));
@@ -735,27 +746,19 @@ cf_def(const char *keyspace, const CassCfSpec *spec)
     return cf;
 }
 
-/* A schema addition: the keyspace to add, or else the column family. */
-typedef struct {
-    CassandraKsDef *ks;
-    CassandraCfDef *cf;
-} SchemaAddArgs;
-
+/* attempt_schema_add - add DATA: a KsDef (a keyspace) or a CfDef (a column family) */
 static gboolean
 attempt_schema_add(CassClient *c, gpointer data, GError **error)
 {
-    SchemaAddArgs *a = data;
-    GError *terr = NULL;
-    CassandraInvalidRequestException *ire = NULL;
+    CassFault f = {0};
     char *version = NULL;
-    gboolean ok = a->ks ? cassandra_cassandra_if_system_add_keyspace(c->iface, &version, a->ks,
-                                                                     &ire, &terr)
-                        : cassandra_cassandra_if_system_add_column_family(c->iface, &version,
-                                                                          a->cf, &ire, &terr);
+    gboolean ok = CASSANDRA_IS_KS_DEF(data)
+                      ? cassandra_cassandra_if_system_add_keyspace(c->iface, &version, data, &f.ire,
+                                                                   &f.terr)
+                      : cassandra_cassandra_if_system_add_column_family(c->iface, &version, data,
+                                                                        &f.ire, &f.terr);
     g_free(version);
-    if (!ok)
-        classify(c, terr, ire, NULL, NULL, NULL, error);
-    return ok;
+    return ok || classify(c, &f, error);
 }
 
 gboolean
@@ -765,23 +768,23 @@ cass_keyspace_add(CassClient *c, const char *keyspace, int replication_factor,
     g_autoptr(GPtrArray) defs = g_ptr_array_new_with_free_func(g_object_unref);
     for (guint i = 0; i < n_cfs; i++)
         g_ptr_array_add(defs, cf_def(keyspace, &cfs[i]));
-    SchemaAddArgs a = {g_object_new(CASSANDRA_TYPE_KS_DEF, "name", keyspace, "strategy_class",
-                                    "org.apache.cassandra.locator.SimpleStrategy",
-                                    "replication_factor", replication_factor, "cf_defs", defs,
-                                    NULL), NULL};
+    CassandraKsDef *ks = g_object_new(CASSANDRA_TYPE_KS_DEF, "name", keyspace, "strategy_class",
+                                      "org.apache.cassandra.locator.SimpleStrategy",
+                                      "replication_factor", replication_factor, "cf_defs", defs,
+                                      NULL);
     /* Not retried on a fresh coordinator blindly: a schema change that timed out may have been
      * applied; the caller re-reads the schema instead. */
-    gboolean ok = cass_run(c, "system_add_keyspace", 0, attempt_schema_add, &a, error);
-    g_object_unref(a.ks);
+    gboolean ok = cass_run(c, "system_add_keyspace", 0, attempt_schema_add, ks, error);
+    g_object_unref(ks);
     return ok;
 }
 
 gboolean
 cass_column_family_add(CassClient *c, const char *keyspace, const CassCfSpec *cf, GError **error)
 {
-    SchemaAddArgs a = {NULL, cf_def(keyspace, cf)};
-    gboolean ok = cass_run(c, "system_add_column_family", 0, attempt_schema_add, &a, error);
-    g_object_unref(a.cf);
+    CassandraCfDef *def = cf_def(keyspace, cf);
+    gboolean ok = cass_run(c, "system_add_column_family", 0, attempt_schema_add, def, error);
+    g_object_unref(def);
     return ok;
 }
 
@@ -806,15 +809,10 @@ static gboolean
 attempt_cf_tune(CassClient *c, gpointer data, GError **error)
 {
     TuneCfArgs *a = data;
-    GError *terr = NULL;
-    CassandraNotFoundException *nfe = NULL;
-    CassandraInvalidRequestException *ire = NULL;
-    CassandraKsDef *ks = g_object_new(CASSANDRA_TYPE_KS_DEF, NULL);
-    if (!cassandra_cassandra_if_describe_keyspace(c->iface, &ks, a->keyspace, &nfe, &ire, &terr)) {
-        classify(c, terr, ire, nfe, NULL, NULL, error);
-        g_object_unref(ks);
-        return FALSE;
-    }
+    CassFault f = {0};
+    CassandraKsDef *ks = keyspace_def(c, a->keyspace, &f);
+    if (!ks)
+        return classify(c, &f, error);
     CassandraCfDef *def = NULL;
     for (guint i = 0; ks->cf_defs && i < ks->cf_defs->len; i++) {
         CassandraCfDef *cf = g_ptr_array_index(ks->cf_defs, i);
@@ -830,12 +828,13 @@ attempt_cf_tune(CassClient *c, gpointer data, GError **error)
         /* The described definition (its id included) with CF's settings changed. */
         cf_def_tune(def, a->cf);
         char *version = NULL;
-        ok = cassandra_cassandra_if_system_update_column_family(c->iface, &version, def, &ire, &terr);
+        ok = cassandra_cassandra_if_system_update_column_family(c->iface, &version, def, &f.ire,
+                                                                &f.terr);
         g_free(version);
         if (ok)
             *a->changed = TRUE;
         else
-            classify(c, terr, ire, NULL, NULL, NULL, error);
+            classify(c, &f, error);
     }
     g_object_unref(ks);
     return ok;
@@ -855,14 +854,12 @@ static gboolean
 attempt_schema_versions(CassClient *c, gpointer data, GError **error)
 {
     guint *n_versions = data;
-    GError *terr = NULL;
-    CassandraInvalidRequestException *ire = NULL;
+    CassFault f = {0};
     GHashTable *versions = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                                  (GDestroyNotify)g_ptr_array_unref);
-    if (!cassandra_cassandra_if_describe_schema_versions(c->iface, &versions, &ire, &terr)) {
+    if (!cassandra_cassandra_if_describe_schema_versions(c->iface, &versions, &f.ire, &f.terr)) {
         g_hash_table_unref(versions);
-        classify(c, terr, ire, NULL, NULL, NULL, error);
-        return FALSE;
+        return classify(c, &f, error);
     }
     *n_versions = g_hash_table_size(versions) -
                   (g_hash_table_contains(versions, "UNREACHABLE") ? 1 : 0);
@@ -915,6 +912,26 @@ column_from(CassClient *c, CassandraColumnOrSuperColumn *cosc)
     return out;
 }
 
+/* column_parent - the ColumnParent of CF */
+static CassandraColumnParent *
+column_parent(const char *cf)
+{
+    return g_object_new(CASSANDRA_TYPE_COLUMN_PARENT, "column_family", cf, NULL);
+}
+
+/* slice_predicate - the predicate for COUNT columns from START to FINISH */
+static CassandraSlicePredicate *
+slice_predicate(GByteArray *start, GByteArray *finish, gboolean reversed, int count)
+{
+    CassandraSliceRange *range = g_object_new(CASSANDRA_TYPE_SLICE_RANGE, "start", start,
+                                              "finish", finish, "reversed", reversed,
+                                              "count", count, NULL);
+    CassandraSlicePredicate *pred = g_object_new(CASSANDRA_TYPE_SLICE_PREDICATE,
+                                                 "slice_range", range, NULL);
+    g_object_unref(range);   /* the predicate holds its own reference */
+    return pred;
+}
+
 typedef struct {
     const char *cf;
     GByteArray *key;
@@ -928,28 +945,17 @@ static gboolean
 attempt_get_slice(CassClient *c, gpointer data, GError **error)
 {
     SliceArgs *a = data;
-    CassandraColumnParent *parent = g_object_new(CASSANDRA_TYPE_COLUMN_PARENT,
-                                                 "column_family", a->cf, NULL);
-    CassandraSliceRange *range = g_object_new(CASSANDRA_TYPE_SLICE_RANGE, "start", a->start,
-                                              "finish", a->finish, "reversed", a->reversed,
-                                              "count", a->count, NULL);
-    CassandraSlicePredicate *pred = g_object_new(CASSANDRA_TYPE_SLICE_PREDICATE,
-                                                 "slice_range", range, NULL);
+    CassandraColumnParent *parent = column_parent(a->cf);
+    CassandraSlicePredicate *pred = slice_predicate(a->start, a->finish, a->reversed, a->count);
     g_autoptr(GPtrArray) result = g_ptr_array_new_with_free_func(g_object_unref);
-    GError *terr = NULL;
-    CassandraInvalidRequestException *ire = NULL;
-    CassandraUnavailableException *ue = NULL;
-    CassandraTimedOutException *te = NULL;
+    CassFault f = {0};
     gboolean ok = cassandra_cassandra_if_get_slice(c->iface, &result, a->key, parent, pred,
                                                    (CassandraConsistencyLevel)a->consistency,
-                                                   &ire, &ue, &te, &terr);
+                                                   &f.ire, &f.ue, &f.te, &f.terr);
     g_object_unref(parent);
     g_object_unref(pred);
-    g_object_unref(range);
-    if (!ok) {
-        classify(c, terr, ire, NULL, ue, te, error);
-        return FALSE;
-    }
+    if (!ok)
+        return classify(c, &f, error);
     for (guint i = 0; i < result->len; i++) {
         CassColumn *col = column_from(c, g_ptr_array_index(result, i));
         if (col)
@@ -986,14 +992,10 @@ attempt_get(CassClient *c, gpointer data, GError **error)
     CassandraColumnPath *path = g_object_new(CASSANDRA_TYPE_COLUMN_PATH, "column_family", a->cf,
                                              "column", a->name, NULL);
     CassandraColumnOrSuperColumn *cosc = g_object_new(CASSANDRA_TYPE_COLUMN_OR_SUPER_COLUMN, NULL);
-    GError *terr = NULL;
-    CassandraInvalidRequestException *ire = NULL;
-    CassandraNotFoundException *nfe = NULL;
-    CassandraUnavailableException *ue = NULL;
-    CassandraTimedOutException *te = NULL;
+    CassFault f = {0};
     gboolean ok = cassandra_cassandra_if_get(c->iface, &cosc, a->key, path,
-                                             (CassandraConsistencyLevel)a->consistency, &ire, &nfe,
-                                             &ue, &te, &terr);
+                                             (CassandraConsistencyLevel)a->consistency, &f.ire,
+                                             &f.nfe, &f.ue, &f.te, &f.terr);
     g_object_unref(path);
     if (ok) {
         *a->out = column_from(c, cosc);
@@ -1001,7 +1003,7 @@ attempt_get(CassClient *c, gpointer data, GError **error)
             g_set_error(error, CASS_ERROR, CASS_ERROR_NOT_FOUND, "not found");
         ok = *a->out != NULL;
     } else {
-        classify(c, terr, ire, nfe, ue, te, error);
+        classify(c, &f, error);
     }
     g_object_unref(cosc);
     return ok;
@@ -1032,30 +1034,20 @@ attempt_range_keys(CassClient *c, gpointer data, GError **error)
 {
     RangeArgs *a = data;
     g_autoptr(GByteArray) empty = g_byte_array_new();
-    CassandraColumnParent *parent = g_object_new(CASSANDRA_TYPE_COLUMN_PARENT,
-                                                 "column_family", a->cf, NULL);
-    CassandraSliceRange *range = g_object_new(CASSANDRA_TYPE_SLICE_RANGE, "start", empty,
-                                              "finish", empty, "reversed", FALSE, "count", 1, NULL);
-    CassandraSlicePredicate *pred = g_object_new(CASSANDRA_TYPE_SLICE_PREDICATE,
-                                                 "slice_range", range, NULL);
+    CassandraColumnParent *parent = column_parent(a->cf);
+    CassandraSlicePredicate *pred = slice_predicate(empty, empty, FALSE, 1);
     CassandraKeyRange *kr = g_object_new(CASSANDRA_TYPE_KEY_RANGE, "start_key", a->start,
                                          "end_key", empty, "count", a->count, NULL);
     g_autoptr(GPtrArray) result = g_ptr_array_new_with_free_func(g_object_unref);
-    GError *terr = NULL;
-    CassandraInvalidRequestException *ire = NULL;
-    CassandraUnavailableException *ue = NULL;
-    CassandraTimedOutException *te = NULL;
+    CassFault f = {0};
     gboolean ok = cassandra_cassandra_if_get_range_slices(c->iface, &result, parent, pred, kr,
                                                           (CassandraConsistencyLevel)a->consistency,
-                                                          &ire, &ue, &te, &terr);
+                                                          &f.ire, &f.ue, &f.te, &f.terr);
     g_object_unref(parent);
     g_object_unref(pred);
-    g_object_unref(range);
     g_object_unref(kr);
-    if (!ok) {
-        classify(c, terr, ire, NULL, ue, te, error);
-        return FALSE;
-    }
+    if (!ok)
+        return classify(c, &f, error);
     *a->rows_seen = result->len;
     for (guint i = 0; i < result->len; i++) {
         CassandraKeySlice *ks = g_ptr_array_index(result, i);
@@ -1094,17 +1086,12 @@ attempt_remove(CassClient *c, gpointer data, GError **error)
 {
     RemoveArgs *a = data;
     CassandraColumnPath *path = g_object_new(CASSANDRA_TYPE_COLUMN_PATH, "column_family", a->cf, NULL);
-    GError *terr = NULL;
-    CassandraInvalidRequestException *ire = NULL;
-    CassandraUnavailableException *ue = NULL;
-    CassandraTimedOutException *te = NULL;
+    CassFault f = {0};
     gboolean ok = cassandra_cassandra_if_remove(c->iface, a->key, path, a->timestamp,
-                                                (CassandraConsistencyLevel)a->consistency, &ire,
-                                                &ue, &te, &terr);
+                                                (CassandraConsistencyLevel)a->consistency, &f.ire,
+                                                &f.ue, &f.te, &f.terr);
     g_object_unref(path);
-    if (!ok)
-        classify(c, terr, ire, NULL, ue, te, error);
-    return ok;
+    return ok || classify(c, &f, error);
 }
 
 gboolean
@@ -1127,13 +1114,13 @@ batch_mutation_clear(gpointer p)
         g_bytes_unref(m->value);
 }
 
+/* batch_cf_clear - GArray clear function for BatchCf */
 static void
-batch_cf_free(gpointer p)
+batch_cf_clear(gpointer p)
 {
     BatchCf *c = p;
     g_free(c->cf);
     g_array_unref(c->mutations);
-    g_free(c);
 }
 
 static void
@@ -1141,7 +1128,7 @@ batch_row_free(gpointer p)
 {
     BatchRow *r = p;
     g_bytes_unref(r->key);
-    g_ptr_array_unref(r->cfs);
+    g_array_unref(r->cfs);
     g_free(r);
 }
 
@@ -1157,13 +1144,11 @@ cass_batch_new(void)
 void
 cass_batch_free(CassBatch **bp)
 {
-    CassBatch *b = *bp;
-    if (!b)
-        return;
-    g_hash_table_unref(b->rows_by_key);
-    g_ptr_array_unref(b->rows);
-    g_free(b);
-    *bp = NULL;
+    if (*bp) {
+        g_hash_table_unref((*bp)->rows_by_key);
+        g_ptr_array_unref((*bp)->rows);
+    }
+    g_clear_pointer(bp, g_free);
 }
 
 /* batch_list - the mutation list for (KEY, CF), created on first use */
@@ -1175,23 +1160,23 @@ batch_list(CassBatch *b, const char *cf, const void *key, gsize key_len)
     if (!row) {
         row = g_new0(BatchRow, 1);
         row->key = g_bytes_ref(k);
-        row->cfs = g_ptr_array_new_with_free_func(batch_cf_free);
+        row->cfs = g_array_new(FALSE, FALSE, sizeof(BatchCf));
+        g_array_set_clear_func(row->cfs, batch_cf_clear);
         g_ptr_array_add(b->rows, row);
         g_hash_table_insert(b->rows_by_key, row->key, row);
     }
-    BatchCf *c = NULL;
-    for (guint i = 0; i < row->cfs->len && !c; i++)
-        if (strcmp(((BatchCf *)g_ptr_array_index(row->cfs, i))->cf, cf) == 0)
-            c = g_ptr_array_index(row->cfs, i);
-    if (!c) {
-        c = g_new0(BatchCf, 1);
-        c->cf = g_strdup(cf);
-        c->mutations = g_array_new(FALSE, FALSE, sizeof(BatchMutation));
-        g_array_set_clear_func(c->mutations, batch_mutation_clear);
-        g_ptr_array_add(row->cfs, c);
+    GArray *list = NULL;
+    for (guint i = 0; i < row->cfs->len && !list; i++)
+        if (strcmp(g_array_index(row->cfs, BatchCf, i).cf, cf) == 0)
+            list = g_array_index(row->cfs, BatchCf, i).mutations;
+    if (!list) {
+        list = g_array_new(FALSE, FALSE, sizeof(BatchMutation));
+        g_array_set_clear_func(list, batch_mutation_clear);
+        BatchCf add = {g_strdup(cf), list};
+        g_array_append_val(row->cfs, add);
     }
     b->n_mutations++;
-    return c->mutations;
+    return list;
 }
 
 void
@@ -1345,7 +1330,7 @@ wire_build(Wire *w, CassBatch *b, int consistency)
         w_u8(w, W_LIST);
         w_u32(w, row->cfs->len);
         for (guint c = 0; c < row->cfs->len; c++) {
-            BatchCf *cf = g_ptr_array_index(row->cfs, c);
+            BatchCf *cf = &g_array_index(row->cfs, BatchCf, c);
             w_string(w, cf->cf, strlen(cf->cf));
             w_u8(w, W_STRUCT);
             w_u32(w, cf->mutations->len);
@@ -1446,17 +1431,12 @@ static gboolean
 attempt_batch(CassClient *c, gpointer data, GError **error)
 {
     Wire *w = data;
-    GError *terr = NULL;
-    CassandraInvalidRequestException *ire = NULL;
-    CassandraUnavailableException *ue = NULL;
-    CassandraTimedOutException *te = NULL;
+    CassFault f = {0};
     /* what framed_flush does first: a new message, a new size budget for its reply */
-    gboolean ok = THRIFT_TRANSPORT_GET_CLASS(c->framed)->resetConsumedMessageSize(c->framed, -1, &terr) &&
-                  wire_send(w, c->fd, &terr) &&
-                  cassandra_cassandra_client_recv_batch_mutate(c->iface, &ire, &ue, &te, &terr);
-    if (!ok)
-        classify(c, terr, ire, NULL, ue, te, error);
-    return ok;
+    gboolean ok = THRIFT_TRANSPORT_GET_CLASS(c->framed)->resetConsumedMessageSize(c->framed, -1, &f.terr) &&
+                  wire_send(w, c->fd, &f.terr) &&
+                  cassandra_cassandra_client_recv_batch_mutate(c->iface, &f.ire, &f.ue, &f.te, &f.terr);
+    return ok || classify(c, &f, error);
 }
 
 gboolean
@@ -1468,9 +1448,7 @@ cass_batch_execute(CassClient *c, CassBatch *b, int consistency, int retry_ms, G
     gboolean ok;
     if (message > CASS_FRAME_MAX) {
         /* refused before a byte is sent: the server would only drop the connection */
-        g_set_error(error, CASS_ERROR, CASS_ERROR_INVALID,
-                    "request of %zu octets refused: over the %u-octet Thrift frame", message,
-                    CASS_FRAME_MAX);
+        frame_refused(message, error);
         ok = FALSE;
     } else {
         ok = cass_run(c, "batch_mutate", retry_ms, attempt_batch, &w, error);
@@ -1545,7 +1523,7 @@ cass_batch_serialise(CassBatch *b, int consistency, GByteArray *out)
         GHashTable *cfs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                                 (GDestroyNotify)g_ptr_array_unref);
         for (guint c = 0; c < row->cfs->len; c++) {
-            BatchCf *cf = g_ptr_array_index(row->cfs, c);
+            BatchCf *cf = &g_array_index(row->cfs, BatchCf, c);
             GPtrArray *list = g_ptr_array_new_with_free_func(g_object_unref);
             for (guint i = 0; i < cf->mutations->len; i++)
                 g_ptr_array_add(list, generated_mutation(&g_array_index(cf->mutations, BatchMutation, i)));

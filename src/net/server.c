@@ -162,25 +162,6 @@ net_slot_give(NetSlots *sl, guint slot)
         sl->free[sl->nfree++] = slot;
 }
 
-/* net_parse_port - a decimal port 0..65535 */
-static gboolean
-net_parse_port(const char *s, int *port)
-{
-    gsize n = strlen(s);
-    if (n == 0 || n > 5)
-        return FALSE;
-    int v = 0;
-    for (gsize i = 0; i < n; i++) {
-        if (!g_ascii_isdigit(s[i]))
-            return FALSE;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v > 65535)
-        return FALSE;
-    *port = v;
-    return TRUE;
-}
-
 /* net_host_chars_ok - a host name or IPv4 address: letters, digits, '.', '-' */
 static gboolean
 net_host_chars_ok(const char *h)
@@ -237,10 +218,12 @@ net_parse_listen(const char *text, char **host, int *port, GError **error)
         }
         port_text = colon + 1;
     }
-    if (!net_parse_port(port_text, port)) {
+    guint64 n;
+    if (!g_ascii_string_to_unsigned(port_text, 10, 0, 65535, &n, NULL)) {
         g_set_error(error, NET_ERROR, NET_ERROR_ADDRESS, "\"%s\": the port must be 0..65535", text);
         return FALSE;
     }
+    *port = (int)n;
     *host = g_steal_pointer(&h);
     return TRUE;
 }

@@ -142,16 +142,10 @@ pop3_enter_state(Pop3Session *s, Pop3State next)
 static gboolean
 pop3_parse_number(const char *arg, guint *value)
 {
-    gsize n = strlen(arg);
-    if (n == 0 || n > 9)
+    guint64 n;
+    if (strlen(arg) > 9 || !g_ascii_string_to_unsigned(arg, 10, 0, G_MAXUINT, &n, NULL))
         return FALSE;
-    guint v = 0;
-    for (gsize i = 0; i < n; i++) {
-        if (!g_ascii_isdigit(arg[i]))
-            return FALSE;
-        v = v * 10 + (guint)(arg[i] - '0');
-    }
-    *value = v;
+    *value = (guint)n;
     return TRUE;
 }
 

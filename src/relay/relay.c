@@ -129,33 +129,31 @@ relay_wait(Relay *r, short events, gint64 deadline)
     }
 }
 
-/* relay_io_read - up to N octets into BUF: >0 octets, 0 at EOF, -1 on error or timeout */
+/* relay_io - one read into BUF (WRITE FALSE) or write from it (TRUE) of up to N octets, waiting
+ * until DEADLINE: >0 octets, 0 at EOF, -1 on error or timeout */
 static gssize
-relay_io_read(Relay *r, char *buf, gsize n, gint64 deadline)
+relay_io(Relay *r, gboolean write, char *buf, gsize n, gint64 deadline)
 {
     for (;;) {
-        short ev;
+        short ev = write ? POLLOUT : POLLIN;
         if (r->ssl) {
             ERR_clear_error();
-            int k = SSL_read(r->ssl, buf, n > G_MAXINT ? G_MAXINT : (int)n);
+            int len = n > G_MAXINT ? G_MAXINT : (int)n;
+            int k = write ? SSL_write(r->ssl, buf, len) : SSL_read(r->ssl, buf, len);
             if (k > 0)
                 return k;
             int e = SSL_get_error(r->ssl, k);
-            if (e == SSL_ERROR_WANT_READ)
-                ev = POLLIN;
-            else if (e == SSL_ERROR_WANT_WRITE)
-                ev = POLLOUT;
-            else
+            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
                 return e == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+            ev = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
         } else {
-            ssize_t k = recv(r->fd, buf, n, 0);
-            if (k >= 0)
+            ssize_t k = write ? send(r->fd, buf, n, MSG_NOSIGNAL) : recv(r->fd, buf, n, 0);
+            if (k > 0 || (k == 0 && !write))
                 return k;
-            if (errno == EINTR)
+            if (k < 0 && errno == EINTR)
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
+            if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
                 return -1;
-            ev = POLLIN;
         }
         if (!relay_wait(r, ev, deadline))
             return -1;
@@ -164,41 +162,11 @@ relay_io_read(Relay *r, char *buf, gsize n, gint64 deadline)
 
 /* relay_io_write - all LEN octets of BUF before DEADLINE; FALSE otherwise */
 static gboolean
-relay_io_write(Relay *r, const char *buf, gsize len, gint64 deadline)
+relay_io_write(Relay *r, char *buf, gsize len, gint64 deadline)
 {
-    while (len > 0) {
-        short ev;
-        if (r->ssl) {
-            ERR_clear_error();
-            int k = SSL_write(r->ssl, buf, len > G_MAXINT ? G_MAXINT : (int)len);
-            if (k > 0) {
-                buf += k;
-                len -= (gsize)k;
-                continue;
-            }
-            int e = SSL_get_error(r->ssl, k);
-            if (e == SSL_ERROR_WANT_READ)
-                ev = POLLIN;
-            else if (e == SSL_ERROR_WANT_WRITE)
-                ev = POLLOUT;
-            else
-                return FALSE;
-        } else {
-            ssize_t k = send(r->fd, buf, len, MSG_NOSIGNAL);
-            if (k > 0) {
-                buf += k;
-                len -= (gsize)k;
-                continue;
-            }
-            if (k < 0 && errno == EINTR)
-                continue;
-            if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-                return FALSE;
-            ev = POLLOUT;
-        }
-        if (!relay_wait(r, ev, deadline))
+    for (gssize k = 0; len > 0; buf += k, len -= (gsize)k)
+        if ((k = relay_io(r, TRUE, buf, len, deadline)) <= 0)
             return FALSE;
-    }
     return TRUE;
 }
 
@@ -234,7 +202,7 @@ relay_read_line(Relay *r, char *line, gsize *len, gint64 deadline, RelayReply *r
         }
         if (r->in_len >= sizeof r->in)
             return relay_fail(r, reply, "smarthost sent a reply line over %d octets", RELAY_LINE_MAX);
-        gssize k = relay_io_read(r, r->in + r->in_len, sizeof r->in - r->in_len, deadline);
+        gssize k = relay_io(r, FALSE, r->in + r->in_len, sizeof r->in - r->in_len, deadline);
         if (k == 0)
             return relay_fail(r, reply, "smarthost closed the connection");
         if (k < 0)

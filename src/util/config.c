@@ -3,6 +3,7 @@
  */
 #include "util/config.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include <arpa/inet.h>
@@ -13,42 +14,144 @@
 
 G_DEFINE_QUARK(cassmail-config-error-quark, config_error)
 
-/* The names of the consistency levels (their values are cass.h's). */
-static const struct {
-    const char *name;
-    int value;
-} consistency_levels[] = {
-    {"ONE", CASS_ONE}, {"QUORUM", CASS_QUORUM}, {"LOCAL_QUORUM", CASS_LOCAL_QUORUM},
-    {"EACH_QUORUM", CASS_EACH_QUORUM}, {"ALL", CASS_ALL}, {"ANY", CASS_ANY},
+/* ConfigChoices - the words a key accepts (case does not matter) and the value each stands for */
+typedef struct {
+    const char *expected;    /* the words, for an error */
+    struct {
+        const char *name;
+        int value;
+    } words[8];              /* up to the first NULL name */
+} ConfigChoices;
+
+/* Consistency levels: their values are cass.h's. */
+static const ConfigChoices consistency_choices = {
+    "ONE, QUORUM, LOCAL_QUORUM, EACH_QUORUM, ALL or ANY",
+    {{"ONE", CASS_ONE}, {"QUORUM", CASS_QUORUM}, {"LOCAL_QUORUM", CASS_LOCAL_QUORUM},
+     {"EACH_QUORUM", CASS_EACH_QUORUM}, {"ALL", CASS_ALL}, {"ANY", CASS_ANY}},
+};
+static const ConfigChoices plaintext_choices = {
+    "false, loopback or true",
+    {{"false", CONFIG_PLAINTEXT_NEVER}, {"loopback", CONFIG_PLAINTEXT_LOOPBACK},
+     {"true", CONFIG_PLAINTEXT_ALWAYS}, {"0", CONFIG_PLAINTEXT_NEVER}, {"1", CONFIG_PLAINTEXT_ALWAYS}},
+};
+static const ConfigChoices outbox_choices = {
+    "authenticated, local or never",
+    {{"authenticated", CONFIG_OUTBOX_AUTHENTICATED}, {"local", CONFIG_OUTBOX_LOCAL},
+     {"never", CONFIG_OUTBOX_NEVER}},
+};
+static const ConfigChoices relay_tls_choices = {
+    "none, opportunistic or required",
+    {{"none", CONFIG_RELAY_TLS_NONE}, {"opportunistic", CONFIG_RELAY_TLS_OPPORTUNISTIC},
+     {"required", CONFIG_RELAY_TLS_REQUIRED}},
+};
+static const ConfigChoices bool_choices = {
+    "true or false",
+    {{"true", TRUE}, {"false", FALSE}, {"yes", TRUE}, {"no", FALSE}, {"1", TRUE}, {"0", FALSE}},
+};
+/* a choice is written through an int: the enums must be one */
+G_STATIC_ASSERT(sizeof(ConfigPlaintextAuth) == sizeof(int) && sizeof(ConfigOutboxCopy) == sizeof(int) &&
+                sizeof(ConfigRelayTls) == sizeof(int));
+
+typedef enum {
+    KEY_STR,    /* text, stripped of white space */
+    KEY_OPT,    /* the same, but not set or empty is NULL */
+    KEY_LIST,   /* words separated by ';', ',' or spaces, as a NULL-ended array */
+    KEY_INT,    /* a whole number from min to max, into an int */
+    KEY_SIZE,   /* the same into a gsize */
+    KEY_CHOICE, /* one of choices' words, its value into an int (the enums, gboolean) */
+} ConfigKeyType;
+
+/* ConfigKey - one key of cassmail.conf: where it is, what it holds, its default and its field */
+typedef struct {
+    const char *group, *key;
+    ConfigKeyType type;
+    size_t offset;                  /* of its CassmailConfig field */
+    const char *text;               /* the default of STR, LIST and CHOICE */
+    gint64 num, min, max;           /* the default and range of INT and SIZE */
+    const ConfigChoices *choices;
+} ConfigKey;
+
+#define F(field) offsetof(CassmailConfig, field)
+#define STR(g, k, field, def) {g, k, KEY_STR, F(field), .text = def}
+#define OPT(g, k, field) {g, k, KEY_OPT, F(field), .text = NULL}
+#define LIST(g, k, field, def) {g, k, KEY_LIST, F(field), .text = def}
+#define INT(g, k, field, def, lo, hi) {g, k, KEY_INT, F(field), .num = def, .min = lo, .max = hi}
+#define SIZE(g, k, field, def, lo, hi) {g, k, KEY_SIZE, F(field), .num = def, .min = lo, .max = hi}
+#define CHOICE(g, k, field, def, ch) {g, k, KEY_CHOICE, F(field), .text = def, .choices = ch}
+
+/* Every key with its default (config/cassmail.conf explains them); a key not here is an error, so
+ * a typo does not pass silently. The rules between keys are config_finish's. */
+static const ConfigKey config_keys[] = {
+    LIST("cassandra", "endpoints", endpoints, "127.0.0.1:9160"),
+    STR("cassandra", "keyspace", keyspace, "Mail"),
+    INT("cassandra", "replication_factor", replication_factor, 1, 1, 16),
+    CHOICE("cassandra", "write_consistency", write_consistency, "ONE", &consistency_choices),
+    CHOICE("cassandra", "read_consistency", read_consistency, "ONE", &consistency_choices),
+    INT("cassandra", "timeout_ms", timeout_ms, 10000, 100, 600000),
+    INT("cassandra", "retry_ms", retry_ms, 20000, 0, 3600000),
+    INT("cassandra", "unavailable_retry_ms", unavailable_retry_ms, 1000, 0, 3600000),
+    INT("cassandra", "backoff_ms", backoff_ms, 5000, 0, 3600000),
+
+    STR("smtp", "listen", smtp_listen, "127.0.0.1:2525"),
+    STR("smtp", "hostname", hostname, NULL),    /* NULL: the host name */
+    LIST("smtp", "domains", domains, "example.com"),
+    /* Bodies are stored in parts (store.h), so the limit is what users may send, no longer what a
+     * Thrift frame holds; the store is tested with 200 MiB. */
+    SIZE("smtp", "max_message_size", max_message_size, 50 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    INT("smtp", "max_recipients", max_recipients, 100, 1, 100000),
+    CHOICE("smtp", "allow_plaintext_auth", allow_plaintext_auth, "loopback", &plaintext_choices),
+    CHOICE("smtp", "outbox_copy", outbox_copy, "authenticated", &outbox_choices),
+
+    SIZE("store", "inline_max", inline_max, 64 * 1024, 0, 1024 * 1024 * 1024),
+    INT("store", "part_size", part_size, 1024 * 1024, 4096, 4 * 1024 * 1024),   /* STORE_PART_SIZE */
+    INT("store", "gc_min_age_s", gc_min_age_s, 3600, 60, 30 * 86400),
+
+    STR("pop3", "listen", pop3_listen, "127.0.0.1:1110"),
+    INT("pop3", "batch_size", batch_size, 64, 1, 100000),
+    STR("pop3", "mailbox_delimiter", mailbox_delimiter, "|"),
+    INT("pop3", "login_delay_ms", login_delay_ms, 1000, 0, 60000),
+    CHOICE("pop3", "allow_plaintext_auth", pop3_allow_plaintext_auth, "loopback", &plaintext_choices),
+
+    STR("imap", "listen", imap_listen, "127.0.0.1:1143"),
+    CHOICE("imap", "allow_plaintext_auth", imap_allow_plaintext_auth, "loopback", &plaintext_choices),
+    INT("imap", "settle_ms", imap_settle_ms, 2000, 0, 600000),
+
+    OPT("tls", "certificate", tls_certificate),
+    OPT("tls", "key", tls_key),
+
+    INT("limits", "max_children", max_children, 1000, 1, 100000),
+    INT("limits", "client_connection_limit", client_connection_limit, 50, 0, 100000),
+    INT("limits", "evict_idle_s", evict_idle_s, 30, 0, 86400),
+    INT("limits", "idle_timeout_s", idle_timeout_s, 300, 1, 86400),
+    INT("limits", "data_timeout_s", data_timeout_s, 600, 1, 86400),
+    INT("limits", "max_errors", max_errors, 10, 0, 1000),
+
+    STR("server", "user", user, NULL),
+    STR("server", "group", group, NULL),
+
+    INT("auth", "password_iterations", password_iterations, PASSWORD_ITERATIONS,
+        PASSWORD_ITERATIONS_MIN, PASSWORD_ITERATIONS_MAX),
+
+    OPT("relay", "smarthost", relay_smarthost),
+    CHOICE("relay", "starttls", relay_starttls, "opportunistic", &relay_tls_choices),
+    CHOICE("relay", "tls_verify", relay_tls_verify, "true", &bool_choices),
+    OPT("relay", "tls_ca_file", relay_tls_ca_file),
+    OPT("relay", "auth_user", relay_auth_user),
+    OPT("relay", "auth_password_file", relay_auth_password_file),
+    LIST("relay", "trusted_networks", relay_trusted_networks, ""),
+    INT("relay", "connect_timeout_s", relay_connect_timeout_s, 30, 1, 3600),
+    INT("relay", "timeout_s", relay_timeout_s, 300, 1, 3600),
 };
 
-int
-config_consistency_parse(const char *name)
+/* key_find - the entry of KEY in GROUP, or with KEY NULL the first of GROUP; NULL when none */
+static const ConfigKey *
+key_find(const char *group, const char *key)
 {
-    for (gsize i = 0; i < G_N_ELEMENTS(consistency_levels); i++)
-        if (name && g_ascii_strcasecmp(name, consistency_levels[i].name) == 0)
-            return consistency_levels[i].value;
-    return -1;
+    for (gsize i = 0; i < G_N_ELEMENTS(config_keys); i++)
+        if (strcmp(config_keys[i].group, group) == 0 && (!key || strcmp(config_keys[i].key, key) == 0))
+            return &config_keys[i];
+    return NULL;
 }
-
-/* The keys each section accepts; anything else is reported, so a typo is not silently ignored. */
-static const char *const known_keys[][12] = {
-    {"cassandra", "endpoints", "keyspace", "replication_factor", "write_consistency",
-     "read_consistency", "timeout_ms", "retry_ms", "unavailable_retry_ms", "backoff_ms", NULL},
-    {"smtp", "listen", "hostname", "domains", "max_message_size", "max_recipients",
-     "allow_plaintext_auth", "outbox_copy", NULL},
-    {"store", "inline_max", "part_size", "gc_min_age_s", NULL},
-    {"pop3", "listen", "batch_size", "mailbox_delimiter", "login_delay_ms", "allow_plaintext_auth",
-     NULL},
-    {"imap", "listen", "allow_plaintext_auth", "settle_ms", NULL},
-    {"tls", "certificate", "key", NULL},
-    {"limits", "max_children", "client_connection_limit", "evict_idle_s", "idle_timeout_s",
-     "data_timeout_s", "max_errors", NULL},
-    {"server", "user", "group", NULL},
-    {"auth", "password_iterations", NULL},
-    {"relay", "smarthost", "starttls", "tls_verify", "tls_ca_file", "auth_user",
-     "auth_password_file", "trusted_networks", "connect_timeout_s", "timeout_s", NULL},
-};
 
 /* check_keys - an error naming the first unknown group or key in KF */
 static gboolean
@@ -56,20 +159,13 @@ check_keys(GKeyFile *kf, GError **error)
 {
     g_auto(GStrv) groups = g_key_file_get_groups(kf, NULL);
     for (char **g = groups; *g; g++) {
-        gssize row = -1;
-        for (gsize i = 0; i < G_N_ELEMENTS(known_keys); i++)
-            if (strcmp(known_keys[i][0], *g) == 0)
-                row = (gssize)i;
-        if (row < 0) {
+        if (!key_find(*g, NULL)) {
             g_set_error(error, CONFIG_ERROR, 0, "unknown section [%s]", *g);
             return FALSE;
         }
         g_auto(GStrv) keys = g_key_file_get_keys(kf, *g, NULL, NULL);
         for (char **k = keys; k && *k; k++) {
-            gboolean ok = FALSE;
-            for (int j = 1; known_keys[row][j]; j++)
-                ok |= strcmp(known_keys[row][j], *k) == 0;
-            if (!ok) {
+            if (!key_find(*g, *k)) {
                 g_set_error(error, CONFIG_ERROR, 0, "unknown key \"%s\" in [%s]", *k, *g);
                 return FALSE;
             }
@@ -78,124 +174,68 @@ check_keys(GKeyFile *kf, GError **error)
     return TRUE;
 }
 
-/* get_str / get_int / get_list - a value or the default; FALSE on a malformed value */
-static void
-get_str(GKeyFile *kf, const char *g, const char *k, const char *def, char **out)
+/* key_read - KEY's value in KF (NULL, or not set there: its default) into its field of C */
+static gboolean
+key_read(GKeyFile *kf, const ConfigKey *key, CassmailConfig *c, GError **error)
 {
-    char *v = kf ? g_key_file_get_string(kf, g, k, NULL) : NULL;
+    void *field = (char *)c + key->offset;
+    g_autofree char *v = kf ? g_key_file_get_string(kf, key->group, key->key, NULL) : NULL;
     if (v)
         g_strstrip(v);
-    *out = v ? v : g_strdup(def);
-}
-
-static gboolean
-get_int(GKeyFile *kf, const char *g, const char *k, gint64 def, gint64 min, gint64 max,
-        gint64 *out, GError **error)
-{
-    *out = def;
-    if (!kf || !g_key_file_has_key(kf, g, k, NULL))
+    const char *text = v ? v : key->text;
+    switch (key->type) {
+    case KEY_STR:
+        *(char **)field = g_strdup(text);
         return TRUE;
-    g_autofree char *v = g_key_file_get_string(kf, g, k, NULL);
-    g_strstrip(v);
-    gint64 n;
-    if (!g_ascii_string_to_signed(v, 10, min, max, &n, NULL)) {
-        g_set_error(error, CONFIG_ERROR, 0, "[%s] %s = \"%s\": expected a whole number from %"
-                    G_GINT64_FORMAT " to %" G_GINT64_FORMAT, g, k, v, min, max);
-        return FALSE;
+    case KEY_OPT:
+        *(char **)field = text && *text ? g_strdup(text) : NULL;
+        return TRUE;
+    case KEY_LIST: {
+        g_auto(GStrv) parts = g_strsplit_set(text, ";, ", -1);
+        GPtrArray *out = g_ptr_array_new();
+        for (char **p = parts; *p; p++)
+            if (**p)
+                g_ptr_array_add(out, g_strdup(*p));
+        g_ptr_array_add(out, NULL);
+        *(char ***)field = (char **)g_ptr_array_free(out, FALSE);
+        return TRUE;
     }
-    *out = n;
-    return TRUE;
-}
-
-static char **
-get_list(GKeyFile *kf, const char *g, const char *k, const char *def)
-{
-    g_autofree char *v = NULL;
-    get_str(kf, g, k, def, &v);
-    g_auto(GStrv) parts = g_strsplit_set(v, ";, ", -1);
-    GPtrArray *out = g_ptr_array_new();
-    for (char **p = parts; *p; p++)
-        if (**p)
-            g_ptr_array_add(out, g_strdup(*p));
-    g_ptr_array_add(out, NULL);
-    return (char **)g_ptr_array_free(out, FALSE);
-}
-
-/* get_plaintext_auth - [GROUP] allow_plaintext_auth: true, false or loopback; DEF when not set */
-static gboolean
-get_plaintext_auth(GKeyFile *kf, const char *group, const char *def, ConfigPlaintextAuth *out,
-                   GError **error)
-{
-    g_autofree char *v = NULL;
-    get_str(kf, group, "allow_plaintext_auth", def, &v);
-    if (g_ascii_strcasecmp(v, "loopback") == 0)
-        *out = CONFIG_PLAINTEXT_LOOPBACK;
-    else if (g_ascii_strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0)
-        *out = CONFIG_PLAINTEXT_ALWAYS;
-    else if (g_ascii_strcasecmp(v, "false") == 0 || strcmp(v, "0") == 0)
-        *out = CONFIG_PLAINTEXT_NEVER;
-    else {
-        g_set_error(error, CONFIG_ERROR, 0,
-                    "[%s] allow_plaintext_auth = \"%s\": expected false, loopback or true", group, v);
-        return FALSE;
-    }
-    return TRUE;
-}
-
-static const char *const outbox_copy_names[] = {
-    [CONFIG_OUTBOX_AUTHENTICATED] = "authenticated",
-    [CONFIG_OUTBOX_LOCAL] = "local",
-    [CONFIG_OUTBOX_NEVER] = "never",
-};
-
-static const char *const relay_tls_names[] = {
-    [CONFIG_RELAY_TLS_OPPORTUNISTIC] = "opportunistic",
-    [CONFIG_RELAY_TLS_NONE] = "none",
-    [CONFIG_RELAY_TLS_REQUIRED] = "required",
-};
-
-/* config_outbox_copy_name, config_relay_tls_name - see config.h */
-const char *
-config_outbox_copy_name(ConfigOutboxCopy copy)
-{
-    return (gsize)copy < G_N_ELEMENTS(outbox_copy_names) ? outbox_copy_names[copy] : "?";
-}
-
-const char *
-config_relay_tls_name(ConfigRelayTls tls)
-{
-    return (gsize)tls < G_N_ELEMENTS(relay_tls_names) ? relay_tls_names[tls] : "?";
-}
-
-/* get_choice - key K of group G (default DEF) as its index in NAMES (N of them); EXPECTED
- * lists them for the error */
-static gboolean
-get_choice(GKeyFile *kf, const char *g, const char *k, const char *def, const char *const *names,
-           gsize n, const char *expected, int *out, GError **error)
-{
-    g_autofree char *v = NULL;
-    get_str(kf, g, k, def, &v);
-    for (gsize i = 0; i < n; i++) {
-        if (g_ascii_strcasecmp(v, names[i]) == 0) {
-            *out = (int)i;
-            return TRUE;
+    case KEY_INT:
+    case KEY_SIZE: {
+        gint64 n = key->num;
+        if (v && !g_ascii_string_to_signed(v, 10, key->min, key->max, &n, NULL)) {
+            g_set_error(error, CONFIG_ERROR, 0, "[%s] %s = \"%s\": expected a whole number from %"
+                        G_GINT64_FORMAT " to %" G_GINT64_FORMAT, key->group, key->key, v, key->min,
+                        key->max);
+            return FALSE;
         }
+        if (key->type == KEY_INT)
+            *(int *)field = (int)n;
+        else
+            *(gsize *)field = (gsize)n;
+        return TRUE;
     }
-    g_set_error(error, CONFIG_ERROR, 0, "[%s] %s = \"%s\": expected %s", g, k, v, expected);
+    case KEY_CHOICE:
+        for (gsize i = 0; i < G_N_ELEMENTS(key->choices->words) && key->choices->words[i].name; i++) {
+            if (g_ascii_strcasecmp(text, key->choices->words[i].name) == 0) {
+                *(int *)field = key->choices->words[i].value;
+                return TRUE;
+            }
+        }
+        g_set_error(error, CONFIG_ERROR, 0, "[%s] %s = \"%s\": expected %s", key->group, key->key,
+                    text, key->choices->expected);
+        return FALSE;
+    }
     return FALSE;
 }
 
-/* get_bool - true/false/yes/no/1/0 or the default */
-static gboolean
-get_bool(GKeyFile *kf, const char *g, const char *k, gboolean def, gboolean *out, GError **error)
+const char *
+config_outbox_copy_name(ConfigOutboxCopy copy)
 {
-    static const char *const names[] = {"false", "true", "no", "yes", "0", "1"};   /* odd: TRUE */
-    int i = 0;
-    if (!get_choice(kf, g, k, def ? "true" : "false", names, G_N_ELEMENTS(names), "true or false",
-                    &i, error))
-        return FALSE;
-    *out = i % 2 == 1;
-    return TRUE;
+    for (gsize i = 0; i < G_N_ELEMENTS(outbox_choices.words) && outbox_choices.words[i].name; i++)
+        if (outbox_choices.words[i].value == (int)copy)
+            return outbox_choices.words[i].name;
+    return "?";
 }
 
 /* config_cidr_parse - "ADDR[/BITS]" into the address (16 octets, IPv4 as its own 4), its family
@@ -264,19 +304,46 @@ config_plaintext_auth_allowed(ConfigPlaintextAuth allow, const char *peer)
     }
 }
 
+/* config_finish - the defaults and rules that are not one key's: the host name, the keys that
+ * follow another when not set, and the values that must agree */
 static gboolean
-get_consistency(GKeyFile *kf, const char *k, int *out, GError **error)
+config_finish(GKeyFile *kf, CassmailConfig *c, GError **error)
 {
-    g_autofree char *v = NULL;
-    get_str(kf, "cassandra", k, "ONE", &v);
-    *out = config_consistency_parse(v);
-    if (*out < 0) {
-        g_set_error(error, CONFIG_ERROR, 0,
-                    "[cassandra] %s = \"%s\": expected ONE, QUORUM, LOCAL_QUORUM, EACH_QUORUM, ALL or ANY",
-                    k, v);
-        return FALSE;
+    if (!c->hostname)
+        c->hostname = g_strdup(g_get_host_name());
+    /* Before [pop3] had its own key, [smtp] allow_plaintext_auth governed POP3: it still does
+     * when [pop3] says nothing. [imap] follows [pop3] likewise. */
+    if (!kf || !g_key_file_has_key(kf, "pop3", "allow_plaintext_auth", NULL))
+        c->pop3_allow_plaintext_auth = c->allow_plaintext_auth;
+    if (!kf || !g_key_file_has_key(kf, "imap", "allow_plaintext_auth", NULL))
+        c->imap_allow_plaintext_auth = c->pop3_allow_plaintext_auth;
+
+    g_autofree char *host = NULL;
+    guint port = 0;
+    int family, bits;
+    guint8 addr[16];
+    for (char **n = c->relay_trusted_networks; *n; n++) {
+        if (!config_cidr_parse(*n, &family, addr, &bits)) {
+            g_set_error(error, CONFIG_ERROR, 0,
+                        "[relay] trusted_networks: \"%s\" is not an address or ADDRESS/BITS", *n);
+            return FALSE;
+        }
     }
-    return TRUE;
+    if (!c->endpoints[0])
+        g_set_error(error, CONFIG_ERROR, 0, "[cassandra] endpoints is empty");
+    else if (strlen(c->mailbox_delimiter) != 1)
+        g_set_error(error, CONFIG_ERROR, 0, "[pop3] mailbox_delimiter must be one character");
+    else if (!c->tls_certificate != !c->tls_key)
+        g_set_error(error, CONFIG_ERROR, 0, "[tls] certificate and key must be given together");
+    else if (c->relay_smarthost && !text_hostport_split(c->relay_smarthost, 0, &host, &port))
+        g_set_error(error, CONFIG_ERROR, 0, "[relay] smarthost = \"%s\": expected host:port",
+                    c->relay_smarthost);
+    else if (!c->relay_auth_user != !c->relay_auth_password_file)
+        g_set_error(error, CONFIG_ERROR, 0,
+                    "[relay] auth_user and auth_password_file must be given together");
+    else
+        return TRUE;
+    return FALSE;
 }
 
 CassmailConfig *
@@ -286,175 +353,30 @@ config_load(const char *path, GError **error)
     if (path) {
         kf = g_key_file_new();
         GError *e = NULL;
-        if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, &e)) {
-            g_set_error(error, CONFIG_ERROR, 0, "%s: %s", path, e->message);
-            g_error_free(e);
-            return NULL;
-        }
-        if (!check_keys(kf, &e)) {
+        if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, &e) || !check_keys(kf, &e)) {
             g_set_error(error, CONFIG_ERROR, 0, "%s: %s", path, e->message);
             g_error_free(e);
             return NULL;
         }
     }
-
     CassmailConfig *c = g_new0(CassmailConfig, 1);
-    gint64 n = 0;
     gboolean ok = TRUE;
-    c->endpoints = get_list(kf, "cassandra", "endpoints", "127.0.0.1:9160");
-    get_str(kf, "cassandra", "keyspace", "Mail", &c->keyspace);
-#define INT(field, g, k, def, min, max) \
-    (ok = ok && get_int(kf, g, k, def, min, max, &n, error), c->field = (int)n)
-    INT(replication_factor, "cassandra", "replication_factor", 1, 1, 16);
-    INT(timeout_ms, "cassandra", "timeout_ms", 10000, 100, 600000);
-    INT(retry_ms, "cassandra", "retry_ms", 20000, 0, 3600000);
-    INT(unavailable_retry_ms, "cassandra", "unavailable_retry_ms", 1000, 0, 3600000);
-    INT(backoff_ms, "cassandra", "backoff_ms", 5000, 0, 3600000);
-    ok = ok && get_consistency(kf, "write_consistency", &c->write_consistency, error);
-    ok = ok && get_consistency(kf, "read_consistency", &c->read_consistency, error);
-
-    get_str(kf, "smtp", "listen", "127.0.0.1:2525", &c->smtp_listen);
-    get_str(kf, "smtp", "hostname", g_get_host_name(), &c->hostname);
-    c->domains = get_list(kf, "smtp", "domains", "example.com");
-    /* Bodies are stored in parts (store.h), so the limit is what users may send, no longer what a
-     * Thrift frame holds; the store is tested with 200 MiB. */
-    ok = ok && get_int(kf, "smtp", "max_message_size", 50 * 1024 * 1024, 1024, 1024 * 1024 * 1024,
-                       &n, error);
-    c->max_message_size = (gsize)n;
-    INT(max_recipients, "smtp", "max_recipients", 100, 1, 100000);
-    ok = ok && get_plaintext_auth(kf, "smtp", "loopback", &c->allow_plaintext_auth, error);
-    int choice = 0;
-    ok = ok && get_choice(kf, "smtp", "outbox_copy", "authenticated", outbox_copy_names,
-                          G_N_ELEMENTS(outbox_copy_names), "authenticated, local or never",
-                          &choice, error);
-    c->outbox_copy = (ConfigOutboxCopy)choice;
-
-    ok = ok && get_int(kf, "store", "inline_max", 64 * 1024, 0, 1024 * 1024 * 1024, &n, error);
-    c->inline_max = (gsize)n;
-    INT(part_size, "store", "part_size", 1024 * 1024, 4096, 4 * 1024 * 1024);   /* STORE_PART_SIZE */
-    INT(gc_min_age_s, "store", "gc_min_age_s", 3600, 60, 30 * 86400);
-
-    get_str(kf, "pop3", "listen", "127.0.0.1:1110", &c->pop3_listen);
-    INT(batch_size, "pop3", "batch_size", 64, 1, 100000);
-    get_str(kf, "pop3", "mailbox_delimiter", "|", &c->mailbox_delimiter);
-    INT(login_delay_ms, "pop3", "login_delay_ms", 1000, 0, 60000);
-    /* Before [pop3] had its own key, [smtp] allow_plaintext_auth governed POP3: it still does
-     * when [pop3] says nothing. */
-    c->pop3_allow_plaintext_auth = c->allow_plaintext_auth;
-    if (ok && kf && g_key_file_has_key(kf, "pop3", "allow_plaintext_auth", NULL))
-        ok = get_plaintext_auth(kf, "pop3", "loopback", &c->pop3_allow_plaintext_auth, error);
-    if (ok && strlen(c->mailbox_delimiter) != 1) {
-        g_set_error(error, CONFIG_ERROR, 0, "[pop3] mailbox_delimiter must be one character");
-        ok = FALSE;
-    }
-
-    get_str(kf, "imap", "listen", "127.0.0.1:1143", &c->imap_listen);
-    c->imap_allow_plaintext_auth = c->pop3_allow_plaintext_auth;
-    if (ok && kf && g_key_file_has_key(kf, "imap", "allow_plaintext_auth", NULL))
-        ok = get_plaintext_auth(kf, "imap", "loopback", &c->imap_allow_plaintext_auth, error);
-    INT(imap_settle_ms, "imap", "settle_ms", 2000, 0, 600000);
-
-    get_str(kf, "tls", "certificate", NULL, &c->tls_certificate);
-    get_str(kf, "tls", "key", NULL, &c->tls_key);
-    if (c->tls_certificate && !*c->tls_certificate)
-        g_clear_pointer(&c->tls_certificate, g_free);
-    if (c->tls_key && !*c->tls_key)
-        g_clear_pointer(&c->tls_key, g_free);
-    if (ok && !c->tls_certificate != !c->tls_key) {
-        g_set_error(error, CONFIG_ERROR, 0, "[tls] certificate and key must be given together");
-        ok = FALSE;
-    }
-
-    INT(max_children, "limits", "max_children", 1000, 1, 100000);
-    INT(client_connection_limit, "limits", "client_connection_limit", 50, 0, 100000);
-    INT(evict_idle_s, "limits", "evict_idle_s", 30, 0, 86400);
-    INT(idle_timeout_s, "limits", "idle_timeout_s", 300, 1, 86400);
-    INT(data_timeout_s, "limits", "data_timeout_s", 600, 1, 86400);
-    INT(max_errors, "limits", "max_errors", 10, 0, 1000);
-    INT(password_iterations, "auth", "password_iterations", PASSWORD_ITERATIONS,
-        PASSWORD_ITERATIONS_MIN, PASSWORD_ITERATIONS_MAX);
-
-    get_str(kf, "server", "user", NULL, &c->user);
-    get_str(kf, "server", "group", NULL, &c->group);
-
-    get_str(kf, "relay", "smarthost", NULL, &c->relay_smarthost);
-    if (c->relay_smarthost && !*c->relay_smarthost)
-        g_clear_pointer(&c->relay_smarthost, g_free);
-    if (ok && c->relay_smarthost) {
-        g_autofree char *host = NULL;
-        guint port = 0;
-        if (!text_hostport_split(c->relay_smarthost, 0, &host, &port)) {
-            g_set_error(error, CONFIG_ERROR, 0, "[relay] smarthost = \"%s\": expected host:port",
-                        c->relay_smarthost);
-            ok = FALSE;
-        }
-    }
-    ok = ok && get_choice(kf, "relay", "starttls", "opportunistic", relay_tls_names,
-                          G_N_ELEMENTS(relay_tls_names), "none, opportunistic or required",
-                          &choice, error);
-    c->relay_starttls = (ConfigRelayTls)choice;
-    ok = ok && get_bool(kf, "relay", "tls_verify", TRUE, &c->relay_tls_verify, error);
-    get_str(kf, "relay", "tls_ca_file", NULL, &c->relay_tls_ca_file);
-    get_str(kf, "relay", "auth_user", NULL, &c->relay_auth_user);
-    get_str(kf, "relay", "auth_password_file", NULL, &c->relay_auth_password_file);
-    if (c->relay_tls_ca_file && !*c->relay_tls_ca_file)
-        g_clear_pointer(&c->relay_tls_ca_file, g_free);
-    if (c->relay_auth_user && !*c->relay_auth_user)
-        g_clear_pointer(&c->relay_auth_user, g_free);
-    if (c->relay_auth_password_file && !*c->relay_auth_password_file)
-        g_clear_pointer(&c->relay_auth_password_file, g_free);
-    if (ok && !c->relay_auth_user != !c->relay_auth_password_file) {
-        g_set_error(error, CONFIG_ERROR, 0, "[relay] auth_user and auth_password_file must be given together");
-        ok = FALSE;
-    }
-    c->relay_trusted_networks = get_list(kf, "relay", "trusted_networks", "");
-    for (char **n = c->relay_trusted_networks; ok && *n; n++) {
-        int family, bits;
-        guint8 addr[16];
-        if (!config_cidr_parse(*n, &family, addr, &bits)) {
-            g_set_error(error, CONFIG_ERROR, 0,
-                        "[relay] trusted_networks: \"%s\" is not an address or ADDRESS/BITS", *n);
-            ok = FALSE;
-        }
-    }
-    INT(relay_connect_timeout_s, "relay", "connect_timeout_s", 30, 1, 3600);
-    INT(relay_timeout_s, "relay", "timeout_s", 300, 1, 3600);
-#undef INT
-
-    if (ok && !c->endpoints[0]) {
-        g_set_error(error, CONFIG_ERROR, 0, "[cassandra] endpoints is empty");
-        ok = FALSE;
-    }
-    if (!ok) {
+    for (gsize i = 0; ok && i < G_N_ELEMENTS(config_keys); i++)
+        ok = key_read(kf, &config_keys[i], c, error);
+    if (!ok || !config_finish(kf, c, error))
         config_free(&c);
-        return NULL;
-    }
     return c;
 }
 
 void
 config_free(CassmailConfig **cfg)
 {
-    CassmailConfig *c = *cfg;
-    if (!c)
-        return;
-    g_strfreev(c->endpoints);
-    g_free(c->keyspace);
-    g_free(c->smtp_listen);
-    g_free(c->hostname);
-    g_strfreev(c->domains);
-    g_free(c->pop3_listen);
-    g_free(c->mailbox_delimiter);
-    g_free(c->imap_listen);
-    g_free(c->tls_certificate);
-    g_free(c->tls_key);
-    g_free(c->user);
-    g_free(c->group);
-    g_free(c->relay_smarthost);
-    g_free(c->relay_tls_ca_file);
-    g_free(c->relay_auth_user);
-    g_free(c->relay_auth_password_file);
-    g_strfreev(c->relay_trusted_networks);
-    g_free(c);
-    *cfg = NULL;
+    for (gsize i = 0; *cfg && i < G_N_ELEMENTS(config_keys); i++) {
+        void *field = (char *)*cfg + config_keys[i].offset;
+        if (config_keys[i].type == KEY_LIST)
+            g_strfreev(*(char ***)field);
+        else if (config_keys[i].type == KEY_STR || config_keys[i].type == KEY_OPT)
+            g_free(*(char **)field);
+    }
+    g_clear_pointer(cfg, g_free);
 }

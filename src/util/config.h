@@ -1,7 +1,7 @@
 /*
  * config.h - cassmail.conf: one GKeyFile read by every CassMail program.
  *
- * Sections: [cassandra] [smtp] [store] [pop3] [tls] [limits] [server] [auth] [relay]; see config/cassmail.conf for every
+ * Sections: [cassandra] [smtp] [store] [pop3] [imap] [tls] [limits] [server] [auth] [relay]; see config/cassmail.conf for every
  * key with its default and meaning. A missing file (path NULL) means all defaults, which suit the
  * local single-node set-up of `make run`.
  */
@@ -121,14 +121,8 @@ gboolean config_peer_is_loopback(const char *peer);
 /* config_peer_trusted - whether PEER (an address text as above) lies in one of CFG's [relay]
  * trusted_networks ("local", "pipe" and NULL never do: only listed addresses relay unproven) */
 gboolean config_peer_trusted(const CassmailConfig *cfg, const char *peer);
-/* config_relay_tls_name - "opportunistic", "none" or "required" */
-const char *config_relay_tls_name(ConfigRelayTls tls);
-
 /* config_outbox_copy_name - "authenticated", "local" or "never" */
 const char *config_outbox_copy_name(ConfigOutboxCopy copy);
-
-/* config_consistency_parse - "ONE", "QUORUM", "ALL", ... to its Thrift value; -1 when unknown */
-int config_consistency_parse(const char *name);
 
 #define CONFIG_ERROR (config_error_quark())
 GQuark config_error_quark(void);

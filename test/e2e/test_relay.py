@@ -33,6 +33,7 @@ import smtplib
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -40,8 +41,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Mail, unique, write_conf
+from conftest import TOP, Mail, unique, write_conf
 from support import HOST, MSGID_RE, POP3D, SMTPD, Daemon, Raw, body, free_port, retr_bytes, wait_for
+
+sys.path.insert(0, str(TOP / "tools" / "bench"))
+from cassbench.postfix import start_postfix  # noqa: E402
 
 PASSWORD = "relay pass 5"
 REMOTE = "remote.example"
@@ -227,30 +231,12 @@ class Postfix:
         conf.mkdir(parents=True)
         shutil.copy(cert, conf / "cert.pem")
         shutil.copy(key, conf / "key.pem")
-        cert, key = conf / "cert.pem", conf / "key.pem"
-        for sub in ("spool", "data"):
-            (self.dir / sub).mkdir()
-        shutil.chown(self.dir / "data", "postfix")
         self.port = free_port()
         self.log = self.dir / "maillog"
         (conf / "rcpt_access").write_text(f"nobody@{REMOTE} 550 5.1.1 <nobody@{REMOTE}>: Recipient "
                                           "address rejected by the smarthost's policy\n")
-        (conf / "main.cf").write_text(f"""\
-# A private smarthost for CassMail's relay tests: nothing under /etc/postfix is used or changed.
-compatibility_level = 3.6
-queue_directory = {self.dir}/spool
-data_directory = {self.dir}/data
-mail_owner = postfix
-setgid_group = postdrop
+        self.conf = start_postfix(self.dir, self.port, f"""\
 myhostname = smarthost.example.net
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mydestination =
-mynetworks = 127.0.0.0/8
-relay_domains =
-alias_maps =
-alias_database =
-local_recipient_maps =
 # Everything goes to the far MX stand-in; in production this is MX delivery (no relayhost)
 relayhost = [127.0.0.1]:{capture_port}
 smtpd_recipient_restrictions = check_recipient_access texthash:{conf}/rcpt_access,
@@ -258,34 +244,10 @@ smtpd_recipient_restrictions = check_recipient_access texthash:{conf}/rcpt_acces
 # Leave CassMail's messages as they are (no header rewriting for this client)
 local_header_rewrite_clients =
 smtpd_tls_security_level = may
-smtpd_tls_cert_file = {cert}
-smtpd_tls_key_file = {key}
+smtpd_tls_cert_file = {conf}/cert.pem
+smtpd_tls_key_file = {conf}/key.pem
 smtp_tls_security_level = none
-maillog_file = {self.log}
-maillog_file_prefixes = {self.dir}
-biff = no
-smtputf8_enable = no
 """)
-        master = Path("/usr/share/postfix/master.cf.dist").read_text()
-        master = re.sub(r"^smtp\s+inet\s.*$", f"127.0.0.1:{self.port} inet n - n - - smtpd",
-                        master, count=1, flags=re.M)
-        (conf / "master.cf").write_text(master)
-        env = dict(os.environ, MAIL_CONFIG=str(conf))
-        self.conf = conf
-        p = subprocess.run(["postfix", "-c", str(conf), "check"], env=env, capture_output=True,
-                           text=True, timeout=60)
-        assert p.returncode == 0, p.stdout + p.stderr
-        p = subprocess.run(["postfix", "-c", str(conf), "start"], env=env, capture_output=True,
-                           text=True, timeout=60)
-        assert p.returncode == 0, p.stdout + p.stderr
-
-        def up():
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return True
-            except OSError:
-                return False
-        wait_for(up, timeout=30, what="Postfix listening")
 
     def maillog(self):
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -1,6 +1,7 @@
 """cassbench - the benchmark harness behind tools/bench/run and tools/bench/tune.
 
     common       paths, sizes, logging, subprocess and port helpers, the user population
+    postfix      a private Postfix instance (also test/e2e/test_relay.py's smarthost)
     ring         tools/cluster rings, CPU and disk accounting from /proc, JVM thread groups
     servers      the servers under test: cassmail-smtpd, cassmail-pop3d, private Postfix and Dovecot
     load         load generators (Postal, rabid, poplib clients, cassmail-load) and their reports

@@ -2,14 +2,13 @@
 and cassmail-pop3d with a configuration written for the run, and private Postfix and Dovecot
 instances (their own configuration, queue and mail folders under the run folder; nothing under
 /etc is used or changed). What each server logged is read back here: the messages it accepted."""
-import os
 import re
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 from .common import BUILD, WORK, check_disk, free_port, node, sh, stop_pid, users_file, wait_port
+from .postfix import start_postfix
 from .ring import proc_children, proc_cpu
 
 
@@ -97,30 +96,14 @@ class Postfix:
         check_disk()
         conf = self.dir / "conf"
         conf.mkdir(parents=True)
-        for sub in ("spool", "data", "mail"):
-            (self.dir / sub).mkdir()
-        shutil.chown(self.dir / "data", "postfix")
+        (self.dir / "mail").mkdir()
         shutil.chown(self.dir / "mail", "nobody", "nogroup")
         self.port = free_port()
         self.log = self.dir / "maillog"
         users = [u.strip() for u in users_file().read_text().split()]
         (conf / "vmailbox").write_text("".join(f"{u} {u.split('@')[0]}/\n" for u in users))
-        (conf / "main.cf").write_text(f"""\
-# A private benchmark instance: nothing under /etc/postfix is used or changed.
-compatibility_level = 3.6
-queue_directory = {self.dir}/spool
-data_directory = {self.dir}/data
-mail_owner = postfix
-setgid_group = postdrop
+        start_postfix(self.dir, self.port, f"""\
 myhostname = bench.example.net
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mydestination =
-mynetworks = 127.0.0.0/8
-relay_domains =
-alias_maps =
-alias_database =
-local_recipient_maps =
 virtual_mailbox_domains = example.com
 virtual_mailbox_base = {self.dir}/mail
 virtual_mailbox_maps = texthash:{conf}/vmailbox
@@ -130,20 +113,7 @@ virtual_minimum_uid = 100
 message_size_limit = 10240000
 virtual_mailbox_limit = 0
 smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination
-maillog_file = {self.log}
-maillog_file_prefixes = {self.dir}
-biff = no
-smtputf8_enable = no
 """)
-        master = Path("/usr/share/postfix/master.cf.dist").read_text()
-        master = re.sub(r"^smtp\s+inet\s.*$", f"127.0.0.1:{self.port} inet n - n - - smtpd",
-                        master, count=1, flags=re.M)
-        (conf / "master.cf").write_text(master)
-        env = dict(os.environ, MAIL_CONFIG=str(conf))
-        sh("postfix", "-c", conf, "check", env=env)
-        sh("postfix", "-c", conf, "start", env=env, stdout=subprocess.DEVNULL,
-           stderr=subprocess.DEVNULL)
-        wait_port(self.port)
         self.master = int((self.dir / "spool" / "pid" / "master.pid").read_text().split()[0])
 
     def cpu(self):
