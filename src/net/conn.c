@@ -5,7 +5,7 @@
  * Both buffers are allocated once at NET_CONN_BUFFER_SIZE and never grow. Every wait is a poll()
  * with a deadline; reads and writes never block outside poll (sockets get MSG_DONTWAIT, pipes are
  * read only after POLLIN and written at most PIPE_BUF octets after POLLOUT). The transport (plain
- * or TLS) sits behind a table of three functions; OpenSSL reaches the fds through our own BIO,
+ * or TLS) sits behind a table of two functions; OpenSSL reaches the fds through our own BIO,
  * so it uses the same non-blocking, SIGPIPE-free calls.
  */
 #include "net/conn.h"
@@ -33,10 +33,11 @@ typedef enum {
     IO_ERROR,
 } IoResult;
 
-/* A transport: how octets get in and out. DEADLINE is monotonic µs, or -1 for none. */
+/* A transport: how octets get in and out. */
 typedef struct {
-    IoResult (*read)(NetConn *c, void *buf, gsize len, gint64 deadline, gsize *n);
-    IoResult (*write)(NetConn *c, const void *buf, gsize len, gint64 deadline, gsize *n);
+    /* some octets (up to LEN, *N of them) read into RBUF or written from WBUF, the other one
+     * NULL, waiting until DEADLINE (monotonic µs, or -1 for none) */
+    IoResult (*io)(NetConn *c, void *rbuf, const void *wbuf, gsize len, gint64 deadline, gsize *n);
     gsize (*pending)(NetConn *c);   /* octets the transport holds that the fd no longer has */
 } NetTransport;
 
@@ -124,52 +125,28 @@ retryable(int err)
     return err == EINTR || err == EAGAIN || err == EWOULDBLOCK;
 }
 
-/* plain_read - some octets from the fd, waiting until DEADLINE. A socket is read first and
- * polled only when it has nothing (under load it mostly has: one system call per read, not
- * two); a pipe is read only after POLLIN, since its read would block. */
+/* plain_io - the plain transport. A socket is tried first and polled only when it has nothing or
+ * no room (under load it mostly has: one system call, not two); a pipe only after poll() says
+ * so, since its read or write would block. */
 static IoResult
-plain_read(NetConn *c, void *buf, gsize len, gint64 deadline, gsize *n)
+plain_io(NetConn *c, void *rbuf, const void *wbuf, gsize len, gint64 deadline, gsize *n)
 {
+    gboolean sock = rbuf ? c->rsock : c->wsock;
     for (gboolean first = TRUE;; first = FALSE) {
-        if (!(first && c->rsock)) {
-            int w = wait_fd(c->rfd, POLLIN, deadline);
+        if (!(first && sock)) {
+            int w = rbuf ? wait_fd(c->rfd, POLLIN, deadline) : wait_fd(c->wfd, POLLOUT, deadline);
             if (w <= 0)
                 return w == 0 ? IO_TIMEOUT : IO_ERROR;
         }
-        ssize_t r = raw_recv(c, buf, len);
+        ssize_t r = rbuf ? raw_recv(c, rbuf, len) : raw_send(c, wbuf, len);
         if (r > 0) {
             *n = (gsize)r;
             return IO_OK;
         }
-        if (r == 0)
+        if (r == 0 && rbuf)
             return IO_EOF;
-        if (!retryable(errno))
-            return IO_ERROR;
-    }
-}
-
-/* plain_write - some octets to the fd, waiting until DEADLINE */
-static IoResult
-plain_write(NetConn *c, const void *buf, gsize len, gint64 deadline, gsize *n)
-{
-    for (;;) {
-        if (!c->wsock) {
-            int w = wait_fd(c->wfd, POLLOUT, deadline);
-            if (w <= 0)
-                return w == 0 ? IO_TIMEOUT : IO_ERROR;
-        }
-        ssize_t r = raw_send(c, buf, len);
-        if (r > 0) {
-            *n = (gsize)r;
-            return IO_OK;
-        }
         if (r < 0 && !retryable(errno))
             return IO_ERROR;
-        if (c->wsock) {
-            int w = wait_fd(c->wfd, POLLOUT, deadline);
-            if (w <= 0)
-                return w == 0 ? IO_TIMEOUT : IO_ERROR;
-        }
     }
 }
 
@@ -181,7 +158,7 @@ plain_pending(NetConn *c)
     return 0;
 }
 
-static const NetTransport plain_transport = {plain_read, plain_write, plain_pending};
+static const NetTransport plain_transport = {plain_io, plain_pending};
 
 /* OpenSSL talks to the fds through this BIO, built on raw_recv/raw_send: no SIGPIPE from a TLS
  * write to a vanished client, and waiting stays in our poll() with our deadlines. */
@@ -285,36 +262,21 @@ tls_wait(NetConn *c, int ret, gint64 deadline)
     return w > 0 ? IO_AGAIN : w == 0 ? IO_TIMEOUT : IO_ERROR;
 }
 
-/* tls_read - some decrypted octets */
+/* tls_io - the TLS transport: decrypted octets in, octets encrypted and sent out (partial
+ * writes are enabled) */
 static IoResult
-tls_read(NetConn *c, void *buf, gsize len, gint64 deadline, gsize *n)
+tls_io(NetConn *c, void *rbuf, const void *wbuf, gsize len, gint64 deadline, gsize *n)
 {
+    int chunk = (int)MIN(len, (gsize)INT_MAX);
     for (;;) {
         ERR_clear_error();
-        int r = SSL_read(c->ssl, buf, (int)MIN(len, (gsize)INT_MAX));
+        int r = rbuf ? SSL_read(c->ssl, rbuf, chunk) : SSL_write(c->ssl, wbuf, chunk);
         if (r > 0) {
             *n = (gsize)r;
             return IO_OK;
         }
         IoResult io = tls_wait(c, r, deadline);
-        if (io != IO_AGAIN)
-            return io;
-    }
-}
-
-/* tls_write - some octets encrypted and sent (partial writes are enabled) */
-static IoResult
-tls_write(NetConn *c, const void *buf, gsize len, gint64 deadline, gsize *n)
-{
-    for (;;) {
-        ERR_clear_error();
-        int r = SSL_write(c->ssl, buf, (int)MIN(len, (gsize)INT_MAX));
-        if (r > 0) {
-            *n = (gsize)r;
-            return IO_OK;
-        }
-        IoResult io = tls_wait(c, r, deadline);
-        if (io == IO_EOF)
+        if (io == IO_EOF && !rbuf)
             return IO_ERROR;   /* the peer closed TLS: it will not read this */
         if (io != IO_AGAIN)
             return io;
@@ -329,7 +291,7 @@ tls_pending(NetConn *c)
     return p > 0 ? (gsize)p : 0;
 }
 
-static const NetTransport tls_transport = {tls_read, tls_write, tls_pending};
+static const NetTransport tls_transport = {tls_io, tls_pending};
 
 /* is_socket - whether FD is a socket */
 static gboolean
@@ -451,8 +413,8 @@ net_conn_read_line(NetConn *c, gsize max, int timeout_ms, GString *line)
         gsize n = 0;
         if (deadline == DEADLINE_UNSET)
             deadline = timeout_ms < 0 ? -1 : g_get_monotonic_time() + (gint64)timeout_ms * 1000;
-        switch (c->transport->read(c, c->rbuf + c->rlen, NET_CONN_BUFFER_SIZE - c->rlen, deadline,
-                                   &n)) {
+        switch (c->transport->io(c, c->rbuf + c->rlen, NULL, NET_CONN_BUFFER_SIZE - c->rlen, deadline,
+                                 &n)) {
         case IO_OK:
             c->rlen += n;
             break;
@@ -577,7 +539,7 @@ net_conn_flush(NetConn *c)
     while (!c->wfailed && off < c->wlen) {
         gsize n = 0;
         /* The stall timeout restarts with every octet that gets through. */
-        if (c->transport->write(c, c->wbuf + off, c->wlen - off, write_deadline(c), &n) == IO_OK)
+        if (c->transport->io(c, NULL, c->wbuf + off, c->wlen - off, write_deadline(c), &n) == IO_OK)
             off += n;
         else
             c->wfailed = TRUE;
