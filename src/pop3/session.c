@@ -3,9 +3,10 @@
  *
  * One command table per state (popa3d's shape); STLS (RFC 2595 4) lives in the AUTHORIZATION one.
  * pop3_session_feed applies every cross-cutting rule before a handler runs: line length, NUL,
- * empty line, known verb, verb allowed in this state, number of arguments; and afterwards the
- * error limit. Handlers write their reply through pop3_reply and return whether the command was
- * a bad one; that result, and only it, decides the error count (as in the SMTP core).
+ * empty line, known verb, verb allowed in this state, number of arguments, the message an argument
+ * names; and afterwards the error limit. Handlers write their reply through pop3_reply and return
+ * whether the command was a bad one; that result, and only it, decides the error count (as in the
+ * SMTP core).
  *
  * The maildrop is a compact array built at login from MailboxIndex alone (TimeUUID, size): STAT,
  * LIST and UIDL never read a message. RETR and TOP fetch one message and hand it to a Pop3MsgOut,
@@ -73,12 +74,26 @@ typedef enum {
 
 #define POP3_MAX_ARGS 2
 
+/* A command's arguments, as the dispatcher found them. */
+typedef struct {
+    char *argv[POP3_MAX_ARGS + 1];
+    guint argc;
+    Pop3Msg *msg;            /* POP3_ARG_MSG: the message argv[0] names (NULL without argument) */
+    guint n;                 /* and its number */
+} Pop3Args;
+
+/* command flags */
+enum {
+    POP3_ARG_RAW = 1 << 0,   /* the rest of the line is one argument, spaces included (PASS) */
+    POP3_ARG_MSG = 1 << 1,   /* argv[0], when given, names a message not marked deleted */
+};
+
 typedef struct {
     const char *verb;
     guint min_args, max_args;
-    gboolean raw_arg;        /* the rest of the line is one argument, spaces included (PASS) */
+    guint flags;
     const char *usage;
-    Pop3Status (*proceed)(Pop3Session *s, char **argv, guint argc, GString *out);
+    Pop3Status (*proceed)(Pop3Session *s, Pop3Args *a, GString *out);
 } Pop3Command;
 
 /* ---- replies ---------------------------------------------------------------------------- */
@@ -150,7 +165,7 @@ pop3_parse_number(const char *arg, guint *value)
 }
 
 /* pop3_message_arg - the message ARG names, not marked deleted (RFC 1939 section 5: "may NOT refer
- * to a message marked as deleted"); NULL after replying -ERR. *BAD tells a syntax error. */
+ * to a message marked as deleted"); NULL after replying -ERR, *STATUS POP3_BAD for a syntax error */
 static Pop3Msg *
 pop3_message_arg(Pop3Session *s, const char *arg, guint *number, GString *out, Pop3Status *status)
 {
@@ -198,16 +213,15 @@ pop3_offer_stls(const Pop3Session *s)
 /* pop3_user - USER name (RFC 1939 section 7): remember user and mailbox; whether they exist is
  * decided at PASS */
 static Pop3Status
-pop3_user(Pop3Session *s, char **argv, guint argc, GString *out)
+pop3_user(Pop3Session *s, Pop3Args *a, GString *out)
 {
-    (void)argc;
     if (!pop3_offer_user(s)) {
         pop3_reply(out, FALSE, "AUTH", "plain-text login is not allowed on this connection%s",
                    s->cfg.stls ? ", use STLS first" : "");
         return POP3_DONE;
     }
     pop3_forget_user(s);
-    g_autofree char *name = g_ascii_strdown(argv[0], -1);
+    g_autofree char *name = g_ascii_strdown(a->argv[0], -1);
     char *delim = strchr(name, s->cfg.mailbox_delimiter);
     if (delim) {
         *delim = '\0';
@@ -263,9 +277,8 @@ pop3_temporary(const GError *e)
 /* pop3_pass - PASS string (RFC 1939 section 7): verify, then load the maildrop and enter
  * TRANSACTION */
 static Pop3Status
-pop3_pass(Pop3Session *s, char **argv, guint argc, GString *out)
+pop3_pass(Pop3Session *s, Pop3Args *a, GString *out)
 {
-    (void)argc;
     if (!s->user)
         return pop3_bad(out, "give USER first");
 
@@ -279,11 +292,11 @@ pop3_pass(Pop3Session *s, char **argv, guint argc, GString *out)
     store_password_get(s->store, s->user, &hash, &pw_error);
     gboolean ok;
     if (hash) {
-        ok = password_verify(argv[0], hash);
+        ok = password_verify(a->argv[0], hash);
         OPENSSL_cleanse(hash, strlen(hash));
         g_free(hash);
     } else {
-        password_verify_dummy(argv[0]);
+        password_verify_dummy(a->argv[0]);
         ok = FALSE;
     }
 
@@ -365,9 +378,9 @@ pop3_remove_marked(Pop3Session *s, guint *removed)
 /* pop3_quit - QUIT (sections 4 and 6): sign off; from TRANSACTION, UPDATE first removes the
  * marked messages */
 static Pop3Status
-pop3_quit(Pop3Session *s, char **argv, guint argc, GString *out)
+pop3_quit(Pop3Session *s, Pop3Args *a, GString *out)
 {
-    (void)argv, (void)argc;
+    (void)a;
     if (s->state != POP3_STATE_TRANSACTION) {
         pop3_enter_state(s, POP3_STATE_CLOSED);
         pop3_reply(out, TRUE, NULL, POP3_SIGN_OFF);
@@ -414,9 +427,9 @@ static const Pop3Capability pop3_capabilities[] = {
 
 /* pop3_capa - CAPA (RFC 2449 section 5): the capabilities offered now */
 static Pop3Status
-pop3_capa(Pop3Session *s, char **argv, guint argc, GString *out)
+pop3_capa(Pop3Session *s, Pop3Args *a, GString *out)
 {
-    (void)argv, (void)argc;
+    (void)a;
     pop3_reply(out, TRUE, NULL, "Capability list follows");
     for (gsize i = 0; i < G_N_ELEMENTS(pop3_capabilities); i++)
         if (!pop3_capabilities[i].offered || pop3_capabilities[i].offered(s))
@@ -427,9 +440,9 @@ pop3_capa(Pop3Session *s, char **argv, guint argc, GString *out)
 
 /* pop3_stls - STLS (RFC 2595 section 4): "+OK", then the adapter negotiates TLS */
 static Pop3Status
-pop3_stls(Pop3Session *s, char **argv, guint argc, GString *out)
+pop3_stls(Pop3Session *s, Pop3Args *a, GString *out)
 {
-    (void)argv, (void)argc;
+    (void)a;
     if (s->tls) {
         pop3_reply(out, FALSE, NULL, "command not permitted when TLS active");
         return POP3_DONE;
@@ -446,24 +459,20 @@ pop3_stls(Pop3Session *s, char **argv, guint argc, GString *out)
 
 /* pop3_stat - STAT (section 5): messages and octets not marked deleted */
 static Pop3Status
-pop3_stat(Pop3Session *s, char **argv, guint argc, GString *out)
+pop3_stat(Pop3Session *s, Pop3Args *a, GString *out)
 {
-    (void)argv, (void)argc;
+    (void)a;
     pop3_reply(out, TRUE, NULL, "%u %" G_GUINT64_FORMAT, s->live, s->live_octets);
     return POP3_DONE;
 }
 
 /* pop3_list - LIST [msg] (section 5): sizes from the index */
 static Pop3Status
-pop3_list(Pop3Session *s, char **argv, guint argc, GString *out)
+pop3_list(Pop3Session *s, Pop3Args *a, GString *out)
 {
-    if (argc == 1) {
-        guint n;
-        Pop3Status st;
-        const Pop3Msg *m = pop3_message_arg(s, argv[0], &n, out, &st);
-        if (m)
-            pop3_reply(out, TRUE, NULL, "%u %" G_GUINT64_FORMAT, n, (guint64)m->size);
-        return st;
+    if (a->msg) {
+        pop3_reply(out, TRUE, NULL, "%u %" G_GUINT64_FORMAT, a->n, (guint64)a->msg->size);
+        return POP3_DONE;
     }
     pop3_reply(out, TRUE, NULL, "%u messages (%" G_GUINT64_FORMAT " octets)", s->live,
                s->live_octets);
@@ -478,18 +487,13 @@ pop3_list(Pop3Session *s, char **argv, guint argc, GString *out)
 
 /* pop3_uidl - UIDL [msg] (section 7): each message's TimeUUID, canonical text */
 static Pop3Status
-pop3_uidl(Pop3Session *s, char **argv, guint argc, GString *out)
+pop3_uidl(Pop3Session *s, Pop3Args *a, GString *out)
 {
     char uid[STORE_MSGID_TEXT_LEN];
-    if (argc == 1) {
-        guint n;
-        Pop3Status st;
-        const Pop3Msg *m = pop3_message_arg(s, argv[0], &n, out, &st);
-        if (m) {
-            store_msgid_to_text(&m->id, uid);
-            pop3_reply(out, TRUE, NULL, "%u %s", n, uid);
-        }
-        return st;
+    if (a->msg) {
+        store_msgid_to_text(&a->msg->id, uid);
+        pop3_reply(out, TRUE, NULL, "%u %s", a->n, uid);
+        return POP3_DONE;
     }
     pop3_reply(out, TRUE, NULL, "unique-id listing follows");
     for (guint i = 0; i < s->msgs->len; i++) {
@@ -528,15 +532,9 @@ pop3_open(Pop3Session *s, guint n, const Pop3Msg *m, GString *out)
 /* pop3_retr - RETR msg (section 5): "+OK n octets", then the body through pop3_session_more,
  * streamed from the store a part at a time */
 static Pop3Status
-pop3_retr(Pop3Session *s, char **argv, guint argc, GString *out)
+pop3_retr(Pop3Session *s, Pop3Args *a, GString *out)
 {
-    (void)argc;
-    guint n;
-    Pop3Status st;
-    const Pop3Msg *m = pop3_message_arg(s, argv[0], &n, out, &st);
-    if (!m)
-        return st;
-    StoreReader *r = pop3_open(s, n, m, out);
+    StoreReader *r = pop3_open(s, a->n, a->msg, out);
     if (!r)
         return POP3_DONE;
     guint64 len = store_reader_size(r);
@@ -544,55 +542,44 @@ pop3_retr(Pop3Session *s, char **argv, guint argc, GString *out)
     pop3_msgout_start(&s->body, r, FALSE, 0);
     s->body_is_retr = TRUE;
     s->body_octets = len;
-    s->body_msg = n;
+    s->body_msg = a->n;
     return POP3_DONE;
 }
 
 /* pop3_top - TOP msg n (section 7): header, blank line and n body lines, through
  * pop3_session_more */
 static Pop3Status
-pop3_top(Pop3Session *s, char **argv, guint argc, GString *out)
+pop3_top(Pop3Session *s, Pop3Args *a, GString *out)
 {
-    (void)argc;
-    guint n, lines;
-    Pop3Status st;
-    const Pop3Msg *m = pop3_message_arg(s, argv[0], &n, out, &st);
-    if (!m)
-        return st;
-    if (!pop3_parse_number(argv[1], &lines))
-        return pop3_bad(out, "invalid number of lines \"%.40s\"", argv[1]);
-    StoreReader *r = pop3_open(s, n, m, out);
+    guint lines;
+    if (!pop3_parse_number(a->argv[1], &lines))
+        return pop3_bad(out, "invalid number of lines \"%.40s\"", a->argv[1]);
+    StoreReader *r = pop3_open(s, a->n, a->msg, out);
     if (!r)
         return POP3_DONE;
-    pop3_reply(out, TRUE, NULL, "top of message %u follows", n);
+    pop3_reply(out, TRUE, NULL, "top of message %u follows", a->n);
     pop3_msgout_start(&s->body, r, TRUE, lines);
     s->body_is_retr = FALSE;
-    s->body_msg = n;
+    s->body_msg = a->n;
     return POP3_DONE;
 }
 
 /* pop3_dele - DELE msg (section 5): mark; the store is changed only at QUIT */
 static Pop3Status
-pop3_dele(Pop3Session *s, char **argv, guint argc, GString *out)
+pop3_dele(Pop3Session *s, Pop3Args *a, GString *out)
 {
-    (void)argc;
-    guint n;
-    Pop3Status st;
-    Pop3Msg *m = pop3_message_arg(s, argv[0], &n, out, &st);
-    if (!m)
-        return st;
-    m->deleted = 1;
+    a->msg->deleted = 1;
     s->live--;
-    s->live_octets -= m->size;
-    pop3_reply(out, TRUE, NULL, "message %u deleted", n);
+    s->live_octets -= a->msg->size;
+    pop3_reply(out, TRUE, NULL, "message %u deleted", a->n);
     return POP3_DONE;
 }
 
 /* pop3_rset - RSET (section 5): unmark every message */
 static Pop3Status
-pop3_rset(Pop3Session *s, char **argv, guint argc, GString *out)
+pop3_rset(Pop3Session *s, Pop3Args *a, GString *out)
 {
-    (void)argv, (void)argc;
+    (void)a;
     for (guint i = 0; i < s->msgs->len; i++) {
         Pop3Msg *m = &g_array_index(s->msgs, Pop3Msg, i);
         if (m->deleted) {
@@ -608,9 +595,9 @@ pop3_rset(Pop3Session *s, char **argv, guint argc, GString *out)
 
 /* pop3_noop - NOOP (section 5) */
 static Pop3Status
-pop3_noop(Pop3Session *s, char **argv, guint argc, GString *out)
+pop3_noop(Pop3Session *s, Pop3Args *a, GString *out)
 {
-    (void)s, (void)argv, (void)argc;
+    (void)s, (void)a;
     pop3_reply(out, TRUE, NULL, "NOOP");
     return POP3_DONE;
 }
@@ -618,26 +605,26 @@ pop3_noop(Pop3Session *s, char **argv, guint argc, GString *out)
 /* ---- dispatch ----------------------------------------------------------------------------- */
 
 static const Pop3Command pop3_authorization_commands[] = {
-    {"USER", 1, 1, FALSE, "USER name", pop3_user},
-    {"PASS", 1, 1, TRUE, "PASS password", pop3_pass},
-    {"QUIT", 0, 0, FALSE, "QUIT", pop3_quit},
-    {"CAPA", 0, 0, FALSE, "CAPA", pop3_capa},
-    {"STLS", 0, 0, FALSE, "STLS", pop3_stls},
-    {NULL, 0, 0, FALSE, NULL, NULL},
+    {"USER", 1, 1, 0, "USER name", pop3_user},
+    {"PASS", 1, 1, POP3_ARG_RAW, "PASS password", pop3_pass},
+    {"QUIT", 0, 0, 0, "QUIT", pop3_quit},
+    {"CAPA", 0, 0, 0, "CAPA", pop3_capa},
+    {"STLS", 0, 0, 0, "STLS", pop3_stls},
+    {NULL, 0, 0, 0, NULL, NULL},
 };
 
 static const Pop3Command pop3_transaction_commands[] = {
-    {"STAT", 0, 0, FALSE, "STAT", pop3_stat},
-    {"LIST", 0, 1, FALSE, "LIST [msg]", pop3_list},
-    {"UIDL", 0, 1, FALSE, "UIDL [msg]", pop3_uidl},
-    {"RETR", 1, 1, FALSE, "RETR msg", pop3_retr},
-    {"TOP", 2, 2, FALSE, "TOP msg lines", pop3_top},
-    {"DELE", 1, 1, FALSE, "DELE msg", pop3_dele},
-    {"RSET", 0, 0, FALSE, "RSET", pop3_rset},
-    {"NOOP", 0, 0, FALSE, "NOOP", pop3_noop},
-    {"QUIT", 0, 0, FALSE, "QUIT", pop3_quit},
-    {"CAPA", 0, 0, FALSE, "CAPA", pop3_capa},
-    {NULL, 0, 0, FALSE, NULL, NULL},
+    {"STAT", 0, 0, 0, "STAT", pop3_stat},
+    {"LIST", 0, 1, POP3_ARG_MSG, "LIST [msg]", pop3_list},
+    {"UIDL", 0, 1, POP3_ARG_MSG, "UIDL [msg]", pop3_uidl},
+    {"RETR", 1, 1, POP3_ARG_MSG, "RETR msg", pop3_retr},
+    {"TOP", 2, 2, POP3_ARG_MSG, "TOP msg lines", pop3_top},
+    {"DELE", 1, 1, POP3_ARG_MSG, "DELE msg", pop3_dele},
+    {"RSET", 0, 0, 0, "RSET", pop3_rset},
+    {"NOOP", 0, 0, 0, "NOOP", pop3_noop},
+    {"QUIT", 0, 0, 0, "QUIT", pop3_quit},
+    {"CAPA", 0, 0, 0, "CAPA", pop3_capa},
+    {NULL, 0, 0, 0, NULL, NULL},
 };
 
 /* pop3_table_find - VERB in TABLE (case-insensitive, RFC 1939 section 3), or NULL */
@@ -678,26 +665,31 @@ pop3_dispatch(Pop3Session *s, GString *out)
         return pop3_bad(out, "unknown command");
     }
 
-    char *argv[POP3_MAX_ARGS + 1];
-    guint argc = 0;
-    if (cmd->raw_arg) {
+    Pop3Args a = {.argc = 0};
+    if (cmd->flags & POP3_ARG_RAW) {
         if (rest && *rest)
-            argv[argc++] = rest;
+            a.argv[a.argc++] = rest;
     } else {
         /* Arguments are separated by single spaces (RFC 1939 section 3); be lenient with runs. */
         char *save = NULL;
         for (char *t = rest ? strtok_r(rest, " ", &save) : NULL; t;
              t = strtok_r(NULL, " ", &save)) {
-            if (argc == G_N_ELEMENTS(argv)) {
-                argc++;
+            if (a.argc == G_N_ELEMENTS(a.argv)) {
+                a.argc++;
                 break;
             }
-            argv[argc++] = t;
+            a.argv[a.argc++] = t;
         }
     }
-    if (argc < cmd->min_args || argc > cmd->max_args)
+    if (a.argc < cmd->min_args || a.argc > cmd->max_args)
         return pop3_bad(out, "syntax: %s", cmd->usage);
-    return cmd->proceed(s, argv, argc, out);
+    if ((cmd->flags & POP3_ARG_MSG) && a.argc > 0) {
+        Pop3Status st;
+        a.msg = pop3_message_arg(s, a.argv[0], &a.n, out, &st);
+        if (!a.msg)
+            return st;
+    }
+    return cmd->proceed(s, &a, out);
 }
 
 gboolean
