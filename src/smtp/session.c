@@ -8,8 +8,10 @@
  *   2. the verb's check step: parses and validates its argument, may refuse by policy (SIZE 552,
  *      relay 554, recipient limit 452); it changes nothing;
  *   3. the verb's proceed step: asks the store, changes the session, replies.
+ * A verb that only answers (NOOP, VRFY, HELP, those not implemented) has no steps: its reply
+ * stands in the command table.
  * Bad commands (1, and syntax errors of 2) count towards max_errors; at the limit the session is
- * answered 421 and closed. Every reply goes through smtp_reply(); every state change through
+ * answered 421 and closed. Every reply goes through smtp_reply_line(); every state change through
  * smtp_enter_state().
  *
  * Two things are not commands: the lines of an AUTH exchange (smtp_auth_line, RFC 4954 4), and
@@ -79,15 +81,19 @@ static const char *const smtp_esc_text[] = {
     [SMTP_ESC_ENCRYPTION_NEEDED] = "7.11",
 };
 
-/* smtp_reply_va - one reply line: CODE, "-" when MORE lines follow, the enhanced code, text */
-static void
-smtp_reply_va(GString *out, int code, gboolean more, SmtpEsc esc, const char *fmt, va_list ap)
+/* smtp_reply_line - one reply line: CODE, "-" when MORE lines of the reply follow (RFC 5321
+ * 4.2.1), the enhanced code, the text */
+static void G_GNUC_PRINTF(5, 6)
+smtp_reply_line(GString *out, int code, gboolean more, SmtpEsc esc, const char *fmt, ...)
 {
     g_string_append_printf(out, "%03d%c", code, more ? '-' : ' ');
     if (esc != SMTP_ESC_NONE && code >= 200 && code < 600)
         g_string_append_printf(out, "%d.%s ", code / 100, smtp_esc_text[esc]);
     gsize start = out->len;
+    va_list ap;
+    va_start(ap, fmt);
     g_string_append_vprintf(out, fmt, ap);
+    va_end(ap);
     /* A reply line is one line: nothing the client sent may break it (RFC 5321 4.2). */
     for (gsize i = start; i < out->len; i++)
         if (out->str[i] == '\r' || out->str[i] == '\n' || out->str[i] == '\0')
@@ -95,25 +101,8 @@ smtp_reply_va(GString *out, int code, gboolean more, SmtpEsc esc, const char *fm
     g_string_append(out, "\r\n");
 }
 
-/* smtp_reply - the last (or only) line of a reply */
-static void G_GNUC_PRINTF(4, 5)
-smtp_reply(GString *out, int code, SmtpEsc esc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    smtp_reply_va(out, code, FALSE, esc, fmt, ap);
-    va_end(ap);
-}
-
-/* smtp_reply_more - a line of a multi-line reply that is not the last (RFC 5321 4.2.1) */
-static void G_GNUC_PRINTF(4, 5)
-smtp_reply_more(GString *out, int code, SmtpEsc esc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    smtp_reply_va(out, code, TRUE, esc, fmt, ap);
-    va_end(ap);
-}
+/* smtp_reply - the last (or only) line of a reply: smtp_reply(out, code, esc, fmt, ...) */
+#define smtp_reply(out, code, ...) smtp_reply_line((out), (code), FALSE, __VA_ARGS__)
 
 /* --- the session ----------------------------------------------------------------------------- */
 
@@ -365,13 +354,34 @@ enum {
     CMD_ARG_REQUIRED = 1 << 1,  /* needs an argument (501 otherwise) */
 };
 
+/* The whole reply of a command that only answers; its lines are separated by "\n". */
+typedef struct {
+    int code;
+    SmtpEsc esc;
+    const char *text;
+} SmtpAnswer;
+
 typedef struct {
     const char *verb;
     guint states;           /* where it is allowed; elsewhere 503 */
     guint flags;
     SmtpStep check;         /* validates only; NULL when there is nothing to check */
     SmtpStep proceed;       /* acts and replies */
+    SmtpAnswer answer;      /* without check and proceed: the reply (a 5xx is a bad command) */
 } SmtpCommand;
+
+/* smtp_answer - a command's fixed reply (RFC 5321 4.2.1 for the lines before the last) */
+static SmtpResult
+smtp_answer(const SmtpAnswer *answer, GString *out)
+{
+    const char *text = answer->text, *nl;
+    while ((nl = strchr(text, '\n'))) {
+        smtp_reply_line(out, answer->code, TRUE, answer->esc, "%.*s", (int)(nl - text), text);
+        text = nl + 1;
+    }
+    smtp_reply(out, answer->code, answer->esc, "%s", text);
+    return answer->code >= 500 ? SMTP_BAD : SMTP_GO;
+}
 
 /* smtp_check_helo - HELO/EHLO domain: one word of printable ASCII, at most 255 octets. Like
  * Postfix by default we do not insist on a valid domain name (RFC 5321 4.1.4: a server MUST NOT
@@ -423,16 +433,16 @@ static SmtpResult
 smtp_proceed_ehlo(SmtpSession *s, SmtpArgs *a, GString *out)
 {
     smtp_greet_client(s, a, TRUE);
-    smtp_reply_more(out, 250, SMTP_ESC_NONE, "%s", s->cfg.hostname);
-    smtp_reply_more(out, 250, SMTP_ESC_NONE, "PIPELINING");
-    smtp_reply_more(out, 250, SMTP_ESC_NONE, "SIZE %" G_GSIZE_FORMAT, s->cfg.max_message_size);
-    smtp_reply_more(out, 250, SMTP_ESC_NONE, "8BITMIME");
+    smtp_reply_line(out, 250, TRUE, SMTP_ESC_NONE, "%s", s->cfg.hostname);
+    smtp_reply_line(out, 250, TRUE, SMTP_ESC_NONE, "PIPELINING");
+    smtp_reply_line(out, 250, TRUE, SMTP_ESC_NONE, "SIZE %" G_GSIZE_FORMAT, s->cfg.max_message_size);
+    smtp_reply_line(out, 250, TRUE, SMTP_ESC_NONE, "8BITMIME");
     if (s->cfg.starttls && !s->tls)
-        smtp_reply_more(out, 250, SMTP_ESC_NONE, "STARTTLS");
+        smtp_reply_line(out, 250, TRUE, SMTP_ESC_NONE, "STARTTLS");
     if (smtp_auth_offered(s))
-        smtp_reply_more(out, 250, SMTP_ESC_NONE, "AUTH PLAIN LOGIN");
+        smtp_reply_line(out, 250, TRUE, SMTP_ESC_NONE, "AUTH PLAIN LOGIN");
     for (const char *const *e = s->cfg.extensions; e && *e; e++)
-        smtp_reply_more(out, 250, SMTP_ESC_NONE, "%s", *e);
+        smtp_reply_line(out, 250, TRUE, SMTP_ESC_NONE, "%s", *e);
     smtp_reply(out, 250, SMTP_ESC_NONE, "ENHANCEDSTATUSCODES");
     return SMTP_GO;
 }
@@ -763,15 +773,6 @@ smtp_proceed_rset(SmtpSession *s, SmtpArgs *a, GString *out)
 }
 
 static SmtpResult
-smtp_proceed_noop(SmtpSession *s, SmtpArgs *a, GString *out)
-{
-    (void)s;
-    (void)a;
-    smtp_reply(out, 250, SMTP_ESC_OTHER, "Ok");
-    return SMTP_GO;
-}
-
-static SmtpResult
 smtp_proceed_quit(SmtpSession *s, SmtpArgs *a, GString *out)
 {
     (void)a;
@@ -779,26 +780,6 @@ smtp_proceed_quit(SmtpSession *s, SmtpArgs *a, GString *out)
     smtp_reset_transaction(s);
     smtp_enter_state(s, SMTP_STATE_CLOSED);
     return SMTP_CLOSE;
-}
-
-static SmtpResult
-smtp_proceed_vrfy(SmtpSession *s, SmtpArgs *a, GString *out)
-{
-    (void)s;
-    (void)a;
-    /* RFC 5321 3.5.3: 252, without telling which users exist */
-    smtp_reply(out, 252, SMTP_ESC_CANNOT_VRFY, "Cannot VRFY user, but will accept message and attempt delivery");
-    return SMTP_GO;
-}
-
-static SmtpResult
-smtp_proceed_help(SmtpSession *s, SmtpArgs *a, GString *out)
-{
-    (void)s;
-    (void)a;
-    smtp_reply_more(out, 214, SMTP_ESC_OTHER, "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
-    smtp_reply(out, 214, SMTP_ESC_OTHER, "End of HELP info");
-    return SMTP_GO;
 }
 
 /* --- STARTTLS (RFC 3207) --------------------------------------------------------------------- */
@@ -1037,36 +1018,32 @@ smtp_proceed_auth(SmtpSession *s, SmtpArgs *a, GString *out)
     return SMTP_GO;
 }
 
-/* smtp_check_not_implemented - commands we know and do not offer (RFC 5321 4.2.4: 502) */
-static SmtpResult
-smtp_check_not_implemented(SmtpSession *s, SmtpArgs *a, GString *out)
-{
-    (void)s;
-    (void)a;
-    smtp_reply(out, 502, SMTP_ESC_INVALID_COMMAND, "Command not implemented");
-    return SMTP_BAD;
-}
+/* commands we know and do not offer (RFC 5321 4.2.4) */
+#define SMTP_NOT_IMPLEMENTED {502, SMTP_ESC_INVALID_COMMAND, "Command not implemented"}
 
 static const SmtpCommand smtp_commands[] = {
-    {"HELO", S_ANY, CMD_ARG_REQUIRED, smtp_check_helo, smtp_proceed_helo},
-    {"EHLO", S_ANY, CMD_ARG_REQUIRED, smtp_check_helo, smtp_proceed_ehlo},
-    {"MAIL", S_READY, CMD_ARG_REQUIRED, smtp_check_mail, smtp_proceed_mail},
-    {"RCPT", S_MAIL | S_RCPT, CMD_ARG_REQUIRED, smtp_check_rcpt, smtp_proceed_rcpt},
-    {"DATA", S_RCPT, CMD_ARG_NONE, NULL, smtp_proceed_data},
-    {"RSET", S_ANY, CMD_ARG_NONE, NULL, smtp_proceed_rset},
-    {"NOOP", S_ANY, 0, NULL, smtp_proceed_noop},
-    {"QUIT", S_ANY, CMD_ARG_NONE, NULL, smtp_proceed_quit},
-    {"VRFY", S_ANY, CMD_ARG_REQUIRED, NULL, smtp_proceed_vrfy},
-    {"HELP", S_ANY, 0, NULL, smtp_proceed_help},
-    {"STARTTLS", S_READY, CMD_ARG_NONE, smtp_check_starttls, smtp_proceed_starttls},
-    {"AUTH", S_READY, CMD_ARG_REQUIRED, smtp_check_auth, smtp_proceed_auth},
-    {"EXPN", S_ANY, 0, smtp_check_not_implemented, NULL},
-    {"TURN", S_ANY, 0, smtp_check_not_implemented, NULL},
-    {"ETRN", S_ANY, 0, smtp_check_not_implemented, NULL},
-    {"SEND", S_ANY, 0, smtp_check_not_implemented, NULL},
-    {"SOML", S_ANY, 0, smtp_check_not_implemented, NULL},
-    {"SAML", S_ANY, 0, smtp_check_not_implemented, NULL},
-    {"BDAT", S_ANY, 0, smtp_check_not_implemented, NULL},
+    {"HELO", S_ANY, CMD_ARG_REQUIRED, .check = smtp_check_helo, .proceed = smtp_proceed_helo},
+    {"EHLO", S_ANY, CMD_ARG_REQUIRED, .check = smtp_check_helo, .proceed = smtp_proceed_ehlo},
+    {"MAIL", S_READY, CMD_ARG_REQUIRED, .check = smtp_check_mail, .proceed = smtp_proceed_mail},
+    {"RCPT", S_MAIL | S_RCPT, CMD_ARG_REQUIRED, .check = smtp_check_rcpt, .proceed = smtp_proceed_rcpt},
+    {"DATA", S_RCPT, CMD_ARG_NONE, .proceed = smtp_proceed_data},
+    {"RSET", S_ANY, CMD_ARG_NONE, .proceed = smtp_proceed_rset},
+    {"NOOP", S_ANY, 0, .answer = {250, SMTP_ESC_OTHER, "Ok"}},
+    {"QUIT", S_ANY, CMD_ARG_NONE, .proceed = smtp_proceed_quit},
+    /* RFC 5321 3.5.3: 252, without telling which users exist */
+    {"VRFY", S_ANY, CMD_ARG_REQUIRED,
+     .answer = {252, SMTP_ESC_CANNOT_VRFY, "Cannot VRFY user, but will accept message and attempt delivery"}},
+    {"HELP", S_ANY, 0,
+     .answer = {214, SMTP_ESC_OTHER, "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP\nEnd of HELP info"}},
+    {"STARTTLS", S_READY, CMD_ARG_NONE, .check = smtp_check_starttls, .proceed = smtp_proceed_starttls},
+    {"AUTH", S_READY, CMD_ARG_REQUIRED, .check = smtp_check_auth, .proceed = smtp_proceed_auth},
+    {"EXPN", S_ANY, 0, .answer = SMTP_NOT_IMPLEMENTED},
+    {"TURN", S_ANY, 0, .answer = SMTP_NOT_IMPLEMENTED},
+    {"ETRN", S_ANY, 0, .answer = SMTP_NOT_IMPLEMENTED},
+    {"SEND", S_ANY, 0, .answer = SMTP_NOT_IMPLEMENTED},
+    {"SOML", S_ANY, 0, .answer = SMTP_NOT_IMPLEMENTED},
+    {"SAML", S_ANY, 0, .answer = SMTP_NOT_IMPLEMENTED},
+    {"BDAT", S_ANY, 0, .answer = SMTP_NOT_IMPLEMENTED},
 };
 
 /* smtp_sequence_hint - the text of a 503 for VERB in the session's state (RFC 5321 4.1.4) */
@@ -1602,6 +1579,8 @@ smtp_command_text(SmtpSession *s, const char *text, GString *out)
         smtp_reply(out, 501, SMTP_ESC_SYNTAX, "Syntax: %s takes no argument", cmd->verb);
         return SMTP_BAD;
     }
+    if (!cmd->check && !cmd->proceed)
+        return smtp_answer(&cmd->answer, out);
     SmtpResult r = cmd->check ? cmd->check(s, &a, out) : SMTP_GO;
     if (r == SMTP_GO && cmd->proceed)
         r = cmd->proceed(s, &a, out);
