@@ -244,3 +244,16 @@ def postal_messages(debug_files):
                 i = j
             i += 1
     return out
+
+
+def make_certificate(folder, name):
+    """A self-signed certificate for mx.example.com and 127.0.0.1 (clients connect to the
+    address) in FOLDER/NAME-cert.pem, its key in NAME-key.pem, mode 0600: root's alone when the
+    tests run as root, so only a server that reads it before dropping privileges can use it."""
+    cert, key = folder / f"{name}-cert.pem", folder / f"{name}-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={HOST}",
+                    "-addext", f"subjectAltName=DNS:{HOST},IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    key.chmod(0o600)
+    return cert, key

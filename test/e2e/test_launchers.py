@@ -21,7 +21,6 @@ import os
 import poplib
 import re
 import shutil
-import signal
 import smtplib
 import socket
 import ssl
@@ -33,7 +32,10 @@ from pathlib import Path
 import pytest
 
 from conftest import BUILD, TOP, unique, write_conf
-from support import free_port, wait_for
+from support import free_port, make_certificate, wait_for
+
+sys.path.insert(0, str(TOP / "tools" / "bench"))
+from cassbench.common import stop_process  # noqa: E402
 
 CONFIG = TOP / "config"
 SERVICES = {"smtp": ("cassmail-smtp", "cassmail-smtpd", 25), "pop3": ("cassmail-pop3", "cassmail-pop3d", 110)}
@@ -138,13 +140,7 @@ class Xinetd:
         return out
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def message(subject):
@@ -248,13 +244,8 @@ def test_xinetd_configuration_rejects_a_server_that_cannot_run():
         assert "missing-smtpd is not executable" in text
         assert "Started working: 0 available services" in text
     finally:
-        if proc and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc:
+            stop_process(proc)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -351,11 +342,7 @@ def test_xinetd_serves_submission_with_starttls_and_over_implicit_tls(mail):
     folder = Path(tempfile.mkdtemp(prefix="cassmail-xinetd-"))
     try:
         folder.chmod(0o755)
-        cert, key = folder / "cert.pem", folder / "key.pem"
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                        "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
-                        "-subj", "/CN=mx.example.com"], check=True, capture_output=True, timeout=60)
-        key.chmod(0o600)   # read by the server before it becomes [server] user
+        cert, key = make_certificate(folder, "mx")   # the key: read before the server becomes [server] user
         conf = write_conf(folder / "cassmail.conf", smtp={"domains": "example.com"},
                           tls={"certificate": cert, "key": key})
         conf.chmod(0o644)

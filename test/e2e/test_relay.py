@@ -42,7 +42,8 @@ from pathlib import Path
 import pytest
 
 from conftest import TOP, Mail, unique, write_conf
-from support import HOST, MSGID_RE, POP3D, SMTPD, Daemon, Raw, body, free_port, retr_bytes, wait_for
+from support import (HOST, MSGID_RE, POP3D, SMTPD, Daemon, Raw, body, free_port, make_certificate, retr_bytes,
+                     wait_for)
 
 sys.path.insert(0, str(TOP / "tools" / "bench"))
 from cassbench.postfix import start_postfix  # noqa: E402
@@ -59,17 +60,6 @@ def need(tool):
         pytest.fail(f"{tool} is not installed: run tools/setup (it installs the Debian package)",
                     pytrace=False)
     return path
-
-
-def make_certificate(folder, name):
-    """A self-signed certificate for mx.example.com and 127.0.0.1 (clients connect to the address)."""
-    cert, key = folder / f"{name}-cert.pem", folder / f"{name}-key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={HOST}",
-                    "-addext", f"subjectAltName=DNS:{HOST},IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
-    key.chmod(0o600)
-    return cert, key
 
 
 # --- the far MX: a capture SMTP server ------------------------------------------------------------

@@ -26,8 +26,8 @@ import pytest
 
 import support
 from conftest import BUILD, Mail, unique, write_conf
-from support import HOST, POP3D, SMTPD
-from test_tls_auth import client_context, make_certificate
+from support import HOST, POP3D, SMTPD, make_certificate
+from test_tls_auth import client_context
 
 PASSWORD = "smuggling pass 3"
 STORE_PUT = BUILD / "test" / "store-put"
@@ -53,7 +53,7 @@ def env(ring, tmp_path_factory):
     """A 1-node ring with the schema; cassmail-smtpd (with STARTTLS) and cassmail-pop3d."""
     ring.ensure(1)
     d = tmp_path_factory.mktemp("smuggling")
-    cert, key = make_certificate(d)
+    cert, key = make_certificate(d, "mx")
     conf = write_conf(d / "cassmail.conf", smtp={"hostname": HOST},
                       tls={"certificate": cert, "key": key})
     ring.schema(conf)

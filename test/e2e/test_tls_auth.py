@@ -52,18 +52,6 @@ def ids(pid):
     return out
 
 
-def make_certificate(folder):
-    """A self-signed certificate for mx.example.com and its key (mode 0600: root's alone when the
-    tests run as root, so only a server that reads it before dropping privileges can use it)."""
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={HOST}",
-                    "-addext", f"subjectAltName=DNS:{HOST}"],
-                   check=True, capture_output=True, timeout=60)
-    key.chmod(0o600)
-    return cert, key
-
-
 def client_context(cert):
     """TLS for our clients: the server must present CERT (the name is not checked: we connect to
     127.0.0.1, the certificate names mx.example.com)."""
@@ -110,7 +98,7 @@ def env(ring, tmp_path_factory):
     (what a client on another machine gets by default)."""
     ring.ensure(1)
     d = tmp_path_factory.mktemp("tlsauth")
-    cert, key = make_certificate(d)
+    cert, key = support.make_certificate(d, "mx")
     tls = {"certificate": cert, "key": key}
     confs = {
         "loopback": write_conf(d / "loopback.conf", tls=tls),

@@ -54,6 +54,18 @@ def stop_pid(pid, name, wait=15.0):
         pass
 
 
+def stop_process(proc, sig=signal.SIGTERM, wait=15.0):
+    """SIG to PROC (a Popen) if it still runs, SIGKILL after WAIT seconds; its exit status"""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import BUILD, MB, OUT, SIZE_LABEL, WORK, log, node, sh, stop_pid, users_file
+from .common import BUILD, MB, OUT, SIZE_LABEL, WORK, log, node, sh, stop_pid, stop_process, users_file
 from .load import next_label, pop_load, rabid_drain, run_load, run_postal, summarize
 from .report import (BASELINE_RUNS, append_csv, append_row, baseline_run_key, fig6_minutes,
                      keep_csv_rows, keep_rows, write_fig6_minutes)
@@ -291,12 +291,7 @@ def pop3(args):
                                  f"[127.0.0.1]{smtpd.port}", str(sub)], cwd=WORK,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(args.pop_fill)
-        fill.send_signal(signal.SIGINT)
-        try:
-            fill.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            fill.kill()
-            fill.wait()
+        stop_process(fill, signal.SIGINT, 20)
         time.sleep(2)
         smtpd.stop()
         # the same messages, octet for octet, into one Maildir per user for Dovecot
