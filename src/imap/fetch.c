@@ -234,14 +234,12 @@ fetch_section_valid(const char *section)
 
 /* ---- output ---------------------------------------------------------------------------------- */
 
-/* imap_internaldate - INTERNALDATE of message ID: the time its TimeUUID was minted */
+/* fetch_internaldate - INTERNALDATE: UNIX_S as date-time */
 static void
-fetch_internaldate(const StoreMsgId *id, GString *out)
+fetch_internaldate(gint64 unix_s, GString *out)
 {
     static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    guint64 t = store_msgid_time(id);
-    gint64 unix_s = (gint64)(t / 10000000) - G_GINT64_CONSTANT(12219292800);
     GDateTime *dt = g_date_time_new_from_unix_utc(MAX(unix_s, 0));
     if (!dt)
         dt = g_date_time_new_from_unix_utc(0);
@@ -258,7 +256,7 @@ static gboolean
 fetch_parse_tree(ImapSession *s, guint i, gboolean whole, MimeTree **tree, GError **error)
 {
     StoreReader *r = NULL;
-    if (!store_reader_open(s->store, s->user, s->box, imap_msg_id(s, i), &r, error))
+    if (!store_reader_open(s->store, s->user, imap_view_stored_name(s->view), imap_msg_id(s, i), &r, error))
         return FALSE;
     MimeParser *mp = mime_parser_new();
     GBytes *chunk = NULL;
@@ -314,7 +312,7 @@ fetch_start_literal(ImapSession *s, ImapFetch *f, const FetchItem *it, guint i, 
     g_string_append_printf(out, " {%" G_GUINT64_FORMAT "}\r\n", n);
     if (n == 0)
         return TRUE;
-    if (!store_reader_open(s->store, s->user, s->box, imap_msg_id(s, i), &f->reader, error))
+    if (!store_reader_open(s->store, s->user, imap_view_stored_name(s->view), imap_msg_id(s, i), &f->reader, error))
         return FALSE;
     f->streaming = TRUE;
     f->chunk_at = 0;
@@ -385,7 +383,7 @@ fetch_item(ImapSession *s, ImapFetch *f, const FetchItem *it, guint i, GString *
         break;
     case FI_INTERNALDATE:
         g_string_append(out, "INTERNALDATE ");
-        fetch_internaldate(imap_msg_id(s, i), out);
+        fetch_internaldate(imap_view_internaldate(s->view, i + 1), out);
         break;
     case FI_SIZE:
         g_string_append_printf(out, "RFC822.SIZE %" G_GUINT64_FORMAT, imap_msg_size(s, i));
@@ -433,7 +431,7 @@ imap_fetch_more(ImapSession *s, GString *out, gsize max)
         if (f->streaming) {
             if (!fetch_stream(f, out, max, &e)) {
                 log_warn("imap %s: %s|%s: message %u cut short, closing: %s", s->peer, s->user,
-                         s->box, f->seq, e->message);
+                         imap_view_stored_name(s->view), f->seq, e->message);
                 g_error_free(e);
                 imap_fetch_free(&s->fetch);
                 s->end_reason = "body-failed";
@@ -490,7 +488,7 @@ imap_fetch_more(ImapSession *s, GString *out, gsize max)
 
 failed_inside:
     /* the message's response has begun: it cannot be completed honestly */
-    log_warn("imap %s: %s|%s: message %u cannot be read, closing: %s", s->peer, s->user, s->box,
+    log_warn("imap %s: %s|%s: message %u cannot be read, closing: %s", s->peer, s->user, imap_view_stored_name(s->view),
              f->seq, e->message);
     g_error_free(e);
     imap_fetch_free(&s->fetch);
@@ -575,7 +573,7 @@ imap_cmd_fetch(ImapSession *s, ImapCmd *c, GString *out)
         g_autoptr(GArray) unseen = g_array_new(FALSE, FALSE, sizeof(guint));
         for (guint k = 0; k < f->msgs->len; k++) {
             guint i = g_array_index(f->msgs, guint, k);
-            if (!imap_msg_flag(s, i, "\\Seen"))
+            if (!(imap_msg_flags(s, i) & IMAP_FLAG_SEEN))
                 g_array_append_val(unseen, i);
         }
         GError *e = NULL;

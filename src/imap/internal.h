@@ -32,12 +32,10 @@ typedef struct ImapFetch ImapFetch;
 
 /* An APPEND whose message literal is arriving (mailbox.c). */
 typedef struct {
-    char *tag;
-    char *mailbox;           /* the store's name */
-    GPtrArray *flags;
+    ImapAppend *append;      /* view.h's */
+    guint flags;             /* IMAP_FLAG_* */
+    GPtrArray *keywords;     /* NULL-terminated */
     guint64 size;            /* announced */
-    guint64 got;
-    StoreWriter *writer;
     GError *error;           /* the first failure: the rest is read and dropped */
     gboolean done;           /* the literal is complete; its command line's end comes next */
 } ImapUpload;
@@ -73,8 +71,8 @@ struct ImapSession {
     /* the selected mailbox */
     ImapView *view;
     char *mailbox;            /* its name as the client gave it (INBOX for inbox) */
-    char *box;                /* ... and as the store names it */
     gboolean readonly;        /* EXAMINE */
+    guint exists;             /* the message count the client last heard */
 
     ImapFetch *fetch;         /* a FETCH whose responses are still being handed out */
 };
@@ -90,8 +88,9 @@ gboolean imap_temporary(const GError *e);
 /* imap_store_failed - the tagged NO for error E of command C ([UNAVAILABLE] when temporary) */
 void imap_store_failed(ImapSession *s, const ImapCmd *c, const GError *e, GString *out);
 /* imap_sync - bring the selected mailbox up to date and send what changed (EXISTS, EXPUNGE,
- * FETCH FLAGS); EXPUNGE only when EXPUNGES is TRUE (not during FETCH, STORE, SEARCH by number) */
-void imap_sync(ImapSession *s, gboolean expunges, GString *out);
+ * FETCH FLAGS); never during FETCH, STORE or SEARCH (RFC 9051 7.4.1). An ended epoch ends the
+ * session with * BYE. */
+void imap_sync(ImapSession *s, GString *out);
 /* imap_flags_append - "(\Seen ...)" of message I of the view */
 void imap_flags_append(ImapSession *s, guint i, GString *out);
 /* imap_set_of - the messages (indexes into the view) a sequence set names */
@@ -125,9 +124,7 @@ guint imap_msgs(const ImapSession *s);
 guint32 imap_msg_uid(const ImapSession *s, guint i);
 const StoreMsgId *imap_msg_id(const ImapSession *s, guint i);
 guint64 imap_msg_size(const ImapSession *s, guint i);
-gboolean imap_msg_flag(const ImapSession *s, guint i, const char *flag);
-/* imap_mailbox_to_store - the store's name of IMAP mailbox NAME (INBOX in any case: inbox) */
-char *imap_mailbox_to_store(const char *name);
+guint imap_msg_flags(const ImapSession *s, guint i);
 
 /* ---- FETCH (fetch.c) ---- */
 ImapRc imap_cmd_fetch(ImapSession *s, ImapCmd *c, GString *out);

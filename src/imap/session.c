@@ -156,7 +156,7 @@ static ImapRc
 imap_cmd_noop(ImapSession *s, ImapCmd *c, GString *out)
 {
     if (s->state == IMAP_STATE_SELECTED)
-        imap_sync(s, TRUE, out);
+        imap_sync(s, out);
     if (s->state == IMAP_STATE_LOGOUT)
         return IMAP_DONE;
     imap_tagged(out, c->tag, "OK", "NOOP completed");
@@ -434,7 +434,7 @@ imap_cmd_idle(ImapSession *s, ImapCmd *c, GString *out)
     if (!imap_parse_end(&c->p))
         return imap_bad(c, out, "syntax: IDLE");
     if (s->state == IMAP_STATE_SELECTED)
-        imap_sync(s, TRUE, out);
+        imap_sync(s, out);
     if (s->state == IMAP_STATE_LOGOUT)
         return IMAP_DONE;
     g_string_append(out, "+ idling\r\n");
@@ -897,7 +897,7 @@ core_tick(gpointer core, GString *out)
 {
     ImapSession *s = core;
     if (s->idle_tag && s->state == IMAP_STATE_SELECTED)
-        imap_sync(s, TRUE, out);
+        imap_sync(s, out);
 }
 
 static gboolean core_tls_pending(gpointer s) { return ((ImapSession *)s)->tls_pending; }
