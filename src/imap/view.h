@@ -247,4 +247,8 @@ gboolean imap_view_meta_get(ImapView *v, const guint *seqs, guint n, GPtrArray *
                             GError **error);
 gboolean imap_view_meta_put(ImapView *v, guint seq, GBytes *meta, GError **error);
 
+/* imap_view_set_clock - for tests: the clock (µs since the Unix epoch) that horizons and new
+ * mailboxes' UIDVALIDITY bases read; NULL: the real one */
+void imap_view_set_clock(gint64 (*now_us)(void));
+
 #endif
