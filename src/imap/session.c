@@ -726,8 +726,8 @@ imap_count(ImapSession *s, ImapRc st, GString *out)
 {
     if (st == IMAP_BAD)
         s->errors++;
-    if (s->state != IMAP_STATE_LOGOUT && s->cfg.max_errors &&
-        s->errors + s->failed_logins >= s->cfg.max_errors) {
+    /* a failed login is a BAD result too: it counts once */
+    if (s->state != IMAP_STATE_LOGOUT && s->cfg.max_errors && s->errors >= s->cfg.max_errors) {
         log_info("imap %s: %u bad commands and %u failed logins, closing", s->peer, s->errors,
                  s->failed_logins);
         g_string_append(out, "* BYE Too many errors\r\n");

@@ -954,6 +954,17 @@ test_errors(void)
     g_assert_cmpstr(imap_core.ended(t->s), ==, "too-many-errors");
     t_free(t);
 
+    /* failed logins count towards the limit, once each */
+    t = t_new(FALSE);
+    t->cfg.max_errors = 3;
+    t_start(t);
+    g_assert_cmpstr(t_send(t, "a LOGIN pete x\r\n"), ==, "a NO [AUTHENTICATIONFAILED] Authentication failed\r\n");
+    g_assert_cmpstr(t_send(t, "b LOGIN pete y\r\n"), ==, "b NO [AUTHENTICATIONFAILED] Authentication failed\r\n");
+    g_assert_cmpstr(t_send(t, "c LOGIN pete z\r\n"), ==,
+                    "c NO [AUTHENTICATIONFAILED] Authentication failed\r\n* BYE Too many errors\r\n");
+    g_assert_true(t->closed);
+    t_free(t);
+
     t = t_new(FALSE);
     t_start(t);
     /* a line over the limit: one BAD, the session goes on */
