@@ -1566,26 +1566,20 @@ static gboolean
 attempt_get_columns(CassClient *c, gpointer data, GError **error)
 {
     NamesArgs *a = data;
-    CassandraColumnParent *parent = g_object_new(CASSANDRA_TYPE_COLUMN_PARENT,
-                                                 "column_family", a->cf, NULL);
+    CassandraColumnParent *parent = column_parent(a->cf);
     CassandraSlicePredicate *pred = g_object_new(CASSANDRA_TYPE_SLICE_PREDICATE, NULL);
     g_ptr_array_unref(pred->column_names);
     pred->column_names = g_ptr_array_ref(a->names);
     pred->__isset_column_names = TRUE;
     g_autoptr(GPtrArray) result = g_ptr_array_new_with_free_func(g_object_unref);
-    GError *terr = NULL;
-    CassandraInvalidRequestException *ire = NULL;
-    CassandraUnavailableException *ue = NULL;
-    CassandraTimedOutException *te = NULL;
+    CassFault f = {0};
     gboolean ok = cassandra_cassandra_if_get_slice(c->iface, &result, a->key, parent, pred,
                                                    (CassandraConsistencyLevel)a->consistency,
-                                                   &ire, &ue, &te, &terr);
+                                                   &f.ire, &f.ue, &f.te, &f.terr);
     g_object_unref(parent);
     g_object_unref(pred);
-    if (!ok) {
-        classify(c, terr, ire, NULL, ue, te, error);
-        return FALSE;
-    }
+    if (!ok)
+        return classify(c, &f, error);
     for (guint i = 0; i < result->len; i++) {
         CassColumn *col = column_from(c, g_ptr_array_index(result, i));
         if (col)

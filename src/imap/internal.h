@@ -102,6 +102,7 @@ ImapRc imap_cmd_create(ImapSession *s, ImapCmd *c, GString *out);
 ImapRc imap_cmd_delete(ImapSession *s, ImapCmd *c, GString *out);
 ImapRc imap_cmd_rename(ImapSession *s, ImapCmd *c, GString *out);
 ImapRc imap_cmd_subscribe(ImapSession *s, ImapCmd *c, GString *out);
+ImapRc imap_cmd_unsubscribe(ImapSession *s, ImapCmd *c, GString *out);
 ImapRc imap_cmd_list(ImapSession *s, ImapCmd *c, GString *out);
 ImapRc imap_cmd_status(ImapSession *s, ImapCmd *c, GString *out);
 ImapRc imap_cmd_append(ImapSession *s, ImapCmd *c, GString *out);

@@ -417,7 +417,7 @@ imap_cmd_rename(ImapSession *s, ImapCmd *c, GString *out)
     return IMAP_DONE;
 }
 
-/* imap_cmd_subscribe - SUBSCRIBE / UNSUBSCRIBE (6.3.7, 6.3.8): every mailbox is subscribed */
+/* imap_cmd_subscribe - SUBSCRIBE (6.3.7): every mailbox is subscribed, so this changes nothing */
 ImapRc
 imap_cmd_subscribe(ImapSession *s, ImapCmd *c, GString *out)
 {
@@ -426,6 +426,19 @@ imap_cmd_subscribe(ImapSession *s, ImapCmd *c, GString *out)
     if (!name || !imap_parse_end(&c->p))
         return imap_bad(c, out, "syntax: %s mailbox", c->name);
     imap_tagged(out, c->tag, "OK", "%s completed", c->name);
+    return IMAP_DONE;
+}
+
+/* imap_cmd_unsubscribe - UNSUBSCRIBE (6.3.8): no subscription list is kept (LSUB is LIST), so an
+ * OK would be a promise the next LSUB breaks; the answer says so instead */
+ImapRc
+imap_cmd_unsubscribe(ImapSession *s, ImapCmd *c, GString *out)
+{
+    (void)s;
+    g_autofree char *name = imap_mailbox_arg(c);
+    if (!name || !imap_parse_end(&c->p))
+        return imap_bad(c, out, "syntax: UNSUBSCRIBE mailbox");
+    imap_tagged(out, c->tag, "NO", "[CANNOT] every mailbox is subscribed here");
     return IMAP_DONE;
 }
 

@@ -151,7 +151,9 @@ imap_cmd_capability(ImapSession *s, ImapCmd *c, GString *out)
     return IMAP_DONE;
 }
 
-/* imap_cmd_noop - NOOP (6.1.2): in a mailbox, what changed */
+/* imap_cmd_noop - NOOP (6.1.2): in a mailbox, what changed; also IMAP4rev1's CHECK (RFC 3501
+ * 6.4.1), which IMAP4rev2 dropped and clients such as mbsync still send: every change is already
+ * in the store when its command completes, so a checkpoint is a NOOP */
 static ImapRc
 imap_cmd_noop(ImapSession *s, ImapCmd *c, GString *out)
 {
@@ -159,7 +161,7 @@ imap_cmd_noop(ImapSession *s, ImapCmd *c, GString *out)
         imap_sync(s, out);
     if (s->state == IMAP_STATE_LOGOUT)
         return IMAP_DONE;
-    imap_tagged(out, c->tag, "OK", "NOOP completed");
+    imap_tagged(out, c->tag, "OK", "%s completed", c->name);
     return IMAP_DONE;
 }
 
@@ -493,11 +495,12 @@ static const ImapCommand imap_commands[] = {
     {"DELETE", S_IN, FALSE, imap_cmd_delete},
     {"RENAME", S_IN, FALSE, imap_cmd_rename},
     {"SUBSCRIBE", S_IN, FALSE, imap_cmd_subscribe},
-    {"UNSUBSCRIBE", S_IN, FALSE, imap_cmd_subscribe},
+    {"UNSUBSCRIBE", S_IN, FALSE, imap_cmd_unsubscribe},
     {"LIST", S_IN, FALSE, imap_cmd_list},
     {"LSUB", S_IN, FALSE, imap_cmd_list},
     {"STATUS", S_IN, FALSE, imap_cmd_status},
     {"APPEND", S_IN, FALSE, imap_cmd_append},
+    {"CHECK", S_SEL, FALSE, imap_cmd_noop},
     {"CLOSE", S_SEL, FALSE, imap_cmd_close},
     {"UNSELECT", S_SEL, FALSE, imap_cmd_close},
     {"EXPUNGE", S_SEL, TRUE, imap_cmd_expunge},

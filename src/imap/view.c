@@ -744,7 +744,8 @@ read_flags(ImapView *v, GError **error)
         g_ptr_array_unref(flags);
         return NULL;
     }
-    qsort(flags->pdata, flags->len, sizeof(gpointer), flag_cmp);
+    if (flags->len > 1)   /* an empty GPtrArray's pdata is NULL, which qsort may not take */
+        qsort(flags->pdata, flags->len, sizeof(gpointer), flag_cmp);
     return flags;
 }
 
@@ -764,7 +765,8 @@ expunge_missing(ImapView *v, GArray *sorted_index, guint known, GArray *expunged
     guint removed = 0;
     for (guint pos = known; pos-- > 0;) {
         Entry key = {.id = msg_at(v, pos)->id};
-        if (!bsearch(&key, sorted_index->data, sorted_index->len, sizeof(Entry), entry_id_cmp)) {
+        if (!sorted_index->len ||
+            !bsearch(&key, sorted_index->data, sorted_index->len, sizeof(Entry), entry_id_cmp)) {
             remove_pos(v, pos);
             removed++;
             if (expunged) {
@@ -925,7 +927,7 @@ imap_view_sync(ImapView *v, ImapViewChanges *out, GError **error)
     /* a message this view reported expunged is back: the client was told wrong */
     for (guint i = 0; i < v->dead->len; i++) {
         Entry key = {.id = g_array_index(v->dead, StoreMsgId, i)};
-        if (bsearch(&key, sorted->data, sorted->len, sizeof(Entry), entry_id_cmp))
+        if (sorted->len && bsearch(&key, sorted->data, sorted->len, sizeof(Entry), entry_id_cmp))
             return conflict(v, "an expunged message came back", error);
     }
     g_autoptr(GPtrArray) flags = read_flags(v, error);

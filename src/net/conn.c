@@ -508,7 +508,7 @@ net_conn_read_more(NetConn *c, int timeout_ms)
     c->rpos = c->rlen = c->scanned = 0;
     gint64 deadline = timeout_ms < 0 ? -1 : g_get_monotonic_time() + (gint64)timeout_ms * 1000;
     gsize n = 0;
-    switch (c->transport->read(c, c->rbuf, NET_CONN_BUFFER_SIZE, deadline, &n)) {
+    switch (c->transport->io(c, c->rbuf, NULL, NET_CONN_BUFFER_SIZE, deadline, &n)) {
     case IO_OK:
         c->rlen = n;
         return NET_LINE_OK;
