@@ -156,13 +156,14 @@ def sample_keys():
 
 
 def parser_keys():
-    """{section: [keys]} from the known_keys table of src/util/config.c."""
+    """{section: [keys]} from the config_keys table of src/util/config.c (one entry a key:
+    TYPE("section", "key", field, ...))."""
     src = (TOP / "src" / "util" / "config.c").read_text()
-    table = re.search(r"known_keys\[\]\[\d+\] = \{(.*?)\n\};", src, re.S).group(1)
+    table = re.search(r"config_keys\[\] = \{(.*?)\n\};", src, re.S).group(1)
     out = {}
-    for row in re.findall(r"\{([^{}]*)\}", table):
-        words = re.findall(r'"(\w+)"', row)
-        out[words[0]] = words[1:]
+    for section, key in re.findall(r'^\s+[A-Z_]+\("(\w+)", "(\w+)"', table, re.M):
+        out.setdefault(section, []).append(key)
+    assert out, "no keys found in config_keys"
     return out
 
 
