@@ -189,7 +189,7 @@ class Observer(threading.Thread):
         new = sorted(u for u in uids if (uv, u) not in self.known)
         if not new:
             return
-        spec = ",".join(map(str, new))
+        spec = uid_set(new)
         lines, tagged = c.raw(f"UID FETCH {spec} (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
         if b" OK" not in tagged:
             raise EOFError(tagged)
@@ -225,6 +225,21 @@ class Observer(threading.Thread):
                 c.logout()
             except (OSError,) + imaplib_errors():
                 pass
+
+
+def uid_set(uids):
+    """Sorted UIDS as an IMAP sequence set of ranges (short: a command line is bounded)."""
+    out, start, prev = [], None, None
+    for u in uids:
+        if start is None:
+            start = prev = u
+        elif u == prev + 1:
+            prev = u
+        else:
+            out.append(f"{start}:{prev}" if prev > start else f"{start}")
+            start = prev = u
+    out.append(f"{start}:{prev}" if prev > start else f"{start}")
+    return ",".join(out)
 
 
 def final_view(port, user):
