@@ -104,6 +104,8 @@ class Cassmail(Target):
         imap_settings = {"settle_ms": SETTLE_MS, **(imap or {})}
         self.conf = write_conf(self.dir / "cassmail.conf", tls={"certificate": self.cert, "key": self.key},
                                imap=imap_settings, pop3={"login_delay_ms": 100},
+                               # logins are many here: the least hash cost (the servers' floor too)
+                               auth={"password_iterations": 1000},
                                **({"cassandra": cassandra} if cassandra else {}))
         ring.schema(self.conf)
         self.mail = Mail(self.conf)

@@ -57,7 +57,9 @@ def conf_for(path, first):
     return write_conf(path, cassandra={"endpoints": ";".join(node(i) for i in order), "keyspace": KEYSPACE,
                                        "write_consistency": "QUORUM", "read_consistency": "QUORUM",
                                        "timeout_ms": 12000, "retry_ms": 30000, "backoff_ms": 2000},
-                      smtp={"hostname": HOST}, imap={"settle_ms": SETTLE_MS})
+                      smtp={"hostname": HOST}, imap={"settle_ms": SETTLE_MS},
+                      # the least hash cost: logins are many, the CPU is for the load
+                      auth={"password_iterations": 1000})
 
 
 def msg(kind, n, rnd):
@@ -129,13 +131,15 @@ class Appender(threading.Thread):
 
     def run(self):
         n = 0
-        c = None
+        sessions = {}
         while not self.load.halt.is_set():
             n += 1
             user = self.rnd.choice(self.users)
             mid, text = msg(f"a{self.tag}-", n, self.rnd)
             try:
-                c = login(self.port, user)
+                if user not in sessions:
+                    sessions[user] = login(self.port, user)
+                c = sessions[user]
                 typ, data = c.append("INBOX", None, None, text)
                 if typ == "OK":
                     self.load.ack(user, mid)
@@ -147,11 +151,20 @@ class Appender(threading.Thread):
                                                    int(m.group(2)), mid, None))
                 else:
                     self.load.counts["append NO"] += 1
-                c.logout()
             except (imaplib_errors() + (OSError,)):
                 self.load.unknown[user].add(mid)
                 self.load.counts["append broken"] += 1
+                c = sessions.pop(user, None)
+                try:
+                    c and c.shutdown()
+                except OSError:
+                    pass
             time.sleep(0.1)
+        for c in sessions.values():
+            try:
+                c.logout()
+            except (imaplib_errors() + (OSError,)):
+                pass
 
 
 def imaplib_errors():
@@ -358,7 +371,7 @@ def test_uid_invariants_with_two_imapds_concurrent_writers_and_a_node_killed(rin
     admin_conf = conf_for(tmp_path / "admin.conf", 2)
     mail = Mail(admin_conf)
     mail.admin("schema", "--rf", 3)
-    users = [mail.useradd(unique("uv"), password=PASSWORD) for _ in range(2)]
+    users = [mail.useradd(unique("uv"), password=PASSWORD) for _ in range(2)]   # hashed at 1000
     assert IMAPD.exists(), f"{IMAPD} not built"
     smtpd = Daemon(SMTPD, admin_conf, tmp_path / "smtpd.log")
     imapd = {"A": Daemon(IMAPD, conf_for(tmp_path / "a.conf", 1), tmp_path / "imapd-a.log"),
