@@ -267,6 +267,19 @@ def final_view(port, user):
     return uv, view
 
 
+def settled_views(load, ports, users, timeout=30):
+    """final_view of each user through each port, taken again until the two ports agree and
+    list every acknowledged message (or TIMEOUT seconds have passed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        views = {(w, u): final_view(port, u) for w, port in ports.items() for u in users}
+        done = all(views[("A", u)] == views[("B", u)] and load.acked[u] <= set(views[("A", u)][1].values())
+                   for u in users)
+        if done or time.monotonic() > deadline:
+            return views
+        time.sleep(SETTLE_MS / 1000)
+
+
 def check(load, views, users):
     """The four invariants of the module's docstring; returns a summary."""
     by_uid = collections.defaultdict(set)    # (user, uv, uid) -> Message-IDs
@@ -359,7 +372,7 @@ def test_uid_invariants_harness_against_dovecot():
         users = [d.user(), d.user()]
         load, observers = run_load(None, [d.imap_port, d.imap_port], users, deliver=d.deliver)
         assert not load.problems, load.problems
-        views = {(w, u): final_view(d.imap_port, u) for w in "AB" for u in users}
+        views = settled_views(load, {"A": d.imap_port, "B": d.imap_port}, users)
         print(check(load, views, users))
     finally:
         d.stop()
@@ -385,9 +398,9 @@ def test_uid_invariants_with_two_imapds_concurrent_writers_and_a_node_killed(rin
         assert killed, "node 1 was not killed"
         assert not load.problems, load.problems
         assert load.counts["smtp 250"] > 20 and load.counts["append OK"] > 10, load.counts
-        # new mail shows once settled: wait, then a fresh session on each imapd (node 1 dead)
-        time.sleep(SETTLE_MS / 1000 * 3)
-        views = {(w, u): final_view(imapd[w].port, u) for w in "AB" for u in users}
+        # new mail shows once settled: fresh sessions on each imapd (node 1 dead) until both
+        # agree and show every acknowledged message, or 30 s have passed (then check says what)
+        views = settled_views(load, {w: d.port for w, d in imapd.items()}, users)
         summary = check(load, views, users)
         # the observers saw mail arrive after the kill (sessions went on, or came back)
         late = [r for r in load.seen if r[5] is not None]
