@@ -188,6 +188,18 @@ def test_noop_enable_namespace_id(target, mode):
     assert re.match(rb"\* ID (NIL|\(.*\))$", idl), idl
     lines, tagged = c.raw("ID NIL")
     assert b" OK" in tagged
+    # IMAP4rev2 where offered: ENABLE turns it on, and SEARCH then answers ESEARCH (RFC 9051 7.3.4)
+    if b"IMAP4REV2" in ok(c.capability())[0].upper().split():
+        lines, tagged = c.raw("ENABLE IMAP4rev2")
+        assert b" OK" in tagged and untagged(lines, "ENABLED") == [b"* ENABLED IMAP4rev2"], lines
+        ok(c.append("INBOX", None, None, text_message("rev2")))
+        lines, tagged = c.raw("SELECT INBOX")
+        assert b" OK" in tagged and not [l for l in lines if b"RECENT" in l.upper()], lines
+        c.wait_exists(1)
+        lines, tagged = c.raw("SEARCH ALL")
+        assert b" OK" in tagged and not untagged(lines, "SEARCH"), lines
+        (es,) = untagged(lines, "ESEARCH")
+        assert re.match(rb'\* ESEARCH \(TAG "[^"]+"\) ALL 1$', es), es
     c.logout()
 
 
