@@ -297,6 +297,11 @@ class Imap(imaplib.IMAP4):
                 if line.startswith(tag + b" "):
                     return lines, line
                 lines.append(line)
+                m = re.match(rb"\* (\d+) (EXISTS|EXPUNGE)$", line)
+                if m and m.group(2) == b"EXISTS":
+                    self.exists = int(m.group(1))
+                elif m:
+                    self.exists = getattr(self, "exists", 1) - 1
         finally:
             self.sock.settimeout(None)
 
@@ -318,11 +323,7 @@ class Imap(imaplib.IMAP4):
         def count():
             lines, tagged = self.raw("NOOP")
             assert b" OK" in tagged, tagged
-            for line in lines:
-                m = re.match(rb"\* (\d+) EXISTS", line)
-                if m:
-                    self.exists = int(m.group(1))
-            return self.exists >= n and self.exists
+            return getattr(self, "exists", 0) >= n and self.exists
         return wait_for(count, timeout=timeout, step=0.2, what=f"{n} messages")
 
     def select_count(self, box="INBOX", readonly=False):
