@@ -280,6 +280,14 @@ def start_target(ring, folder, **kw):
 class Imap(imaplib.IMAP4):
     """imaplib.IMAP4 with raw commands (tagged, responses read exactly) and IDLE."""
 
+    def _append_untagged(self, typ, dat):
+        # what imaplib's own commands hear counts too
+        if typ == "EXISTS" and dat is not None:
+            self.exists = int(dat)
+        elif typ == "EXPUNGE":
+            self.exists = getattr(self, "exists", 1) - 1
+        super()._append_untagged(typ, dat)
+
     def raw(self, text, timeout=30):
         """Send TEXT (a command without tag) and read until its tagged reply: (untagged lines
         as octets, the tagged line). Literals in the server's answer are kept inside the line

@@ -512,7 +512,8 @@ def test_store_system_flags_and_keywords(target, mode):
     other.select_count(box)
     assert flags_of(other) == f
     ok(other.store("4", "-FLAGS", "(\\Deleted)"))
-    wait_for(lambda: flags_of(c)[uids[3]] == {b"\\Draft"}, timeout=10, what="a flag change seen")
+    wait_for(lambda: c.raw("NOOP") and flags_of(c)[uids[3]] == {b"\\Draft"}, timeout=10,
+             what="a flag change seen")
     # \Recent cannot be stored; bad flag syntax is BAD
     lines, tagged = c.raw("STORE 1 +FLAGS (\\Recent)")
     assert re.match(rb"\S+ (BAD|NO|OK) ", tagged)
