@@ -150,7 +150,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SHARE)/xinetd.d \
 	           $(DESTDIR)$(SHARE)/systemd $(DESTDIR)$(SHARE)/cron.d $(DESTDIR)$(SYSCONFDIR)/cassmail \
 	           $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
-	install -m 755 $(B)/cassmail-smtpd $(B)/cassmail-pop3d $(B)/cassmail-admin $(DESTDIR)$(PREFIX)/sbin/
+	install -m 755 $(B)/cassmail-smtpd $(B)/cassmail-pop3d $(B)/cassmail-imapd $(B)/cassmail-admin \
+	           $(DESTDIR)$(PREFIX)/sbin/
 	install -m 755 $(B)/cassmail-tokens $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 man/*.5 $(DESTDIR)$(MANDIR)/man5/

@@ -83,6 +83,103 @@ adapter_line_status(NetLineStatus r)
                                   : PROTO_LINE_OK;
 }
 
+/* adapter_reply - after the core took a line or a piece of a literal (CLOSE: it said the
+ * connection closes after OUT): the failed login's delay, OUT, a long reply in chunks, the flush
+ * of a pipelined batch, STARTTLS. NULL while the session goes on, else why it ended. */
+static const char *
+adapter_reply(AdapterRun *run, NetConn *conn, gpointer core, const char *peer, GString *out,
+              gboolean close)
+{
+    const ProtoCore *c = run->server->core;
+    gboolean ok = TRUE;
+    guint delay = c->take_delay_ms ? c->take_delay_ms(core) : 0;
+    if (delay) {   /* a failed login: the reply waits, the output so far does not */
+        ok = net_conn_flush(conn);
+        g_usleep((gulong)delay * 1000);
+    }
+    ok = ok && adapter_send(conn, out);
+    /* A long reply: each chunk written before the next is made, so memory stays bounded. */
+    for (gboolean more = c->more != NULL; ok && more;) {
+        more = c->more(core, out, ADAPTER_CHUNK);
+        if (out->len)
+            ok = adapter_send(conn, out) && net_conn_flush(conn);
+    }
+    const char *ended = c->ended(core);
+    if (ended && !close)
+        return ended;   /* the reply cannot be finished (logged by the core) */
+    /* Pipelining (RFC 2920, RFC 2449): one write for a batch; flush once input runs dry. */
+    if (ok && (close || net_conn_pending(conn) == 0))
+        ok = net_conn_flush(conn);
+    if (close)
+        return ended ? ended : "quit";
+    if (!ok)
+        return "write-error";
+    if (c->tls_pending(core) && !adapter_start_tls(run, conn, core, peer))
+        return "tls-failed";
+    return NULL;
+}
+
+/* adapter_literal - the next piece of the literal the core takes (WANT octets more): what the
+ * read buffer holds, else what one read brings (the data timeout; never evicted), in place, at
+ * most WANT octets, whatever they are. NULL while the session goes on, else why it ended. */
+static const char *
+adapter_literal(AdapterRun *run, NetConn *conn, gpointer core, const char *peer, GString *out,
+                gsize want)
+{
+    const ProtoCore *c = run->server->core;
+    net_session_hold(TRUE);   /* the client would have to send the command again */
+    NetLineStatus r = net_conn_read_more(conn, run->data_timeout_s * 1000);
+    if (r == NET_LINE_TIMEOUT) {
+        c->timeout(core, out);
+        adapter_send(conn, out);
+        net_conn_flush(conn);
+        return "data-timeout";
+    }
+    if (r == NET_LINE_EOF)   /* the command is dropped, as a transaction in DATA is */
+        return "eof-in-data";
+    if (r != NET_LINE_OK)
+        return "read-error";
+    gsize avail;
+    const char *buf = net_conn_peek(conn, &avail);
+    gsize n = MIN(avail, want);
+    gboolean close = c->feed_literal(core, buf, n, out);
+    net_conn_consume(conn, n);
+    return adapter_reply(run, conn, core, peer, out, close);
+}
+
+/* adapter_read_line - the next line into LINE within TIMEOUT_S. Between commands, a core with
+ * tick_ms gets tick() whenever that long passes without a line (IMAP IDLE), its output written
+ * and flushed at once; the timeout still counts from the start of the wait, not from a tick.
+ * *END says why the session ended during a tick (NULL: it goes on). */
+static NetLineStatus
+adapter_read_line(AdapterRun *run, NetConn *conn, gpointer core, gsize max, int timeout_s,
+                  gboolean in_text, GString *line, GString *out, const char **end)
+{
+    const ProtoCore *c = run->server->core;
+    *end = NULL;
+    if (in_text || !c->tick_ms || !c->tick)
+        return net_conn_read_line(conn, max, timeout_s * 1000, line);
+    gint64 deadline = g_get_monotonic_time() + (gint64)timeout_s * G_USEC_PER_SEC;
+    for (;;) {
+        guint tick_ms = c->tick_ms(core);
+        gint64 left_ms = MAX((deadline - g_get_monotonic_time() + 999) / 1000, 0);
+        gboolean ticking = tick_ms > 0 && (gint64)tick_ms < left_ms;
+        NetLineStatus r = net_conn_read_line(conn, max, ticking ? (int)tick_ms : (int)left_ms, line);
+        if (r != NET_LINE_TIMEOUT || !ticking)
+            return r;
+        net_session_hold(TRUE);   /* the tick may wait on the store; its output must go out */
+        c->tick(core, out);
+        gboolean ok = adapter_send(conn, out) && net_conn_flush(conn);
+        net_session_hold(FALSE);
+        if (!ok)
+            *end = "write-error";
+        else
+            *end = c->ended(core);
+        if (*end)
+            return r;
+    }
+}
+
 /* adapter_loop - the session after the greeting; why it ended */
 static const char *
 adapter_loop(AdapterRun *run, NetConn *conn, gpointer core, const char *peer, GString *out)
@@ -90,6 +187,14 @@ adapter_loop(AdapterRun *run, NetConn *conn, gpointer core, const char *peer, GS
     const ProtoCore *c = run->server->core;
     g_autoptr(GString) line = g_string_sized_new(1024);
     for (;;) {
+        /* A literal (IMAP {N}): raw octets, whatever they are, until the core has them all. */
+        gsize literal = c->literal && c->feed_literal ? c->literal(core) : 0;
+        if (literal) {
+            const char *end = adapter_literal(run, conn, core, peer, out, literal);
+            if (end)
+                return end;
+            continue;
+        }
         gboolean in_text = c->in_text && c->in_text(core);
         gsize max = c->line_max(core);
         if (in_text && c->feed_text) {
@@ -109,8 +214,12 @@ adapter_loop(AdapterRun *run, NetConn *conn, gpointer core, const char *peer, GS
         /* Evictable only while waiting for a command, never in text (src/net/server.h). */
         net_session_hold(in_text);
         int timeout_s = in_text ? run->data_timeout_s : run->idle_timeout_s;
-        NetLineStatus r = net_conn_read_line(conn, max, timeout_s * 1000, line);
+        const char *ticked;
+        NetLineStatus r = adapter_read_line(run, conn, core, max, timeout_s, in_text, line, out,
+                                            &ticked);
         net_session_hold(TRUE);   /* the line may wait on the store; its reply must go out */
+        if (ticked)
+            return ticked;
         if (r == NET_LINE_TIMEOUT) {
             c->timeout(core, out);
             adapter_send(conn, out);
@@ -125,53 +234,19 @@ adapter_loop(AdapterRun *run, NetConn *conn, gpointer core, const char *peer, GS
         gboolean close = c->feed(core, line->str, line->len, adapter_line_status(r), out);
         if (!in_text)
             OPENSSL_cleanse(line->str, line->len);   /* it may hold credentials */
-        gboolean ok = TRUE;
-        guint delay = c->take_delay_ms ? c->take_delay_ms(core) : 0;
-        if (delay) {   /* a failed login: the reply waits, the output so far does not */
-            ok = net_conn_flush(conn);
-            g_usleep((gulong)delay * 1000);
-        }
-        ok = ok && adapter_send(conn, out);
-        /* A long reply: each chunk written before the next is made, so memory stays bounded. */
-        for (gboolean more = c->more != NULL; ok && more;) {
-            more = c->more(core, out, ADAPTER_CHUNK);
-            if (out->len)
-                ok = adapter_send(conn, out) && net_conn_flush(conn);
-        }
-        const char *ended = c->ended(core);
-        if (ended && !close)
-            return ended;   /* the reply cannot be finished (logged by the core) */
-        /* Pipelining (RFC 2920, RFC 2449): one write for a batch; flush once input runs dry. */
-        if (ok && (close || net_conn_pending(conn) == 0))
-            ok = net_conn_flush(conn);
-        if (close)
-            return ended ? ended : "quit";
-        if (!ok)
-            return "write-error";
-        if (c->tls_pending(core) && !adapter_start_tls(run, conn, core, peer))
-            return "tls-failed";
+        const char *end = adapter_reply(run, conn, core, peer, out, close);
+        if (end)
+            return end;
     }
 }
 
-/* adapter_session - serve one connection (in the forked child, or the inetd process) */
-static void
-adapter_session(NetConn *conn, const char *peer, gpointer data)
+/* adapter_run_session - see adapter.h */
+void
+adapter_run_session(AdapterRun *run, NetConn *conn, Store *store, const char *peer)
 {
-    AdapterRun *run = data;
-    const AdapterServer *srv = run->server;
-    const ProtoCore *c = srv->core;
+    const ProtoCore *c = run->server->core;
     gint64 start = g_get_monotonic_time();
-    GError *error = NULL;
-    /* store_open only prepares: the Thrift connection is made at first use. */
-    Store *store = store_open(run->cfg, &error);
-    if (!store) {
-        log_err("%s %s: store: %s", srv->name, peer, error->message);
-        g_error_free(error);
-        net_conn_printf(conn, srv->unavailable, run->cfg->hostname);
-        net_conn_flush(conn);
-        return;
-    }
-    gpointer core = srv->open(run, store, peer);
+    gpointer core = run->server->open(run, store, peer);
     GString *out = g_string_sized_new(1024);
     const char *end = NULL;
     /* RFC 8314 3.3: TLS from the first byte, then the greeting */
@@ -197,8 +272,27 @@ adapter_session(NetConn *conn, const char *peer, gpointer data)
              net_conn_is_tls(conn) ? "yes" : "no", tail->len ? " " : "", tail->str, n->bytes_read,
              n->columns_read, n->max_frame, adapter_vmhwm_kb());
     c->free(core);
-    store_free(&store);
     g_string_free(out, TRUE);
+}
+
+/* adapter_session - serve one connection (in the forked child, or the inetd process) */
+static void
+adapter_session(NetConn *conn, const char *peer, gpointer data)
+{
+    AdapterRun *run = data;
+    const AdapterServer *srv = run->server;
+    GError *error = NULL;
+    /* store_open only prepares: the Thrift connection is made at first use. */
+    Store *store = store_open(run->cfg, &error);
+    if (!store) {
+        log_err("%s %s: store: %s", srv->name, peer, error->message);
+        g_error_free(error);
+        net_conn_printf(conn, srv->unavailable, run->cfg->hostname);
+        net_conn_flush(conn);
+        return;
+    }
+    adapter_run_session(run, conn, store, peer);
+    store_free(&store);
 }
 
 /* adapter_fail - report ERROR (on stderr too when ECHO: the log goes to syslog and stderr is not

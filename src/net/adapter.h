@@ -16,10 +16,17 @@
  *     [TLS on connect: handshake, tls_started(core)]
  *     greeting(core, out)                    write OUT
  *     loop:
+ *         literal(core) = N > 0:  feed_literal(core, octets, n, out) with n <= N octets, any
+ *                         octets at all: what the read buffer holds, else what one read brings
+ *                         (the data timeout; never evicted); then OUT as after feed, below.
+ *                         The adapter never holds a whole literal: memory stays bounded.
  *         in_text(core)?  feed_text(core, buffered input, line_max, out): the complete lines
  *                         held in the read buffer, in place; consume, write OUT, loop
  *         read one line of at most line_max(core) octets (the idle timeout, or the data timeout
  *             while in_text; evictable only while waiting for a command outside text)
+ *             between commands, tick_ms(core) = T > 0: a wait that lasts T without a line
+ *             calls tick(core, out), writes and flushes OUT (IMAP IDLE's new-mail reports),
+ *             and waits again; the idle timeout still counts from the start of the wait
  *         timeout: timeout(core, out); write OUT; stop
  *         close = feed(core, line, len, status, out)
  *         take_delay_ms(core): flush, sleep (a failed login), then write OUT
@@ -30,20 +37,20 @@
  *
  * A session is evictable (src/net/server.h) only while it waits for a command: from each line
  * read until its reply is written (a delivery waiting on the store included) it holds, so a
- * stored message always gets its 250 rather than an eviction the client would retry.
+ * stored message always gets its 250 rather than an eviction the client would retry. A literal
+ * holds too (the client would have to send its command again), and so does a tick.
  *
- * Made for the next core too: an IMAP core will need a literal of N octets instead of a line
- * (line_max is where the core says how much it takes next; a literal reader is the one addition)
- * and IDLE, waiting for input or a timer (timeout is the core's to answer: it returns whether
- * the session ends).
+ * The optional entries a core leaves NULL change nothing: SMTP and POP3 set neither literal nor
+ * tick_ms, IMAP both (its literals {N} and {N+}, RFC 9051 4.3 and RFC 7888; IDLE, RFC 2177).
  *
  * The session-end line, the same for every protocol (the core gives HEAD and TAIL fields):
  *
  *     NAME [ID] PEER: session end HEAD end=REASON ms=N tls=yes|no TAIL bytes_read=N
  *         columns_read=N max_frame=N vmhwm_kb=N
  *
- * REASON: quit, too-many-errors, body-failed (from the core), eof, eof-in-data, read-error,
- * write-error, idle-timeout, data-timeout, tls-failed (from the adapter).
+ * REASON: quit, too-many-errors, body-failed (from the core), eof, eof-in-data (inside text or
+ * a literal), read-error, write-error, idle-timeout, data-timeout (inside text or a literal),
+ * tls-failed (from the adapter).
  */
 #ifndef CASSMAIL_NET_ADAPTER_H
 #define CASSMAIL_NET_ADAPTER_H
@@ -51,6 +58,7 @@
 #include <glib.h>
 #include <openssl/ssl.h>
 
+#include "net/conn.h"
 #include "store/store.h"
 #include "util/config.h"
 #include "util/proto.h"
@@ -96,5 +104,10 @@ struct AdapterRun {
  * TLS, privilege drop, sessions until SIGTERM; the exit status (64 usage, 69 unavailable,
  * 77 permissions, 78 configuration) */
 int adapter_main(const AdapterServer *server, int argc, char **argv);
+
+/* adapter_run_session - one session of RUN's server for PEER on CONN, with STORE (the caller's,
+ * left open): open, TLS on connect, the greeting, the loop above, the session-end line. What
+ * adapter_main's sessions run once their store is open; unit tests drive a core through it. */
+void adapter_run_session(AdapterRun *run, NetConn *conn, Store *store, const char *peer);
 
 #endif

@@ -531,6 +531,38 @@ net_conn_consume(NetConn *c, gsize n)
         c->rpos = c->rlen = 0;
 }
 
+/* net_conn_read_more - see conn.h */
+NetLineStatus
+net_conn_read_more(NetConn *c, int timeout_ms)
+{
+    if (c->rfailed || c->skipping)
+        return NET_LINE_ERROR;
+    if (c->rlen > c->rpos)
+        return NET_LINE_OK;
+    if (c->eof)
+        return NET_LINE_EOF;
+    if (c->wlen > 0)
+        (void)net_conn_flush(c);   /* the client gets what it is owed before we wait */
+    c->rpos = c->rlen = c->scanned = 0;
+    gint64 deadline = timeout_ms < 0 ? -1 : g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+    gsize n = 0;
+    switch (c->transport->read(c, c->rbuf, NET_CONN_BUFFER_SIZE, deadline, &n)) {
+    case IO_OK:
+        c->rlen = n;
+        return NET_LINE_OK;
+    case IO_EOF:
+        c->eof = TRUE;
+        return NET_LINE_EOF;
+    case IO_TIMEOUT:
+        return NET_LINE_TIMEOUT;
+    case IO_AGAIN:
+    case IO_ERROR:
+    default:
+        c->rfailed = TRUE;
+        return NET_LINE_ERROR;
+    }
+}
+
 /* net_conn_discard_input - see conn.h */
 void
 net_conn_discard_input(NetConn *c)

@@ -2,7 +2,8 @@
  * conn.h - a buffered client connection: the bounded line reader and the buffered writer that
  * the SMTP and POP3 adapters put between a socket (or inetd's fds 0 and 1) and a protocol core.
  *
- * The protocol cores never see a NetConn; the adapters read lines here and feed them to the core.
+ * The protocol cores never see a NetConn; the adapters read lines here and feed them to the core
+ * (and, for an IMAP literal, raw octets: net_conn_peek, net_conn_read_more, net_conn_consume).
  *
  * Reading (net_conn_read_line):
  *   - A line is every octet up to and including the next LF. LINE receives it with its
@@ -107,6 +108,14 @@ gsize net_conn_pending(NetConn *c);
 const char *net_conn_peek(NetConn *c, gsize *len);
 /* net_conn_consume - the first N octets net_conn_peek showed are dealt with */
 void net_conn_consume(NetConn *c, gsize n);
+/* net_conn_read_more - at least one input octet buffered for net_conn_peek: at once when some
+ * are, else after one read that waits at most TIMEOUT_MS (< 0: forever; 0: only what has
+ * arrived), the output flushed first as net_conn_read_line does. For a caller that takes raw
+ * octets instead of lines (an IMAP literal: any octets, no line rules): NET_LINE_OK, NET_LINE_EOF
+ * (nothing is buffered and nothing more will come), NET_LINE_TIMEOUT or NET_LINE_ERROR (also
+ * while an over-long line is being skipped: net_conn_read_line finishes that). Memory stays the
+ * read buffer's: it never holds more than NET_CONN_BUFFER_SIZE. */
+NetLineStatus net_conn_read_more(NetConn *c, int timeout_ms);
 /* net_conn_discard_input - drop every buffered input octet and any over-long line in progress
  * (STARTTLS: nothing sent in plaintext may be taken as sent under TLS, RFC 3207 section 6) */
 void net_conn_discard_input(NetConn *c);

@@ -32,6 +32,22 @@ store_name_valid(const char *name)
     return TRUE;
 }
 
+/* store_mailbox_name_valid - see store.h */
+gboolean
+store_mailbox_name_valid(const char *name)
+{
+    gsize n = name ? strlen(name) : 0;
+    if (n == 0 || n > 200)
+        return FALSE;
+    for (gsize i = 0; i < n; i++)
+        if (name[i] < 0x20 || name[i] > 0x7e)
+            return FALSE;
+    return TRUE;
+}
+
+const char *const store_system_flags[] = {"\\Seen", "\\Answered", "\\Flagged", "\\Deleted",
+                                          "\\Draft", NULL};
+
 /* check_names - INVALID error unless USER (and MAILBOX when given) are valid names */
 static gboolean
 check_names(const char *user, const char *mailbox, GError **error)
@@ -40,7 +56,7 @@ check_names(const char *user, const char *mailbox, GError **error)
         g_set_error(error, STORE_ERROR, STORE_ERROR_INVALID, "invalid user name \"%s\"", user ? user : "");
         return FALSE;
     }
-    if (mailbox && !store_name_valid(mailbox)) {
+    if (mailbox && !store_mailbox_name_valid(mailbox)) {
         g_set_error(error, STORE_ERROR, STORE_ERROR_INVALID, "invalid mailbox name \"%s\"", mailbox);
         return FALSE;
     }
@@ -232,7 +248,7 @@ store_mailbox_exists(Store *s, const char *user, const char *mailbox, gboolean *
                      GError **error)
 {
     *exists = FALSE;
-    if (!store_name_valid(user) || !store_name_valid(mailbox))
+    if (!store_name_valid(user) || !store_mailbox_name_valid(mailbox))
         return TRUE;
     g_autoptr(GPtrArray) boxes = g_ptr_array_new_with_free_func(g_free);
     if (!s->ops->mailboxes_list(s, user, boxes, error))
@@ -453,4 +469,114 @@ store_password_get(Store *s, const char *user, char **hash, GError **error)
         return FALSE;
     }
     return s->ops->password_get(s, user, hash, error);
+}
+
+/* ---- IMAP ---- */
+
+void
+store_column_free(gpointer p)
+{
+    StoreColumn *c = p;
+    if (!c)
+        return;
+    g_bytes_unref(c->name);
+    g_bytes_unref(c->value);
+    g_free(c);
+}
+
+void
+store_flag_free(gpointer p)
+{
+    StoreFlag *f = p;
+    if (!f)
+        return;
+    g_free(f->name);
+    g_free(f);
+}
+
+gboolean
+store_mailbox_get(Store *s, const char *user, const char *mailbox, gboolean *exists, guint32 *base,
+                  GError **error)
+{
+    *exists = FALSE;
+    *base = 0;
+    if (!store_name_valid(user) || !store_mailbox_name_valid(mailbox))
+        return TRUE;
+    return s->ops->mailbox_get(s, user, mailbox, exists, base, error);
+}
+
+gboolean
+store_mailbox_create(Store *s, const char *user, const char *mailbox, guint32 base, GError **error)
+{
+    return check_names(user, mailbox, error) && s->ops->mailbox_create(s, user, mailbox, base, error);
+}
+
+gboolean
+store_mailbox_drop(Store *s, const char *user, const char *mailbox, GError **error)
+{
+    return check_names(user, mailbox, error) && s->ops->mailbox_drop(s, user, mailbox, error);
+}
+
+gboolean
+store_mailbox_move(Store *s, const char *user, const char *from, const char *to, GError **error)
+{
+    return check_names(user, from, error) && check_names(user, to, error) &&
+           s->ops->mailbox_move(s, user, from, to, error);
+}
+
+gboolean
+store_index_page_quorum(Store *s, const char *user, const char *mailbox, const StoreMsgId *after,
+                        guint max, GArray *out, GError **error)
+{
+    return check_names(user, mailbox, error) &&
+           s->ops->index_page_quorum(s, user, mailbox, after, max ? max : 1, out, error);
+}
+
+gboolean
+store_seals_slice(Store *s, const char *user, const char *mailbox, const void *start,
+                  gsize start_len, const void *finish, gsize finish_len, gboolean reversed,
+                  guint max, GPtrArray *out, GError **error)
+{
+    return check_names(user, mailbox, error) &&
+           s->ops->seals_slice(s, user, mailbox, start, start_len, finish, finish_len, reversed,
+                               max ? max : 1, out, error);
+}
+
+gboolean
+store_seal_put(Store *s, const char *user, const char *mailbox, const void *name, gsize name_len,
+               GBytes *value, gint64 timestamp, GError **error)
+{
+    return check_names(user, mailbox, error) &&
+           s->ops->seal_put(s, user, mailbox, name, name_len, value, timestamp, error);
+}
+
+gboolean
+store_flags_list(Store *s, const char *user, const char *mailbox, GPtrArray *out, GError **error)
+{
+    return check_names(user, mailbox, error) && s->ops->flags_list(s, user, mailbox, out, error);
+}
+
+gboolean
+store_flags_change(Store *s, const char *user, const char *mailbox, const StoreFlagChange *changes,
+                   guint n, GError **error)
+{
+    if (!check_names(user, mailbox, error))
+        return FALSE;
+    return n == 0 || s->ops->flags_change(s, user, mailbox, changes, n, error);
+}
+
+gboolean
+store_meta_get(Store *s, const char *user, const char *mailbox, const StoreMsgId *ids, guint n,
+               GPtrArray *out, GError **error)
+{
+    if (!check_names(user, mailbox, error))
+        return FALSE;
+    return n == 0 || s->ops->meta_get(s, user, mailbox, ids, n, out, error);
+}
+
+gboolean
+store_meta_put(Store *s, const char *user, const char *mailbox, const StoreMsgId *id, GBytes *meta,
+               GError **error)
+{
+    return check_names(user, mailbox, error) && s->ops->meta_put(s, user, mailbox, id, meta, error);
 }

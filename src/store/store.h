@@ -9,6 +9,10 @@
  *   MailboxIndex row "user:mailbox"      column TimeUUID                value size (8 octets, BE)
  *   Bodies       row TimeUUID            column part number (8, BE)     value one part's octets
  *   Credentials  row user                column "password"              value salted hash text
+ *   ImapSeals    row "user:mailbox"      column epoch·seal·digest       value a seal (docs/imap.md)
+ *   Flags        row "user:mailbox"      column TimeUUID·flag name      value empty
+ *   MessageMeta  row "user:mailbox"      column TimeUUID                value ENVELOPE/BODYSTRUCTURE
+ *                                                                       cache (the IMAP core's)
  *
  * A message is written once however many mailboxes hold it: up to the store's inline_max octets
  * it is kept inline in each Mailboxes column (the paper's layout: one read for a small message);
@@ -89,6 +93,27 @@ typedef struct {
 
 typedef struct Store Store;
 
+/* A column of the IMAP seal row (store_seals_slice): name and value as stored. */
+typedef struct {
+    GBytes *name;
+    GBytes *value;
+} StoreColumn;
+void store_column_free(gpointer column);
+
+/* A flag of a message (store_flags_list): ID all zero is the mailbox's keyword list (a keyword
+ * that some message of the mailbox has or had), NAME the flag ("\\Seen") or keyword. */
+typedef struct {
+    StoreMsgId id;
+    char *name;
+} StoreFlag;
+void store_flag_free(gpointer flag);
+/* One flag change for store_flags_change: set or clear NAME on message ID. */
+typedef struct {
+    StoreMsgId id;
+    const char *name;
+    gboolean set;
+} StoreFlagChange;
+
 /* The default size of a body part, [store] part_size (see store_cass.c for the measurement
  * behind it). */
 #define STORE_PART_SIZE (1024 * 1024)
@@ -135,6 +160,29 @@ typedef struct {
                        guint n, GError **error);
     gboolean (*password_set)(Store *s, const char *user, const char *hash, GError **error);
     gboolean (*password_get)(Store *s, const char *user, char **hash, GError **error);
+    /* ---- IMAP (see the functions of the same names below) ---- */
+    gboolean (*mailbox_get)(Store *s, const char *user, const char *mailbox, gboolean *exists,
+                            guint32 *base, GError **error);
+    gboolean (*mailbox_create)(Store *s, const char *user, const char *mailbox, guint32 base,
+                               GError **error);
+    gboolean (*mailbox_drop)(Store *s, const char *user, const char *mailbox, GError **error);
+    gboolean (*mailbox_move)(Store *s, const char *user, const char *from, const char *to,
+                             GError **error);
+    gboolean (*index_page_quorum)(Store *s, const char *user, const char *mailbox,
+                                  const StoreMsgId *after, guint max, GArray *out, GError **error);
+    gboolean (*seals_slice)(Store *s, const char *user, const char *mailbox, const void *start,
+                            gsize start_len, const void *finish, gsize finish_len,
+                            gboolean reversed, guint max, GPtrArray *out, GError **error);
+    gboolean (*seal_put)(Store *s, const char *user, const char *mailbox, const void *name,
+                         gsize name_len, GBytes *value, gint64 timestamp, GError **error);
+    gboolean (*flags_list)(Store *s, const char *user, const char *mailbox, GPtrArray *out,
+                           GError **error);
+    gboolean (*flags_change)(Store *s, const char *user, const char *mailbox,
+                             const StoreFlagChange *changes, guint n, GError **error);
+    gboolean (*meta_get)(Store *s, const char *user, const char *mailbox, const StoreMsgId *ids,
+                         guint n, GPtrArray *out, GError **error);
+    gboolean (*meta_put)(Store *s, const char *user, const char *mailbox, const StoreMsgId *id,
+                         GBytes *meta, GError **error);
     void (*destroy)(Store *s);
 } StoreOps;
 
@@ -147,9 +195,14 @@ struct Store {
 Store *store_open(const CassmailConfig *cfg, GError **error);
 void store_free(Store **s);
 
-/* store_name_valid - a user or mailbox name we accept: 1..64 octets of [a-z0-9._+-], lower case
- * (':' and the POP3 delimiter can never appear) */
+/* store_name_valid - a user name we accept (and the mailbox names SMTP and POP3 address): 1..64
+ * octets of [a-z0-9._+-], lower case (':' and the POP3 delimiter can never appear) */
 gboolean store_name_valid(const char *name);
+/* store_mailbox_name_valid - a mailbox name the store holds: 1..200 octets of printable ASCII
+ * (0x20..0x7e), no control characters; mixed case, spaces, '/', ':' and '|' allowed (what IMAP
+ * clients create). The row key "user:mailbox" splits at its first ':' (user names have none);
+ * POP3's "user|mailbox" at its first delimiter, which user names never contain either. */
+gboolean store_mailbox_name_valid(const char *name);
 
 gboolean store_user_exists(Store *s, const char *user, gboolean *exists, GError **error);
 /* store_user_add - a user with the mailboxes inbox and outbox; adding an existing user is fine */
@@ -209,13 +262,61 @@ void store_reader_free(StoreReader **r);
  * STORE_ERROR_NOT_FOUND when it is gone */
 gboolean store_fetch(Store *s, const char *user, const char *mailbox, const StoreMsgId *id,
                      GBytes **msg, GError **error);
-/* store_remove - delete messages and their index entries in one write */
+/* store_remove - delete messages and their index entries, flags and meta in one write (POP3 DELE,
+ * IMAP EXPUNGE: each sees the other's deletions) */
 gboolean store_remove(Store *s, const char *user, const char *mailbox, const StoreMsgId *ids,
                       guint n, GError **error);
 /* store_password_set / _get - the stored hash text (see util/password.h); _get gives
  * STORE_ERROR_NOT_FOUND when the user has none */
 gboolean store_password_set(Store *s, const char *user, const char *hash, GError **error);
 gboolean store_password_get(Store *s, const char *user, char **hash, GError **error);
+
+/* ---- IMAP: mailboxes, seals, flags, meta (docs/imap.md; src/imap/view.h uses them) ----
+ * Levels: seals, the index read for seals, and flags at QUORUM whatever [store] says (the seal
+ * protocol rests on quorum intersection); meta and mailbox rows at the configured levels. */
+
+/* store_mailbox_get - whether USER has MAILBOX and its UIDVALIDITY base (the value of its Users
+ * column: seconds; an older empty value: the column's write time in seconds) */
+gboolean store_mailbox_get(Store *s, const char *user, const char *mailbox, gboolean *exists,
+                           guint32 *base, GError **error);
+/* store_mailbox_create - MAILBOX of USER with UIDVALIDITY base BASE (replaces an existing one's) */
+gboolean store_mailbox_create(Store *s, const char *user, const char *mailbox, guint32 base,
+                              GError **error);
+/* store_mailbox_drop - MAILBOX's Users column and its messages, index, flags and meta rows; its
+ * seals stay (the next epoch of the name continues from them) */
+gboolean store_mailbox_drop(Store *s, const char *user, const char *mailbox, GError **error);
+/* store_mailbox_move - every message of FROM (Mailboxes, MailboxIndex, Flags and MessageMeta
+ * columns, same ids) into TO, removed from FROM (paged: not atomic; run again after a failure);
+ * the Users columns are the caller's */
+gboolean store_mailbox_move(Store *s, const char *user, const char *from, const char *to,
+                            GError **error);
+/* store_index_page_quorum - store_index_page at QUORUM */
+gboolean store_index_page_quorum(Store *s, const char *user, const char *mailbox,
+                                 const StoreMsgId *after, guint max, GArray *out, GError **error);
+/* store_seals_slice - up to MAX columns (StoreColumn*) of MAILBOX's ImapSeals row from START to
+ * FINISH (inclusive, BytesType order; empty: open), REVERSED from FINISH, at QUORUM */
+gboolean store_seals_slice(Store *s, const char *user, const char *mailbox, const void *start,
+                           gsize start_len, const void *finish, gsize finish_len, gboolean reversed,
+                           guint max, GPtrArray *out, GError **error);
+/* store_seal_put - one ImapSeals column at QUORUM with TIMESTAMP (µs) */
+gboolean store_seal_put(Store *s, const char *user, const char *mailbox, const void *name,
+                        gsize name_len, GBytes *value, gint64 timestamp, GError **error);
+/* store_flags_list - every flag of MAILBOX (StoreFlag*, keyword list entries included) at QUORUM */
+gboolean store_flags_list(Store *s, const char *user, const char *mailbox, GPtrArray *out,
+                          GError **error);
+/* store_flags_change - set and clear flags in one write at QUORUM; setting a keyword also puts
+ * it on the mailbox's keyword list */
+gboolean store_flags_change(Store *s, const char *user, const char *mailbox,
+                            const StoreFlagChange *changes, guint n, GError **error);
+/* store_meta_get - the meta blobs of IDS[0..N) (GBytes* or NULL each, in order) into OUT, about
+ * one read per thousand ids */
+gboolean store_meta_get(Store *s, const char *user, const char *mailbox, const StoreMsgId *ids,
+                        guint n, GPtrArray *out, GError **error);
+gboolean store_meta_put(Store *s, const char *user, const char *mailbox, const StoreMsgId *id,
+                        GBytes *meta, GError **error);
+/* The system flags' column names as the IMAP layer writes them; store_remove deletes these and
+ * the mailbox's keywords for each removed message (batch_mutate cannot delete a slice). */
+extern const char *const store_system_flags[];
 
 const StoreCounters *store_counters(Store *s);
 

@@ -2,7 +2,7 @@
 
   - wait_for: poll a predicate until it is true or a deadline passes.
   - children, free_port: the processes a daemon forked (from /proc); a free TCP port of 127.0.0.1.
-  - Daemon: cassmail-smtpd or cassmail-pop3d in the foreground (-f) on 127.0.0.1, its output in
+  - Daemon: cassmail-smtpd, cassmail-pop3d or cassmail-imapd in the foreground (-f) on 127.0.0.1, its output in
     a log file, with what the tests read from that log ("listening on", "session end k=v ...").
   - Raw: a raw client socket, exact bytes out and CRLF lines in, SMTP replies read whole.
   - What a stored message looks like: our three-line Received: field (strip_received), a TimeUUID
@@ -22,6 +22,7 @@ from conftest import BUILD
 
 SMTPD = BUILD / "cassmail-smtpd"
 POP3D = BUILD / "cassmail-pop3d"
+IMAPD = BUILD / "cassmail-imapd"
 # The [smtp] hostname of the test configurations; our Received: fields name it.
 HOST = "mx.example.com"
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -61,7 +62,7 @@ def free_port():
 
 
 class Daemon:
-    """PROGRAM (cassmail-smtpd or cassmail-pop3d) -f -c CONF listening on 127.0.0.1:PORT, then
+    """PROGRAM (cassmail-smtpd, cassmail-pop3d or cassmail-imapd) -f -c CONF listening on 127.0.0.1:PORT, then
     ARGS; its stdout and stderr in the file LOG_PATH. PORT 0 (the default): a free port the server
     picks, read back from its "listening on" line, like any port, into .port.
 

@@ -1,6 +1,6 @@
 """`make install` and the man pages.
 
-`make install PREFIX=... DESTDIR=...` must put the programs, the five man pages, the sample
+`make install PREFIX=... DESTDIR=...` must put the programs, the six man pages, the sample
 configuration and the launcher files where an operator expects them, with the launcher files'
 paths rewritten for PREFIX; the installed programs must run. The man pages must render without
 a single groff warning, describe every key of config/cassmail.conf (which itself must list every
@@ -17,6 +17,7 @@ MAN = TOP / "man"
 PAGES = {
     "cassmail-smtpd": MAN / "cassmail-smtpd.8",
     "cassmail-pop3d": MAN / "cassmail-pop3d.8",
+    "cassmail-imapd": MAN / "cassmail-imapd.8",
     "cassmail-admin": MAN / "cassmail-admin.8",
     "cassmail-tokens": MAN / "cassmail-tokens.1",
 }
@@ -41,11 +42,12 @@ def installed(tmp_path_factory):
 def test_make_install_puts_programs_pages_configuration_and_launchers_in_place(installed):
     root = installed / PREFIX.lstrip("/")
     expected = {
-        "sbin/cassmail-smtpd": 0o755, "sbin/cassmail-pop3d": 0o755, "sbin/cassmail-admin": 0o755,
+        "sbin/cassmail-smtpd": 0o755, "sbin/cassmail-pop3d": 0o755, "sbin/cassmail-imapd": 0o755,
+        "sbin/cassmail-admin": 0o755,
         "bin/cassmail-tokens": 0o755,
         "share/man/man1/cassmail-tokens.1": 0o644, "share/man/man5/cassmail.conf.5": 0o644,
         "share/man/man8/cassmail-smtpd.8": 0o644, "share/man/man8/cassmail-pop3d.8": 0o644,
-        "share/man/man8/cassmail-admin.8": 0o644,
+        "share/man/man8/cassmail-admin.8": 0o644, "share/man/man8/cassmail-imapd.8": 0o644,
         "share/cassmail/cassmail.conf": 0o644, "share/cassmail/cassandra.yaml": 0o644,
         "share/cassmail/inetd.conf": 0o644,
         "share/cassmail/xinetd.d/cassmail-smtp": 0o644, "share/cassmail/xinetd.d/cassmail-pop3": 0o644,
@@ -63,13 +65,20 @@ def test_make_install_puts_programs_pages_configuration_and_launchers_in_place(i
         "share/cassmail/systemd/cassmail-submission@.service": 0o644,
         "share/cassmail/systemd/cassmail-submissions.socket": 0o644,
         "share/cassmail/systemd/cassmail-submissions@.service": 0o644,
+        # IMAP (143) and IMAP over implicit TLS (993)
+        "share/cassmail/xinetd.d/cassmail-imap": 0o644,
+        "share/cassmail/xinetd.d/cassmail-imaps": 0o644,
+        "share/cassmail/systemd/cassmail-imap.socket": 0o644,
+        "share/cassmail/systemd/cassmail-imap@.service": 0o644,
+        "share/cassmail/systemd/cassmail-imaps.socket": 0o644,
+        "share/cassmail/systemd/cassmail-imaps@.service": 0o644,
     }
     for rel, mode in expected.items():
         p = root / rel
         assert p.is_file(), f"{rel} not installed"
         assert p.stat().st_mode & 0o777 == mode, f"{rel}: mode {oct(p.stat().st_mode & 0o777)}"
     # The installed programs are the built ones, and the pages are ours.
-    for prog in ("cassmail-smtpd", "cassmail-pop3d", "cassmail-admin"):
+    for prog in ("cassmail-smtpd", "cassmail-pop3d", "cassmail-imapd", "cassmail-admin"):
         assert (root / "sbin" / prog).read_bytes() == (TOP / "build" / prog).read_bytes()
     assert (root / "share/man/man5/cassmail.conf.5").read_bytes() == CONF_PAGE.read_bytes()
     # The sample configuration, also as the live one (there was none in DESTDIR).
@@ -97,7 +106,7 @@ def test_installed_programs_run(installed):
     root = installed / PREFIX.lstrip("/")
     p = run([str(root / "bin/cassmail-tokens"), "4"])
     assert [int(t) for t in p.stdout.split()] == balanced_tokens(4)
-    for prog in ("sbin/cassmail-smtpd", "sbin/cassmail-pop3d", "sbin/cassmail-admin"):
+    for prog in ("sbin/cassmail-smtpd", "sbin/cassmail-pop3d", "sbin/cassmail-imapd", "sbin/cassmail-admin"):
         p = run([str(root / prog), "--help"])
         assert "--config" in p.stdout, prog
     # The installed pages are found by man through the installed tree.

@@ -6,7 +6,7 @@ unlisted service on a free high port of 127.0.0.1, the programs of this build, t
 configuration file, and the user xinetd starts them as. The programs are copies in the test's own
 world-readable folder, so that nobody can run them wherever the tree was cloned (root's home,
 mode 700, keeps nobody out of build/). A message goes in through SMTP and comes
-back out through POP3, byte for byte, both through xinetd, against a real Cassandra node. When
+back out through IMAP and POP3, byte for byte, all through xinetd, against a real Cassandra node. When
 the tests run as root this is done twice: xinetd starting the servers as root (they become the
 [server] user conftest's write_conf sets, nobody, before reading a byte) and as nobody.
 
@@ -17,6 +17,7 @@ and output, --inetd.
 
 inetd.conf: each line has the seven fields inetd(8) expects and names the installed server.
 """
+import imaplib
 import os
 import poplib
 import re
@@ -36,14 +37,17 @@ from conftest import BUILD, TOP, unique, write_conf
 from support import free_port, wait_for
 
 CONFIG = TOP / "config"
-SERVICES = {"smtp": ("cassmail-smtp", "cassmail-smtpd", 25), "pop3": ("cassmail-pop3", "cassmail-pop3d", 110)}
+SERVICES = {"smtp": ("cassmail-smtp", "cassmail-smtpd", 25), "pop3": ("cassmail-pop3", "cassmail-pop3d", 110),
+            "imap": ("cassmail-imap", "cassmail-imapd", 143)}
 # Message submission (RFC 6409) and submission over implicit TLS (RFC 8314): cassmail-smtpd with
 # the options of its mode between --inetd and -c.
 SUBMISSION = {"submission": ("cassmail-submission", "cassmail-smtpd", 587, ["--submission"]),
               "submissions": ("cassmail-submissions", "cassmail-smtpd", 465,
                               ["--submission", "--tls-on-connect"])}
-FLAGS = {proto: v[3] for proto, v in SUBMISSION.items()}
-ALL = {**SERVICES, **{proto: v[:3] for proto, v in SUBMISSION.items()}}
+# IMAP over implicit TLS (RFC 8314, port 993).
+IMAPS = {"imaps": ("cassmail-imaps", "cassmail-imapd", 993, ["--tls-on-connect"])}
+FLAGS = {proto: v[3] for proto, v in {**SUBMISSION, **IMAPS}.items()}
+ALL = {**SERVICES, **{proto: v[:3] for proto, v in {**SUBMISSION, **IMAPS}.items()}}
 PASSWORD = "launch pass 7"
 
 
@@ -158,7 +162,7 @@ USERS = [("root", "root"), ("nobody", "nogroup")] if os.geteuid() == 0 else [Non
 
 
 @pytest.mark.parametrize("xinetd_user", USERS, ids=lambda u: f"as-{u[0]}" if u else "as-self")
-def test_xinetd_delivers_over_smtp_and_serves_the_message_over_pop3(mail, xinetd_user):
+def test_xinetd_delivers_over_smtp_and_serves_the_message_over_imap_and_pop3(mail, xinetd_user):
     deliver_through_xinetd(mail, xinetd_user)
 
 
@@ -183,8 +187,21 @@ def test_xinetd_as_nobody_serves_a_tree_cloned_into_a_private_home(mail, monkeyp
         shutil.rmtree(home, ignore_errors=True)
 
 
+def imap_fetch_first(m):
+    """BODY.PEEK[] of the first message of INBOX through imaplib session M, or None while the
+    mailbox is empty (a new delivery gets its UID after [imap] settle_ms)."""
+    typ, data = m.select("INBOX", readonly=True)
+    assert typ == "OK", data
+    if int(data[0]) == 0:
+        return None
+    typ, data = m.fetch("1", "(BODY.PEEK[])")
+    assert typ == "OK", data
+    return data[0][1]
+
+
 def deliver_through_xinetd(mail, xinetd_user):
-    """A message in through SMTP and out through POP3, both started by xinetd as XINETD_USER."""
+    """A message in through SMTP and out through IMAP and POP3, all started by xinetd as
+    XINETD_USER."""
     # A folder every user can read: the servers may run as nobody.
     folder = Path(tempfile.mkdtemp(prefix="cassmail-xinetd-"))
     try:
@@ -199,6 +216,13 @@ def deliver_through_xinetd(mail, xinetd_user):
                 code, banner = s.ehlo("client.example")
                 assert code == 250, banner
                 assert s.sendmail("sender@example.org", [f"{user}@example.com"], sent) == {}
+            # IMAP first (it only reads): the message once it has a UID ([imap] settle_ms).
+            with imaplib.IMAP4("127.0.0.1", x.ports["imap"], timeout=120) as m:
+                assert m.welcome.startswith(b"* OK")
+                m.login(user, PASSWORD)
+                imap_got = wait_for(lambda: imap_fetch_first(m), what="the message over IMAP",
+                                    timeout=60, step=0.5)
+                m.logout()
             p = poplib.POP3("127.0.0.1", x.ports["pop3"], timeout=120)
             try:
                 assert p.getwelcome().startswith(b"+OK")
@@ -217,12 +241,14 @@ def deliver_through_xinetd(mail, xinetd_user):
             assert head[0].startswith(b"Received: from client.example (127.0.0.1)")
             assert head[1].startswith(b"\tby mx.example.com (CassMail) with ESMTP")
             assert head[3] == sent
-            # Both sessions really went through xinetd, and ended cleanly.
-            wait_for(lambda: len(re.findall(r"EXIT: test-cassmail-\w+ status=0", x.log())) >= 2,
-                     what="two sessions to end with status 0", timeout=60)
+            assert imap_got == got   # IMAP's BODY[] is the stored message, as POP3's RETR
+            # The sessions really went through xinetd, and ended cleanly.
+            wait_for(lambda: len(re.findall(r"EXIT: test-cassmail-\w+ status=0", x.log())) >= 3,
+                     what="three sessions to end with status 0", timeout=60)
             log = x.log()
             assert re.search(r"START: test-cassmail-smtp pid=\d+ from=127\.0\.0\.1", log), log
             assert re.search(r"START: test-cassmail-pop3 pid=\d+ from=127\.0\.0\.1", log), log
+            assert re.search(r"START: test-cassmail-imap pid=\d+ from=127\.0\.0\.1", log), log
             # DELE and QUIT removed it from Cassandra.
             assert mail.list(user) == []
         finally:
@@ -387,6 +413,52 @@ def test_xinetd_serves_submission_with_starttls_and_over_implicit_tls(mail):
             assert re.fullmatch(rb"Date: \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4}",
                                 ghead[len(head) + 2:]), ghead
             assert b" with ESMTPSA id " in got.split(b"\r\n")[1]
+        finally:
+            x.stop()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_xinetd_serves_imap_with_starttls_and_over_implicit_tls(mail):
+    """The shipped IMAP services through the real xinetd, with TLS configured and [imap]
+    allow_plaintext_auth = false: on the 143 service CAPABILITY offers STARTTLS and says
+    LOGINDISABLED, LOGIN is refused before it and works after it; on the 993 service TLS runs from
+    the first byte (imaplib.IMAP4_SSL) and LOGIN works at once."""
+    folder = Path(tempfile.mkdtemp(prefix="cassmail-xinetd-"))
+    try:
+        folder.chmod(0o755)
+        cert, key = folder / "cert.pem", folder / "key.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
+                        "-subj", "/CN=mx.example.com"], check=True, capture_output=True, timeout=60)
+        key.chmod(0o600)   # read by the server before it becomes [server] user
+        conf = write_conf(folder / "cassmail.conf", smtp={"domains": "example.com"},
+                          tls={"certificate": cert, "key": key}, imap={"allow_plaintext_auth": "false"})
+        conf.chmod(0o644)
+        user = mail.useradd(unique("x"), password=PASSWORD)
+        x = Xinetd(folder, conf, USERS[0], services=["imap", "imaps"])
+        ctx = ssl.create_default_context(cafile=str(cert))
+        ctx.check_hostname = False
+        try:
+            with imaplib.IMAP4("127.0.0.1", x.ports["imap"], timeout=120) as m:
+                caps = m.capabilities
+                assert "STARTTLS" in caps and "LOGINDISABLED" in caps, caps
+                with pytest.raises(imaplib.IMAP4.error):
+                    m.login(user, PASSWORD)
+                m.starttls(ssl_context=ctx)
+                assert "STARTTLS" not in m.capabilities and "AUTH=PLAIN" in m.capabilities, m.capabilities
+                assert m.login(user, PASSWORD)[0] == "OK"
+                assert m.select("INBOX")[0] == "OK"
+                m.logout()
+            with imaplib.IMAP4_SSL("127.0.0.1", x.ports["imaps"], ssl_context=ctx, timeout=120) as m:
+                assert m.welcome.startswith(b"* OK")
+                assert "STARTTLS" not in m.capabilities and "AUTH=PLAIN" in m.capabilities, m.capabilities
+                assert m.login(user, PASSWORD)[0] == "OK"
+                typ, data = m.list()
+                assert typ == "OK" and any(b"INBOX" in line for line in data), data
+                m.logout()
+            wait_for(lambda: len(re.findall(r"EXIT: test-cassmail-imaps? status=0", x.log())) >= 2,
+                     what="both sessions to end with status 0", timeout=60)
         finally:
             x.stop()
     finally:

@@ -36,7 +36,7 @@ import pytest
 
 import support
 from conftest import Mail, unique, write_conf
-from support import HOST, POP3D, SMTPD, UUID, Daemon, body, children, free_port, wait_for
+from support import HOST, IMAPD, POP3D, SMTPD, UUID, Daemon, body, children, free_port, wait_for
 
 PASSWORD = "Tls auth pass 7"
 AS_ROOT = os.geteuid() == 0
@@ -203,7 +203,7 @@ def test_starttls_and_stls_offered_only_with_certificate_and_key(env, tmp_path):
                              f"[tls] key {tmp_path / 'missing.pem'}: cannot load"),
                             ("swapped", {"certificate": env.key, "key": env.cert}, "[tls] certificate")):
         conf = write_conf(tmp_path / f"{name}.conf", tls=tls)
-        for prog in (SMTPD, POP3D):
+        for prog in (SMTPD, POP3D, IMAPD):
             p = subprocess.run([str(prog), "-f", "-c", str(conf), "-l", "127.0.0.1:0"],
                                capture_output=True, text=True, timeout=60)
             assert p.returncode == 78, (prog.name, name, p.returncode, p.stderr)
@@ -596,7 +596,8 @@ needs_root = pytest.mark.skipif(not AS_ROOT, reason="the privilege drop is teste
 def test_daemons_started_as_root_serve_clients_as_nobody(env, tmp_path):
     nobody, nogroup = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
     assert oct(env.key.stat().st_mode & 0o777) == "0o600" and env.key.stat().st_uid == 0
-    for prog, greet, tls_cmd in ((SMTPD, "220 ", "STARTTLS"), (POP3D, "+OK", "STLS")):
+    for prog, greet, tls_cmd, go_ahead in ((SMTPD, "220 ", "STARTTLS", "220"), (POP3D, "+OK", "STLS", "+OK"),
+                                           (IMAPD, "* OK", "a STARTTLS", "a OK")):
         daemon = Daemon(prog, env.conf["strict"], tmp_path / f"{prog.name}.log")
         try:
             assert ids(daemon.proc.pid)["Uid"] == [nobody] * 4   # the listener gave up root already
@@ -612,7 +613,7 @@ def test_daemons_started_as_root_serve_clients_as_nobody(env, tmp_path):
             if prog == SMTPD:
                 r.cmd("EHLO c.example")
             r.send(tls_cmd + "\r\n")
-            assert r.line().startswith(greet.strip())
+            assert r.line().startswith(go_ahead)
             assert r.start_tls(env.ctx) in ("TLSv1.2", "TLSv1.3")
             r.close()
         finally:
@@ -622,7 +623,8 @@ def test_daemons_started_as_root_serve_clients_as_nobody(env, tmp_path):
 @needs_root
 def test_inetd_mode_started_as_root_drops_too(env):
     nobody = pwd.getpwnam("nobody").pw_uid
-    for prog, greet in ((SMTPD, b"220 "), (POP3D, b"+OK")):
+    for prog, greet, quit_ in ((SMTPD, b"220 ", b"QUIT\r\n"), (POP3D, b"+OK", b"QUIT\r\n"),
+                               (IMAPD, b"* OK", b"a LOGOUT\r\n")):
         ours, theirs = socket.socketpair()
         p = subprocess.Popen([str(prog), "-f", "-c", str(env.conf["strict"]), "--inetd"],
                              stdin=theirs.fileno(), stdout=theirs.fileno(), stderr=subprocess.PIPE)
@@ -631,7 +633,7 @@ def test_inetd_mode_started_as_root_drops_too(env):
             ours.settimeout(60)
             assert ours.recv(4096).startswith(greet)
             assert ids(p.pid)["Uid"] == [nobody] * 4
-            ours.sendall(b"QUIT\r\n")
+            ours.sendall(quit_)
             assert p.wait(timeout=60) == 0
         finally:
             ours.close()
@@ -647,7 +649,7 @@ def test_inetd_mode_started_as_root_drops_too(env):
 def test_root_without_an_unprivileged_user_refuses_to_run(env, tmp_path, server):
     conf = write_conf(tmp_path / "root.conf", server=server)
     want = "no such user" if server["user"] == "no-such-user-here" else "refusing to serve clients as root"
-    for prog in (SMTPD, POP3D):
+    for prog in (SMTPD, POP3D, IMAPD):
         p = subprocess.run([str(prog), "-f", "-c", str(conf), "-l", "127.0.0.1:0"],
                            capture_output=True, text=True, timeout=60)
         assert p.returncode == 77, (prog.name, p.returncode, p.stderr)

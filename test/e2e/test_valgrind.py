@@ -6,6 +6,9 @@ no use of uninitialised memory, no leak, in the processes that live long and in 
     over-long line, RSET, QUIT.
   - A whole POP3 session in --inetd mode: a failed PASS, then USER/PASS, STAT, LIST, UIDL, TOP,
     RETR, DELE, RSET, DELE, QUIT (the deletion applied).
+  - An IMAP session in --inetd mode: a failed LOGIN, LOGIN with a literal password, SELECT,
+    FETCH of flags, envelope, structure and bodies, STORE, SEARCH, APPEND of a literal larger
+    than the read buffer (LITERAL+), IDLE, EXPUNGE, LOGOUT.
   - Each daemon (the listener) with every session it forks, under memcheck, over a few dozen
     sessions, then SIGTERM: each of those processes, listener included, clean at its exit.
   - The listener does not grow: its resident size after 1500 more sessions is what it was after
@@ -37,7 +40,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ADMIN, CLUSTER, node, run, unique, write_conf
-from support import HOST, POP3D, SMTPD, Daemon, body, free_port, wait_for
+from support import HOST, IMAPD, POP3D, SMTPD, Daemon, body, free_port, wait_for
 
 PASSWORD = "Valgrind pass 7"
 VALGRIND = ["valgrind", "--leak-check=full", "--show-leak-kinds=definite,indirect",
@@ -151,6 +154,43 @@ def test_pop3_inetd_session_is_memcheck_clean(env, mail, vg):
     assert_clean(vg, 1)
 
 
+def test_imap_inetd_session_is_memcheck_clean(env, mail, vg):
+    """The adapter's literals (a password, an APPEND larger than its read buffer, with LITERAL+)
+    and the IMAP core under memcheck, in one piped session as inetd runs it."""
+    _, conf = env
+    user = mail.useradd(unique("vi"), password=PASSWORD)
+    for k in range(1, 3):
+        m = body(b"Subject: imap %d" % k, b"From: <s@remote.example>", b"", b".dot line",
+                 *[b"z" * 70] * (k * 40))
+        p = subprocess.run([str(SMTPD), "--inetd", "-c", str(conf)], capture_output=True, timeout=60,
+                           input=b"EHLO c\r\nMAIL FROM:<s@remote.example>\r\n" +
+                           f"RCPT TO:<{user}@example.com>\r\n".encode() + b"DATA\r\n" + m + b".\r\nQUIT\r\n")
+        assert b"250 2.0.0" in p.stdout, p.stdout
+    time.sleep(3)   # older than [imap] settle_ms: both have UIDs at SELECT
+    big = body(b"Subject: appended", b"", *[b"%06d appended line of a large message" % i for i in range(4000)])
+    assert len(big) > 128 * 1024
+    pw = PASSWORD.encode()
+    session = b"".join([
+        b"a CAPABILITY\r\n", f'b LOGIN {user} "wrong"\r\n'.encode(),
+        f"c LOGIN {user} {{{len(pw)}+}}\r\n".encode(), pw, b"\r\n",
+        b"d SELECT INBOX\r\n", b"e FETCH 1:* (FLAGS UID RFC822.SIZE ENVELOPE BODYSTRUCTURE)\r\n",
+        b"f FETCH 1 (BODY.PEEK[HEADER] BODY.PEEK[TEXT]<0.100>)\r\n", b"g UID FETCH 1:* (BODY[])\r\n",
+        b"h STORE 2 +FLAGS (\\Deleted \\Flagged)\r\n", b"i SEARCH UNSEEN\r\n",
+        f"j APPEND INBOX (\\Seen) {{{len(big)}+}}\r\n".encode(), big, b"\r\n",
+        b"k IDLE\r\n", b"DONE\r\n", b"l EXPUNGE\r\n", b"m LIST \"\" *\r\n",
+        b"n STATUS INBOX (MESSAGES UIDNEXT UNSEEN)\r\n", b"o LOGOUT\r\n"])
+    p = under_valgrind(vg, [IMAPD, "--inetd", "-c", conf], input=session,
+                       capture_output=True, timeout=900)
+    out = p.stdout.decode(errors="replace")
+    assert p.returncode == 0, out[-3000:] + p.stderr.decode(errors="replace")
+    tagged = dict(re.findall(r"^([a-o]) (OK|NO|BAD)\b", out, flags=re.M))
+    assert tagged == {**{t: "OK" for t in "acdefghijklmno"}, "b": "NO"}, out[-3000:]
+    assert "* 2 EXISTS" in out and "* 2 EXPUNGE" in out, out[-3000:]
+    assert out.count("appended line of a large message") == 0   # APPEND answers, it echoes nothing
+    assert len(mail.list(user)) == 2   # the second delivered one expunged, the appended one added
+    assert_clean(vg, 1)
+
+
 def test_body_parts_are_memcheck_clean_written_refused_read_and_collected(env, mail, vg):
     """The parts layout under memcheck: a 3 MiB message streamed in parts (and referred to from
     two mailboxes), one refused for a NUL after parts of it were written (its parts removed
@@ -204,11 +244,11 @@ def smtp_exchange(port, lines):
         return b"".join(replies)
 
 
-@pytest.mark.parametrize("program", ["smtpd", "pop3d"])
+@pytest.mark.parametrize("program", ["smtpd", "pop3d", "imapd"])
 def test_listener_and_its_sessions_are_memcheck_clean(env, mail, tmp_path, vg, program):
     _, conf = env
     user = mail.useradd(unique("vl"), password=PASSWORD)
-    prog = SMTPD if program == "smtpd" else POP3D
+    prog = {"smtpd": SMTPD, "pop3d": POP3D, "imapd": IMAPD}[program]
     server = subprocess.Popen(VALGRIND + [f"--log-file={vg}/vg.%p", str(prog), "-f", "-c", str(conf),
                                           "-l", "127.0.0.1:0"],
                               env=dict(os.environ, **VALGRIND_ENV),
@@ -225,6 +265,15 @@ def test_listener_and_its_sessions_are_memcheck_clean(env, mail, tmp_path, vg, p
                                          f"RCPT TO:<{user}@example.com>\r\n".encode(), b"DATA\r\n",
                                          body(b"Subject: %d" % k, b"", b"text") + b".\r\n", b"QUIT\r\n"])
                 assert b"250 2.0.0" in r, r
+            elif program == "imapd":
+                login = (f'a LOGIN {user} "{PASSWORD}"\r\nb SELECT INBOX\r\nc NOOP\r\n' if k < 2
+                         else "a CAPABILITY\r\nb NOOP\r\n")
+                with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
+                    s.sendall(f"{login}z LOGOUT\r\n".encode())
+                    got = b""
+                    while chunk := s.recv(65536):   # the server closes after LOGOUT
+                        got += chunk
+                    assert b" NO " not in got and b" BAD " not in got and b"z OK" in got, got
             else:
                 # Two sessions log in (PBKDF2 at full cost takes seconds under memcheck), the
                 # others stop before PASS.
@@ -252,13 +301,13 @@ def vmrss_kb(pid):
     return int(m.group(1))
 
 
-@pytest.mark.parametrize("program", ["smtpd", "pop3d"])
+@pytest.mark.parametrize("program", ["smtpd", "pop3d", "imapd"])
 def test_the_listener_does_not_grow_over_1500_sessions(env, tmp_path, program):
     _, conf = env
-    prog = SMTPD if program == "smtpd" else POP3D
+    prog = {"smtpd": SMTPD, "pop3d": POP3D, "imapd": IMAPD}[program]
     d = Daemon(prog, conf, tmp_path / "server.log")
-    greeting = b"220" if program == "smtpd" else b"+OK"
-    quit_ = b"QUIT\r\n"
+    greeting = {"smtpd": b"220", "pop3d": b"+OK", "imapd": b"* OK"}[program]
+    quit_ = b"a LOGOUT\r\n" if program == "imapd" else b"QUIT\r\n"
 
     def sessions(n):
         for _ in range(n):

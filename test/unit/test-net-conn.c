@@ -471,6 +471,57 @@ test_discard_ends_an_over_long_line(void)
 }
 
 static void
+test_read_more_takes_raw_octets_after_a_line(void)
+{
+    /* an IMAP literal: the octets after the line, whatever they are, then a line again */
+    Pair *p = pair_new();
+    send_text(p, "A1 APPEND box {7}\r\nx\r\n\0y\nzNEXT\r\n", 32);
+    g_assert_cmpint(read_line(p, 512), ==, NET_LINE_OK);
+    g_assert_cmpint(net_conn_read_more(p->conn, 0), ==, NET_LINE_OK);   /* buffered: at once */
+    gsize avail;
+    const char *buf = net_conn_peek(p->conn, &avail);
+    g_assert_cmpuint(avail, ==, 13);
+    g_assert_cmpmem(buf, 7, "x\r\n\0y\nz", 7);
+    net_conn_consume(p->conn, 7);
+    g_assert_cmpint(read_line(p, 512), ==, NET_LINE_OK);
+    g_assert_cmpstr(p->line->str, ==, "NEXT\r\n");
+    pair_free(p);
+}
+
+static void
+test_read_more_waits_flushes_and_times_out(void)
+{
+    Pair *p = pair_new();
+    g_assert_true(net_conn_write(p->conn, "+ go\r\n", 6));
+    gint64 t0 = g_get_monotonic_time();
+    g_assert_cmpint(net_conn_read_more(p->conn, 150), ==, NET_LINE_TIMEOUT);
+    g_assert_cmpint(g_get_monotonic_time() - t0, >=, 140 * 1000);
+    char got[16] = {0};
+    g_assert_cmpint(read(p->fd[1], got, sizeof got), ==, 6);   /* flushed before the wait */
+    g_assert_cmpstr(got, ==, "+ go\r\n");
+    send_text(p, "abc", -1);
+    g_assert_cmpint(net_conn_read_more(p->conn, 5000), ==, NET_LINE_OK);
+    gsize avail;
+    net_conn_peek(p->conn, &avail);
+    g_assert_cmpuint(avail, ==, 3);
+    net_conn_consume(p->conn, 3);
+    client_close(p);
+    g_assert_cmpint(net_conn_read_more(p->conn, 5000), ==, NET_LINE_EOF);
+    g_assert_cmpint(net_conn_read_more(p->conn, 5000), ==, NET_LINE_EOF);
+    pair_free(p);
+}
+
+static void
+test_read_more_refuses_while_skipping_a_long_line(void)
+{
+    Pair *p = pair_new();
+    send_text(p, "0123456789", -1);
+    g_assert_cmpint(net_conn_read_line(p->conn, 4, 30, p->line), ==, NET_LINE_TIMEOUT);
+    g_assert_cmpint(net_conn_read_more(p->conn, 0), ==, NET_LINE_ERROR);
+    pair_free(p);
+}
+
+static void
 test_write_is_buffered_until_flush(void)
 {
     Pair *p = pair_new();
@@ -743,6 +794,12 @@ main(int argc, char **argv)
     g_test_add_func("/net/line/pipes-work-as-in-inetd", test_pipes_work_as_in_inetd);
     g_test_add_func("/net/line/status-names", test_status_names);
     g_test_add_func("/net/conn/pending-and-discard", test_pending_and_discard);
+    g_test_add_func("/net/conn/read-more-takes-raw-octets-after-a-line",
+                    test_read_more_takes_raw_octets_after_a_line);
+    g_test_add_func("/net/conn/read-more-waits-flushes-and-times-out",
+                    test_read_more_waits_flushes_and_times_out);
+    g_test_add_func("/net/conn/read-more-refuses-while-skipping-a-long-line",
+                    test_read_more_refuses_while_skipping_a_long_line);
     g_test_add_func("/net/conn/discard-ends-an-over-long-line", test_discard_ends_an_over_long_line);
     g_test_add_func("/net/conn/write-is-buffered-until-flush", test_write_is_buffered_until_flush);
     g_test_add_func("/net/conn/read-flushes-replies-before-it-waits",

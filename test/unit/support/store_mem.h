@@ -33,4 +33,17 @@ guint store_mem_message_count(Store *s, const char *user, const char *mailbox);
  * STORE_PART_SIZE, as the Cassandra store hands out parts) */
 void store_mem_set_chunk(Store *s, gsize chunk);
 
+/* IMAP's ImapSeals row is kept on REPLICAS simulated replicas (default 1): a seal write reaches a
+ * random quorum of them, a slice merges a random quorum. PARTIAL_PERMILLE of the writes reach
+ * one replica and fail (a coordinator that timed out), LOST_ACK_PERMILLE reach a quorum and fail
+ * all the same (a lost acknowledgement). SEED makes the choices repeatable. Flags, index and
+ * meta stay single copies (their levels are not what the seal protocol's safety rests on). */
+void store_mem_set_replicas(Store *s, int replicas, guint32 seed, int partial_permille,
+                            int lost_ack_permille);
+/* store_mem_set_hook - HOOK(DATA) runs at the start of every backend operation: a test's
+ * scheduler lets another thread run there (the store itself is not thread-safe: the hook must
+ * let one thread at a time through) */
+typedef void (*StoreMemHook)(gpointer data);
+void store_mem_set_hook(Store *s, StoreMemHook hook, gpointer data);
+
 #endif

@@ -1,0 +1,590 @@
+/*
+ * fetch.c - FETCH and UID FETCH (RFC 9051 section 6.4.5, 7.5.2; RFC 3501 6.4.5 for IMAP4rev1's
+ * RFC822, RFC822.HEADER and RFC822.TEXT).
+ *
+ * The command is parsed into a list of items, then its responses are made one message at a time
+ * by imap_fetch_more, which the adapter calls until it says no more (at most about MAX octets a
+ * call). A message's body parts are never held whole: a message whose items need its MIME
+ * structure (ENVELOPE, BODY, BODYSTRUCTURE, a section other than the whole message) is streamed
+ * through the MIME parser first (only its header for ENVELOPE alone), then the octets of each
+ * section are streamed from a second reader of the store, a chunk at a time, straight into the
+ * response's literal.
+ *
+ * A message gone from the store (expunged by another session) is left out and the command ends
+ * "NO [EXPUNGEISSUED]"; a store that fails before a message's response begins ends it
+ * "NO [UNAVAILABLE]"; one that fails inside a literal leaves no honest way on, and the session is
+ * closed (end reason body-failed), as POP3 does inside RETR.
+ */
+#include "imap/internal.h"
+
+#include <string.h>
+
+#include "util/log.h"
+
+typedef enum {
+    FI_UID,
+    FI_FLAGS,
+    FI_INTERNALDATE,
+    FI_SIZE,
+    FI_ENVELOPE,
+    FI_BODY,             /* BODY without a section: the non-extensible BODYSTRUCTURE */
+    FI_BODYSTRUCTURE,
+    FI_SECTION,          /* BODY[...] and BODY.PEEK[...], RFC822, RFC822.HEADER, RFC822.TEXT */
+} FetchKind;
+
+typedef struct {
+    FetchKind kind;
+    char *section;       /* FI_SECTION: what mime_section_ranges takes ("" = the whole message) */
+    char *label;         /* FI_SECTION: the name in the response ("BODY[TEXT]", "RFC822") */
+    gboolean peek;       /* does not set \Seen */
+    gboolean partial;
+    guint64 origin, count;
+} FetchItem;
+
+struct ImapFetch {
+    char *tag;
+    char *name;          /* "FETCH" or "UID FETCH" */
+    GArray *items;       /* FetchItem */
+    GArray *msgs;        /* the indexes of the messages, in order */
+    gboolean add_flags;  /* \Seen was set: FLAGS goes with each response */
+    guint next;          /* the next of msgs */
+    gboolean need_tree, need_body_tree;
+
+    /* the message being answered */
+    gboolean in_msg;
+    guint item;          /* the next of items */
+    guint seq;
+    MimeTree *tree;
+    /* a literal being streamed */
+    gboolean streaming;
+    StoreReader *reader;
+    GBytes *chunk;
+    guint64 chunk_at;    /* the chunk's offset in the message */
+    gsize chunk_used;
+    GArray *ranges;      /* MimeRange, the literal's octets */
+    guint range;
+    guint64 range_done;  /* octets of ranges[range] sent */
+
+    gboolean expunged;   /* a message was gone */
+};
+
+static void
+fetch_item_clear(gpointer p)
+{
+    FetchItem *it = p;
+    g_free(it->section);
+    g_free(it->label);
+}
+
+void
+imap_fetch_free(ImapFetch **fp)
+{
+    ImapFetch *f = fp ? *fp : NULL;
+    if (!f)
+        return;
+    g_free(f->tag);
+    g_free(f->name);
+    g_array_free(f->items, TRUE);
+    if (f->msgs)
+        g_array_free(f->msgs, TRUE);
+    mime_tree_free(&f->tree);
+    store_reader_free(&f->reader);
+    g_clear_pointer(&f->chunk, g_bytes_unref);
+    g_array_free(f->ranges, TRUE);
+    g_free(f);
+    *fp = NULL;
+}
+
+/* ---- parsing (RFC 9051 section 9: fetch-att) ------------------------------------------------- */
+
+/* fetch_name - the name of a fetch-att: letters, digits and dots */
+static char *
+fetch_name(ImapParser *p)
+{
+    gsize start = p->pos;
+    while (p->pos < p->len && (g_ascii_isalnum(p->buf[p->pos]) || p->buf[p->pos] == '.'))
+        p->pos++;
+    return p->pos > start ? g_ascii_strup(p->buf + start, (gssize)(p->pos - start)) : NULL;
+}
+
+/* fetch_section - "[" section-spec "]": the text between the brackets (quotes respected) */
+static char *
+fetch_section(ImapParser *p)
+{
+    gsize save = p->pos;
+    if (!imap_parse_char(p, '['))
+        return NULL;
+    gsize start = p->pos;
+    gboolean quoted = FALSE;
+    while (p->pos < p->len) {
+        char c = p->buf[p->pos];
+        if (c == '\r' || c == '\n' || c == '\0' || c == '{')
+            break;
+        if (quoted) {
+            if (c == '\\')
+                p->pos++;
+            else if (c == '"')
+                quoted = FALSE;
+        } else if (c == '"') {
+            quoted = TRUE;
+        } else if (c == ']') {
+            char *s = g_strndup(p->buf + start, p->pos - start);
+            p->pos++;
+            return s;
+        }
+        p->pos++;
+    }
+    p->pos = save;
+    return NULL;
+}
+
+static void
+fetch_add(GArray *items, FetchKind kind)
+{
+    FetchItem it = {.kind = kind};
+    g_array_append_val(items, it);
+}
+
+/* fetch_add_section - an FI_SECTION item */
+static void
+fetch_add_section(GArray *items, const char *section, const char *label, gboolean peek)
+{
+    FetchItem it = {.kind = FI_SECTION, .section = g_strdup(section), .label = g_strdup(label),
+                    .peek = peek};
+    g_array_append_val(items, it);
+}
+
+/* fetch_att - one fetch-att (or a macro) into ITEMS */
+static gboolean
+fetch_att(ImapParser *p, GArray *items, gboolean macros)
+{
+    g_autofree char *name = fetch_name(p);
+    if (!name)
+        return FALSE;
+    if (macros && strcmp(name, "ALL") == 0) {
+        fetch_add(items, FI_FLAGS), fetch_add(items, FI_INTERNALDATE);
+        fetch_add(items, FI_SIZE), fetch_add(items, FI_ENVELOPE);
+    } else if (macros && strcmp(name, "FAST") == 0) {
+        fetch_add(items, FI_FLAGS), fetch_add(items, FI_INTERNALDATE), fetch_add(items, FI_SIZE);
+    } else if (macros && strcmp(name, "FULL") == 0) {
+        fetch_add(items, FI_FLAGS), fetch_add(items, FI_INTERNALDATE);
+        fetch_add(items, FI_SIZE), fetch_add(items, FI_ENVELOPE), fetch_add(items, FI_BODY);
+    } else if (strcmp(name, "UID") == 0) {
+        fetch_add(items, FI_UID);
+    } else if (strcmp(name, "FLAGS") == 0) {
+        fetch_add(items, FI_FLAGS);
+    } else if (strcmp(name, "INTERNALDATE") == 0) {
+        fetch_add(items, FI_INTERNALDATE);
+    } else if (strcmp(name, "RFC822.SIZE") == 0) {
+        fetch_add(items, FI_SIZE);
+    } else if (strcmp(name, "ENVELOPE") == 0) {
+        fetch_add(items, FI_ENVELOPE);
+    } else if (strcmp(name, "BODYSTRUCTURE") == 0) {
+        fetch_add(items, FI_BODYSTRUCTURE);
+    } else if (strcmp(name, "RFC822") == 0) {
+        fetch_add_section(items, "", "RFC822", FALSE);
+    } else if (strcmp(name, "RFC822.HEADER") == 0) {
+        fetch_add_section(items, "HEADER", "RFC822.HEADER", TRUE);
+    } else if (strcmp(name, "RFC822.TEXT") == 0) {
+        fetch_add_section(items, "TEXT", "RFC822.TEXT", FALSE);
+    } else if (strcmp(name, "BODY") == 0 || strcmp(name, "BODY.PEEK") == 0) {
+        if (imap_parse_peek(p) != '[') {
+            if (strcmp(name, "BODY") != 0)
+                return FALSE;
+            fetch_add(items, FI_BODY);
+            return TRUE;
+        }
+        g_autofree char *section = fetch_section(p);
+        if (!section)
+            return FALSE;
+        g_autofree char *label = g_strdup_printf("BODY[%s]", section);
+        fetch_add_section(items, section, label, strcmp(name, "BODY.PEEK") == 0);
+        if (imap_parse_char(p, '<')) {
+            FetchItem *it = &g_array_index(items, FetchItem, items->len - 1);
+            guint32 origin, count;
+            if (!imap_parse_number(p, &origin, FALSE) || !imap_parse_char(p, '.') ||
+                !imap_parse_number(p, &count, TRUE) || !imap_parse_char(p, '>'))
+                return FALSE;
+            it->partial = TRUE;
+            it->origin = origin;
+            it->count = count;
+        }
+    } else {
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* fetch_section_valid - whether SECTION is a section-spec mime.c takes (tried on an empty
+ * message: only a part number past its parts may fail then) */
+static gboolean
+fetch_section_valid(const char *section)
+{
+    static MimeTree *empty;
+    if (!empty)
+        empty = mime_parse("", 0);
+    g_autoptr(GArray) r = g_array_new(FALSE, FALSE, sizeof(MimeRange));
+    GError *e = NULL;
+    gboolean ok = mime_section_ranges(empty, section, r, &e);
+    if (!ok && g_error_matches(e, MIME_ERROR, MIME_ERROR_NO_PART))
+        ok = TRUE;
+    g_clear_error(&e);
+    return ok;
+}
+
+/* ---- output ---------------------------------------------------------------------------------- */
+
+/* fetch_internaldate - INTERNALDATE: UNIX_S as date-time */
+static void
+fetch_internaldate(gint64 unix_s, GString *out)
+{
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    GDateTime *dt = g_date_time_new_from_unix_utc(MAX(unix_s, 0));
+    if (!dt)
+        dt = g_date_time_new_from_unix_utc(0);
+    g_string_append_printf(out, "\"%02d-%s-%04d %02d:%02d:%02d +0000\"",
+                           g_date_time_get_day_of_month(dt),
+                           months[g_date_time_get_month(dt) - 1], g_date_time_get_year(dt),
+                           g_date_time_get_hour(dt), g_date_time_get_minute(dt),
+                           g_date_time_get_second(dt));
+    g_date_time_unref(dt);
+}
+
+/* fetch_parse_tree - the MIME tree of message I (only its header when WHOLE is FALSE) */
+static gboolean
+fetch_parse_tree(ImapSession *s, guint i, gboolean whole, MimeTree **tree, GError **error)
+{
+    StoreReader *r = NULL;
+    if (!store_reader_open(s->store, s->user, imap_view_stored_name(s->view), imap_msg_id(s, i), &r, error))
+        return FALSE;
+    MimeParser *mp = mime_parser_new();
+    GBytes *chunk = NULL;
+    gboolean ok;
+    while ((ok = store_reader_next(r, &chunk, error)) && chunk) {
+        gsize n;
+        const void *d = g_bytes_get_data(chunk, &n);
+        mime_parser_feed(mp, d, n);
+        g_bytes_unref(chunk);
+        chunk = NULL;
+        if (!whole && mime_parser_header_done(mp))
+            break;
+    }
+    store_reader_free(&r);
+    if (!ok) {
+        mime_parser_free(&mp);
+        return FALSE;
+    }
+    *tree = mime_parser_finish(&mp);
+    return TRUE;
+}
+
+/* fetch_start_literal - the literal of section item IT of the current message: " {n}\r\n" and
+ * the octets to stream */
+static gboolean
+fetch_start_literal(ImapSession *s, ImapFetch *f, const FetchItem *it, guint i, GString *out,
+                    GError **error)
+{
+    g_array_set_size(f->ranges, 0);
+    guint64 size = imap_msg_size(s, i);
+    if (!f->tree) {
+        /* the whole message, no tree needed */
+        MimeRange r = {0, size};
+        g_array_append_val(f->ranges, r);
+    } else {
+        GError *e = NULL;
+        if (!mime_section_ranges(f->tree, it->section, f->ranges, &e)) {
+            /* a part the message does not have: an empty string (RFC 9051 6.4.5) */
+            g_clear_error(&e);
+            g_array_set_size(f->ranges, 0);
+        }
+    }
+    if (it->partial)
+        mime_ranges_partial(f->ranges, it->origin, it->count);
+    guint64 n = mime_ranges_size(f->ranges);
+    g_string_append_printf(out, "%s", it->label);
+    if (it->partial)
+        g_string_append_printf(out, "<%" G_GUINT64_FORMAT ">", it->origin);
+    if (n == 0 && it->partial) {
+        g_string_append(out, " \"\"");
+        return TRUE;
+    }
+    g_string_append_printf(out, " {%" G_GUINT64_FORMAT "}\r\n", n);
+    if (n == 0)
+        return TRUE;
+    if (!store_reader_open(s->store, s->user, imap_view_stored_name(s->view), imap_msg_id(s, i), &f->reader, error))
+        return FALSE;
+    f->streaming = TRUE;
+    f->chunk_at = 0;
+    f->chunk_used = 0;
+    f->range = 0;
+    f->range_done = 0;
+    s->fetched_octets += n;
+    return TRUE;
+}
+
+/* fetch_stream - more of the literal being streamed, up to about MAX octets in OUT; FALSE with
+ * ERROR when the store failed (or the message was shorter than its ranges) */
+static gboolean
+fetch_stream(ImapFetch *f, GString *out, gsize max, GError **error)
+{
+    while (f->streaming && out->len < max) {
+        if (f->range >= f->ranges->len) {
+            f->streaming = FALSE;
+            store_reader_free(&f->reader);
+            g_clear_pointer(&f->chunk, g_bytes_unref);
+            break;
+        }
+        const MimeRange *r = &g_array_index(f->ranges, MimeRange, f->range);
+        guint64 want = r->start + f->range_done;   /* the next octet to send */
+        gsize clen = f->chunk ? g_bytes_get_size(f->chunk) : 0;
+        if (!f->chunk || want >= f->chunk_at + clen) {
+            f->chunk_at += clen;
+            g_clear_pointer(&f->chunk, g_bytes_unref);
+            if (!store_reader_next(f->reader, &f->chunk, error))
+                return FALSE;
+            if (!f->chunk) {
+                g_set_error(error, STORE_ERROR, STORE_ERROR_FAILED, "message shorter than its parts");
+                return FALSE;
+            }
+            continue;
+        }
+        if (want < f->chunk_at) {
+            g_set_error(error, STORE_ERROR, STORE_ERROR_FAILED, "ranges out of order");
+            return FALSE;
+        }
+        const char *d = g_bytes_get_data(f->chunk, &clen);
+        gsize off = (gsize)(want - f->chunk_at);
+        guint64 left = r->len - f->range_done;
+        gsize n = (gsize)MIN((guint64)(clen - off), left);
+        n = MIN(n, max - out->len);
+        g_string_append_len(out, d + off, (gssize)n);
+        f->range_done += n;
+        if (f->range_done == r->len) {
+            f->range++;
+            f->range_done = 0;
+        }
+    }
+    return TRUE;
+}
+
+/* fetch_item - item IT of message I into OUT (a literal starts streaming) */
+static gboolean
+fetch_item(ImapSession *s, ImapFetch *f, const FetchItem *it, guint i, GString *out,
+           GError **error)
+{
+    switch (it->kind) {
+    case FI_UID:
+        g_string_append_printf(out, "UID %u", imap_msg_uid(s, i));
+        break;
+    case FI_FLAGS:
+        g_string_append(out, "FLAGS ");
+        imap_flags_append(s, i, out);
+        break;
+    case FI_INTERNALDATE:
+        g_string_append(out, "INTERNALDATE ");
+        fetch_internaldate(imap_view_internaldate(s->view, i + 1), out);
+        break;
+    case FI_SIZE:
+        g_string_append_printf(out, "RFC822.SIZE %" G_GUINT64_FORMAT, imap_msg_size(s, i));
+        break;
+    case FI_ENVELOPE:
+        g_string_append(out, "ENVELOPE ");
+        mime_envelope(f->tree->root, out);
+        break;
+    case FI_BODY:
+        g_string_append(out, "BODY ");
+        mime_bodystructure(f->tree->root, FALSE, out);
+        break;
+    case FI_BODYSTRUCTURE:
+        g_string_append(out, "BODYSTRUCTURE ");
+        mime_bodystructure(f->tree->root, TRUE, out);
+        break;
+    case FI_SECTION:
+        return fetch_start_literal(s, f, it, i, out, error);
+    }
+    return TRUE;
+}
+
+/* fetch_end - the tagged reply */
+static void
+fetch_end(ImapSession *s, ImapFetch *f, const GError *e, GString *out)
+{
+    if (e) {
+        ImapCmd c = {.tag = f->tag, .name = f->name};
+        imap_store_failed(s, &c, e, out);
+    } else if (f->expunged) {
+        imap_tagged(out, f->tag, "NO", "[EXPUNGEISSUED] some of the messages no longer exist");
+    } else {
+        imap_tagged(out, f->tag, "OK", "%s completed", f->name);
+    }
+}
+
+gboolean
+imap_fetch_more(ImapSession *s, GString *out, gsize max)
+{
+    ImapFetch *f = s->fetch;
+    if (!f)
+        return FALSE;
+    GError *e = NULL;
+    while (out->len < max) {
+        if (f->streaming) {
+            if (!fetch_stream(f, out, max, &e)) {
+                log_warn("imap %s: %s|%s: message %u cut short, closing: %s", s->peer, s->user,
+                         imap_view_stored_name(s->view), f->seq, e->message);
+                g_error_free(e);
+                imap_fetch_free(&s->fetch);
+                s->end_reason = "body-failed";
+                s->state = IMAP_STATE_LOGOUT;
+                return FALSE;
+            }
+            continue;
+        }
+        if (f->in_msg) {
+            guint i = g_array_index(f->msgs, guint, f->next);
+            if (f->item < f->items->len) {
+                const FetchItem *it = &g_array_index(f->items, FetchItem, f->item);
+                if (f->item > 0)
+                    g_string_append_c(out, ' ');
+                f->item++;
+                if (!fetch_item(s, f, it, i, out, &e))
+                    goto failed_inside;
+                continue;
+            }
+            if (f->add_flags) {
+                g_string_append(out, " FLAGS ");
+                imap_flags_append(s, i, out);
+            }
+            g_string_append(out, ")\r\n");
+            f->in_msg = FALSE;
+            mime_tree_free(&f->tree);
+            f->next++;
+            continue;
+        }
+        if (f->next >= f->msgs->len) {
+            fetch_end(s, f, NULL, out);
+            imap_fetch_free(&s->fetch);
+            return FALSE;
+        }
+        guint i = g_array_index(f->msgs, guint, f->next);
+        if (f->need_tree && !fetch_parse_tree(s, i, f->need_body_tree, &f->tree, &e)) {
+            if (g_error_matches(e, STORE_ERROR, STORE_ERROR_NOT_FOUND)) {
+                g_clear_error(&e);
+                f->expunged = TRUE;
+                f->next++;
+                continue;
+            }
+            fetch_end(s, f, e, out);
+            g_error_free(e);
+            imap_fetch_free(&s->fetch);
+            return FALSE;
+        }
+        f->seq = i + 1;
+        f->in_msg = TRUE;
+        f->item = 0;
+        g_string_append_printf(out, "* %u FETCH (", i + 1);
+    }
+    return TRUE;
+
+failed_inside:
+    /* the message's response has begun: it cannot be completed honestly */
+    log_warn("imap %s: %s|%s: message %u cannot be read, closing: %s", s->peer, s->user, imap_view_stored_name(s->view),
+             f->seq, e->message);
+    g_error_free(e);
+    imap_fetch_free(&s->fetch);
+    g_string_append(out, "\r\n* BYE message cannot be read now\r\n");
+    s->end_reason = "body-failed";
+    s->state = IMAP_STATE_LOGOUT;
+    return FALSE;
+}
+
+ImapRc
+imap_cmd_fetch(ImapSession *s, ImapCmd *c, GString *out)
+{
+    g_autoptr(GArray) ranges = g_array_new(FALSE, FALSE, sizeof(ImapRange));
+    g_autoptr(GArray) items = g_array_new(FALSE, FALSE, sizeof(FetchItem));
+    g_array_set_clear_func(items, fetch_item_clear);
+    ImapParser *p = &c->p;
+    if (!imap_parse_sp(p) || !imap_parse_seqset(p, ranges) || !imap_parse_sp(p))
+        return imap_bad(c, out, "syntax: %s sequence-set items", c->name);
+    gboolean ok;
+    if (imap_parse_char(p, '(')) {
+        ok = TRUE;
+        do
+            ok = fetch_att(p, items, FALSE) && items->len <= 100;
+        while (ok && imap_parse_sp(p));
+        ok = ok && imap_parse_char(p, ')');
+    } else {
+        ok = fetch_att(p, items, TRUE);
+    }
+    if (!ok || !imap_parse_end(p))
+        return imap_bad(c, out, "syntax: %s sequence-set items", c->name);
+    for (guint k = 0; k < items->len; k++) {
+        const FetchItem *it = &g_array_index(items, FetchItem, k);
+        if (it->kind == FI_SECTION && !fetch_section_valid(it->section))
+            return imap_bad(c, out, "invalid section [%.40s]", it->section);
+    }
+
+    ImapFetch *f = g_new0(ImapFetch, 1);
+    f->tag = g_strdup(c->tag);
+    f->name = g_strdup(c->name);
+    f->ranges = g_array_new(FALSE, FALSE, sizeof(MimeRange));
+    /* UID first for UID FETCH (RFC 9051 6.4.9), each item once */
+    f->items = g_array_new(FALSE, FALSE, sizeof(FetchItem));
+    g_array_set_clear_func(f->items, fetch_item_clear);
+    gboolean has_uid = FALSE, has_flags = FALSE, sets_seen = FALSE;
+    for (guint k = 0; k < items->len; k++) {
+        FetchItem *it = &g_array_index(items, FetchItem, k);
+        has_uid |= it->kind == FI_UID;
+        has_flags |= it->kind == FI_FLAGS;
+    }
+    if (c->uid || has_uid)
+        fetch_add(f->items, FI_UID);
+    for (guint k = 0; k < items->len; k++) {
+        FetchItem *it = &g_array_index(items, FetchItem, k);
+        if (it->kind == FI_UID)
+            continue;
+        gboolean dup = FALSE;
+        for (guint j = 0; j < f->items->len && it->kind != FI_SECTION; j++)
+            dup |= g_array_index(f->items, FetchItem, j).kind == it->kind;
+        if (dup)
+            continue;
+        FetchItem copy = *it;
+        copy.section = g_strdup(it->section);
+        copy.label = g_strdup(it->label);
+        g_array_append_val(f->items, copy);
+        if (it->kind == FI_ENVELOPE)
+            f->need_tree = TRUE;
+        if (it->kind == FI_BODY || it->kind == FI_BODYSTRUCTURE ||
+            (it->kind == FI_SECTION && *it->section))
+            f->need_tree = f->need_body_tree = TRUE;
+        if (it->kind == FI_SECTION && !it->peek && !s->readonly)
+            sets_seen = TRUE;
+    }
+
+    f->msgs = imap_set_of(s, ranges, c->uid);
+    if (!c->uid && !f->msgs) {
+        imap_fetch_free(&f);
+        return imap_bad(c, out, "invalid message sequence number");
+    }
+    if (!f->msgs)
+        f->msgs = g_array_new(FALSE, FALSE, sizeof(guint));
+    if (sets_seen) {
+        g_autoptr(GArray) unseen = g_array_new(FALSE, FALSE, sizeof(guint));
+        for (guint k = 0; k < f->msgs->len; k++) {
+            guint i = g_array_index(f->msgs, guint, k);
+            if (!(imap_msg_flags(s, i) & IMAP_FLAG_SEEN))
+                g_array_append_val(unseen, i);
+        }
+        GError *e = NULL;
+        if (unseen->len && !imap_seen(s, unseen, &e)) {
+            imap_store_failed(s, c, e, out);
+            g_error_free(e);
+            imap_fetch_free(&f);
+            return IMAP_DONE;
+        }
+        f->add_flags = unseen->len > 0 && !has_flags;
+    }
+    s->fetch = f;
+    return IMAP_DONE;
+}
