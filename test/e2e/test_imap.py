@@ -19,8 +19,6 @@ import imaplib
 import os
 import re
 import shutil
-import socket
-import ssl
 import subprocess
 import tempfile
 import time
@@ -30,8 +28,8 @@ import pytest
 
 import imap_support
 from conftest import TOP, unique
-from imap_support import PASSWORD, Imap, RawImap, client_context, fetch_map, message_id, parse_value
-from support import HOST, wait_for
+from imap_support import PASSWORD, RawImap, client_context, fetch_map, message_id, parse_value
+from support import wait_for
 
 CORPUS = TOP / "test" / "fuzz" / "corpus" / "mime"
 MODES = ["plain", "starttls"]

@@ -33,16 +33,13 @@ import collections
 import random
 import re
 import smtplib
-import socket
 import threading
 import time
 
-import pytest
 
-import imap_support
 from conftest import Mail, node, unique, write_conf
 from imap_support import IMAPD, PASSWORD, TARGET, Dovecot, Imap, fetch_map, message_id
-from support import HOST, SMTPD, Daemon, wait_for
+from support import HOST, SMTPD, Daemon
 
 NODES = (1, 2, 3)
 RUN_S = 50

@@ -22,7 +22,6 @@ with system "ratio": cassmail's rate (operations per wall second) over Dovecot's
 seconds (server + Cassandra) of cassmail over Dovecot's, from the means of the measured rounds.
 """
 import csv
-import os
 import poplib
 import random
 import re
@@ -35,7 +34,7 @@ import subprocess
 import threading
 import time
 
-from .common import BUILD, MB, OUT, WORK, free_port, log, node, sh, stop_pid, wait_port
+from .common import BUILD, OUT, WORK, free_port, log, node, sh, stop_pid, wait_port
 from .ring import Ring, proc_children, proc_cpu
 from .servers import Smtpd, make_schema, pop3d_start, write_conf
 
