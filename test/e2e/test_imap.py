@@ -784,6 +784,13 @@ def test_pop3_dele_seen_by_imap_and_imap_expunge_seen_by_pop3(target):
     left = [message_id(b"".join(l + b"\r\n" for l in p.retr(i)[1])) for i in (1, 2)]
     assert left == [message_id(sent[1]), message_id(sent[3])]
     p.quit()
+    # an IMAP APPEND is a message like any other for POP3: listed last, octet for octet
+    appended = text_message("appended for pop3", big_text(5000, 2))
+    ok(c.append("INBOX", None, None, appended))
+    p = target.pop3(user)
+    assert p.stat()[0] == 3
+    assert b"".join(l + b"\r\n" for l in p.retr(3)[1]) == appended
+    p.quit()
     c.logout()
 
 
