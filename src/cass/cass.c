@@ -1573,3 +1573,67 @@ cass_batch_serialise(CassBatch *b, int consistency, GByteArray *out)
     g_object_unref(mem);
     g_hash_table_unref(map);
 }
+
+/* ==== IMAP additions (imapstore branch): reads the IMAP store layer needs ==================== */
+
+typedef struct {
+    const char *cf;
+    GByteArray *key;
+    GPtrArray *names;   /* GByteArray* */
+    int consistency;
+    GPtrArray *out;
+} NamesArgs;
+
+static gboolean
+attempt_get_columns(CassClient *c, gpointer data, GError **error)
+{
+    NamesArgs *a = data;
+    CassandraColumnParent *parent = g_object_new(CASSANDRA_TYPE_COLUMN_PARENT,
+                                                 "column_family", a->cf, NULL);
+    CassandraSlicePredicate *pred = g_object_new(CASSANDRA_TYPE_SLICE_PREDICATE, NULL);
+    g_ptr_array_unref(pred->column_names);
+    pred->column_names = g_ptr_array_ref(a->names);
+    pred->__isset_column_names = TRUE;
+    g_autoptr(GPtrArray) result = g_ptr_array_new_with_free_func(g_object_unref);
+    GError *terr = NULL;
+    CassandraInvalidRequestException *ire = NULL;
+    CassandraUnavailableException *ue = NULL;
+    CassandraTimedOutException *te = NULL;
+    gboolean ok = cassandra_cassandra_if_get_slice(c->iface, &result, a->key, parent, pred,
+                                                   (CassandraConsistencyLevel)a->consistency,
+                                                   &ire, &ue, &te, &terr);
+    g_object_unref(parent);
+    g_object_unref(pred);
+    if (!ok) {
+        classify(c, terr, ire, NULL, ue, te, error);
+        return FALSE;
+    }
+    for (guint i = 0; i < result->len; i++) {
+        CassColumn *col = column_from(c, g_ptr_array_index(result, i));
+        if (col)
+            g_ptr_array_add(a->out, col);
+    }
+    return TRUE;
+}
+
+/* cass_get_columns - see cass.h */
+gboolean
+cass_get_columns(CassClient *c, const char *cf, const void *key, gsize key_len,
+                 GBytes *const *names, guint n_names, int consistency, int retry_ms,
+                 GPtrArray *out, GError **error)
+{
+    NamesArgs a = {cf, byte_array(key, key_len),
+                   g_ptr_array_new_with_free_func((GDestroyNotify)g_byte_array_unref), consistency,
+                   out};
+    for (guint i = 0; i < n_names; i++) {
+        gsize len;
+        const void *p = g_bytes_get_data(names[i], &len);
+        g_ptr_array_add(a.names, byte_array(p, len));
+    }
+    gboolean ok = cass_run(c, "get_slice", retry_ms, attempt_get_columns, &a, error);
+    g_byte_array_unref(a.key);
+    g_ptr_array_unref(a.names);
+    return ok;
+}
+
+/* ==== end of IMAP additions ================================================================== */

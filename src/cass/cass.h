@@ -122,6 +122,11 @@ gboolean cass_get_slice(CassClient *c, const char *cf, const void *key, gsize ke
                         const void *start, gsize start_len, const void *finish, gsize finish_len,
                         gboolean reversed, int count, int consistency, int retry_ms,
                         GPtrArray *out, GError **error);
+/* cass_get_columns - the columns named NAMES[0..N_NAMES) of row KEY in CF (those that exist, in
+ * the comparator's order), appended to OUT as CassColumn* (IMAP additions) */
+gboolean cass_get_columns(CassClient *c, const char *cf, const void *key, gsize key_len,
+                          GBytes *const *names, guint n_names, int consistency, int retry_ms,
+                          GPtrArray *out, GError **error);
 /* cass_get - one column; NOT_FOUND when absent */
 gboolean cass_get(CassClient *c, const char *cf, const void *key, gsize key_len, const void *name,
                   gsize name_len, int consistency, int retry_ms, CassColumn **out,

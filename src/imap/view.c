@@ -223,13 +223,11 @@ by_id_find(const ImapView *v, const StoreMsgId *id)
     return -1;
 }
 
-static GArray *by_id_sort_view;   /* the view by_id_cmp sorts for (qsort has no user data) */
-
-static int
-by_id_cmp(const void *a, const void *b)
+static gint
+by_id_cmp(gconstpointer a, gconstpointer b, gpointer view)
 {
-    const ViewMsg *ma = msg_at((ImapView *)by_id_sort_view, *(const guint32 *)a);
-    const ViewMsg *mb = msg_at((ImapView *)by_id_sort_view, *(const guint32 *)b);
+    const ViewMsg *ma = msg_at(view, *(const guint32 *)a);
+    const ViewMsg *mb = msg_at(view, *(const guint32 *)b);
     return id_cmp(&ma->id, &mb->id);
 }
 
@@ -240,9 +238,7 @@ by_id_rebuild(ImapView *v)
     g_array_set_size(v->by_id, v->msgs->len);
     for (guint i = 0; i < v->msgs->len; i++)
         g_array_index(v->by_id, guint32, i) = i;
-    by_id_sort_view = (GArray *)v;
-    qsort(v->by_id->data, v->by_id->len, sizeof(guint32), by_id_cmp);
-    by_id_sort_view = NULL;
+    g_array_sort_with_data(v->by_id, by_id_cmp, v);
 }
 
 static int

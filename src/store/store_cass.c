@@ -52,6 +52,9 @@ typedef struct {
 #define CF_INDEX "MailboxIndex"
 #define CF_CREDENTIALS "Credentials"
 #define CF_BODIES "Bodies"
+#define CF_SEALS "ImapSeals"
+#define CF_FLAGS "Flags"
+#define CF_META "MessageMeta"
 #define PASSWORD_COLUMN "password"
 
 /* The schema: column families with their comparators. gc_grace for the mail CFs is one day
@@ -107,6 +110,23 @@ static const CassCfSpec schema_cfs[] = {
     {CF_CREDENTIALS, "BytesType", 0, "user -> password hash", SMALL_CF_TUNING},
     {CF_BODIES, "LongType", 86400, "TimeUUID -> part number (8 octets, big-endian) -> part",
      OCTETS_CF_TUNING},
+    /* IMAP (docs/imap.md). ImapSeals: the UID seals of a mailbox, immutable columns that are never
+     * deleted (a dropped mailbox's row stays, so a re-created one continues with a later epoch);
+     * BytesType, since names are epoch · seal · digest, compared as octets; gc_grace is moot
+     * (server default). Written and read at QUORUM whatever [store] says. */
+    {CF_SEALS, "BytesType", 0, "user:mailbox -> epoch.seal.digest -> seal (IMAP UIDs)",
+     SMALL_CF_TUNING},
+    /* Flags: one empty column per set flag, named TimeUUID · flag name (BytesType: the row is
+     * read whole, its order does not matter), so concurrent changes of different flags merge;
+     * names starting with 16 zero octets list the mailbox's keywords, which store_remove needs
+     * because batch_mutate's Deletion takes names, not a slice. gc_grace one day, as mail. */
+    {CF_FLAGS, "BytesType", 86400, "user:mailbox -> TimeUUID.flag -> empty (IMAP flags)",
+     SMALL_CF_TUNING},
+    /* MessageMeta: the IMAP core's ENVELOPE/BODYSTRUCTURE cache per message, in the mailbox's row
+     * (TimeUUIDType, like Mailboxes) so that FETCH of a thousand messages is one get_slice by
+     * names, and removal deletes it in the same row mutation as the message. */
+    {CF_META, "TimeUUIDType", 86400, "user:mailbox -> TimeUUID -> FETCH meta (IMAP)",
+     SMALL_CF_TUNING},
 };
 
 /* Bodies.
@@ -319,7 +339,9 @@ cs_user_del(Store *base, const char *user, GError **error)
     for (guint i = 0; ok && i < boxes->len; i++) {
         g_autofree char *key = row_key(user, g_ptr_array_index(boxes, i));
         ok = remove_row(s, CF_MAILBOXES, key, strlen(key), ts, &e) &&
-             remove_row(s, CF_INDEX, key, strlen(key), ts, &e);
+             remove_row(s, CF_INDEX, key, strlen(key), ts, &e) &&
+             remove_row(s, CF_FLAGS, key, strlen(key), ts, &e) &&
+             remove_row(s, CF_META, key, strlen(key), ts, &e);
     }
     ok = ok && remove_row(s, CF_CREDENTIALS, user, strlen(user), ts, &e);
     ok = ok && remove_row(s, CF_USERS, user, strlen(user), ts, &e);
@@ -779,17 +801,36 @@ cr_free(StoreReader *base)
 }
 
 static gboolean
+index_page_at(CassStore *s, const char *user, const char *mailbox, const StoreMsgId *after,
+              guint max, int consistency, GArray *out, GError **error);
+
+static gboolean
 cs_index_page(Store *base, const char *user, const char *mailbox, const StoreMsgId *after, guint max,
               GArray *out, GError **error)
 {
     CassStore *s = (CassStore *)base;
+    return index_page_at(s, user, mailbox, after, max, s->read_consistency, out, error);
+}
+
+static gboolean
+cs_index_page_quorum(Store *base, const char *user, const char *mailbox, const StoreMsgId *after,
+                     guint max, GArray *out, GError **error)
+{
+    return index_page_at((CassStore *)base, user, mailbox, after, max, CASS_QUORUM, out, error);
+}
+
+/* index_page_at - store_index_page at CONSISTENCY */
+static gboolean
+index_page_at(CassStore *s, const char *user, const char *mailbox, const StoreMsgId *after,
+              guint max, int consistency, GArray *out, GError **error)
+{
     g_autofree char *key = row_key(user, mailbox);
     g_autoptr(GPtrArray) cols = g_ptr_array_new_with_free_func(cass_column_free);
     GError *e = NULL;
     /* A slice starts at its start column inclusive: ask for one more and drop AFTER itself. */
     int count = (int)MIN(max + (after ? 1u : 0u), (guint)G_MAXINT);
     gboolean ok = cass_get_slice(s->client, CF_INDEX, key, strlen(key), after ? after->bytes : NULL,
-                                 after ? 16 : 0, NULL, 0, FALSE, count, s->read_consistency,
+                                 after ? 16 : 0, NULL, 0, FALSE, count, consistency,
                                  CASS_RETRY_DEFAULT, cols, &e);
     for (guint i = 0; ok && i < cols->len; i++) {
         CassColumn *c = g_ptr_array_index(cols, i);
@@ -807,17 +848,383 @@ cs_index_page(Store *base, const char *user, const char *mailbox, const StoreMsg
     return done(s, ok, e, error);
 }
 
+
+/* ---- IMAP: mailboxes, seals, flags, meta ---------------------------------------------------- */
+
+#define FLAGS_PAGE 1024      /* Flags columns per get_slice */
+#define META_NAMES 1000      /* MessageMeta names per get_slice */
+#define MOVE_PAGE 16         /* messages per batch of a mailbox move (inline values can be large) */
+#define KEYWORDS_READ 256    /* more than IMAP_KEYWORDS_MAX: the list is bounded by the view */
+
+/* flag_name - the Flags column name ID · NAME */
+static GByteArray *
+flag_name(const StoreMsgId *id, const char *name)
+{
+    GByteArray *a = g_byte_array_sized_new(16 + (guint)strlen(name));
+    g_byte_array_append(a, id->bytes, 16);
+    g_byte_array_append(a, (const guint8 *)name, (guint)strlen(name));
+    return a;
+}
+
+static void
+flag_delete(CassBatch *b, const char *key, const StoreMsgId *id, const char *name, gint64 ts)
+{
+    g_autoptr(GByteArray) n = flag_name(id, name);
+    cass_batch_delete(b, CF_FLAGS, key, strlen(key), n->data, n->len, ts);
+}
+
+/* keyword_list - the keywords on the list of row KEY's Flags (names after 16 zero octets) */
+static gboolean
+keyword_list(CassStore *s, const char *key, int consistency, GPtrArray *out, GError **error)
+{
+    guint8 lo[16] = {0}, hi[17] = {0};
+    hi[16] = 0xff;
+    g_autoptr(GPtrArray) cols = g_ptr_array_new_with_free_func(cass_column_free);
+    GError *e = NULL;
+    gboolean ok = cass_get_slice(s->client, CF_FLAGS, key, strlen(key), lo, sizeof lo, hi,
+                                 sizeof hi, FALSE, KEYWORDS_READ, consistency, CASS_RETRY_DEFAULT,
+                                 cols, &e);
+    for (guint i = 0; ok && i < cols->len; i++) {
+        gsize len;
+        const char *name = g_bytes_get_data(((CassColumn *)cols->pdata[i])->name, &len);
+        if (len > 16)
+            g_ptr_array_add(out, g_strndup(name + 16, len - 16));
+    }
+    return done(s, ok, e, error);
+}
+
+static gboolean
+cs_mailbox_get(Store *base, const char *user, const char *mailbox, gboolean *exists,
+               guint32 *ubase, GError **error)
+{
+    CassStore *s = (CassStore *)base;
+    CassColumn *col = NULL;
+    GError *e = NULL;
+    gboolean ok = cass_get(s->client, CF_USERS, user, strlen(user), mailbox, strlen(mailbox),
+                           s->read_consistency, CASS_RETRY_DEFAULT, &col, &e);
+    if (!ok && g_error_matches(e, CASS_ERROR, CASS_ERROR_NOT_FOUND)) {
+        g_clear_error(&e);
+        *exists = FALSE;
+        return done(s, TRUE, NULL, error);
+    }
+    if (ok) {
+        *exists = TRUE;
+        gsize len;
+        const guint8 *v = g_bytes_get_data(col->value, &len);
+        /* the base written by CREATE; a mailbox made before IMAP: its column's time */
+        *ubase = len == 4 ? (guint32)v[0] << 24 | (guint32)v[1] << 16 | (guint32)v[2] << 8 | v[3]
+                          : (guint32)(col->timestamp / G_USEC_PER_SEC);
+        cass_column_free(col);
+    }
+    return done(s, ok, e, error);
+}
+
+static gboolean
+cs_mailbox_create(Store *base, const char *user, const char *mailbox, guint32 ubase,
+                  GError **error)
+{
+    CassStore *s = (CassStore *)base;
+    guint8 v[4] = {(guint8)(ubase >> 24), (guint8)(ubase >> 16), (guint8)(ubase >> 8), (guint8)ubase};
+    CassBatch *b = cass_batch_new();
+    g_autoptr(GBytes) value = g_bytes_new(v, sizeof v);
+    cass_batch_insert(b, CF_USERS, user, strlen(user), mailbox, strlen(mailbox), value, now_us());
+    GError *e = NULL;
+    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, CASS_RETRY_DEFAULT, &e);
+    cass_batch_free(&b);
+    return done(s, ok, e, error);
+}
+
+static gboolean
+cs_mailbox_drop(Store *base, const char *user, const char *mailbox, GError **error)
+{
+    CassStore *s = (CassStore *)base;
+    g_autofree char *key = row_key(user, mailbox);
+    gint64 ts = now_us();
+    GError *e = NULL;
+    /* the rows first, the name last: an interrupted drop can be run again */
+    gboolean ok = remove_row(s, CF_MAILBOXES, key, strlen(key), ts, &e) &&
+                  remove_row(s, CF_INDEX, key, strlen(key), ts, &e) &&
+                  remove_row(s, CF_FLAGS, key, strlen(key), ts, &e) &&
+                  remove_row(s, CF_META, key, strlen(key), ts, &e);
+    if (ok) {
+        CassBatch *b = cass_batch_new();
+        cass_batch_delete(b, CF_USERS, user, strlen(user), mailbox, strlen(mailbox), ts);
+        ok = cass_batch_execute(s->client, b, s->write_consistency, CASS_RETRY_DEFAULT, &e);
+        cass_batch_free(&b);
+    }
+    return done(s, ok, e, error);
+}
+
+/* names_of - GBytes of the 16-octet ids IDS[0..N) */
+static GPtrArray *
+names_of(const StoreMsgId *ids, guint n)
+{
+    GPtrArray *names = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+    for (guint i = 0; i < n; i++)
+        g_ptr_array_add(names, g_bytes_new(ids[i].bytes, 16));
+    return names;
+}
+
+/* every_flag - all columns of row KEY's Flags (CassColumn*), paged, at CONSISTENCY */
+static gboolean
+every_flag(CassStore *s, const char *key, int consistency, GPtrArray *out, GError **error)
+{
+    g_autoptr(GBytes) after = NULL;
+    for (;;) {
+        g_autoptr(GPtrArray) cols = g_ptr_array_new_with_free_func(cass_column_free);
+        gsize alen = 0;
+        const void *a = after ? g_bytes_get_data(after, &alen) : NULL;
+        GError *e = NULL;
+        if (!cass_get_slice(s->client, CF_FLAGS, key, strlen(key), a, alen, NULL, 0, FALSE,
+                            FLAGS_PAGE, consistency, CASS_RETRY_DEFAULT, cols, &e))
+            return done(s, FALSE, e, error);
+        guint got = cols->len;
+        GBytes *last = got ? g_bytes_ref(((CassColumn *)cols->pdata[got - 1])->name) : NULL;
+        for (guint i = 0; i < got; i++) {
+            CassColumn *c = g_ptr_array_index(cols, i);
+            if (after && g_bytes_equal(c->name, after))
+                continue;   /* the page's start column again */
+            g_ptr_array_add(out, g_steal_pointer(&cols->pdata[i]));
+        }
+        g_clear_pointer(&after, g_bytes_unref);
+        after = last;
+        if (got < FLAGS_PAGE)
+            return done(s, TRUE, NULL, error);
+    }
+}
+
+static gboolean
+cs_mailbox_move(Store *base, const char *user, const char *from, const char *to, GError **error)
+{
+    CassStore *s = (CassStore *)base;
+    g_autofree char *fkey = row_key(user, from);
+    g_autofree char *tkey = row_key(user, to);
+    if (strcmp(fkey, tkey) == 0)
+        return TRUE;
+    /* the flags of FROM, by id */
+    g_autoptr(GPtrArray) flags = g_ptr_array_new_with_free_func(cass_column_free);
+    if (!every_flag(s, fkey, CASS_QUORUM, flags, error))
+        return FALSE;
+    for (;;) {
+        g_autoptr(GArray) page = g_array_new(FALSE, FALSE, sizeof(StoreIndexEntry));
+        if (!index_page_at(s, user, from, NULL, MOVE_PAGE, CASS_QUORUM, page, error))
+            return FALSE;
+        if (page->len == 0)
+            break;
+        g_autoptr(GArray) ids = g_array_new(FALSE, FALSE, sizeof(StoreMsgId));
+        for (guint i = 0; i < page->len; i++)
+            g_array_append_val(ids, g_array_index(page, StoreIndexEntry, i).id);
+        g_autoptr(GPtrArray) names = names_of((StoreMsgId *)ids->data, ids->len);
+        g_autoptr(GPtrArray) msgs = g_ptr_array_new_with_free_func(cass_column_free);
+        g_autoptr(GPtrArray) meta = g_ptr_array_new_with_free_func(cass_column_free);
+        GError *e = NULL;
+        if (!cass_get_columns(s->client, CF_MAILBOXES, fkey, strlen(fkey),
+                              (GBytes *const *)names->pdata, names->len, CASS_QUORUM,
+                              CASS_RETRY_DEFAULT, msgs, &e) ||
+            !cass_get_columns(s->client, CF_META, fkey, strlen(fkey),
+                              (GBytes *const *)names->pdata, names->len, s->read_consistency,
+                              CASS_RETRY_DEFAULT, meta, &e))
+            return done(s, FALSE, e, error);
+        /* the new row's columns are written now: a dropped mailbox of the same name left a row
+         * tombstone newer than the messages' own times */
+        gint64 ts = now_us();
+        CassBatch *b = cass_batch_new();
+        for (guint i = 0; i < page->len; i++) {
+            const StoreIndexEntry *ent = &g_array_index(page, StoreIndexEntry, i);
+            guint8 size[8];
+            put_be64(size, ent->size);
+            g_autoptr(GBytes) sv = g_bytes_new(size, 8);
+            cass_batch_insert(b, CF_INDEX, tkey, strlen(tkey), ent->id.bytes, 16, sv, ts);
+            cass_batch_delete(b, CF_INDEX, fkey, strlen(fkey), ent->id.bytes, 16, ts);
+            cass_batch_delete(b, CF_MAILBOXES, fkey, strlen(fkey), ent->id.bytes, 16, ts);
+            cass_batch_delete(b, CF_META, fkey, strlen(fkey), ent->id.bytes, 16, ts);
+        }
+        for (guint i = 0; i < msgs->len; i++) {
+            CassColumn *c = g_ptr_array_index(msgs, i);
+            gsize nl;
+            const void *n = g_bytes_get_data(c->name, &nl);
+            cass_batch_insert(b, CF_MAILBOXES, tkey, strlen(tkey), n, nl, c->value, ts);
+        }
+        for (guint i = 0; i < meta->len; i++) {
+            CassColumn *c = g_ptr_array_index(meta, i);
+            gsize nl;
+            const void *n = g_bytes_get_data(c->name, &nl);
+            cass_batch_insert(b, CF_META, tkey, strlen(tkey), n, nl, c->value, ts);
+        }
+        for (guint i = 0; i < flags->len; i++) {
+            CassColumn *c = g_ptr_array_index(flags, i);
+            gsize nl;
+            const guint8 *n = g_bytes_get_data(c->name, &nl);
+            gboolean list = nl > 16;
+            for (int j = 0; list && j < 16; j++)
+                list = n[j] == 0;
+            gboolean mine = list;   /* the keyword list goes with the first page */
+            for (guint k = 0; !mine && k < ids->len && nl > 16; k++)
+                mine = memcmp(n, g_array_index(ids, StoreMsgId, k).bytes, 16) == 0;
+            if (!mine)
+                continue;
+            cass_batch_insert(b, CF_FLAGS, tkey, strlen(tkey), n, nl, c->value, ts);
+            if (!list)
+                cass_batch_delete(b, CF_FLAGS, fkey, strlen(fkey), n, nl, ts);
+        }
+        gboolean ok = cass_batch_execute(s->client, b, CASS_QUORUM, CASS_RETRY_DEFAULT, &e);
+        cass_batch_free(&b);
+        if (!ok)
+            return done(s, FALSE, e, error);
+        if (page->len < MOVE_PAGE)
+            break;
+    }
+    return done(s, TRUE, NULL, error);
+}
+
+static gboolean
+cs_seals_slice(Store *base, const char *user, const char *mailbox, const void *start,
+               gsize start_len, const void *finish, gsize finish_len, gboolean reversed, guint max,
+               GPtrArray *out, GError **error)
+{
+    CassStore *s = (CassStore *)base;
+    g_autofree char *key = row_key(user, mailbox);
+    g_autoptr(GPtrArray) cols = g_ptr_array_new_with_free_func(cass_column_free);
+    GError *e = NULL;
+    gboolean ok = cass_get_slice(s->client, CF_SEALS, key, strlen(key), start, start_len, finish,
+                                 finish_len, reversed, (int)MIN(max, (guint)G_MAXINT), CASS_QUORUM,
+                                 CASS_RETRY_DEFAULT, cols, &e);
+    for (guint i = 0; ok && i < cols->len; i++) {
+        CassColumn *c = g_ptr_array_index(cols, i);
+        StoreColumn *sc = g_new(StoreColumn, 1);
+        sc->name = g_bytes_ref(c->name);
+        sc->value = g_bytes_ref(c->value);
+        g_ptr_array_add(out, sc);
+    }
+    return done(s, ok, e, error);
+}
+
+static gboolean
+cs_seal_put(Store *base, const char *user, const char *mailbox, const void *name, gsize name_len,
+            GBytes *value, gint64 timestamp, GError **error)
+{
+    CassStore *s = (CassStore *)base;
+    g_autofree char *key = row_key(user, mailbox);
+    CassBatch *b = cass_batch_new();
+    cass_batch_insert(b, CF_SEALS, key, strlen(key), name, name_len, value, timestamp);
+    GError *e = NULL;
+    gboolean ok = cass_batch_execute(s->client, b, CASS_QUORUM, CASS_RETRY_DEFAULT, &e);
+    cass_batch_free(&b);
+    return done(s, ok, e, error);
+}
+
+static gboolean
+cs_flags_list(Store *base, const char *user, const char *mailbox, GPtrArray *out, GError **error)
+{
+    CassStore *s = (CassStore *)base;
+    g_autofree char *key = row_key(user, mailbox);
+    g_autoptr(GPtrArray) cols = g_ptr_array_new_with_free_func(cass_column_free);
+    if (!every_flag(s, key, CASS_QUORUM, cols, error))
+        return FALSE;
+    for (guint i = 0; i < cols->len; i++) {
+        gsize len;
+        const guint8 *n = g_bytes_get_data(((CassColumn *)cols->pdata[i])->name, &len);
+        if (len <= 16)
+            continue;
+        StoreFlag *f = g_new(StoreFlag, 1);
+        memcpy(f->id.bytes, n, 16);
+        f->name = g_strndup((const char *)n + 16, len - 16);
+        g_ptr_array_add(out, f);
+    }
+    return TRUE;
+}
+
+static gboolean
+cs_flags_change(Store *base, const char *user, const char *mailbox,
+                const StoreFlagChange *changes, guint n, GError **error)
+{
+    CassStore *s = (CassStore *)base;
+    g_autofree char *key = row_key(user, mailbox);
+    static const StoreMsgId list_id;   /* all zero: the keyword list */
+    g_autoptr(GBytes) empty = g_bytes_new(NULL, 0);
+    gint64 ts = now_us();
+    CassBatch *b = cass_batch_new();
+    for (guint i = 0; i < n; i++) {
+        g_autoptr(GByteArray) name = flag_name(&changes[i].id, changes[i].name);
+        if (changes[i].set) {
+            cass_batch_insert(b, CF_FLAGS, key, strlen(key), name->data, name->len, empty, ts);
+            if (changes[i].name[0] != '\\') {
+                g_autoptr(GByteArray) l = flag_name(&list_id, changes[i].name);
+                cass_batch_insert(b, CF_FLAGS, key, strlen(key), l->data, l->len, empty, ts);
+            }
+        } else {
+            cass_batch_delete(b, CF_FLAGS, key, strlen(key), name->data, name->len, ts);
+        }
+    }
+    GError *e = NULL;
+    gboolean ok = cass_batch_execute(s->client, b, CASS_QUORUM, CASS_RETRY_DEFAULT, &e);
+    cass_batch_free(&b);
+    return done(s, ok, e, error);
+}
+
+static gboolean
+cs_meta_get(Store *base, const char *user, const char *mailbox, const StoreMsgId *ids, guint n,
+            GPtrArray *out, GError **error)
+{
+    CassStore *s = (CassStore *)base;
+    g_autofree char *key = row_key(user, mailbox);
+    for (guint off = 0; off < n; off += META_NAMES) {
+        guint m = MIN(META_NAMES, n - off);
+        g_autoptr(GPtrArray) names = names_of(ids + off, m);
+        g_autoptr(GPtrArray) cols = g_ptr_array_new_with_free_func(cass_column_free);
+        GError *e = NULL;
+        if (!cass_get_columns(s->client, CF_META, key, strlen(key), (GBytes *const *)names->pdata,
+                              m, s->read_consistency, CASS_RETRY_DEFAULT, cols, &e))
+            return done(s, FALSE, e, error);
+        g_autoptr(GHashTable) found = g_hash_table_new(g_bytes_hash, g_bytes_equal);
+        for (guint i = 0; i < cols->len; i++) {
+            CassColumn *c = g_ptr_array_index(cols, i);
+            g_hash_table_insert(found, c->name, c->value);
+        }
+        for (guint i = 0; i < m; i++) {
+            GBytes *v = g_hash_table_lookup(found, names->pdata[i]);
+            g_ptr_array_add(out, v ? g_bytes_ref(v) : NULL);
+        }
+    }
+    return done(s, TRUE, NULL, error);
+}
+
+static gboolean
+cs_meta_put(Store *base, const char *user, const char *mailbox, const StoreMsgId *id, GBytes *meta,
+            GError **error)
+{
+    CassStore *s = (CassStore *)base;
+    g_autofree char *key = row_key(user, mailbox);
+    CassBatch *b = cass_batch_new();
+    cass_batch_insert(b, CF_META, key, strlen(key), id->bytes, 16, meta, now_us());
+    GError *e = NULL;
+    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, CASS_RETRY_DEFAULT, &e);
+    cass_batch_free(&b);
+    return done(s, ok, e, error);
+}
+
 static gboolean
 cs_remove(Store *base, const char *user, const char *mailbox, const StoreMsgId *ids, guint n,
           GError **error)
 {
     CassStore *s = (CassStore *)base;
     g_autofree char *key = row_key(user, mailbox);
+    /* IMAP's flags of the messages go with them (POP3 DELE and IMAP EXPUNGE see each other):
+     * the system flags and each keyword of the mailbox's list, by name (Deletion takes no
+     * slice in 0.7); and their FETCH meta */
+    g_autoptr(GPtrArray) keywords = g_ptr_array_new_with_free_func(g_free);
+    if (!keyword_list(s, key, s->read_consistency, keywords, error))
+        return FALSE;
     gint64 ts = now_us();
     CassBatch *b = cass_batch_new();
     for (guint i = 0; i < n; i++) {
         cass_batch_delete(b, CF_MAILBOXES, key, strlen(key), ids[i].bytes, 16, ts);
         cass_batch_delete(b, CF_INDEX, key, strlen(key), ids[i].bytes, 16, ts);
+        cass_batch_delete(b, CF_META, key, strlen(key), ids[i].bytes, 16, ts);
+        for (guint f = 0; store_system_flags[f]; f++)
+            flag_delete(b, key, &ids[i], store_system_flags[f], ts);
+        for (guint f = 0; f < keywords->len; f++)
+            flag_delete(b, key, &ids[i], g_ptr_array_index(keywords, f), ts);
     }
     GError *e = NULL;
     gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, CASS_RETRY_DEFAULT, &e);
@@ -885,6 +1292,17 @@ static const StoreOps cass_ops = {
     .remove = cs_remove,
     .password_set = cs_password_set,
     .password_get = cs_password_get,
+    .mailbox_get = cs_mailbox_get,
+    .mailbox_create = cs_mailbox_create,
+    .mailbox_drop = cs_mailbox_drop,
+    .mailbox_move = cs_mailbox_move,
+    .index_page_quorum = cs_index_page_quorum,
+    .seals_slice = cs_seals_slice,
+    .seal_put = cs_seal_put,
+    .flags_list = cs_flags_list,
+    .flags_change = cs_flags_change,
+    .meta_get = cs_meta_get,
+    .meta_put = cs_meta_put,
     .destroy = cs_destroy,
 };
 

@@ -42,7 +42,7 @@ def test_one_delivery_to_several_mailboxes_shares_one_timeuuid(mail):
     store_check(mail, "outbox")
 
 
-def test_schema_creation_twice_is_harmless_and_cli_shows_the_five_column_families(mail, ring):
+def test_schema_creation_twice_is_harmless_and_cli_shows_the_eight_column_families(mail, ring):
     for _ in range(2):
         assert "keyspace Mail ready" in mail.admin("schema").stdout.decode()
     out = ring.cluster("cli", input="describe keyspace Mail;\n").stdout
@@ -50,17 +50,18 @@ def test_schema_creation_twice_is_harmless_and_cli_shows_the_five_column_familie
                           out, re.S))
     assert cfs == {"Users": "BytesType", "Mailboxes": "TimeUUIDType",
                    "MailboxIndex": "TimeUUIDType", "Credentials": "BytesType",
-                   "Bodies": "LongType"}, out
+                   "Bodies": "LongType", "ImapSeals": "BytesType", "Flags": "BytesType",
+                   "MessageMeta": "TimeUUIDType"}, out
     # The small column families flush after a minute, so they never hold the commit log for the
     # default hour; Mailboxes flushes by size (the CLI prints ops/MB/minutes).
     assert flush_minutes(out) == {"Users": 1, "Mailboxes": 60, "MailboxIndex": 1, "Credentials": 1,
-                                  "Bodies": 60}, out
+                                  "Bodies": 60, "ImapSeals": 1, "Flags": 1, "MessageMeta": 1}, out
     # The column families of message octets flush at 256 MB and compact 16 to 32 SSTables at
     # once (docs/tuning.md); the small ones keep 0.7's size and compaction thresholds.
     sizes, compaction = cf_thresholds(out)
     for cf in ("Mailboxes", "Bodies"):
         assert sizes[cf] == (1.0, 256) and compaction[cf] == (16, 32), out
-    for cf in ("Users", "MailboxIndex", "Credentials"):
+    for cf in ("Users", "MailboxIndex", "Credentials", "ImapSeals", "Flags", "MessageMeta"):
         assert compaction[cf] == (4, 32), out
 
 

@@ -52,13 +52,19 @@ mem_queue_free(gpointer p)
     g_queue_free_full(p, mem_msg_free);
 }
 
+#define mem_injected_failure(s, error) mem_injected_failure_in(s, error, __func__)
+
 /* mem_injected_failure - TRUE (and ERROR set) when this operation is one store_mem_fail_next
  * asked to fail */
 static gboolean
-mem_injected_failure(MemStore *s, GError **error)
+mem_injected_failure_in(MemStore *s, GError **error, const char *op)
 {
-    if (s->hook)
-        s->hook(s->hook_data);   /* a scheduler's point: another thread may run first */
+    static _Thread_local gboolean in_hook;
+    if (s->hook && !in_hook) {
+        in_hook = TRUE;
+        s->hook(s->hook_data, op);   /* a scheduler's point: another thread may run first */
+        in_hook = FALSE;
+    }
     if (s->fail_next <= 0)
         return FALSE;
     s->fail_next--;

@@ -40,10 +40,12 @@ void store_mem_set_chunk(Store *s, gsize chunk);
  * meta stay single copies (their levels are not what the seal protocol's safety rests on). */
 void store_mem_set_replicas(Store *s, int replicas, guint32 seed, int partial_permille,
                             int lost_ack_permille);
-/* store_mem_set_hook - HOOK(DATA) runs at the start of every backend operation: a test's
- * scheduler lets another thread run there (the store itself is not thread-safe: the hook must
- * let one thread at a time through) */
-typedef void (*StoreMemHook)(gpointer data);
+/* store_mem_set_hook - HOOK(DATA, OP) runs at the start of every backend operation (OP: its
+ * function's name, e.g. "mem_seal_put"): a test's scheduler lets another thread run there (the
+ * store itself is not thread-safe: the hook must let one thread at a time through), or a test
+ * changes the store between two operations of a view (the hook may call the store: it is not
+ * called again while it runs) */
+typedef void (*StoreMemHook)(gpointer data, const char *op);
 void store_mem_set_hook(Store *s, StoreMemHook hook, gpointer data);
 
 #endif
