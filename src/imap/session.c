@@ -269,7 +269,11 @@ static ImapRc
 imap_sasl_plain(ImapSession *s, const char *tag, const char *b64, GString *out)
 {
     gsize n = strlen(b64);
-    gboolean valid = n % 4 == 0 && n > 0;
+    if (n == 0) {
+        imap_tagged(out, tag, "BAD", "malformed PLAIN response");
+        return IMAP_BAD;
+    }
+    gboolean valid = n % 4 == 0;
     for (gsize i = 0; valid && i < n; i++)
         valid = g_ascii_isalnum(b64[i]) || b64[i] == '+' || b64[i] == '/' ||
                 (b64[i] == '=' && i >= n - 2 && (i == n - 1 || b64[n - 1] == '='));

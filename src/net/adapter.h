@@ -1,5 +1,5 @@
 /*
- * adapter.h - the one server shape: a protocol core (SMTP, POP3, later IMAP) behind one adapter
+ * adapter.h - the one server shape: a protocol core (SMTP, POP3, IMAP) behind one adapter
  * that owns everything a core must not touch.
  *
  * The adapter owns `main` (options, configuration, logging), the listener or inetd choice

@@ -1,8 +1,9 @@
 /*
- * proto.h - the protocol-core interface: what every core (SMTP, POP3, later IMAP) offers the one
+ * proto.h - the protocol-core interface: what every core (SMTP, POP3, IMAP) offers the one
  * adapter that drives it (src/net/adapter.h, where the loop that calls these is described).
  * Types only: a core includes this and nothing of src/net. Each core implements ProtoCore
- * (smtp_core in src/smtp/session.c, pop3_core in src/pop3/session.c); CORE is its session.
+ * (smtp_core in src/smtp/session.c, pop3_core in src/pop3/session.c, imap_core in
+ * src/imap/session.c); CORE is its session.
  */
 #ifndef CASSMAIL_PROTO_H
 #define CASSMAIL_PROTO_H
@@ -40,7 +41,8 @@ typedef struct {
      * closes after OUT */
     gboolean (*feed_literal)(gpointer core, const char *buf, gsize len, GString *out);
     /* optional: milliseconds until the core wants tick() if no input arrives before (0: never);
-     * asked before each wait for input (IMAP IDLE polls the store with it) */
+     * asked before each wait for a command line — not inside text or a literal — and again after
+     * each tick (IMAP IDLE polls the store with it); ticks do not put off the idle timeout */
     guint (*tick_ms)(gpointer core);
     /* optional: that time passed without input; OUT is written and flushed at once */
     void (*tick)(gpointer core, GString *out);
