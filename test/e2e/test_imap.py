@@ -242,8 +242,9 @@ def test_list_special_use_create_rename_delete_subscribe_status(target, mode):
     # SUBSCRIBE / LSUB / UNSUBSCRIBE
     ok(c.subscribe('"Work Items"'))
     assert "Work Items" in listed(c, cmd="LSUB")
-    ok(c.unsubscribe('"Work Items"'))
-    assert "Work Items" not in listed(c, cmd="LSUB")
+    # UNSUBSCRIBE: OK and gone from LSUB, or NO where every mailbox is always subscribed
+    typ, data = c.unsubscribe('"Work Items"')
+    assert typ == "NO" or "Work Items" not in listed(c, cmd="LSUB"), (typ, data)
     # STATUS of an empty mailbox
     typ, data = c.status('"Work Items"', "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN)")
     assert typ == "OK", data
@@ -254,8 +255,8 @@ def test_list_special_use_create_rename_delete_subscribe_status(target, mode):
     ok(c.rename('"Work Items"', "Projects"))
     boxes = listed(c)
     assert "Projects" in boxes and "Work Items" not in boxes
-    typ, data = c.status("Projects", "(MESSAGES)")
-    assert typ == "OK" and status_values(data[0])["MESSAGES"] == 1, data
+    wait_for(lambda: status_values(c.status("Projects", "(MESSAGES)")[1][0])["MESSAGES"] == 1, timeout=30,
+             step=0.3, what="the renamed mailbox's message counted by STATUS")
     assert c.status('"Work Items"', "(MESSAGES)")[0] == "NO"
     # RENAME onto an existing name, of a missing mailbox: NO
     ok(c.create("Other"))
@@ -319,9 +320,8 @@ def test_append_select_examine_and_fetch_every_item(target, mode):
     assert typ == "NO" and b"TRYCREATE" in data[0].upper(), data
 
     # SELECT: EXISTS, FLAGS, PERMANENTFLAGS, UIDVALIDITY, UIDNEXT; READ-WRITE
-    c.send(b"s1 SELECT " + box.encode() + b"\r\n")
-    lines, tagged = c.read_until(b"s1")
-    assert re.match(rb"s1 OK \[READ-WRITE\]", tagged), tagged
+    lines, tagged = select_when(c, box, len(msgs))
+    assert re.match(rb"\S+ OK \[READ-WRITE\]", tagged), tagged
     text = b"\n".join(lines)
     assert re.search(rb"^\* %d EXISTS$" % len(msgs), text, re.M), text
     assert re.search(rb"^\* FLAGS \(.*\\Seen.*\)$", text, re.M), text
@@ -441,19 +441,24 @@ def test_smtp_delivery_seen_byte_exact(target, mode):
     lines, tagged = c.raw("FETCH 1:* (RFC822.SIZE BODY.PEEK[] ENVELOPE)")
     assert b" OK" in tagged
     got = fetch_map(lines)
-    assert [got[i]["BODY[]"] for i in sorted(got)] == stored
-    assert [int(got[i]["RFC822.SIZE"]) for i in sorted(got)] == [len(s) for s in stored]
-    assert [message_id(got[i]["BODY[]"]) for i in sorted(got)] == [message_id(m) for m in sent]
-    assert b'"two megabytes"' in got[3]["ENVELOPE"]
+    # sequence order is UID order, which is delivery order only for deliveries shorter than the
+    # server's settle delay (a longer one gets the next UID after it ends: docs/imap.md)
+    by_id = {message_id(v["BODY[]"]): (n, v) for n, v in got.items()}
+    assert sorted(by_id) == sorted(message_id(m) for m in sent)
+    for st in stored:
+        n, v = by_id[message_id(st)]
+        assert v["BODY[]"] == st and int(v["RFC822.SIZE"]) == len(st)
+    seq, v = by_id[message_id(sent[2])]
+    assert b'"two megabytes"' in v["ENVELOPE"]
     # the 2 MB message in pieces: <partial> ranges cover it exactly
     size = len(stored[2])
     pieces = []
     for start in range(0, size, 700000):
-        lines, tagged = c.raw(f"FETCH 3 (BODY.PEEK[]<{start}.700000>)")
-        pieces.append(fetch_map(lines)[3][f"BODY[]<{start}>"])
+        lines, tagged = c.raw(f"FETCH {seq} (BODY.PEEK[]<{start}.700000>)")
+        pieces.append(fetch_map(lines)[seq][f"BODY[]<{start}>"])
     assert b"".join(pieces) == stored[2]
-    lines, tagged = c.raw(f"FETCH 3 (BODY.PEEK[]<{size + 10}.5>)")
-    assert fetch_map(lines)[3][f"BODY[]<{size + 10}>"] == b""
+    lines, tagged = c.raw(f"FETCH {seq} (BODY.PEEK[]<{size + 10}.5>)")
+    assert fetch_map(lines)[seq][f"BODY[]<{size + 10}>"] == b""
     c.logout()
 
 
@@ -467,11 +472,27 @@ def filled(target, mode, n, box=None):
     ok(c.create(box))
     for k in range(n):
         ok(c.append(box, None, None, text_message(f"message {k}", b"Body %d.\r\n" % k)))
-    assert c.select_count(box) == n
+    select_when(c, box, n)
     lines, _ = c.raw("FETCH 1:* (UID)")
     uids = [int(v["UID"]) for _, v in sorted(fetch_map(lines).items())]
     c.user = user
     return c, box, uids
+
+
+def select_when(c, box, n, readonly=False, timeout=30):
+    """SELECT (or EXAMINE) BOX until it has N messages: what a client APPENDed shows once the
+    server has given it a UID, which cassmail-imapd does after its settle delay (docs/imap.md);
+    the tagged reply and the untagged lines of the last SELECT."""
+    cmd = "EXAMINE" if readonly else "SELECT"
+
+    def selected():
+        lines, tagged = c.raw(f"{cmd} {box}")
+        assert b" OK" in tagged, tagged
+        return c.exists >= n and (lines, tagged)
+    out = wait_for(selected, timeout=timeout, step=0.3, what=f"{n} messages in {box}")
+    assert c.exists == n, c.exists
+    c.state = "SELECTED"
+    return out
 
 
 def flags_of(c, spec="1:*", uid=False):
@@ -535,8 +556,8 @@ def test_copy_move_expunge_uid_expunge_close_unselect(target, mode):
     # COPYUID where the new UIDs are known at once (cassmail-imapd's come with the next seal)
     assert b"COPYUID" not in tagged or re.search(rb"\[COPYUID \d+ [\d:,]+ [\d:,]+\]", tagged), tagged
     assert c.raw(f"COPY 1 NoSuchBox")[1].split()[1] == b"NO"
-    typ, data = c.status(dest, "(MESSAGES)")
-    assert status_values(data[0])["MESSAGES"] == 2
+    wait_for(lambda: status_values(c.status(dest, "(MESSAGES)")[1][0])["MESSAGES"] == 2, timeout=30,
+             step=0.3, what="the copies counted by STATUS")
     # MOVE: EXPUNGE (or VANISHED) here, the message there
     lines, tagged = c.raw("MOVE 3 " + dest)
     assert b" OK" in tagged, tagged
@@ -564,13 +585,13 @@ def test_copy_move_expunge_uid_expunge_close_unselect(target, mode):
     # UNSELECT does not expunge, CLOSE does (silently)
     ok(c.store("1:*", "+FLAGS", "(\\Deleted)"))
     ok(c.unselect())
-    assert c.select_count(box) == 2
+    select_when(c, box, 2)
     c.send(b"c1 CLOSE\r\n")
     lines, tagged = c.read_until(b"c1")
     assert tagged.startswith(b"c1 OK") and not [l for l in lines if b"EXPUNGE" in l], lines
     assert c.select_count(box) == 0
     # the destination has the copies and the moved ones, one \Flagged copy
-    c.select_count(dest)
+    select_when(c, dest, 4)
     f = flags_of(c)
     assert len(f) == 4 and sum(b"\\Flagged" in v for v in f.values()) == 1, f
     c.logout()
@@ -596,7 +617,7 @@ def test_search_keys_and_esearch(target, mode):
         text = body + b"\r\n" + (b"y" * 70 + b"\r\n") * (pad // 72)
         date = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(base + days * day))
         ok(c.append(box, None, None, text_message(subj, text, sender=frm, to=to, extra=extra, date=date)))
-    c.select_count(box)
+    select_when(c, box, len(specs))
     ok(c.store("1", "+FLAGS", "(\\Seen \\Flagged)"))
     ok(c.store("2", "+FLAGS", "(\\Seen)"))
     ok(c.store("4", "+FLAGS", "(\\Deleted)"))
@@ -725,6 +746,9 @@ def test_literals_synchronizing_and_nonsynchronizing(target):
     assert r.line().startswith(b"+")
     r.send(msg2 + b"\r\n")
     assert r.until(b"a2")[-1].startswith(b"a2 OK")
+    # (once the server shows both: it gives them UIDs after its settle delay)
+    wait_for(lambda: any(l == b"* 2 EXISTS" for l in r.cmd("s0", f"SELECT {box}")), timeout=30, step=0.3,
+             what="the appended messages")
     # two commands in one write (pipelined), answered in order
     r.send(f"s1 SELECT {box}\r\nf1 FETCH 1:2 (BODY.PEEK[])\r\n")
     assert r.until(b"s1")[-1].startswith(b"s1 OK")
@@ -977,8 +1001,6 @@ def maildir_messages(folder):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_mbsync_syncs_to_maildir_and_flag_changes_back(target, mode, tmp_path):
-    if mode == "starttls" and target.name == "cassmail":
-        pass
     user = target.user()
     sent = [text_message("mbsync one"), text_message("mbsync two", big_text(100000, 7)),
             text_message("mbsync three")]
