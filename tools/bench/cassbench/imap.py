@@ -347,8 +347,9 @@ def imap(args):
                 d = means[("dovecot", op)]
                 cs, ds = statistics.mean(x for x, _ in c), statistics.mean(x for x, _ in d)
                 cc, dc = statistics.mean(y for _, y in c), statistics.mean(y for _, y in d)
-                log(f"  => {op}: cassmail-imapd {cs:.2f} s vs Dovecot {ds:.2f} s: rate ratio {ds / cs:.2f}; "
-                    f"CPU {cc:.2f} vs {dc:.2f} CPU-s")
+                cm, dm = statistics.median(x for x, _ in c), statistics.median(x for x, _ in d)
+                log(f"  => {op}: cassmail-imapd {cs:.2f} s vs Dovecot {ds:.2f} s (means): rate ratio {ds / cs:.2f} "
+                    f"(medians {cm:.2f} and {dm:.2f} s: {dm / cm:.2f}); CPU {cc:.2f} vs {dc:.2f} CPU-s")
                 append(dict(experiment="imap", system="ratio", operation=op, round="mean",
                             messages=expect[op][0], octets=expect[op][1] if op == "bodies" else "",
                             seconds=cs / ds, ops_per_s=ds / cs, cpu_server_s=cc / dc, started=started))
