@@ -49,6 +49,7 @@ struct ImapFetch {
     gboolean add_flags;  /* \Seen was set: FLAGS goes with each response */
     guint next;          /* the next of msgs */
     gboolean need_tree, need_body_tree;
+    gboolean has_section;   /* a reader is opened before each message's response begins */
 
     /* the message being answered */
     gboolean in_msg;
@@ -302,6 +303,11 @@ fetch_start_literal(ImapSession *s, ImapFetch *f, const FetchItem *it, guint i, 
     if (it->partial)
         mime_ranges_partial(f->ranges, it->origin, it->count);
     guint64 n = mime_ranges_size(f->ranges);
+    /* the reader first: when it cannot be had, nothing of this item is out yet */
+    if (n > 0 && !f->reader &&
+        !store_reader_open(s->store, s->user, imap_view_stored_name(s->view), imap_msg_id(s, i),
+                           &f->reader, error))
+        return FALSE;
     g_string_append_printf(out, "%s", it->label);
     if (it->partial)
         g_string_append_printf(out, "<%" G_GUINT64_FORMAT ">", it->origin);
@@ -312,8 +318,6 @@ fetch_start_literal(ImapSession *s, ImapFetch *f, const FetchItem *it, guint i, 
     g_string_append_printf(out, " {%" G_GUINT64_FORMAT "}\r\n", n);
     if (n == 0)
         return TRUE;
-    if (!store_reader_open(s->store, s->user, imap_view_stored_name(s->view), imap_msg_id(s, i), &f->reader, error))
-        return FALSE;
     f->streaming = TRUE;
     f->chunk_at = 0;
     f->chunk_used = 0;
@@ -427,6 +431,7 @@ imap_fetch_more(ImapSession *s, GString *out, gsize max)
     if (!f)
         return FALSE;
     GError *e = NULL;
+    max = out->len + MIN(max, G_MAXSIZE - out->len);   /* MAX more octets: the end to stop at */
     while (out->len < max) {
         if (f->streaming) {
             if (!fetch_stream(f, out, max, &e)) {
@@ -479,6 +484,21 @@ imap_fetch_more(ImapSession *s, GString *out, gsize max)
             imap_fetch_free(&s->fetch);
             return FALSE;
         }
+        if (f->has_section &&
+            !store_reader_open(s->store, s->user, imap_view_stored_name(s->view),
+                               imap_msg_id(s, i), &f->reader, &e)) {
+            mime_tree_free(&f->tree);
+            if (g_error_matches(e, STORE_ERROR, STORE_ERROR_NOT_FOUND)) {
+                g_clear_error(&e);
+                f->expunged = TRUE;
+                f->next++;
+                continue;
+            }
+            fetch_end(s, f, e, out);
+            g_error_free(e);
+            imap_fetch_free(&s->fetch);
+            return FALSE;
+        }
         f->seq = i + 1;
         f->in_msg = TRUE;
         f->item = 0;
@@ -487,14 +507,20 @@ imap_fetch_more(ImapSession *s, GString *out, gsize max)
     return TRUE;
 
 failed_inside:
-    /* the message's response has begun: it cannot be completed honestly */
-    log_warn("imap %s: %s|%s: message %u cannot be read, closing: %s", s->peer, s->user, imap_view_stored_name(s->view),
-             f->seq, e->message);
-    g_error_free(e);
+    /* a later item's reader could not be had: end this message's response with what is out,
+     * and the command with NO */
+    if (out->len && out->str[out->len - 1] == ' ')
+        g_string_truncate(out, out->len - 1);
+    if (f->item <= 1)
+        g_string_append_printf(out, "UID %u", imap_msg_uid(s, f->seq - 1));
+    g_string_append(out, ")\r\n");
+    if (g_error_matches(e, STORE_ERROR, STORE_ERROR_NOT_FOUND)) {
+        g_clear_error(&e);
+        f->expunged = TRUE;
+    }
+    fetch_end(s, f, e, out);
+    g_clear_error(&e);
     imap_fetch_free(&s->fetch);
-    g_string_append(out, "\r\n* BYE message cannot be read now\r\n");
-    s->end_reason = "body-failed";
-    s->state = IMAP_STATE_LOGOUT;
     return FALSE;
 }
 
@@ -558,6 +584,8 @@ imap_cmd_fetch(ImapSession *s, ImapCmd *c, GString *out)
         if (it->kind == FI_BODY || it->kind == FI_BODYSTRUCTURE ||
             (it->kind == FI_SECTION && *it->section))
             f->need_tree = f->need_body_tree = TRUE;
+        if (it->kind == FI_SECTION)
+            f->has_section = TRUE;
         if (it->kind == FI_SECTION && !it->peek && !s->readonly)
             sets_seen = TRUE;
     }

@@ -206,7 +206,7 @@ t_login(gboolean with_mail)
 }
 
 /* t_select - logged in with INBOX selected */
-G_GNUC_UNUSED static T *
+static T *
 t_select(void)
 {
     T *t = t_login(TRUE);
@@ -548,6 +548,432 @@ test_select_rev2(void)
     t_free(t);
 }
 
+static void
+test_fetch(void)
+{
+    T *t = t_select();
+    g_assert_cmpstr(t_send(t, "1 FETCH 1:* (UID FLAGS RFC822.SIZE)\r\n"), ==,
+                    "* 1 FETCH (UID 1 FLAGS () RFC822.SIZE 152)\r\n"
+                    "* 2 FETCH (UID 2 FLAGS () RFC822.SIZE 342)\r\n"
+                    "* 3 FETCH (UID 3 FLAGS () RFC822.SIZE 64)\r\n1 OK FETCH completed\r\n");
+    g_assert_cmpstr(t_send(t, "2 FETCH 1 (ENVELOPE BODY)\r\n"), ==,
+                    "* 1 FETCH (ENVELOPE (\"Mon, 30 Nov 2026 10:00:00 +0000\" \"hello\" "
+                    "((\"Anne\" NIL \"anne\" \"example.com\")) ((\"Anne\" NIL \"anne\" \"example.com\")) "
+                    "((\"Anne\" NIL \"anne\" \"example.com\")) ((NIL NIL \"pete\" \"example.com\")) NIL NIL "
+                    "NIL \"<1@example.com>\") BODY (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL "
+                    "\"7bit\" 13 1))\r\n2 OK FETCH completed\r\n");
+    g_assert_cmpstr(t_send(t, "3 FETCH 2 BODYSTRUCTURE\r\n"), ==,
+                    "* 2 FETCH (BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL "
+                    "\"7bit\" 19 0 NIL NIL NIL NIL)(\"application\" \"octet-stream\" NIL NIL NIL "
+                    "\"base64\" 4 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"b1\") NIL NIL NIL))\r\n"
+                    "3 OK FETCH completed\r\n");
+    /* BODY.PEEK leaves \Seen alone; BODY[] sets it and says so */
+    g_assert_cmpstr(t_send(t, "4 FETCH 3 (BODY.PEEK[HEADER] BODY.PEEK[TEXT]<0.6>)\r\n"), ==,
+                    "* 3 FETCH (BODY[HEADER] {42}\r\nFrom: anne@example.com\r\nSubject: third\r\n\r\n"
+                    " BODY[TEXT]<0> {6}\r\nneedle)\r\n4 OK FETCH completed\r\n");
+    g_assert_cmpstr(t_send(t, "5 FETCH 2 (BODY[1] BODY.PEEK[2.MIME] BODY[HEADER.FIELDS (Subject cc)])\r\n"), ==,
+                    "* 2 FETCH (BODY[1] {19}\r\nThe numbers are in. BODY[2.MIME] {77}\r\n"
+                    "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                    " BODY[HEADER.FIELDS (Subject cc)] {42}\r\nCc: carol@example.net\r\nSubject: report\r\n\r\n"
+                    " FLAGS (\\Seen))\r\n5 OK FETCH completed\r\n");
+    g_assert_cmpstr(t_send(t, "6 FETCH 1:3 FLAGS\r\n"), ==,
+                    "* 1 FETCH (FLAGS ())\r\n* 2 FETCH (FLAGS (\\Seen))\r\n* 3 FETCH (FLAGS ())\r\n"
+                    "6 OK FETCH completed\r\n");
+    g_assert_cmpstr(t_send(t, "7 UID FETCH 3:* RFC822.HEADER\r\n"), ==,
+                    "* 3 FETCH (UID 3 RFC822.HEADER {42}\r\nFrom: anne@example.com\r\nSubject: third\r\n\r\n)\r\n"
+                    "7 OK UID FETCH completed\r\n");
+    g_assert_cmpstr(t_send(t, "8 FETCH 3 (RFC822.TEXT)\r\n"), ==,
+                    "* 3 FETCH (RFC822.TEXT {22}\r\nneedle in a haystack\r\n FLAGS (\\Seen))\r\n8 OK FETCH completed\r\n");
+    g_assert_cmpstr(t_send(t, "9 FETCH 3 RFC822\r\n"), ==,
+                    "* 3 FETCH (RFC822 {64}\r\nFrom: anne@example.com\r\nSubject: third\r\n\r\n"
+                    "needle in a haystack\r\n)\r\n9 OK FETCH completed\r\n");
+    /* partial past the end, a part the message does not have */
+    g_assert_cmpstr(t_send(t, "10 FETCH 3 (BODY.PEEK[]<100.5> BODY.PEEK[4] BODY.PEEK[1])\r\n"), ==,
+                    "* 3 FETCH (BODY[]<100> \"\" BODY[4] {0}\r\n BODY[1] {22}\r\nneedle in a haystack\r\n)\r\n"
+                    "10 OK FETCH completed\r\n");
+    /* UID FETCH of UIDs that do not exist: nothing, OK; "n:*" includes the last message */
+    g_assert_cmpstr(t_send(t, "11 UID FETCH 7:9 FLAGS\r\n"), ==, "11 OK UID FETCH completed\r\n");
+    g_assert_cmpstr(t_send(t, "12 UID FETCH 9:* UID\r\n"), ==, "* 3 FETCH (UID 3)\r\n12 OK UID FETCH completed\r\n");
+    /* the macros */
+    const char *r = t_send(t, "13 FETCH 1 FAST\r\n");
+    g_assert_true(g_str_has_prefix(r, "* 1 FETCH (FLAGS () INTERNALDATE \""));
+    g_assert_true(g_str_has_suffix(r, " +0000\" RFC822.SIZE 152)\r\n13 OK FETCH completed\r\n"));
+    r = t_send(t, "14 FETCH 1 ALL\r\n");
+    g_assert_true(strstr(r, " RFC822.SIZE 152 ENVELOPE (\"Mon, 30 Nov") != NULL);
+    r = t_send(t, "15 FETCH 1 FULL\r\n");
+    g_assert_true(strstr(r, "\"<1@example.com>\") BODY (\"text\"") != NULL);
+    /* INTERNALDATE is the TimeUUID's time */
+    GDateTime *dt = g_date_time_new_from_unix_utc(imap_view_internaldate(t->s->view, 1));
+    g_autofree char *date = g_date_time_format(dt, "\"%d-%b-%Y %H:%M:%S +0000\"");
+    g_date_time_unref(dt);
+    g_autofree char *expect = g_strdup_printf("* 1 FETCH (INTERNALDATE %s)\r\n16 OK FETCH completed\r\n", date);
+    g_assert_cmpstr(t_send(t, "16 FETCH 1 INTERNALDATE\r\n"), ==, expect);
+    t_free(t);
+}
+
+static void
+test_fetch_bad(void)
+{
+    T *t = t_select();
+    g_assert_cmpstr(t_send(t, "1 FETCH 4 FLAGS\r\n"), ==, "1 BAD invalid message sequence number\r\n");
+    g_assert_cmpstr(t_send(t, "2 FETCH 0 FLAGS\r\n"), ==, "2 BAD syntax: FETCH sequence-set items\r\n");
+    g_assert_cmpstr(t_send(t, "3 FETCH 1 (FLAGS BOGUS)\r\n"), ==, "3 BAD syntax: FETCH sequence-set items\r\n");
+    g_assert_cmpstr(t_send(t, "4 FETCH 1 BODY[HEADER.FIELDS]\r\n"), ==, "4 BAD invalid section [HEADER.FIELDS]\r\n");
+    g_assert_cmpstr(t_send(t, "5 FETCH 1 BODY[TEXT\r\n"), ==, "5 BAD syntax: FETCH sequence-set items\r\n");
+    g_assert_cmpstr(t_send(t, "6 FETCH 1 BODY[]<1.0>\r\n"), ==, "6 BAD syntax: FETCH sequence-set items\r\n");
+    g_assert_cmpstr(t_send(t, "7 FETCH 1:* ()\r\n"), ==, "7 BAD syntax: FETCH sequence-set items\r\n");
+    g_assert_cmpstr(t_send(t, "8 FETCH 1\r\n"), ==, "8 BAD syntax: FETCH sequence-set items\r\n");
+    g_assert_cmpstr(t_send(t, "9 UID FETCH * BODY.PEEK\r\n"), ==, "9 BAD syntax: UID FETCH sequence-set items\r\n");
+    /* a message another session removed: left out, NO [EXPUNGEISSUED] */
+    g_assert_true(store_remove(t->store, "pete", "inbox", imap_view_msgid(t->s->view, 2), 1, NULL));
+    g_assert_cmpstr(t_send(t, "10 FETCH 1:3 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n"), ==,
+                    "* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {18}\r\nSubject: hello\r\n\r\n)\r\n"
+                    "* 3 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {18}\r\nSubject: third\r\n\r\n)\r\n"
+                    "10 NO [EXPUNGEISSUED] some of the messages no longer exist\r\n");
+    /* NOOP then reports it */
+    g_assert_cmpstr(t_send(t, "11 NOOP\r\n"), ==, "* 2 EXPUNGE\r\n11 OK NOOP completed\r\n");
+    /* the store failing before a message's response: NO [UNAVAILABLE], the session goes on */
+    store_mem_fail_next(t->store, 1);
+    g_assert_cmpstr(t_send(t, "12 FETCH 1 BODY.PEEK[]\r\n"), ==, "12 NO [UNAVAILABLE] FETCH failed, try again later\r\n");
+    g_assert_cmpstr(t_send(t, "13 FETCH 2 ENVELOPE\r\n"), ==,
+                    "* 2 FETCH (ENVELOPE (NIL \"third\" ((NIL NIL \"anne\" \"example.com\")) "
+                    "((NIL NIL \"anne\" \"example.com\")) ((NIL NIL \"anne\" \"example.com\")) NIL NIL NIL "
+                    "NIL NIL))\r\n13 OK FETCH completed\r\n");
+    t_free(t);
+}
+
+/* a large body goes out in chunks of about the adapter's size, read a part at a time */
+static void
+test_fetch_large(void)
+{
+    T *t = t_login(FALSE);
+    GString *m = g_string_new("Subject: big\r\n\r\n");
+    for (int i = 0; m->len < 3 * 1024 * 1024; i++)
+        g_string_append_printf(m, "line %d of a large message, with some text to fill it up\r\n", i);
+    t_deliver(t, "inbox", m->str);
+    store_mem_set_chunk(t->store, 64 * 1024);
+    t_send(t, "s SELECT INBOX\r\n");
+    t->chunk = 16 * 1024;
+    t->max_more = 0;
+    t->more_calls = 0;
+    const char *r = t_send(t, "1 FETCH 1 BODY[]\r\n");
+    g_autofree char *head = g_strdup_printf("* 1 FETCH (BODY[] {%zu}\r\n", m->len);
+    g_assert_true(g_str_has_prefix(r, head));
+    g_assert_cmpuint(t->out->len, ==, strlen(head) + m->len + strlen(" FLAGS (\\Seen))\r\n1 OK FETCH completed\r\n"));
+    g_assert_true(memcmp(r + strlen(head), m->str, m->len) == 0);
+    g_assert_cmpuint(t->max_more, <=, 16 * 1024 + 200);
+    g_assert_cmpuint(t->more_calls, >=, m->len / (16 * 1024));
+    /* a partial from the middle, across chunk boundaries */
+    t->chunk = 1000;
+    r = t_send(t, "2 FETCH 1 BODY.PEEK[TEXT]<100000.200000>\r\n");
+    g_assert_true(g_str_has_prefix(r, "* 1 FETCH (BODY[TEXT]<100000> {200000}\r\n"));
+    gsize hl = strlen("* 1 FETCH (BODY[TEXT]<100000> {200000}\r\n");
+    g_assert_true(memcmp(r + hl, m->str + 16 + 100000, 200000) == 0);
+    /* the store failing inside a literal: the session closes (no honest way on) */
+    store_mem_fail_next(t->store, 0);
+    t->chunk = 64 * 1024;
+    g_string_truncate(t->out, 0);
+    g_assert_false(imap_core.feed(t->s, "3 FETCH 1 BODY.PEEK[]\r\n", 23, PROTO_LINE_OK, t->out));
+    g_assert_true(imap_core.more(t->s, t->out, 1000));
+    store_mem_fail_next(t->store, 5);
+    while (imap_core.more(t->s, t->out, 100000))
+        ;
+    g_assert_cmpstr(imap_core.ended(t->s), ==, "body-failed");
+    g_string_free(m, TRUE);
+    t_free(t);
+}
+
+static void
+test_store(void)
+{
+    T *t = t_select();
+    g_assert_cmpstr(t_send(t, "1 STORE 1 +FLAGS (\\Seen \\Flagged)\r\n"), ==,
+                    "* 1 FETCH (FLAGS (\\Seen \\Flagged))\r\n1 OK STORE completed\r\n");
+    g_assert_cmpstr(t_send(t, "2 STORE 1:2 FLAGS \\Answered $Important\r\n"), ==,
+                    "* 1 FETCH (FLAGS (\\Answered $Important))\r\n"
+                    "* 2 FETCH (FLAGS (\\Answered $Important))\r\n2 OK STORE completed\r\n");
+    g_assert_cmpstr(t_send(t, "3 UID STORE 2 -FLAGS.SILENT (\\Answered)\r\n"), ==, "3 OK UID STORE completed\r\n");
+    g_assert_cmpstr(t_send(t, "4 UID STORE 1:* +FLAGS (\\Deleted \\Recent)\r\n"), ==,
+                    "* 1 FETCH (UID 1 FLAGS (\\Answered \\Deleted $Important))\r\n"
+                    "* 2 FETCH (UID 2 FLAGS (\\Deleted $Important))\r\n"
+                    "* 3 FETCH (UID 3 FLAGS (\\Deleted))\r\n4 OK UID STORE completed\r\n");
+    g_assert_cmpstr(t_send(t, "5 STORE 1 +FLAGS (\\Bogus)\r\n"), ==, "5 BAD invalid flag\r\n");
+    g_assert_cmpstr(t_send(t, "6 STORE 1 +FLAGZ (\\Seen)\r\n"), ==,
+                    "6 BAD syntax: STORE set [+-]FLAGS[.SILENT] (flags)\r\n");
+    g_assert_cmpstr(t_send(t, "7 STORE 1 FLAGS (\\Seen\r\n"), ==, "7 BAD syntax: invalid flag list\r\n");
+    const char *r = t_send(t, "8 FETCH 1 FLAGS\r\n");
+    g_assert_cmpstr(r, ==, "* 1 FETCH (FLAGS (\\Answered \\Deleted $Important))\r\n8 OK FETCH completed\r\n");
+    /* the new keyword is in FLAGS at the next SELECT */
+    r = t_send(t, "9 SELECT INBOX\r\n");
+    g_assert_true(g_str_has_prefix(r, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Important)\r\n"
+                                      "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Important \\*)]"));
+    t_free(t);
+}
+
+static void
+test_search(void)
+{
+    T *t = t_select();
+    t_send(t, "0 STORE 2 +FLAGS.SILENT (\\Flagged \\Seen work)\r\n");
+    static const struct { const char *cmd, *reply; } cases[] = {
+        {"1 SEARCH ALL", "* SEARCH 1 2 3"},
+        {"2 SEARCH FLAGGED", "* SEARCH 2"},
+        {"3 SEARCH UNSEEN", "* SEARCH 1 3"},
+        {"4 SEARCH FROM anne", "* SEARCH 1 3"},
+        {"5 SEARCH FROM \"ANNE <\"", "* SEARCH 1"},
+        {"6 SEARCH TO pete CC carol", "* SEARCH 2"},
+        {"7 SEARCH SUBJECT hello", "* SEARCH 1"},
+        {"8 SEARCH BODY needle", "* SEARCH 3"},
+        {"9 SEARCH BODY third", "* SEARCH"},
+        {"10 SEARCH TEXT third", "* SEARCH 3"},
+        {"11 SEARCH HEADER Message-ID <1@", "* SEARCH 1"},
+        {"12 SEARCH OR SUBJECT hello SUBJECT third", "* SEARCH 1 3"},
+        {"13 SEARCH NOT (FROM anne)", "* SEARCH 2"},
+        {"14 SEARCH LARGER 100 SMALLER 200", "* SEARCH 1"},
+        {"15 SEARCH 2:*", "* SEARCH 2 3"},
+        {"16 SEARCH UID 1,3", "* SEARCH 1 3"},
+        {"17 UID SEARCH 1:2 UNFLAGGED", "* SEARCH 1"},
+        {"18 SEARCH KEYWORD work", "* SEARCH 2"},
+        {"19 SEARCH UNKEYWORD work", "* SEARCH 1 3"},
+        {"20 SEARCH SENTSINCE 1-Dec-2026", "* SEARCH 2"},
+        {"21 SEARCH SENTBEFORE 1-Dec-2026", "* SEARCH 1"},
+        {"22 SEARCH SENTON 30-Nov-2026", "* SEARCH 1"},
+        {"23 SEARCH SINCE 1-Jan-2000 BEFORE 1-Jan-2100", "* SEARCH 1 2 3"},
+        {"24 SEARCH ON 1-Jan-2000", "* SEARCH"},
+        {"25 SEARCH DELETED", "* SEARCH"},
+        {"26 SEARCH UNDELETED ANSWERED", "* SEARCH"},
+        {"27 SEARCH NEW", "* SEARCH"},
+        {"28 SEARCH CHARSET UTF-8 SEEN", "* SEARCH 2"},
+        {"29 SEARCH (OR 1 3) (NOT 1)", "* SEARCH 3"},
+        {"30 SEARCH RETURN (MIN MAX COUNT) ALL", "* ESEARCH (TAG \"30\") MIN 1 MAX 3 COUNT 3"},
+        {"31 UID SEARCH RETURN () UNFLAGGED", "* ESEARCH (TAG \"31\") UID ALL 1,3"},
+        {"32 SEARCH RETURN (COUNT) DRAFT", "* ESEARCH (TAG \"32\") COUNT 0"},
+        {"33 SEARCH RETURN (ALL) 1:3", "* ESEARCH (TAG \"33\") ALL 1:3"},
+    };
+    for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree char *cmd = g_strdup_printf("%s\r\n", cases[i].cmd);
+        g_autofree char *tag = g_strndup(cases[i].cmd, strcspn(cases[i].cmd, " "));
+        g_autofree char *expect = g_strdup_printf("%s\r\n%s OK %sSEARCH completed\r\n", cases[i].reply,
+                                                  tag, strstr(cases[i].cmd, "UID SEARCH") ? "UID " : "");
+        g_assert_cmpstr(t_send(t, cmd), ==, expect);
+    }
+    g_assert_cmpstr(t_send(t, "40 SEARCH CHARSET KOI8-R ALL\r\n"), ==,
+                    "40 NO [BADCHARSET (US-ASCII UTF-8)] Unsupported charset\r\n");
+    g_assert_cmpstr(t_send(t, "41 SEARCH\r\n"), ==, "41 BAD syntax: SEARCH keys\r\n");
+    g_assert_cmpstr(t_send(t, "42 SEARCH BOGUS\r\n"), ==, "42 BAD syntax: SEARCH search keys\r\n");
+    g_assert_cmpstr(t_send(t, "43 SEARCH OR SEEN\r\n"), ==, "43 BAD syntax: SEARCH search keys\r\n");
+    g_assert_cmpstr(t_send(t, "44 SEARCH (SEEN\r\n"), ==, "44 BAD syntax: SEARCH search keys\r\n");
+    g_assert_cmpstr(t_send(t, "45 SEARCH SINCE 31-Feb-2026\r\n"), ==, "45 BAD syntax: SEARCH search keys\r\n");
+    g_assert_cmpstr(t_send(t, "46 SEARCH RETURN (SAVE) ALL\r\n"), ==,
+                    "46 BAD SEARCH RETURN option SAVE is not supported\r\n");
+    /* nesting deeper than the limit is refused, not a stack overflow */
+    GString *deep = g_string_new("47 SEARCH ");
+    for (int i = 0; i < 2000; i++)
+        g_string_append(deep, "NOT ");
+    g_string_append(deep, "ALL\r\n");
+    g_assert_cmpstr(t_send(t, deep->str), ==, "47 BAD syntax: SEARCH search keys\r\n");
+    g_string_free(deep, TRUE);
+    t_free(t);
+}
+
+static void
+test_copy_move_expunge(void)
+{
+    T *t = t_select();
+    g_assert_cmpstr(t_send(t, "1 CREATE Archive\r\n"), ==, "1 OK CREATE completed\r\n");
+    g_assert_cmpstr(t_send(t, "2 COPY 1:2 Archive\r\n"), ==, "2 OK COPY completed\r\n");
+    g_assert_cmpstr(t_send(t, "3 COPY 1 Nowhere\r\n"), ==, "3 NO [TRYCREATE] Mailbox does not exist\r\n");
+    g_assert_cmpstr(t_send(t, "4 STATUS Archive (MESSAGES)\r\n"), ==,
+                    "* STATUS Archive (MESSAGES 2)\r\n4 OK STATUS completed\r\n");
+    g_assert_cmpstr(t_send(t, "5 UID MOVE 3 Archive\r\n"), ==, "* 3 EXPUNGE\r\n5 OK UID MOVE completed\r\n");
+    g_assert_cmpstr(t_send(t, "6 UID COPY 5:7 Archive\r\n"), ==, "6 OK UID COPY completed\r\n");
+    g_assert_cmpstr(t_send(t, "7 STORE 1 +FLAGS.SILENT (\\Deleted)\r\n"), ==, "7 OK STORE completed\r\n");
+    g_assert_cmpstr(t_send(t, "8 EXPUNGE\r\n"), ==, "* 1 EXPUNGE\r\n8 OK EXPUNGE completed\r\n");
+    g_assert_cmpstr(t_send(t, "9 FETCH 1:* UID\r\n"), ==, "* 1 FETCH (UID 2)\r\n9 OK FETCH completed\r\n");
+    /* UID EXPUNGE takes only the named messages with \Deleted */
+    t_send(t, "10 SELECT Archive\r\n");
+    g_assert_cmpuint(imap_view_count(t->s->view), ==, 3);
+    g_assert_cmpstr(t_send(t, "11 STORE 1:* +FLAGS.SILENT (\\Deleted)\r\n"), ==, "11 OK STORE completed\r\n");
+    g_assert_cmpstr(t_send(t, "12 UID EXPUNGE 2\r\n"), ==, "* 2 EXPUNGE\r\n12 OK UID EXPUNGE completed\r\n");
+    g_assert_cmpstr(t_send(t, "13 UNSELECT\r\n"), ==, "13 OK UNSELECT completed\r\n");
+    g_assert_cmpstr(t_send(t, "14 STATUS Archive (MESSAGES DELETED)\r\n"), ==,
+                    "* STATUS Archive (MESSAGES 2 DELETED 2)\r\n14 OK STATUS completed\r\n");
+    /* CLOSE expunges silently */
+    t_send(t, "15 SELECT Archive\r\n");
+    g_assert_cmpstr(t_send(t, "16 CLOSE\r\n"), ==, "16 OK CLOSE completed\r\n");
+    g_assert_cmpint(imap_session_state(t->s), ==, IMAP_STATE_AUTHENTICATED);
+    g_assert_cmpstr(t_send(t, "17 STATUS Archive (MESSAGES)\r\n"), ==,
+                    "* STATUS Archive (MESSAGES 0)\r\n17 OK STATUS completed\r\n");
+    g_assert_cmpstr(t_send(t, "18 EXPUNGE\r\n"), ==, "18 BAD EXPUNGE not allowed now: select a mailbox first\r\n");
+    /* EXAMINE + CLOSE expunges nothing; MOVE out of it is refused */
+    t_send(t, "19 EXAMINE INBOX\r\n");
+    g_assert_cmpstr(t_send(t, "20 MOVE 1 Archive\r\n"), ==, "20 NO [READ-ONLY] Mailbox is read-only\r\n");
+    g_assert_cmpstr(t_send(t, "21 COPY 1 Archive\r\n"), ==, "21 OK COPY completed\r\n");
+    t_free(t);
+}
+
+static void
+test_append(void)
+{
+    T *t = t_login(FALSE);
+    static const char msg[] = "Subject: appended\r\n\r\nbody\r\n";
+    g_autofree char *l1 = g_strdup_printf("1 APPEND INBOX (\\Seen) {%zu}\r\n", strlen(msg));
+    g_assert_cmpstr(t_send(t, l1), ==, "+ Ready for literal data\r\n");
+    g_autofree char *l2 = g_strdup_printf("%s\r\n", msg);
+    const char *r = t_send(t, l2);
+    g_assert_true(g_str_has_prefix(r, "1 OK ") && g_str_has_suffix(r, "APPEND completed\r\n"));
+    /* LITERAL+, a date-time, keywords */
+    g_autofree char *l3 = g_strdup_printf("2 APPEND outbox (\\Draft $Later) \" 1-Dec-2026 10:00:00 +0100\" {%zu+}\r\n%s\r\n",
+                                          strlen(msg), msg);
+    r = t_send(t, l3);
+    g_assert_true(g_str_has_prefix(r, "2 OK ") && g_str_has_suffix(r, "APPEND completed\r\n"));
+    r = t_send(t, "3 SELECT INBOX\r\n");
+    g_assert_true(strstr(r, "* 1 EXISTS\r\n") != NULL);
+    g_assert_cmpstr(t_send(t, "4 FETCH 1 (FLAGS BODY.PEEK[])\r\n"), ==,
+                    "* 1 FETCH (FLAGS (\\Seen) BODY[] {27}\r\nSubject: appended\r\n\r\nbody\r\n)\r\n4 OK FETCH completed\r\n");
+    g_assert_cmpstr(t_send(t, "5 STATUS outbox (MESSAGES)\r\n"), ==, "* STATUS outbox (MESSAGES 1)\r\n5 OK STATUS completed\r\n");
+    /* refused before the literal: the client sends nothing more */
+    g_assert_cmpstr(t_send(t, "6 APPEND Nowhere {5}\r\n"), ==, "6 NO [TRYCREATE] Mailbox does not exist\r\n");
+    g_assert_cmpstr(t_send(t, "7 APPEND INBOX {20000000}\r\n"), ==, "7 NO [TOOBIG] Message too large\r\n");
+    g_assert_cmpstr(t_send(t, "8 APPEND INBOX (\\Bogus) {5}\r\n"), ==, "8 BAD invalid flag in APPEND\r\n");
+    g_assert_cmpstr(t_send(t, "9 APPEND INBOX \"bad date\" {5}\r\n"), ==,
+                    "9 BAD syntax: APPEND mailbox [(flags)] [date-time] literal\r\n");
+    /* refused after a non-synchronizing literal: read, dropped, answered at the end */
+    g_assert_cmpstr(t_send(t, "10 APPEND Nowhere {5+}\r\nhello\r\n"), ==, "10 NO [TRYCREATE] Mailbox does not exist\r\n");
+    g_assert_cmpstr(t_send(t, "11 APPEND INBOX {5+}\r\nhello extra\r\n"), ==, "11 BAD APPEND takes one message\r\n");
+    g_assert_cmpstr(t_send(t, "12 APPEND INBOX\r\n"), ==, "12 BAD syntax: APPEND mailbox [(flags)] [date-time] literal\r\n");
+    g_assert_cmpstr(t_send(t, "13 NOOP\r\n"), ==, "13 OK NOOP completed\r\n");
+    g_assert_cmpuint(store_mem_message_count(t->store, "pete", "inbox"), ==, 1);
+    /* the store failing during the message: NO at the end, nothing stored */
+    store_mem_fail_next(t->store, 0);
+    g_assert_cmpstr(t_send(t, "14 APPEND INBOX {10}\r\n"), ==, "+ Ready for literal data\r\n");
+    store_mem_fail_next(t->store, 3);
+    g_assert_cmpstr(t_send(t, "0123456789\r\n"), ==, "14 NO [UNAVAILABLE] APPEND failed, try again later\r\n");
+    store_mem_fail_next(t->store, 0);
+    g_assert_cmpuint(store_mem_message_count(t->store, "pete", "inbox"), ==, 1);
+    t_free(t);
+}
+
+/* APPEND of a large message: its octets go to the store as they come; the command buffer stays
+ * small whatever the message's size */
+static void
+test_append_large(void)
+{
+    T *t = t_login(FALSE);
+    gsize size = 8 * 1024 * 1024 + 17;
+    GString *m = g_string_sized_new(size);
+    g_string_append(m, "Subject: large\r\n\r\n");
+    while (m->len < size)
+        g_string_append_c(m, m->len % 64 == 62 ? '\r' : m->len % 64 == 63 ? '\n' : 'a' + m->len % 26);
+    g_autofree char *l1 = g_strdup_printf("1 APPEND INBOX {%zu}\r\n", m->len);
+    g_assert_cmpstr(t_send(t, l1), ==, "+ Ready for literal data\r\n");
+    t->split = 64 * 1024;
+    t->max_cmd = 0;
+    t_sendn(t, m->str, m->len);
+    g_assert_cmpstr(t->out->str, ==, "");
+    g_assert_cmpuint(t->max_cmd, <, 100);
+    const char *r = t_send(t, "\r\n");
+    g_assert_true(g_str_has_suffix(r, "APPEND completed\r\n"));
+    t_send(t, "2 SELECT INBOX\r\n");
+    StoreMsgId id = *imap_view_msgid(t->s->view, 1);
+    GBytes *stored = NULL;
+    g_assert_true(store_fetch(t->store, "pete", "inbox", &id, &stored, NULL));
+    g_assert_cmpuint(g_bytes_get_size(stored), ==, m->len);
+    g_assert_true(memcmp(g_bytes_get_data(stored, NULL), m->str, m->len) == 0);
+    g_bytes_unref(stored);
+    g_string_free(m, TRUE);
+    t_free(t);
+}
+
+static void
+test_idle(void)
+{
+    T *t = t_select();
+    g_assert_cmpstr(t_send(t, "1 IDLE\r\n"), ==, "+ idling\r\n");
+    g_assert_cmpuint(imap_core.tick_ms(t->s), ==, 5000);
+    g_string_truncate(t->out, 0);
+    imap_core.tick(t->s, t->out);
+    g_assert_cmpstr(t->out->str, ==, "");
+    t_deliver(t, "inbox", t_msg1);
+    g_assert_true(store_remove(t->store, "pete", "inbox", imap_view_msgid(t->s->view, 1), 1, NULL));
+    imap_core.tick(t->s, t->out);
+    g_assert_cmpstr(t->out->str, ==, "* 1 EXPUNGE\r\n* 3 EXISTS\r\n");
+    g_assert_cmpstr(t_send(t, "done\r\n"), ==, "1 OK IDLE terminated\r\n");
+    g_assert_cmpuint(imap_core.tick_ms(t->s), ==, 0);
+    g_assert_cmpstr(t_send(t, "2 IDLE\r\n"), ==, "+ idling\r\n");
+    g_assert_cmpstr(t_send(t, "3 NOOP\r\n"), ==, "2 BAD expected DONE\r\n");
+    /* another session's flag change shows at NOOP */
+    ImapSession *other = imap_session_new(&t->cfg, t->store, "other");
+    GString *o = g_string_new(NULL);
+    imap_core.feed(other, "a LOGIN pete secret\r\n", 21, PROTO_LINE_OK, o);
+    imap_core.feed(other, "b SELECT INBOX\r\n", 16, PROTO_LINE_OK, o);
+    g_string_truncate(o, 0);
+    imap_core.feed(other, "c STORE 1 +FLAGS.SILENT (\\Flagged)\r\n", 36, PROTO_LINE_OK, o);
+    g_assert_cmpstr(o->str, ==, "c OK STORE completed\r\n");
+    imap_core.free(other);
+    g_string_free(o, TRUE);
+    g_assert_cmpstr(t_send(t, "4 NOOP\r\n"), ==, "* 1 FETCH (UID 2 FLAGS (\\Flagged))\r\n4 OK NOOP completed\r\n");
+    t_free(t);
+}
+
+static void
+test_errors(void)
+{
+    T *t = t_new(FALSE);
+    t->cfg.max_errors = 5;
+    t_start(t);
+    g_assert_cmpstr(t_send(t, "\r\n"), ==, "* BAD empty command line\r\n");
+    g_assert_cmpstr(t_send(t, "+ NOOP\r\n"), ==, "* BAD missing or invalid tag\r\n");
+    g_assert_cmpstr(t_send(t, "a\r\n"), ==, "* BAD missing command\r\n");
+    g_assert_cmpstr(t_send(t, "a FROB\r\n"), ==, "a BAD unknown command\r\n");
+    g_assert_cmpstr(t_send(t, "a UID NOOP\r\n"), ==, "a BAD unknown command\r\n* BYE Too many errors\r\n");
+    g_assert_true(t->closed);
+    g_assert_cmpstr(imap_core.ended(t->s), ==, "too-many-errors");
+    t_free(t);
+
+    t = t_new(FALSE);
+    t_start(t);
+    /* a line over the limit: one BAD, the session goes on */
+    GString *longline = g_string_new("a NOOP ");
+    while (longline->len < IMAP_LINE_MAX + 10)
+        g_string_append_c(longline, 'x');
+    g_string_append(longline, "\r\n");
+    g_assert_cmpstr(t_send(t, longline->str), ==, "* BAD [TOOBIG] line too long\r\n");
+    g_string_free(longline, TRUE);
+    g_assert_cmpstr(t_sendn(t, "a NO\0OP\r\n", 9), ==, "* BAD NUL in command line\r\n");
+    /* literals over the limit: refused before (synchronizing) or read and dropped (LITERAL+) */
+    g_assert_cmpstr(t_send(t, "b LOGIN {100000}\r\n"), ==, "b BAD [TOOBIG] literal too large\r\n");
+    g_assert_cmpuint(imap_core.literal(t->s), ==, 0);
+    g_assert_cmpstr(t_send(t, "c LOGIN {99999999999999999999999}\r\n"), ==, "c BAD [TOOBIG] literal too large\r\n");
+    GString *big = g_string_new("d LOGIN {70000+}\r\n");
+    for (int i = 0; i < 70000; i++)
+        g_string_append_c(big, '\n');
+    g_string_append(big, " secret\r\n");
+    g_assert_cmpstr(t_send(t, big->str), ==, "d BAD [TOOBIG] literal too large\r\n");
+    g_string_free(big, TRUE);
+    /* a literal inside a quoted string is no literal */
+    g_assert_cmpstr(t_send(t, "e LOGIN pete \"{6}\"\r\n"), ==, "e NO [AUTHENTICATIONFAILED] Authentication failed\r\n");
+    /* the command with its literals over the limit */
+    GString *many = g_string_new("f ID (");
+    for (int i = 0; i < 8; i++)
+        g_string_append_printf(many, "{40000+}\r\n%*s ", 40000, "");
+    g_string_append(many, ")\r\n");
+    g_assert_cmpstr(t_send(t, many->str), ==, "f BAD [TOOBIG] command too long\r\n");
+    g_string_free(many, TRUE);
+    g_assert_cmpstr(t_send(t, "g NOOP\r\n"), ==, "g OK NOOP completed\r\n");
+    /* the autologout */
+    g_string_truncate(t->out, 0);
+    imap_core.timeout(t->s, t->out);
+    g_assert_cmpstr(t->out->str, ==, "* BYE Autologout; idle for too long\r\n");
+    g_assert_cmpstr(imap_core.ended(t->s), ==, "idle-timeout");
+    GString *head = g_string_new(NULL), *tail = g_string_new(NULL);
+    imap_core.log_fields(t->s, head, tail);
+    g_assert_cmpstr(head->str, ==, "user=- mailbox=- state=LOGOUT");
+    g_string_free(head, TRUE);
+    g_string_free(tail, TRUE);
+    t_free(t);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -570,6 +996,16 @@ main(int argc, char **argv)
     g_test_add_func("/imap/status", test_status);
     g_test_add_func("/imap/select", test_select);
     g_test_add_func("/imap/select-rev2", test_select_rev2);
+    g_test_add_func("/imap/fetch", test_fetch);
+    g_test_add_func("/imap/fetch-bad", test_fetch_bad);
+    g_test_add_func("/imap/fetch-large", test_fetch_large);
+    g_test_add_func("/imap/store", test_store);
+    g_test_add_func("/imap/search", test_search);
+    g_test_add_func("/imap/copy-move-expunge", test_copy_move_expunge);
+    g_test_add_func("/imap/append", test_append);
+    g_test_add_func("/imap/append-large", test_append_large);
+    g_test_add_func("/imap/idle", test_idle);
+    g_test_add_func("/imap/errors", test_errors);
     int rc = g_test_run();
     g_free(t_hash);
     return rc;
