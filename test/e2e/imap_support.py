@@ -120,6 +120,23 @@ class Cassmail(Target):
             raise
         self.smtp_port, self.imap_port, self.pop3_port = self.smtpd.port, self.imapd.port, self.pop3d.port
 
+    def variant(self, name, **sections):
+        """Another cassmail-imapd on this ring with SECTIONS changed in its configuration (e.g.
+        imap={"allow_plaintext_auth": "false"}); stopped with the others."""
+        text = self.conf.read_text()
+        conf = self.dir / f"{name}.conf"
+        conf.write_text(text)
+        for section, values in sections.items():
+            for k, v in values.items():
+                text = conf.read_text()
+                if f"[{section}]\n" not in text:
+                    text += f"\n[{section}]\n"
+                text = text.replace(f"[{section}]\n", f"[{section}]\n{k}={v}\n", 1)
+                conf.write_text(text)
+        d = Daemon(IMAPD, conf, self.dir / f"{name}.log")
+        self.daemons.append(d)
+        return d
+
     def _start(self, program, name):
         d = Daemon(program, self.conf, self.dir / f"{name}.log")
         self.daemons.append(d)

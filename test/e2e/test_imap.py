@@ -28,7 +28,7 @@ import pytest
 
 import imap_support
 from conftest import TOP, unique
-from imap_support import PASSWORD, RawImap, client_context, fetch_map, message_id, parse_value
+from imap_support import PASSWORD, Imap, RawImap, client_context, fetch_map, message_id, parse_value
 from support import wait_for
 
 CORPUS = TOP / "test" / "fuzz" / "corpus" / "mime"
@@ -139,6 +139,29 @@ def test_login_authenticate_plain_and_logout(target, mode):
     # commands of the authenticated state work; LOGIN again is refused
     lines, tagged = c.raw(f"LOGIN {user} \"{PASSWORD}\"")
     assert re.match(rb"\S+ (BAD|NO) ", tagged), tagged
+    c.logout()
+
+
+def test_login_needs_tls_where_plaintext_is_not_allowed(target):
+    """[imap] allow_plaintext_auth=false (what a client on another machine gets by default):
+    LOGINDISABLED and no AUTH=PLAIN before STARTTLS, LOGIN and AUTHENTICATE refused; after
+    STARTTLS both work. (cassmail-imapd only: the reference Dovecot runs with one setting.)"""
+    if target.name != "cassmail":
+        return
+    strict = target.variant("strict", imap={"allow_plaintext_auth": "false"})
+    user = target.user()
+    c = Imap("127.0.0.1", strict.port, timeout=60)
+    caps = set(ok(c.capability())[0].upper().split())
+    assert b"LOGINDISABLED" in caps and b"AUTH=PLAIN" not in caps and b"STARTTLS" in caps, caps
+    lines, tagged = c.raw(f'LOGIN {user} "{PASSWORD}"')
+    assert re.match(rb"\S+ (NO|BAD) ", tagged), tagged
+    lines, tagged = c.raw("AUTHENTICATE PLAIN " + base64.b64encode(f"\0{user}\0{PASSWORD}".encode()).decode())
+    assert re.match(rb"\S+ (NO|BAD) ", tagged), tagged
+    c.starttls(client_context(target.cert))
+    caps = set(ok(c.capability())[0].upper().split())
+    assert b"LOGINDISABLED" not in caps and b"AUTH=PLAIN" in caps, caps
+    ok(c.login(user, PASSWORD))
+    ok(c.noop())
     c.logout()
 
 
