@@ -262,12 +262,6 @@ def test_list_special_use_create_rename_delete_subscribe_status(target, mode):
     assert "Work Items" in listed(c)
     assert set(listed(c, "Work*")) == {"Work Items"}
     assert listed(c, "nothing-like-this*") == {}
-    # SUBSCRIBE / LSUB / UNSUBSCRIBE
-    ok(c.subscribe('"Work Items"'))
-    assert "Work Items" in listed(c, cmd="LSUB")
-    # UNSUBSCRIBE: OK and gone from LSUB, or NO where every mailbox is always subscribed
-    typ, data = c.unsubscribe('"Work Items"')
-    assert typ == "NO" or "Work Items" not in listed(c, cmd="LSUB"), (typ, data)
     # STATUS of an empty mailbox
     typ, data = c.status('"Work Items"', "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN)")
     assert typ == "OK", data
@@ -293,11 +287,28 @@ def test_list_special_use_create_rename_delete_subscribe_status(target, mode):
     assert c.select("Projects")[0] == "NO"
     assert c.delete("INBOX")[0] == "NO"
     assert c.delete("Missing")[0] == "NO"
+    # a name below another, with the delimiter LIST gives ("/" here and in our Dovecot)
+    delim = parse_value(listed(c)["INBOX"][1], 0)[0].decode()
+    child = f"Parent{delim}Child"
+    ok(c.create(f'"{child}"'))
+    assert set(listed(c, f"Parent{delim}*")) == {child}
+    ok(c.append(f'"{child}"', None, None, text_message("in a child")))
+    select_when(c, f'"{child}"', 1)
+    ok(c.unselect())
+    ok(c.delete(f'"{child}"'))
+    assert child not in listed(c)
     # a mailbox created again after DELETE is empty, with a new UIDVALIDITY or the old UIDs gone
     ok(c.create("Projects"))
     typ, data = c.status("Projects", "(MESSAGES UIDVALIDITY UIDNEXT)")
     assert status_values(data[0])["MESSAGES"] == 0
     ok(c.delete("Projects"))
+    # SUBSCRIBE / LSUB / UNSUBSCRIBE
+    ok(c.create('"Sub Box"'))
+    ok(c.subscribe('"Sub Box"'))
+    assert "Sub Box" in listed(c, cmd="LSUB")
+    # UNSUBSCRIBE: OK and gone from LSUB, or NO where every mailbox is always subscribed
+    typ, data = c.unsubscribe('"Sub Box"')
+    assert typ == "NO" or "Sub Box" not in listed(c, cmd="LSUB"), (typ, data)
     c.logout()
 
 
