@@ -50,6 +50,11 @@ struct ImapFetch {
     guint next;          /* the next of msgs */
     gboolean need_tree, need_body_tree;
     gboolean has_section;   /* a reader is opened before each message's response begins */
+    gboolean use_meta;      /* ENVELOPE/BODY/BODYSTRUCTURE from the view's meta cache */
+    GPtrArray *meta;        /* GBytes* (or NULL) of msgs[meta_from ..] */
+    guint meta_from;
+    GBytes *blob;           /* the current message's meta */
+    const char *env, *body, *bs;   /* its three texts */
 
     /* the message being answered */
     gboolean in_msg;
@@ -89,6 +94,9 @@ imap_fetch_free(ImapFetch **fp)
     if (f->msgs)
         g_array_free(f->msgs, TRUE);
     mime_tree_free(&f->tree);
+    if (f->meta)
+        g_ptr_array_unref(f->meta);
+    g_clear_pointer(&f->blob, g_bytes_unref);
     store_reader_free(&f->reader);
     g_clear_pointer(&f->chunk, g_bytes_unref);
     g_array_free(f->ranges, TRUE);
@@ -394,15 +402,24 @@ fetch_item(ImapSession *s, ImapFetch *f, const FetchItem *it, guint i, GString *
         break;
     case FI_ENVELOPE:
         g_string_append(out, "ENVELOPE ");
-        mime_envelope(f->tree->root, out);
+        if (f->env)
+            g_string_append(out, f->env);
+        else
+            mime_envelope(f->tree->root, out);
         break;
     case FI_BODY:
         g_string_append(out, "BODY ");
-        mime_bodystructure(f->tree->root, FALSE, out);
+        if (f->body)
+            g_string_append(out, f->body);
+        else
+            mime_bodystructure(f->tree->root, FALSE, out);
         break;
     case FI_BODYSTRUCTURE:
         g_string_append(out, "BODYSTRUCTURE ");
-        mime_bodystructure(f->tree->root, TRUE, out);
+        if (f->bs)
+            g_string_append(out, f->bs);
+        else
+            mime_bodystructure(f->tree->root, TRUE, out);
         break;
     case FI_SECTION:
         return fetch_start_literal(s, f, it, i, out, error);
@@ -422,6 +439,83 @@ fetch_end(ImapSession *s, ImapFetch *f, const GError *e, GString *out)
     } else {
         imap_tagged(out, f->tag, "OK", "%s completed", f->name);
     }
+}
+
+#define FETCH_META_MAGIC "M1"
+#define FETCH_META_BATCH 512
+
+/* fetch_meta_split - the three texts of BLOB (magic NUL envelope NUL body NUL bodystructure NUL) */
+static gboolean
+fetch_meta_split(ImapFetch *f, GBytes *blob)
+{
+    gsize n;
+    const char *d = g_bytes_get_data(blob, &n);
+    const char *parts[4];
+    gsize at = 0;
+    for (int k = 0; k < 4; k++) {
+        const char *z = at < n ? memchr(d + at, '\0', n - at) : NULL;
+        if (!z)
+            return FALSE;
+        parts[k] = d + at;
+        at = (gsize)(z - d) + 1;
+    }
+    if (strcmp(parts[0], FETCH_META_MAGIC) != 0 || at != n)
+        return FALSE;
+    f->blob = g_bytes_ref(blob);
+    f->env = parts[1];
+    f->body = parts[2];
+    f->bs = parts[3];
+    return TRUE;
+}
+
+/* fetch_meta - ENVELOPE, BODY and BODYSTRUCTURE of the next message from the view's cache (read
+ * in batches), or parsed from the message and put in the cache; FALSE with ERROR when the message
+ * cannot be read, FALSE without when the cache cannot help (then the tree is parsed) */
+static gboolean
+fetch_meta(ImapSession *s, ImapFetch *f, GError **error)
+{
+    if (!f->meta || f->next < f->meta_from || f->next >= f->meta_from + f->meta->len) {
+        if (f->meta)
+            g_ptr_array_unref(f->meta);
+        f->meta = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+        f->meta_from = f->next;
+        guint n = MIN(FETCH_META_BATCH, f->msgs->len - f->next);
+        g_autofree guint *seqs = g_new(guint, n);
+        for (guint k = 0; k < n; k++)
+            seqs[k] = g_array_index(f->msgs, guint, f->next + k) + 1;
+        GError *e = NULL;
+        if (!imap_view_meta_get(s->view, seqs, n, f->meta, &e)) {
+            g_clear_error(&e);
+            g_ptr_array_set_size(f->meta, 0);
+            for (guint k = 0; k < n; k++)
+                g_ptr_array_add(f->meta, NULL);
+        }
+    }
+    GBytes *blob = g_ptr_array_index(f->meta, f->next - f->meta_from);
+    if (blob && fetch_meta_split(f, blob))
+        return TRUE;
+    guint i = g_array_index(f->msgs, guint, f->next);
+    MimeTree *tree = NULL;
+    if (!fetch_parse_tree(s, i, TRUE, &tree, error))
+        return FALSE;
+    GString *m = g_string_new(FETCH_META_MAGIC);
+    g_string_append_c(m, '\0');
+    mime_envelope(tree->root, m);
+    g_string_append_c(m, '\0');
+    mime_bodystructure(tree->root, FALSE, m);
+    g_string_append_c(m, '\0');
+    mime_bodystructure(tree->root, TRUE, m);
+    g_string_append_c(m, '\0');
+    mime_tree_free(&tree);
+    GBytes *made = g_string_free_to_bytes(m);
+    if (g_bytes_get_size(made) <= IMAP_META_MAX) {
+        GError *e = NULL;
+        if (!imap_view_meta_put(s->view, i + 1, made, &e))
+            g_clear_error(&e);   /* a cache: the next FETCH parses again */
+    }
+    gboolean ok = fetch_meta_split(f, made);
+    g_bytes_unref(made);
+    return ok;
 }
 
 gboolean
@@ -463,6 +557,8 @@ imap_fetch_more(ImapSession *s, GString *out, gsize max)
             g_string_append(out, ")\r\n");
             f->in_msg = FALSE;
             mime_tree_free(&f->tree);
+            g_clear_pointer(&f->blob, g_bytes_unref);
+            f->env = f->body = f->bs = NULL;
             f->next++;
             continue;
         }
@@ -472,7 +568,20 @@ imap_fetch_more(ImapSession *s, GString *out, gsize max)
             return FALSE;
         }
         guint i = g_array_index(f->msgs, guint, f->next);
-        if (f->need_tree && !fetch_parse_tree(s, i, f->need_body_tree, &f->tree, &e)) {
+        if (f->use_meta && fetch_meta(s, f, &e)) {
+            /* the texts are at hand */
+        } else if (e) {
+            if (g_error_matches(e, STORE_ERROR, STORE_ERROR_NOT_FOUND)) {
+                g_clear_error(&e);
+                f->expunged = TRUE;
+                f->next++;
+                continue;
+            }
+            fetch_end(s, f, e, out);
+            g_error_free(e);
+            imap_fetch_free(&s->fetch);
+            return FALSE;
+        } else if (f->need_tree && !fetch_parse_tree(s, i, f->need_body_tree, &f->tree, &e)) {
             if (g_error_matches(e, STORE_ERROR, STORE_ERROR_NOT_FOUND)) {
                 g_clear_error(&e);
                 f->expunged = TRUE;
@@ -590,6 +699,13 @@ imap_cmd_fetch(ImapSession *s, ImapCmd *c, GString *out)
             sets_seen = TRUE;
     }
 
+    /* the cache serves what only needs the structure; a section needs the tree anyway */
+    f->use_meta = f->need_tree;
+    for (guint k = 0; k < f->items->len; k++) {
+        const FetchItem *it = &g_array_index(f->items, FetchItem, k);
+        if (it->kind == FI_SECTION && *it->section)
+            f->use_meta = FALSE;
+    }
     f->msgs = imap_set_of(s, ranges, c->uid);
     if (!c->uid && !f->msgs) {
         imap_fetch_free(&f);

@@ -23,6 +23,13 @@
  *     what changed in the selected mailbox.
  *   - take_delay_ms(): a failed login's delay before its reply.
  *
+ * UIDPLUS: UID EXPUNGE is there; APPENDUID is answered when the view knows the new UID at once
+ * (it usually does not: UIDs come from a seal cut after [imap] settle_ms), COPYUID never (the
+ * same reason, docs/imap.md). Clients then find the new message by UIDNEXT/SEARCH, as RFC 4315
+ * allows a server without the codes. \Recent is not kept: IMAP4rev1 sessions hear "0 RECENT".
+ * IMAP4rev2 (after ENABLE) gets ESEARCH for every SEARCH, no RECENT/UNSEEN at SELECT, and the
+ * LIST and CLOSED responses of RFC 9051 6.3.2.
+ *
  * TLS: STARTTLS is offered (CAPABILITY) when the adapter can do TLS (cfg.starttls) and the session
  * is not encrypted yet. After its "OK" every line fed is dropped unanswered until
  * imap_core.tls_started(). LOGIN and AUTHENTICATE are allowed over TLS, or without it when

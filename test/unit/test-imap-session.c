@@ -611,6 +611,29 @@ test_fetch(void)
     t_free(t);
 }
 
+/* ENVELOPE and BODYSTRUCTURE go into the view's meta cache and come from it the next time */
+static void
+test_fetch_meta_cache(void)
+{
+    T *t = t_select();
+    guint seqs[] = {1, 2, 3};
+    GPtrArray *meta = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+    g_assert_true(imap_view_meta_get(t->s->view, seqs, 3, meta, NULL));
+    g_assert_null(g_ptr_array_index(meta, 1));
+    g_ptr_array_set_size(meta, 0);
+    g_autofree char *first = g_strdup(t_send(t, "1 FETCH 1:3 (ENVELOPE BODYSTRUCTURE BODY)\r\n"));
+    g_assert_true(imap_view_meta_get(t->s->view, seqs, 3, meta, NULL));
+    g_assert_nonnull(g_ptr_array_index(meta, 0));
+    g_assert_nonnull(g_ptr_array_index(meta, 2));
+    g_ptr_array_unref(meta);
+    /* the same answer from the cache, without reading a message */
+    store_mem_fail_next(t->store, 0);
+    g_autofree char *again = g_strdup(t_send(t, "1 FETCH 1:3 (ENVELOPE BODYSTRUCTURE BODY)\r\n"));
+    g_assert_cmpstr(again, ==, first);
+    g_assert_true(strstr(first, "* 2 FETCH (ENVELOPE (\"Tue, 1 Dec 2026 09:00:00 +0100\" \"report\"") != NULL);
+    t_free(t);
+}
+
 static void
 test_fetch_bad(void)
 {
@@ -997,6 +1020,7 @@ main(int argc, char **argv)
     g_test_add_func("/imap/select", test_select);
     g_test_add_func("/imap/select-rev2", test_select_rev2);
     g_test_add_func("/imap/fetch", test_fetch);
+    g_test_add_func("/imap/fetch-meta-cache", test_fetch_meta_cache);
     g_test_add_func("/imap/fetch-bad", test_fetch_bad);
     g_test_add_func("/imap/fetch-large", test_fetch_large);
     g_test_add_func("/imap/store", test_store);

@@ -967,3 +967,38 @@ store_mem_set_hook(Store *base, StoreMemHook hook, gpointer data)
     ((MemStore *)base)->hook = hook;
     ((MemStore *)base)->hook_data = data;
 }
+
+/* store_mem_seal_copies - see store_mem.h */
+void
+store_mem_seal_copies(Store *base, const char *user, const char *mailbox, int *min, int *max)
+{
+    *min = *max = 0;
+    g_return_if_fail(base && base->ops == &mem_ops);
+    MemStore *s = (MemStore *)base;
+    g_autofree char *key = mem_row_key(user, mailbox);
+    GHashTable *copies = g_hash_table_new(g_bytes_hash, g_bytes_equal);   /* name -> count */
+    for (int r = 0; r < s->replicas; r++) {
+        GTree *row = g_hash_table_lookup(s->seals[r], key);
+        if (!row)
+            continue;
+        MemSlice sl = {.hits = g_ptr_array_new()};
+        g_tree_foreach(row, mem_slice_collect, &sl);
+        for (guint i = 0; i < sl.hits->len; i++) {
+            gpointer n = g_ptr_array_index(sl.hits, i);
+            g_hash_table_insert(copies, n,
+                                GINT_TO_POINTER(GPOINTER_TO_INT(g_hash_table_lookup(copies, n)) + 1));
+        }
+        g_ptr_array_unref(sl.hits);
+    }
+    int lo = G_MAXINT, hi = 0;
+    GHashTableIter it;
+    gpointer value;
+    g_hash_table_iter_init(&it, copies);
+    while (g_hash_table_iter_next(&it, NULL, &value)) {
+        lo = MIN(lo, GPOINTER_TO_INT(value));
+        hi = MAX(hi, GPOINTER_TO_INT(value));
+    }
+    g_hash_table_unref(copies);
+    *min = hi ? lo : 0;
+    *max = hi;
+}

@@ -40,6 +40,9 @@ void store_mem_set_chunk(Store *s, gsize chunk);
  * meta stay single copies (their levels are not what the seal protocol's safety rests on). */
 void store_mem_set_replicas(Store *s, int replicas, guint32 seed, int partial_permille,
                             int lost_ack_permille);
+/* store_mem_seal_copies - the fewest (*MIN) and most (*MAX) replicas an ImapSeals column of
+ * USER:MAILBOX is on (0: none exists) */
+void store_mem_seal_copies(Store *s, const char *user, const char *mailbox, int *min, int *max);
 /* store_mem_set_hook - HOOK(DATA, OP) runs at the start of every backend operation (OP: its
  * function's name, e.g. "mem_seal_put"): a test's scheduler lets another thread run there (the
  * store itself is not thread-safe: the hook must let one thread at a time through), or a test
