@@ -853,7 +853,8 @@ index_page_at(CassStore *s, const char *user, const char *mailbox, const StoreMs
 
 #define FLAGS_PAGE 1024      /* Flags columns per get_slice */
 #define META_NAMES 1000      /* MessageMeta names per get_slice */
-#define MOVE_PAGE 16         /* messages per batch of a mailbox move (inline values can be large) */
+#define MOVE_PAGE 16         /* messages per batch of a mailbox move */
+#define MOVE_OCTETS (8u * 1000 * 1000)   /* ...and at most about this many octets of inline values */
 #define KEYWORDS_READ 256    /* more than IMAP_KEYWORDS_MAX: the list is bounded by the view */
 
 /* flag_name - the Flags column name ID · NAME */
@@ -1011,6 +1012,18 @@ cs_mailbox_move(Store *base, const char *user, const char *from, const char *to,
             return FALSE;
         if (page->len == 0)
             break;
+        /* as many as fit a frame well: inline messages travel in the batch */
+        gboolean full = page->len == MOVE_PAGE;
+        guint64 octets = 0;
+        for (guint i = 0; i < page->len; i++) {
+            guint64 size = g_array_index(page, StoreIndexEntry, i).size;
+            octets += size <= s->inline_max ? size : REF_LEN;
+            if (i > 0 && octets > MOVE_OCTETS) {
+                g_array_set_size(page, i);
+                full = TRUE;
+                break;
+            }
+        }
         g_autoptr(GArray) ids = g_array_new(FALSE, FALSE, sizeof(StoreMsgId));
         for (guint i = 0; i < page->len; i++)
             g_array_append_val(ids, g_array_index(page, StoreIndexEntry, i).id);
@@ -1071,7 +1084,7 @@ cs_mailbox_move(Store *base, const char *user, const char *from, const char *to,
         cass_batch_free(&b);
         if (!ok)
             return done(s, FALSE, e, error);
-        if (page->len < MOVE_PAGE)
+        if (!full)
             break;
     }
     return done(s, TRUE, NULL, error);
