@@ -9,7 +9,11 @@
  *                   (net_conn_discard_input), as the SMTP adapter does before a TLS handshake;
  *   octet 0, bits 2-7 and octet 1: the sequence of line limits (MAX) passed to each read, from 1
  *                   to a little over NET_CONN_LINE_MAX (which the reader clamps).
- * Each line read is echoed through the buffered writer into /dev/null.
+ * Each line read is echoed through the buffered writer into /dev/null. A line that ends in an
+ * IMAP literal's announcement, "{N}" or "{N+}" (N of at most six digits), is followed by N raw
+ * octets taken as the adapter takes them (net_conn_read_more, net_conn_peek, net_conn_consume,
+ * in pieces of whatever the buffer holds): they must be the input's next N octets, whatever they
+ * are, and the line reader resumes right after them.
  *
  * The oracle replays the reader's contract (conn.h) against the input:
  *   OK        the next octets of the input up to and including an LF, at most MAX, no NUL;
@@ -69,6 +73,24 @@ fuzz_fail(const char *what, NetLineStatus r, gsize max, size_t pos, const GStrin
     fprintf(stderr, "fuzz-conn: %s (status %s, max %zu, input offset %zu, line length %zu)\n",
             what, net_line_status_name(r), (size_t)max, pos, (size_t)line->len);
     abort();
+}
+
+/* fuzz_literal - N when LINE (without its line end) ends in "{N}" or "{N+}", else 0 */
+static gsize
+fuzz_literal(const GString *line)
+{
+    const char *end = line->str + line->len;
+    if (line->len < 3 || end[-1] != '}')
+        return 0;
+    const char *p = end - 2;
+    if (*p == '+')
+        p--;
+    const char *digits_end = p + 1;
+    while (p >= line->str && g_ascii_isdigit(*p))
+        p--;
+    if (p < line->str || *p != '{' || digits_end - (p + 1) < 1 || digits_end - (p + 1) > 6)
+        return 0;
+    return (gsize)g_ascii_strtoull(p + 1, NULL, 10);
 }
 
 /* fuzz_max - the limit for read number I */
@@ -147,6 +169,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (net_conn_pending(c) != 0)
                     fuzz_fail("input still pending after a discard", r, max, pos, line);
                 pos += pending;
+            }
+            /* An IMAP literal: raw octets, in the pieces the buffer holds, then lines again. */
+            for (gsize want = fuzz_literal(line); want > 0;) {
+                NetLineStatus m = net_conn_read_more(c, -1);
+                if (m == NET_LINE_EOF) {
+                    if (pos != size)
+                        fuzz_fail("EOF inside a literal before the input's end", m, max, pos, line);
+                    break;
+                }
+                gsize avail = 0;
+                const char *buf = net_conn_peek(c, &avail);
+                if (m != NET_LINE_OK || avail == 0)
+                    fuzz_fail("no literal octets although the input has more", m, max, pos, line);
+                gsize n = MIN(avail, want);
+                if (n > size - pos || memcmp(buf, data + pos, n) != 0)
+                    fuzz_fail("literal octets that are not the input's", m, max, pos, line);
+                net_conn_consume(c, n);
+                pos += n;
+                want -= n;
             }
         } else if (r == NET_LINE_TOO_LONG) {
             const char *want = !lf ? "" : next >= 2 && rest[next - 2] == '\r' ? "\r\n" : "\n";
