@@ -229,8 +229,8 @@ test-asan:
 # BENCH_ARGS (e.g. BENCH_ARGS="--minutes 3") and a private ring with CASSMAIL_NET, CASSMAIL_RUN
 # and CASSMAIL_JMX_BASE.
 BENCH_ARGS ?=
-.PHONY: bench bench-fig3 bench-fig4 bench-fig5 bench-fig6 bench-baselines bench-pop3 bench-threads
-bench-fig3 bench-fig4 bench-fig5 bench-fig6 bench-baselines bench-pop3 bench-threads: all
+.PHONY: bench bench-fig3 bench-fig4 bench-fig5 bench-fig6 bench-baselines bench-pop3 bench-imap bench-threads
+bench-fig3 bench-fig4 bench-fig5 bench-fig6 bench-baselines bench-pop3 bench-imap bench-threads: all
 	tools/bench/run $(BENCH_ARGS) $(@:bench-%=%)
 bench: all
 	tools/bench/run $(BENCH_ARGS) all

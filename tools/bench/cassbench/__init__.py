@@ -7,6 +7,7 @@
     load         load generators (Postal, rabid, poplib clients, cassmail-load) and their reports
     report       the CSVs in docs/bench, the gnuplot figures and docs/bench/tables.md
     experiments  the paper's runs: fig3-6, baselines, layouts, pop3, threads
+    imap         cassmail-imapd vs Dovecot's imap on the same messages (tools/bench/run imap)
 
 Modules import only from those above them in this list. Nothing here is configured by changing a
 module's variables: what a run varies is an argument.

@@ -400,6 +400,8 @@ def ensure_tools(exps):
         need["postfix"] = "postfix"
     if exps & {"pop3"}:
         need.update(rabid="postal", dovecot="dovecot-pop3d")
+    if exps & {"imap"}:
+        need.update(dovecot="dovecot-imapd")
     missing = sorted({pkg for prog, pkg in need.items()
                       if not shutil.which(prog) and not Path("/usr/sbin", prog).exists()})
     if not missing:
