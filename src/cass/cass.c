@@ -57,6 +57,7 @@ struct CassClient {
 typedef struct {
     ThriftFramedTransport parent;
     CassClient *owner;
+    guint32 r_pos;           /* the next unread octet of the reply frame in parent.r_buf */
 } CassFramedTransport;
 typedef struct {
     ThriftFramedTransportClass parent;
@@ -83,6 +84,62 @@ cass_framed_transport_flush(ThriftTransport *transport, GError **error)
     return THRIFT_TRANSPORT_CLASS(cass_framed_transport_parent_class)->flush(transport, error);
 }
 
+/* read_frame - the next reply frame into r_buf (its length, then its octets, read straight into
+ * the buffer) */
+static gboolean
+read_frame(CassFramedTransport *t, GError **error)
+{
+    ThriftFramedTransport *ft = THRIFT_FRAMED_TRANSPORT(t);
+    guint32 size_be;
+    g_byte_array_set_size(ft->r_buf, 0);
+    t->r_pos = 0;
+    if (thrift_transport_read_all(ft->transport, &size_be, sizeof size_be, error) !=
+        (gint32)sizeof size_be)
+        return FALSE;
+    guint32 size = GUINT32_FROM_BE(size_be);
+    if (size > ft->max_frame_size) {
+        g_set_error(error, THRIFT_TRANSPORT_ERROR, THRIFT_TRANSPORT_ERROR_MAX_MESSAGE_SIZE_REACHED,
+                    "a reply frame of %u octets is over the %u-octet limit", size,
+                    ft->max_frame_size);
+        return FALSE;
+    }
+    g_byte_array_set_size(ft->r_buf, size);
+    if (size && thrift_transport_read_all(ft->transport, ft->r_buf->data, size, error) !=
+                    (gint32)size) {
+        g_byte_array_set_size(ft->r_buf, 0);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* cass_framed_transport_read - LEN octets of the reply, handed out from an offset into the frame.
+ * c_glib's own read moves the rest of the frame to the front of its buffer after every read, so
+ * a reply of many small fields (a slice of 1000 index or meta columns: several reads a column)
+ * cost time in the square of the frame's size; profiled, that was 89 % of cassmail-imapd's CPU
+ * listing 10 000 messages. */
+static gint32
+cass_framed_transport_read(ThriftTransport *transport, gpointer buf, guint32 len, GError **error)
+{
+    CassFramedTransport *t = (CassFramedTransport *)transport;
+    ThriftFramedTransport *ft = THRIFT_FRAMED_TRANSPORT(transport);
+    if (!THRIFT_TRANSPORT_GET_CLASS(transport)->checkReadBytesAvailable(transport, len, error))
+        return -1;
+    guint32 done = 0;
+    while (done < len) {
+        if (t->r_pos == ft->r_buf->len && !read_frame(t, error))
+            return -1;
+        guint32 give = MIN(ft->r_buf->len - t->r_pos, len - done);
+        memcpy((guint8 *)buf + done, ft->r_buf->data + t->r_pos, give);
+        t->r_pos += give;
+        done += give;
+    }
+    if (t->r_pos == ft->r_buf->len) {   /* all read: the parent's peek sees an empty buffer */
+        g_byte_array_set_size(ft->r_buf, 0);
+        t->r_pos = 0;
+    }
+    return (gint32)len;
+}
+
 static GQuark finalize_quark;
 static void chained_finalize(GObject *obj);
 
@@ -107,12 +164,14 @@ static void
 cass_framed_transport_init(CassFramedTransport *t)
 {
     t->owner = NULL;
+    t->r_pos = 0;
 }
 
 static void
 cass_framed_transport_class_init(CassFramedTransportClass *klass)
 {
     THRIFT_TRANSPORT_CLASS(klass)->flush = cass_framed_transport_flush;
+    THRIFT_TRANSPORT_CLASS(klass)->read = cass_framed_transport_read;
     G_OBJECT_CLASS(klass)->finalize = cass_framed_transport_finalize;
 }
 
