@@ -130,7 +130,10 @@ static gboolean imap_auth_allowed(const ImapSession *s) { return s->tls || s->cf
 static void
 imap_capabilities(const ImapSession *s, GString *out)
 {
-    g_string_append(out, "IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS "
+    /* No UIDPLUS: a new message gets its UID from a seal made settle_ms later (docs/imap.md),
+     * so APPEND and COPY cannot answer APPENDUID/COPYUID at once; clients without UIDPLUS find
+     * their uploads by searching, as mbsync does with its X-TUID header. */
+    g_string_append(out, "IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT "
                          "MOVE SPECIAL-USE ESEARCH");
     if (s->state == IMAP_STATE_NOT_AUTHENTICATED) {
         g_string_append(out, " SASL-IR");
