@@ -15,7 +15,7 @@ import pytest
 from conftest import TOP, run
 
 FUZZ = TOP / "build" / "fuzz"
-NAMES = ["smtp", "pop3", "conn", "mime"]
+NAMES = ["smtp", "pop3", "conn", "mime", "imap"]
 SECONDS = int(os.environ.get("FUZZ_SMOKE_SECONDS", "10"))
 # A floor far below what the slowest harness does on a busy 2-core machine (hundreds per second).
 MIN_EXECUTIONS = 200
