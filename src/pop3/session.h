@@ -31,7 +31,6 @@
 #include <glib.h>
 
 #include "store/store.h"
-#include "util/config.h"
 #include "util/proto.h"
 
 /* RFC 2449 section 4: a command line is at most 255 octets. We count them without the CRLF. */
@@ -70,9 +69,6 @@ typedef struct {
 } Pop3SessionStats;
 
 typedef struct Pop3Session Pop3Session;
-
-/* pop3_session_config_init - the session settings from cassmail.conf */
-void pop3_session_config_init(Pop3SessionConfig *pc, const CassmailConfig *cfg);
 
 /* pop3_session_new - a session for PEER (for logs) on STORE; CFG is copied, STORE is borrowed */
 Pop3Session *pop3_session_new(const Pop3SessionConfig *cfg, Store *store, const char *peer);

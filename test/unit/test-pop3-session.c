@@ -6,6 +6,7 @@
  */
 #include <string.h>
 
+#include "net/adapter.h"
 #include "pop3/msgout.h"
 #include "pop3/session.h"
 #include "store/store.h"
@@ -1084,7 +1085,7 @@ test_config_init_takes_the_pop3_settings(void)
     CassmailConfig *c = config_load(NULL, &e);
     g_assert_no_error(e);
     Pop3SessionConfig pc;
-    pop3_session_config_init(&pc, c);
+    adapter_pop3_config(&(AdapterRun){.cfg = c}, "192.0.2.7", &pc);
     g_assert_cmpuint(pc.batch_size, ==, (guint)c->batch_size);
     g_assert_cmpint(pc.mailbox_delimiter, ==, '|');
     g_assert_cmpuint(pc.login_delay_ms, ==, (guint)c->login_delay_ms);
@@ -1185,12 +1186,15 @@ test_config_init_leaves_plaintext_and_stls_to_the_adapter(void)
     CassmailConfig *c = config_load(NULL, &error);
     g_assert_no_error(error);
     Pop3SessionConfig pc;
-    pop3_session_config_init(&pc, c);
-    /* default "loopback": only the adapter, which knows the peer, may allow it */
+    AdapterRun run = {.cfg = c};
+    adapter_pop3_config(&run, "192.0.2.7", &pc);
+    /* default "loopback": the adapter, which knows the peer, allows it from this machine only */
     g_assert_false(pc.plaintext_auth);
     g_assert_false(pc.stls);
+    adapter_pop3_config(&run, "127.0.0.1", &pc);
+    g_assert_true(pc.plaintext_auth);
     c->pop3_allow_plaintext_auth = CONFIG_PLAINTEXT_ALWAYS;
-    pop3_session_config_init(&pc, c);
+    adapter_pop3_config(&run, "192.0.2.7", &pc);
     g_assert_true(pc.plaintext_auth);
     config_free(&c);
 }
