@@ -51,6 +51,7 @@
 /* A whole command with its small literals. */
 #define IMAP_COMMAND_MAX (256 * 1024)
 
+/* What a session is told: cassmail.conf and the peer, mapped by the adapter (src/net/adapter.h). */
 typedef struct {
     guint login_delay_ms;      /* a failed LOGIN/AUTHENTICATE is answered after this long */
     guint max_errors;          /* BAD commands and failed logins before the session is closed

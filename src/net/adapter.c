@@ -301,13 +301,13 @@ adapter_relay_config(const CassmailConfig *cfg, RelayConfig *rc)
 {
     *rc = (RelayConfig){
         .smarthost = cfg->relay_smarthost,
+        .connect_timeout_ms = cfg->relay_connect_timeout_s * 1000,
+        .timeout_ms = cfg->relay_timeout_s * 1000,
         .helo = cfg->hostname,
         .starttls = cfg->relay_starttls,
         .tls_verify = cfg->relay_tls_verify,
         .tls_ca_file = cfg->relay_tls_ca_file,
         .auth_user = cfg->relay_auth_user,
-        .connect_timeout_ms = cfg->relay_connect_timeout_s * 1000,
-        .timeout_ms = cfg->relay_timeout_s * 1000,
     };
 }
 

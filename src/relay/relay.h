@@ -52,7 +52,7 @@ typedef enum {
     RELAY_TLS_REQUIRED,             /* no mail goes out without it */
 } RelayTls;
 
-/* What the smarthost client needs ([relay] of cassmail.conf, mapped by the program:
+/* What the smarthost client needs ([relay] of cassmail.conf, mapped by the adapter,
  * src/net/adapter.h); strings borrowed. */
 typedef struct {
     const char *smarthost;          /* "host:port" (host may be [IPv6] or a name) */

@@ -131,7 +131,7 @@ typedef enum {
     SMTP_OUTBOX_NEVER,           /* no outbox copies */
 } SmtpOutboxCopy;
 
-/* What a session is told: cassmail.conf and the peer, mapped by the program (src/net/adapter.h). */
+/* What a session is told: cassmail.conf and the peer, mapped by the adapter (src/net/adapter.h). */
 typedef struct {
     const char *hostname;            /* borrowed: greeting, Received:, 221 */
     char *const *domains;            /* borrowed, NULL-terminated: the local domains */

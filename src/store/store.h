@@ -191,7 +191,7 @@ struct Store {
 };
 
 /* What the Cassandra store is told ([cassandra] and [store] of cassmail.conf, mapped by the
- * program: src/net/adapter.h); store_open copies it. */
+ * adapter, src/net/adapter.h); store_open copies it. */
 typedef struct {
     char *const *endpoints;    /* "host:port", NULL-terminated, in order of preference */
     const char *keyspace;

@@ -1079,7 +1079,7 @@ test_session_statistics(Fx *f, gconstpointer d)
 }
 
 static void
-test_config_init_takes_the_pop3_settings(void)
+test_adapter_maps_the_pop3_settings(void)
 {
     g_autoptr(GError) e = NULL;
     CassmailConfig *c = config_load(NULL, &e);
@@ -1180,7 +1180,7 @@ test_stls_forgets_the_user_given_before(Fx *f, gconstpointer d)
 }
 
 static void
-test_config_init_leaves_plaintext_and_stls_to_the_adapter(void)
+test_adapter_allows_plaintext_per_peer(void)
 {
     g_autoptr(GError) error = NULL;
     CassmailConfig *c = config_load(NULL, &error);
@@ -1264,10 +1264,8 @@ main(int argc, char **argv)
       test_without_plaintext_auth_user_pass_work_after_stls);
     T("second-stls-is-err", test_second_stls_is_err);
     T("stls-forgets-the-user-given-before", test_stls_forgets_the_user_given_before);
-    g_test_add_func("/pop3/config-init-takes-the-pop3-settings",
-                    test_config_init_takes_the_pop3_settings);
-    g_test_add_func("/pop3/config-init-leaves-plaintext-and-stls-to-the-adapter",
-                    test_config_init_leaves_plaintext_and_stls_to_the_adapter);
+    g_test_add_func("/pop3/adapter-maps-the-pop3-settings", test_adapter_maps_the_pop3_settings);
+    g_test_add_func("/pop3/adapter-allows-plaintext-per-peer", test_adapter_allows_plaintext_per_peer);
 #undef T
     int rc = g_test_run();
     g_free(h);

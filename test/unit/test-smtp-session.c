@@ -1477,7 +1477,7 @@ test_state_names(void)
 }
 
 static void
-test_config_init_takes_the_smtp_settings(void)
+test_adapter_maps_the_smtp_settings(void)
 {
     g_autoptr(GError) error = NULL;
     CassmailConfig *cfg = config_load(NULL, &error);
@@ -2225,7 +2225,7 @@ main(int argc, char **argv)
 #undef T
     g_test_add_func("/smtp/received-strip/drops-our-three-lines", test_received_strip);
     g_test_add_func("/smtp/names/state-names", test_state_names);
-    g_test_add_func("/smtp/config/init-takes-the-smtp-settings", test_config_init_takes_the_smtp_settings);
+    g_test_add_func("/smtp/config/adapter-maps-the-smtp-settings", test_adapter_maps_the_smtp_settings);
     g_test_add_func("/smtp/config/plaintext-auth-rule", test_config_plaintext_auth_rule);
     g_test_add_func("/smtp/config/pop3-plaintext-auth-key", test_config_pop3_plaintext_auth_key);
     return g_test_run();
