@@ -395,16 +395,6 @@ adapter_fail(AdapterRun *run, gboolean echo, GError *error, int rc)
     return rc;
 }
 
-/* adapter_listen - [NAME] listen of the server's name */
-static const char *
-adapter_listen(const AdapterRun *run)
-{
-    const char *name = run->server->name;
-    return strcmp(name, "smtp") == 0   ? run->cfg->smtp_listen
-           : strcmp(name, "pop3") == 0 ? run->cfg->pop3_listen
-                                       : run->cfg->imap_listen;
-}
-
 /* adapter_serve - from the configuration to the end of the last session; the exit status */
 static int
 adapter_serve(AdapterRun *run, gboolean inetd, const char *listen, gboolean echo)
@@ -422,7 +412,7 @@ adapter_serve(AdapterRun *run, gboolean inetd, const char *listen, gboolean echo
     /* Bind first (ports below 1024 need root), load the key (it may be root's alone), then
      * become [server] user before reading a byte; never serve clients as root. */
     int fd = -1;
-    if (!inetd && (fd = net_listen(listen ? listen : adapter_listen(run), &error)) < 0)
+    if (!inetd && (fd = net_listen(listen ? listen : config_listen(cfg, srv->name), &error)) < 0)
         return adapter_fail(run, echo, error, 69);
     int rc = 0;
     if (cfg->tls_certificate && !(run->tls = net_tls_server_context(cfg->tls_certificate, cfg->tls_key, &error)))

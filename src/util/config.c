@@ -232,6 +232,13 @@ key_read(GKeyFile *kf, const ConfigKey *key, CassmailConfig *c, GError **error)
 }
 
 const char *
+config_listen(const CassmailConfig *cfg, const char *group)
+{
+    const ConfigKey *key = key_find(group, "listen");
+    return key && key->type == KEY_STR ? *(char *const *)((const char *)cfg + key->offset) : NULL;
+}
+
+const char *
 config_outbox_copy_name(int copy)
 {
     for (gsize i = 0; i < G_N_ELEMENTS(outbox_choices.words) && outbox_choices.words[i].name; i++)

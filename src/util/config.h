@@ -104,6 +104,9 @@ gboolean config_peer_is_loopback(const char *peer);
 /* config_peer_trusted - whether PEER (an address text as above) lies in one of CFG's [relay]
  * trusted_networks ("local", "pipe" and NULL never do: only listed addresses relay unproven) */
 gboolean config_peer_trusted(const CassmailConfig *cfg, const char *peer);
+/* config_listen - [GROUP] listen ("smtp", "pop3", "imap": a server's name); NULL when GROUP has
+ * none */
+const char *config_listen(const CassmailConfig *cfg, const char *group);
 /* config_outbox_copy_name - "authenticated", "local" or "never" for an SmtpOutboxCopy */
 const char *config_outbox_copy_name(int copy);
 
