@@ -36,10 +36,7 @@ imapd_describe(AdapterRun *run)
 {
     const CassmailConfig *cfg = run->cfg;
     log_info("LOGIN without TLS: %s; new mail gets UIDs after %d ms",
-             cfg->imap_allow_plaintext_auth == CONFIG_PLAINTEXT_ALWAYS     ? "every client"
-             : cfg->imap_allow_plaintext_auth == CONFIG_PLAINTEXT_LOOPBACK ? "loopback clients only"
-                                                                           : "never",
-             cfg->imap_settle_ms);
+             config_plaintext_auth_text(cfg->imap_allow_plaintext_auth), cfg->imap_settle_ms);
 }
 
 static const AdapterServer imapd_server = {

@@ -70,9 +70,7 @@ smtpd_describe(AdapterRun *run)
     log_info("domains %s, max message %" G_GSIZE_FORMAT " octets, %d recipients, %d children at most",
              domains, cfg->max_message_size, cfg->max_recipients, cfg->max_children);
     log_info("STARTTLS %s, AUTH without TLS: %s", run->tls ? "offered" : "not offered (no [tls] certificate)",
-             cfg->allow_plaintext_auth == CONFIG_PLAINTEXT_ALWAYS     ? "every client"
-             : cfg->allow_plaintext_auth == CONFIG_PLAINTEXT_LOOPBACK ? "loopback clients only"
-                                                                      : "never");
+             config_plaintext_auth_text(cfg->allow_plaintext_auth));
     log_info("outbox copies: %s", config_outbox_copy_name(cfg->outbox_copy));
     log_info("mode: %s%s; relay: %s", smtpd_submission ? "submission (AUTH required)" : "smtp",
              run->tls_on_connect ? ", TLS on connect" : "",

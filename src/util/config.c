@@ -299,6 +299,14 @@ config_peer_is_loopback(const char *peer)
            strcmp(peer, "local") == 0 || strcmp(peer, "pipe") == 0;
 }
 
+const char *
+config_plaintext_auth_text(ConfigPlaintextAuth allow)
+{
+    return allow == CONFIG_PLAINTEXT_ALWAYS     ? "every client"
+           : allow == CONFIG_PLAINTEXT_LOOPBACK ? "loopback clients only"
+                                                : "never";
+}
+
 gboolean
 config_plaintext_auth_allowed(ConfigPlaintextAuth allow, const char *peer)
 {

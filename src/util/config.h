@@ -98,6 +98,9 @@ void config_free(CassmailConfig **cfg);
  * NetHandler peer text: "127.0.0.1", "::1", "local" for a Unix socket, "pipe" when not a socket,
  * or NULL: all of those count as this machine) */
 gboolean config_plaintext_auth_allowed(ConfigPlaintextAuth allow, const char *peer);
+/* config_plaintext_auth_text - ALLOW for the start-up log: "every client", "loopback clients
+ * only" or "never" */
+const char *config_plaintext_auth_text(ConfigPlaintextAuth allow);
 /* config_peer_is_loopback - whether PEER (as above) is this machine */
 gboolean config_peer_is_loopback(const char *peer);
 
