@@ -275,7 +275,7 @@ adapter_run_session(AdapterRun *run, NetConn *conn, Store *store, const char *pe
     g_string_free(out, TRUE);
 }
 
-/* ---- cassmail.conf mapped to each layer's settings (adapter.h) ---------------------------- */
+/* ---- cassmail.conf mapped to each layer's settings (adapter.h); config_load checked the ranges */
 
 Store *
 adapter_store_open(const CassmailConfig *cfg, GError **error)
@@ -320,8 +320,8 @@ adapter_smtp_config(const AdapterRun *run, const char *peer, gboolean submission
         .hostname = cfg->hostname,
         .domains = cfg->domains,
         .max_message_size = cfg->max_message_size,
-        .max_recipients = (guint)MAX(cfg->max_recipients, 1),
-        .max_errors = (guint)MAX(cfg->max_errors, 0),
+        .max_recipients = (guint)cfg->max_recipients,
+        .max_errors = (guint)cfg->max_errors,
         .starttls = run->tls != NULL,
         /* RFC 6409 4.3 / RFC 8314 3: in submission no password in plaintext off this machine */
         .plaintext_auth = submission ? config_peer_is_loopback(peer) &&
@@ -338,10 +338,10 @@ adapter_pop3_config(const AdapterRun *run, const char *peer, Pop3SessionConfig *
 {
     const CassmailConfig *cfg = run->cfg;
     *pc = (Pop3SessionConfig){
-        .batch_size = (guint)MAX(cfg->batch_size, 1),
+        .batch_size = (guint)cfg->batch_size,
         .mailbox_delimiter = cfg->mailbox_delimiter[0],
-        .login_delay_ms = (guint)MAX(cfg->login_delay_ms, 0),
-        .max_errors = (guint)MAX(cfg->max_errors, 0),
+        .login_delay_ms = (guint)cfg->login_delay_ms,
+        .max_errors = (guint)cfg->max_errors,
         .plaintext_auth = config_plaintext_auth_allowed(cfg->pop3_allow_plaintext_auth, peer),
         .stls = run->tls != NULL,
     };
@@ -352,10 +352,10 @@ adapter_imap_config(const AdapterRun *run, const char *peer, ImapSessionConfig *
 {
     const CassmailConfig *cfg = run->cfg;
     *ic = (ImapSessionConfig){
-        .login_delay_ms = (guint)MAX(cfg->login_delay_ms, 0),
-        .max_errors = (guint)MAX(cfg->max_errors, 0),
+        .login_delay_ms = (guint)cfg->login_delay_ms,
+        .max_errors = (guint)cfg->max_errors,
         .max_message_size = cfg->max_message_size,
-        .settle_ms = (guint)MAX(cfg->imap_settle_ms, 0),
+        .settle_ms = (guint)cfg->imap_settle_ms,
         .plaintext_auth = config_plaintext_auth_allowed(cfg->imap_allow_plaintext_auth, peer),
         .starttls = run->tls != NULL,
     };
