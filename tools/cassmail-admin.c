@@ -29,6 +29,7 @@
 
 #include <openssl/crypto.h>
 
+#include "net/adapter.h"
 #include "store/store.h"
 #include "store/store_admin.h"
 #include "util/config.h"
@@ -504,7 +505,7 @@ main(int argc, char **argv)
     password_set_cost((guint)cfg->password_iterations);
     if (a.iterations == 0)
         a.iterations = cfg->password_iterations;
-    Store *store = store_open(cfg, &error);
+    Store *store = adapter_store_open(cfg, &error);
     if (!store) {
         config_free(&cfg);
         return fail("store", error);

@@ -22,61 +22,22 @@
 #include "net/adapter.h"
 #include "util/log.h"
 
-/* RFC 9051 5.4: an inactivity autologout timer after authentication "MUST be at least 30
- * minutes"; one timer serves the whole session here. */
-#define IMAPD_MIN_IDLE_S 1800
-
-static int imapd_idle_timeout;   /* -t */
-
-/* imapd_open - a core for PEER: cassmail.conf mapped to its settings */
+/* imapd_open - a core for PEER */
 static gpointer
 imapd_open(AdapterRun *run, Store *store, const char *peer)
 {
     ImapSessionConfig ic;
-    imap_session_config_init(&ic, run->cfg);
-    ic.plaintext_auth = config_plaintext_auth_allowed(run->cfg->imap_allow_plaintext_auth, peer);
-    ic.starttls = run->tls != NULL;
+    adapter_imap_config(run, peer, &ic);
     return imap_session_new(&ic, store, peer);
-}
-
-/* imapd_prepare - the autologout time */
-static gboolean
-imapd_prepare(AdapterRun *run, GError **error)
-{
-    (void)error;
-    /* [limits] idle_timeout_s is shared with SMTP (300 s by default): raised to 30 minutes
-     * here. -t sets any value, for tests and operators. */
-    run->idle_timeout_s = imapd_idle_timeout > 0 ? imapd_idle_timeout
-                                                 : MAX(run->cfg->idle_timeout_s, IMAPD_MIN_IDLE_S);
-    return TRUE;
 }
 
 static void
 imapd_describe(AdapterRun *run)
 {
     const CassmailConfig *cfg = run->cfg;
-    log_info("max %d children, autologout after %d s, %s", cfg->max_children, run->idle_timeout_s,
-             run->tls_on_connect ? "TLS on connect"
-             : run->tls          ? "STARTTLS offered"
-                                 : "STARTTLS not offered (no [tls] certificate)");
     log_info("LOGIN without TLS: %s; new mail gets UIDs after %d ms",
-             cfg->imap_allow_plaintext_auth == CONFIG_PLAINTEXT_ALWAYS     ? "every client"
-             : cfg->imap_allow_plaintext_auth == CONFIG_PLAINTEXT_LOOPBACK ? "loopback clients only"
-                                                                           : "never",
-             cfg->imap_settle_ms);
+             config_plaintext_auth_text(cfg->imap_allow_plaintext_auth), cfg->imap_settle_ms);
 }
-
-static const char *
-imapd_listen(const CassmailConfig *cfg)
-{
-    return cfg->imap_listen;
-}
-
-static GOptionEntry imapd_options[] = {
-    {"idle-timeout", 't', 0, G_OPTION_ARG_INT, &imapd_idle_timeout,
-     "Autologout after SECONDS idle (default: [limits] idle_timeout_s, at least 1800)", "SECONDS"},
-    {NULL, 0, 0, 0, NULL, NULL, NULL},
-};
 
 static const AdapterServer imapd_server = {
     .program = "cassmail-imapd",
@@ -89,9 +50,9 @@ static const AdapterServer imapd_server = {
     .busy_reply = "* BYE [UNAVAILABLE] too many connections, try again later\r\n",
     .unavailable = "* BYE [UNAVAILABLE] mail store unavailable\r\n",
     .tls_on_connect = TRUE,
-    .options = imapd_options,
-    .listen = imapd_listen,
-    .prepare = imapd_prepare,
+    /* RFC 9051 5.4: an inactivity autologout timer after authentication "MUST be at least 30
+     * minutes"; one timer serves the whole session here */
+    .min_idle_s = 1800,
     .describe = imapd_describe,
     .open = imapd_open,
     .core = &imap_core,

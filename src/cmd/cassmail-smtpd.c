@@ -31,28 +31,19 @@
 
 typedef struct {
     RelayConfig relay;       /* [relay]; used when relay.smarthost is set */
-    SSL_CTX *relay_tls;      /* towards the smarthost; NULL with [relay] starttls = none */
     char *relay_password;    /* the smarthost's AUTH password, read as root */
 } Smtpd;
 
 static Smtpd smtpd;
 static gboolean smtpd_submission;   /* --submission (RFC 6409) */
 
-/* smtpd_open - a core for PEER: cassmail.conf and the options mapped to its settings */
+/* smtpd_open - a core for PEER */
 static gpointer
 smtpd_open(AdapterRun *run, Store *store, const char *peer)
 {
-    const CassmailConfig *cfg = run->cfg;
     SmtpSessionConfig sc;
-    smtp_session_config_init(&sc, cfg);
-    sc.starttls = run->tls != NULL;
-    sc.plaintext_auth = config_plaintext_auth_allowed(cfg->allow_plaintext_auth, peer);
-    if (smtpd_submission)   /* RFC 6409 4.3 / RFC 8314 3: no password in plaintext off this machine */
-        sc.plaintext_auth = config_peer_is_loopback(peer) &&
-                            cfg->allow_plaintext_auth != CONFIG_PLAINTEXT_NEVER;
-    sc.submission = smtpd_submission;
+    adapter_smtp_config(run, peer, smtpd_submission, &sc);
     sc.relay = smtpd.relay.smarthost ? &smtpd.relay : NULL;
-    sc.relay_trusted = config_peer_trusted(cfg, peer);
     return smtp_session_new(&sc, store, peer);
 }
 
@@ -62,13 +53,13 @@ static gboolean
 smtpd_prepare(AdapterRun *run, GError **error)
 {
     const CassmailConfig *cfg = run->cfg;
+    adapter_relay_config(cfg, &smtpd.relay);
     if (cfg->relay_smarthost && cfg->relay_auth_password_file &&
         !(smtpd.relay_password = relay_password_load(cfg->relay_auth_password_file, error)))
         return FALSE;
-    if (cfg->relay_smarthost && !(smtpd.relay_tls = relay_tls_context(cfg, error)) && *error)
-        return FALSE;
-    relay_config_init(&smtpd.relay, cfg, smtpd.relay_password, smtpd.relay_tls);
-    return TRUE;
+    smtpd.relay.auth_password = smtpd.relay_password;
+    smtpd.relay.tls = relay_tls_context(&smtpd.relay, error);
+    return smtpd.relay.tls || !*error;
 }
 
 static void
@@ -79,9 +70,7 @@ smtpd_describe(AdapterRun *run)
     log_info("domains %s, max message %" G_GSIZE_FORMAT " octets, %d recipients, %d children at most",
              domains, cfg->max_message_size, cfg->max_recipients, cfg->max_children);
     log_info("STARTTLS %s, AUTH without TLS: %s", run->tls ? "offered" : "not offered (no [tls] certificate)",
-             cfg->allow_plaintext_auth == CONFIG_PLAINTEXT_ALWAYS     ? "every client"
-             : cfg->allow_plaintext_auth == CONFIG_PLAINTEXT_LOOPBACK ? "loopback clients only"
-                                                                      : "never");
+             config_plaintext_auth_text(cfg->allow_plaintext_auth));
     log_info("outbox copies: %s", config_outbox_copy_name(cfg->outbox_copy));
     log_info("mode: %s%s; relay: %s", smtpd_submission ? "submission (AUTH required)" : "smtp",
              run->tls_on_connect ? ", TLS on connect" : "",
@@ -92,16 +81,10 @@ static void
 smtpd_finish(AdapterRun *run)
 {
     (void)run;
-    SSL_CTX_free(smtpd.relay_tls);
+    SSL_CTX_free(smtpd.relay.tls);
     if (smtpd.relay_password)
         OPENSSL_cleanse(smtpd.relay_password, strlen(smtpd.relay_password));
     g_free(smtpd.relay_password);
-}
-
-static const char *
-smtpd_listen(const CassmailConfig *cfg)
-{
-    return cfg->smtp_listen;
 }
 
 static GOptionEntry smtpd_options[] = {
@@ -124,7 +107,6 @@ static const AdapterServer smtpd_server = {
     .unavailable = "421 4.3.0 %s mail store unavailable, try again later\r\n",
     .tls_on_connect = TRUE,
     .options = smtpd_options,
-    .listen = smtpd_listen,
     .prepare = smtpd_prepare,
     .describe = smtpd_describe,
     .finish = smtpd_finish,

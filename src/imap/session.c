@@ -815,21 +815,6 @@ imap_session_feed_literal(ImapSession *s, const char *buf, gsize len, GString *o
 
 /* ---- the session ----------------------------------------------------------------------------- */
 
-void
-imap_session_config_init(ImapSessionConfig *ic, const CassmailConfig *cfg)
-{
-    *ic = (ImapSessionConfig){
-        .login_delay_ms = (guint)MAX(cfg->login_delay_ms, 0),
-        .max_errors = (guint)MAX(cfg->max_errors, 0),
-        .max_message_size = cfg->max_message_size,
-        .settle_ms = (guint)MAX(cfg->imap_settle_ms, 0),
-        .idle_poll_ms = 5000,
-        /* the adapter knows the peer and whether it has a TLS context */
-        .plaintext_auth = cfg->imap_allow_plaintext_auth == CONFIG_PLAINTEXT_ALWAYS,
-        .starttls = FALSE,
-    };
-}
-
 ImapSession *
 imap_session_new(const ImapSessionConfig *ic, Store *store, const char *peer)
 {

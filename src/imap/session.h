@@ -41,7 +41,6 @@
 #include <glib.h>
 
 #include "store/store.h"
-#include "util/config.h"
 #include "util/proto.h"
 
 /* A command line outside literals, its CRLF included (RFC 9051 section 4 sets no limit; RFC 7162
@@ -52,6 +51,7 @@
 /* A whole command with its small literals. */
 #define IMAP_COMMAND_MAX (256 * 1024)
 
+/* What a session is told: cassmail.conf and the peer, mapped by the adapter (src/net/adapter.h). */
 typedef struct {
     guint login_delay_ms;      /* a failed LOGIN/AUTHENTICATE is answered after this long */
     guint max_errors;          /* BAD commands and failed logins before the session is closed
@@ -72,10 +72,6 @@ typedef enum {
 } ImapState;
 
 typedef struct ImapSession ImapSession;
-
-/* imap_session_config_init - the session settings from cassmail.conf; the adapter then sets
- * plaintext_auth (for the peer) and starttls (when it has a TLS context) */
-void imap_session_config_init(ImapSessionConfig *ic, const CassmailConfig *cfg);
 
 /* imap_session_new - a session for PEER (for logs) on STORE; IC is copied, STORE is borrowed */
 ImapSession *imap_session_new(const ImapSessionConfig *ic, Store *store, const char *peer);

@@ -275,6 +275,94 @@ adapter_run_session(AdapterRun *run, NetConn *conn, Store *store, const char *pe
     g_string_free(out, TRUE);
 }
 
+/* ---- cassmail.conf mapped to each layer's settings (adapter.h); config_load checked the ranges */
+
+Store *
+adapter_store_open(const CassmailConfig *cfg, GError **error)
+{
+    StoreSettings set = {
+        .endpoints = cfg->endpoints,
+        .keyspace = cfg->keyspace,
+        .write_consistency = cfg->write_consistency,
+        .read_consistency = cfg->read_consistency,
+        .timeout_ms = cfg->timeout_ms,
+        .retry_ms = cfg->retry_ms,
+        .unavailable_retry_ms = cfg->unavailable_retry_ms,
+        .backoff_ms = cfg->backoff_ms,
+        .inline_max = cfg->inline_max,
+        .part_size = cfg->part_size,
+        .gc_min_age_s = cfg->gc_min_age_s,
+    };
+    return store_open(&set, error);
+}
+
+void
+adapter_relay_config(const CassmailConfig *cfg, RelayConfig *rc)
+{
+    *rc = (RelayConfig){
+        .smarthost = cfg->relay_smarthost,
+        .connect_timeout_ms = cfg->relay_connect_timeout_s * 1000,
+        .timeout_ms = cfg->relay_timeout_s * 1000,
+        .helo = cfg->hostname,
+        .starttls = cfg->relay_starttls,
+        .tls_verify = cfg->relay_tls_verify,
+        .tls_ca_file = cfg->relay_tls_ca_file,
+        .auth_user = cfg->relay_auth_user,
+    };
+}
+
+void
+adapter_smtp_config(const AdapterRun *run, const char *peer, gboolean submission,
+                    SmtpSessionConfig *sc)
+{
+    const CassmailConfig *cfg = run->cfg;
+    *sc = (SmtpSessionConfig){
+        .hostname = cfg->hostname,
+        .domains = cfg->domains,
+        .max_message_size = cfg->max_message_size,
+        .max_recipients = (guint)cfg->max_recipients,
+        .max_errors = (guint)cfg->max_errors,
+        .starttls = run->tls != NULL,
+        /* RFC 6409 4.3 / RFC 8314 3: in submission no password in plaintext off this machine */
+        .plaintext_auth = submission ? config_peer_is_loopback(peer) &&
+                                           cfg->allow_plaintext_auth != CONFIG_PLAINTEXT_NEVER
+                                     : config_plaintext_auth_allowed(cfg->allow_plaintext_auth, peer),
+        .outbox_copy = cfg->outbox_copy,
+        .relay_trusted = config_peer_trusted(cfg, peer),
+        .submission = submission,
+    };
+}
+
+void
+adapter_pop3_config(const AdapterRun *run, const char *peer, Pop3SessionConfig *pc)
+{
+    const CassmailConfig *cfg = run->cfg;
+    *pc = (Pop3SessionConfig){
+        .batch_size = (guint)cfg->batch_size,
+        .mailbox_delimiter = cfg->mailbox_delimiter[0],
+        .login_delay_ms = (guint)cfg->login_delay_ms,
+        .max_errors = (guint)cfg->max_errors,
+        .plaintext_auth = config_plaintext_auth_allowed(cfg->pop3_allow_plaintext_auth, peer),
+        .stls = run->tls != NULL,
+    };
+}
+
+void
+adapter_imap_config(const AdapterRun *run, const char *peer, ImapSessionConfig *ic)
+{
+    const CassmailConfig *cfg = run->cfg;
+    *ic = (ImapSessionConfig){
+        .login_delay_ms = (guint)cfg->login_delay_ms,
+        .max_errors = (guint)cfg->max_errors,
+        .max_message_size = cfg->max_message_size,
+        .settle_ms = (guint)cfg->imap_settle_ms,
+        .plaintext_auth = config_plaintext_auth_allowed(cfg->imap_allow_plaintext_auth, peer),
+        .starttls = run->tls != NULL,
+    };
+}
+
+/* ---- the program ------------------------------------------------------------------------------ */
+
 /* adapter_session - serve one connection (in the forked child, or the inetd process) */
 static void
 adapter_session(NetConn *conn, const char *peer, gpointer data)
@@ -283,7 +371,7 @@ adapter_session(NetConn *conn, const char *peer, gpointer data)
     const AdapterServer *srv = run->server;
     GError *error = NULL;
     /* store_open only prepares: the Thrift connection is made at first use. */
-    Store *store = store_open(run->cfg, &error);
+    Store *store = adapter_store_open(run->cfg, &error);
     if (!store) {
         log_err("%s %s: store: %s", srv->name, peer, error->message);
         g_error_free(error);
@@ -324,7 +412,7 @@ adapter_serve(AdapterRun *run, gboolean inetd, const char *listen, gboolean echo
     /* Bind first (ports below 1024 need root), load the key (it may be root's alone), then
      * become [server] user before reading a byte; never serve clients as root. */
     int fd = -1;
-    if (!inetd && (fd = net_listen(listen ? listen : srv->listen(cfg), &error)) < 0)
+    if (!inetd && (fd = net_listen(listen ? listen : config_listen(cfg, srv->name), &error)) < 0)
         return adapter_fail(run, echo, error, 69);
     int rc = 0;
     if (cfg->tls_certificate && !(run->tls = net_tls_server_context(cfg->tls_certificate, cfg->tls_key, &error)))
@@ -343,6 +431,12 @@ adapter_serve(AdapterRun *run, gboolean inetd, const char *listen, gboolean echo
         net_serve_inetd(adapter_session, run);
         return 0;
     }
+    if (srv->min_idle_s)
+        log_info("max %d children, autologout after %d s, %s%s", cfg->max_children,
+                 run->idle_timeout_s, run->tls_on_connect ? "TLS on connect" : srv->tls_verb,
+                 run->tls_on_connect ? ""
+                 : run->tls          ? " offered"
+                                     : " not offered (no [tls] certificate)");
     if (srv->describe)
         srv->describe(run);
     net_serve_set_evict_idle(cfg->evict_idle_s);
@@ -357,8 +451,11 @@ adapter_main(const AdapterServer *server, int argc, char **argv)
 {
     g_autofree char *config_path = NULL, *listen = NULL;
     gboolean foreground = FALSE, inetd = FALSE, tls_on_connect = FALSE;
+    int idle_timeout_s = 0;
     g_autofree char *listen_help = g_strdup_printf("Listen on ADDR:PORT instead of [%s] listen",
                                                    server->name);
+    g_autofree char *idle_help = g_strdup_printf("Autologout after SECONDS idle (default: [limits] "
+                                                 "idle_timeout_s, at least %d)", server->min_idle_s);
     GOptionEntry entries[] = {
         {"config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path,
          "Configuration file (default " ADAPTER_DEFAULT_CONFIG " when it exists, else built-in defaults)",
@@ -370,11 +467,16 @@ adapter_main(const AdapterServer *server, int argc, char **argv)
         {"listen", 'l', 0, G_OPTION_ARG_STRING, &listen, listen_help, "ADDR:PORT"},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
+        {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
+    GOptionEntry *more = &entries[4];
     if (server->tls_on_connect)
-        entries[4] = (GOptionEntry){"tls-on-connect", 0, 0, G_OPTION_ARG_NONE, &tls_on_connect,
-                                    "Implicit TLS (RFC 8314): TLS from the first byte; needs [tls] "
-                                    "certificate and key", NULL};
+        *more++ = (GOptionEntry){"tls-on-connect", 0, 0, G_OPTION_ARG_NONE, &tls_on_connect,
+                                 "Implicit TLS (RFC 8314): TLS from the first byte; needs [tls] "
+                                 "certificate and key", NULL};
+    if (server->min_idle_s)
+        *more = (GOptionEntry){"idle-timeout", 't', 0, G_OPTION_ARG_INT, &idle_timeout_s,
+                               idle_help, "SECONDS"};
     g_autoptr(GOptionContext) ctx = g_option_context_new(server->parameter);
     g_option_context_set_summary(ctx, server->summary);
     g_option_context_add_main_entries(ctx, entries, NULL);
@@ -404,7 +506,10 @@ adapter_main(const AdapterServer *server, int argc, char **argv)
     run.cfg = config_load(config_path, &error);
     if (!run.cfg)
         return adapter_fail(&run, echo, error, 78);
-    run.idle_timeout_s = run.cfg->idle_timeout_s;
+    /* [limits] idle_timeout_s is shared with SMTP (300 s by default): raised to the protocol's
+     * least autologout. -t sets any value, for tests and operators. */
+    run.idle_timeout_s = idle_timeout_s > 0 ? idle_timeout_s
+                                            : MAX(run.cfg->idle_timeout_s, server->min_idle_s);
     run.data_timeout_s = run.cfg->data_timeout_s;
     int rc = adapter_serve(&run, inetd, listen, echo);
     if (server->finish)

@@ -6,9 +6,10 @@
  * (src/net/server.h), TLS (the context, STARTTLS/STLS, TLS on connect), the privilege drop
  * (src/util/privs.h), the session loop (reading lines with the core's limit and timeout, writing
  * its output, pipelining flushes, eviction holds), the Store each session opens, and the one
- * session-end log line. A server program is a core (ProtoCore, src/util/proto.h: how to drive
- * it) and a server entry (AdapterServer: its name, options, listen address, how configuration
- * maps to the core); its `main` is adapter_main().
+ * session-end log line, and maps the configuration to the settings of the store, the relay
+ * client and each core. A server program is a core (ProtoCore, src/util/proto.h: how to drive
+ * it) and a server entry (AdapterServer: its name, options, how a session of its core opens);
+ * its `main` is adapter_main(). It listens on [NAME] listen of cassmail.conf.
  *
  * How the adapter drives a core, for every connection:
  *
@@ -58,7 +59,11 @@
 #include <glib.h>
 #include <openssl/ssl.h>
 
+#include "imap/session.h"
 #include "net/conn.h"
+#include "pop3/session.h"
+#include "relay/relay.h"
+#include "smtp/session.h"
 #include "store/store.h"
 #include "util/config.h"
 #include "util/proto.h"
@@ -76,8 +81,10 @@ typedef struct {
     const char *unavailable;    /* to a client when the store cannot be opened; a format taking
                                  * the hostname (%s) once, or none */
     gboolean tls_on_connect;    /* offer --tls-on-connect (implicit TLS, RFC 8314) */
+    int min_idle_s;             /* an autologout of at least this long (RFC 1939 3: 600 s, RFC
+                                 * 9051 5.4: 1800 s) over [limits] idle_timeout_s, and -t SECONDS
+                                 * to set any; 0: [limits] idle_timeout_s, no -t */
     GOptionEntry *options;      /* its own options, NULL-terminated, or NULL */
-    const char *(*listen)(const CassmailConfig *cfg);   /* the configured listen address */
     /* optional: after the TLS context, before privileges are dropped; FALSE: exit 78 */
     gboolean (*prepare)(AdapterRun *run, GError **error);
     /* optional: the start-up log lines of a listener */
@@ -95,10 +102,28 @@ struct AdapterRun {
     CassmailConfig *cfg;
     SSL_CTX *tls;               /* NULL without [tls] certificate and key */
     gboolean tls_on_connect;
-    int idle_timeout_s;         /* between commands ([limits] idle_timeout_s; prepare may change) */
+    int idle_timeout_s;         /* between commands ([limits] idle_timeout_s, min_idle_s, -t) */
     int data_timeout_s;         /* in text ([limits] data_timeout_s) */
     gpointer data;              /* the server's own, set by prepare */
 };
+
+/* cassmail.conf mapped to the settings of each layer, here and nowhere else: the layers know
+ * their own settings structs, not CassmailConfig. Strings are borrowed from the configuration. */
+
+/* adapter_store_open - the Cassandra store of CFG's [cassandra] and [store] (for every program
+ * that reads the store, cassmail-admin included) */
+Store *adapter_store_open(const CassmailConfig *cfg, GError **error);
+/* adapter_relay_config - [relay] for the smarthost client; the caller adds the password it read
+ * and the TLS context (relay_tls_context) */
+void adapter_relay_config(const CassmailConfig *cfg, RelayConfig *rc);
+/* adapter_smtp_config - an SMTP session's settings for PEER (SUBMISSION: RFC 6409 mode; no
+ * relay: the caller sets sc->relay) */
+void adapter_smtp_config(const AdapterRun *run, const char *peer, gboolean submission,
+                         SmtpSessionConfig *sc);
+/* adapter_pop3_config - a POP3 session's settings for PEER */
+void adapter_pop3_config(const AdapterRun *run, const char *peer, Pop3SessionConfig *pc);
+/* adapter_imap_config - an IMAP session's settings for PEER */
+void adapter_imap_config(const AdapterRun *run, const char *peer, ImapSessionConfig *ic);
 
 /* adapter_main - the whole program for SERVER: options, configuration, listener or inetd,
  * TLS, privilege drop, sessions until SIGTERM; the exit status (64 usage, 69 unavailable,

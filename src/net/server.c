@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "util/text.h"
 
 #define LISTEN_TEXT_MAX 300   /* longer than any host:port we could mean */
 
@@ -162,16 +163,6 @@ net_slot_give(NetSlots *sl, guint slot)
         sl->free[sl->nfree++] = slot;
 }
 
-/* net_host_chars_ok - a host name or IPv4 address: letters, digits, '.', '-' */
-static gboolean
-net_host_chars_ok(const char *h)
-{
-    for (const char *p = h; *p; p++)
-        if (!g_ascii_isalnum(*p) && *p != '.' && *p != '-')
-            return FALSE;
-    return TRUE;
-}
-
 /* net_parse_listen - see server.h */
 gboolean
 net_parse_listen(const char *text, char **host, int *port, GError **error)
@@ -182,49 +173,13 @@ net_parse_listen(const char *text, char **host, int *port, GError **error)
         g_set_error(error, NET_ERROR, NET_ERROR_ADDRESS, "empty or overlong listen address");
         return FALSE;
     }
-    g_autofree char *h = NULL;
-    const char *port_text;
-    if (text[0] == '[') {
-        const char *close = strchr(text, ']');
-        if (!close || close[1] != ':') {
-            g_set_error(error, NET_ERROR, NET_ERROR_ADDRESS,
-                        "\"%s\": expected [IPv6-ADDRESS]:PORT", text);
-            return FALSE;
-        }
-        h = g_strndup(text + 1, (gsize)(close - text - 1));
-        struct in6_addr a6;
-        if (inet_pton(AF_INET6, h, &a6) != 1) {
-            g_set_error(error, NET_ERROR, NET_ERROR_ADDRESS, "\"%s\": not an IPv6 address", text);
-            return FALSE;
-        }
-        port_text = close + 2;
-    } else {
-        const char *colon = strrchr(text, ':');
-        if (!colon) {
-            g_set_error(error, NET_ERROR, NET_ERROR_ADDRESS, "\"%s\": expected HOST:PORT", text);
-            return FALSE;
-        }
-        h = g_strndup(text, (gsize)(colon - text));
-        if (strchr(h, ':')) {
-            g_set_error(error, NET_ERROR, NET_ERROR_ADDRESS,
-                        "\"%s\": an IPv6 address goes in brackets: [ADDRESS]:PORT", text);
-            return FALSE;
-        }
-        if (*h == '\0' || strcmp(h, "*") == 0) {
-            g_clear_pointer(&h, g_free);   /* every address */
-        } else if (!net_host_chars_ok(h)) {
-            g_set_error(error, NET_ERROR, NET_ERROR_ADDRESS, "\"%s\": bad host name", text);
-            return FALSE;
-        }
-        port_text = colon + 1;
-    }
-    guint64 n;
-    if (!g_ascii_string_to_unsigned(port_text, 10, 0, 65535, &n, NULL)) {
-        g_set_error(error, NET_ERROR, NET_ERROR_ADDRESS, "\"%s\": the port must be 0..65535", text);
+    guint n;
+    const char *wrong = text_hostport_parse(text, 0, TEXT_HOSTPORT_LISTEN, host, &n);
+    if (wrong) {
+        g_set_error(error, NET_ERROR, NET_ERROR_ADDRESS, "\"%s\": %s", text, wrong);
         return FALSE;
     }
     *port = (int)n;
-    *host = g_steal_pointer(&h);
     return TRUE;
 }
 

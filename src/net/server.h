@@ -71,7 +71,7 @@ typedef void (*NetHandler)(NetConn *conn, const char *peer_addr, gpointer user_d
 
 /* net_parse_listen - "127.0.0.1:2525", "[::1]:110", "mail.example:25", ":2525" or "*:2525".
  * HOST receives the host (NULL for ":PORT" and "*:PORT": every address); PORT 0..65535, where 0
- * asks the kernel for any free port. */
+ * asks the kernel for any free port. The parser is util/text.h's, in its listen form. */
 gboolean net_parse_listen(const char *text, char **host, int *port, GError **error);
 
 /* net_listen - a listening TCP socket for LISTEN (SO_REUSEADDR, close-on-exec, non-blocking); -1

@@ -789,21 +789,6 @@ pop3_session_stats(const Pop3Session *s, Pop3SessionStats *st)
     };
 }
 
-void
-pop3_session_config_init(Pop3SessionConfig *pc, const CassmailConfig *cfg)
-{
-    *pc = (Pop3SessionConfig){
-        .batch_size = (guint)MAX(cfg->batch_size, 1),
-        .mailbox_delimiter = cfg->mailbox_delimiter && cfg->mailbox_delimiter[0]
-                                 ? cfg->mailbox_delimiter[0] : '|',
-        .login_delay_ms = (guint)MAX(cfg->login_delay_ms, 0),
-        .max_errors = (guint)MAX(cfg->max_errors, 0),
-        /* The adapter knows the peer and whether it has a TLS context. */
-        .plaintext_auth = cfg->pop3_allow_plaintext_auth == CONFIG_PLAINTEXT_ALWAYS,
-        .stls = FALSE,
-    };
-}
-
 Pop3Session *
 pop3_session_new(const Pop3SessionConfig *cfg, Store *store, const char *peer)
 {

@@ -17,7 +17,7 @@
  * "+OK" every line fed is dropped unanswered until pop3_core.tls_started(), so nothing the
  * client pipelined behind STLS is taken as sent under TLS; TLS also makes the session forget a
  * name given with USER. USER/PASS are offered and accepted over TLS, or without TLS when
- * cfg.plaintext_auth (the adapter's reading of [smtp] allow_plaintext_auth for this peer);
+ * cfg.plaintext_auth (the adapter's reading of [pop3] allow_plaintext_auth for this peer);
  * otherwise USER is "-ERR [AUTH]" and CAPA lists no USER.
  *
  * A mailbox is "user" or "user<delimiter>mailbox" in USER (default inbox). Unknown users, unknown
@@ -31,12 +31,12 @@
 #include <glib.h>
 
 #include "store/store.h"
-#include "util/config.h"
 #include "util/proto.h"
 
 /* RFC 2449 section 4: a command line is at most 255 octets. We count them without the CRLF. */
 #define POP3_LINE_MAX 255
 
+/* What a session is told: cassmail.conf and the peer, mapped by the adapter (src/net/adapter.h). */
 typedef struct {
     guint batch_size;          /* index entries per store_index_page call */
     char mailbox_delimiter;    /* "pete|outbox" */
@@ -70,9 +70,6 @@ typedef struct {
 } Pop3SessionStats;
 
 typedef struct Pop3Session Pop3Session;
-
-/* pop3_session_config_init - the session settings from cassmail.conf */
-void pop3_session_config_init(Pop3SessionConfig *pc, const CassmailConfig *cfg);
 
 /* pop3_session_new - a session for PEER (for logs) on STORE; CFG is copied, STORE is borrowed */
 Pop3Session *pop3_session_new(const Pop3SessionConfig *cfg, Store *store, const char *peer);

@@ -260,47 +260,34 @@ relay_command(Relay *r, RelayReply *reply, GPtrArray *lines, const char *fmt, ..
 /* --- the session ----------------------------------------------------------------------------- */
 
 SSL_CTX *
-relay_tls_context(const CassmailConfig *cfg, GError **error)
+relay_tls_context(const RelayConfig *rc, GError **error)
 {
-    if (!cfg->relay_smarthost || cfg->relay_starttls == CONFIG_RELAY_TLS_NONE)
+    if (!rc->smarthost || rc->starttls == RELAY_TLS_NONE)
         return NULL;
     char ebuf[256];
     ERR_clear_error();
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)) {
-        g_set_error(error, CONFIG_ERROR, 0, "[relay] TLS: %s", relay_tls_error(ebuf, sizeof ebuf, "no context"));
+        g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED, "[relay] TLS: %s",
+                    relay_tls_error(ebuf, sizeof ebuf, "no context"));
         SSL_CTX_free(ctx);
         return NULL;
     }
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-    if (cfg->relay_tls_verify) {
+    if (rc->tls_verify) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        gboolean loaded = cfg->relay_tls_ca_file ? SSL_CTX_load_verify_locations(ctx, cfg->relay_tls_ca_file, NULL)
-                                                 : SSL_CTX_set_default_verify_paths(ctx);
+        gboolean loaded = rc->tls_ca_file ? SSL_CTX_load_verify_locations(ctx, rc->tls_ca_file, NULL)
+                                         : SSL_CTX_set_default_verify_paths(ctx);
         if (!loaded) {
-            g_set_error(error, CONFIG_ERROR, 0, "[relay] tls_ca_file %s: cannot load CA certificates: %s",
-                        cfg->relay_tls_ca_file ? cfg->relay_tls_ca_file : "(the system's)",
+            g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+                        "[relay] tls_ca_file %s: cannot load CA certificates: %s",
+                        rc->tls_ca_file ? rc->tls_ca_file : "(the system's)",
                         relay_tls_error(ebuf, sizeof ebuf, "unknown error"));
             SSL_CTX_free(ctx);
             return NULL;
         }
     }
     return ctx;
-}
-
-void
-relay_config_init(RelayConfig *rc, const CassmailConfig *cfg, const char *password, SSL_CTX *tls)
-{
-    memset(rc, 0, sizeof *rc);
-    rc->smarthost = cfg->relay_smarthost;
-    rc->helo = cfg->hostname;
-    rc->starttls = cfg->relay_starttls;
-    rc->tls_verify = cfg->relay_tls_verify;
-    rc->tls = tls;
-    rc->auth_user = cfg->relay_auth_user;
-    rc->auth_password = password;
-    rc->connect_timeout_ms = cfg->relay_connect_timeout_s * 1000;
-    rc->timeout_ms = cfg->relay_timeout_s * 1000;
 }
 
 char *
@@ -316,7 +303,7 @@ relay_password_load(const char *path, GError **error)
     g_free(text);
     if (!*password) {
         g_free(password);
-        g_set_error(error, CONFIG_ERROR, 0, "%s: no password on its first line", path);
+        g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED, "%s: no password on its first line", path);
         return NULL;
     }
     return password;
@@ -502,10 +489,10 @@ relay_open(const RelayConfig *cfg, const char *sender, gboolean body8, RelayRepl
         else
             ok = relay_ehlo(r, reply);
     }
-    if (ok && cfg->starttls != CONFIG_RELAY_TLS_NONE) {
+    if (ok && cfg->starttls != RELAY_TLS_NONE) {
         if (r->ext_starttls)
             ok = relay_starttls(r, reply);
-        else if (cfg->starttls == CONFIG_RELAY_TLS_REQUIRED)
+        else if (cfg->starttls == RELAY_TLS_REQUIRED)
             ok = relay_fail(r, reply, "smarthost %s does not offer STARTTLS ([relay] starttls = required)",
                             cfg->smarthost);
     }

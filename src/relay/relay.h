@@ -37,8 +37,6 @@
 #include <glib.h>
 #include <openssl/ssl.h>
 
-#include "util/config.h"
-
 /* The longest reply line accepted from the smarthost, CRLF included (RFC 5321 4.5.3.1.5 says
  * 512; servers send longer texts, so a little slack). */
 #define RELAY_LINE_MAX 2048
@@ -47,12 +45,21 @@
 /* Octets of message text held before they are written to the smarthost. */
 #define RELAY_BUFFER 65536
 
-/* What the smarthost client needs; strings borrowed. */
+/* [relay] starttls: whether the client uses STARTTLS towards the smarthost (RFC 3207). */
+typedef enum {
+    RELAY_TLS_OPPORTUNISTIC,        /* when the smarthost offers it (the default) */
+    RELAY_TLS_NONE,                 /* never (a smarthost on loopback or a private link) */
+    RELAY_TLS_REQUIRED,             /* no mail goes out without it */
+} RelayTls;
+
+/* What the smarthost client needs ([relay] of cassmail.conf, mapped by the adapter,
+ * src/net/adapter.h); strings borrowed. */
 typedef struct {
     const char *smarthost;          /* "host:port" (host may be [IPv6] or a name) */
     const char *helo;               /* our name in EHLO */
-    ConfigRelayTls starttls;
+    RelayTls starttls;
     gboolean tls_verify;
+    const char *tls_ca_file;        /* PEM CA certificates for tls_verify; NULL: the system's */
     SSL_CTX *tls;                   /* borrowed, from relay_tls_context (NULL: starttls none) */
     const char *auth_user;          /* NULL: no AUTH */
     const char *auth_password;
@@ -70,16 +77,12 @@ typedef struct {
 
 typedef struct Relay Relay;
 
-/* relay_config_init - CFG's [relay] settings (PASSWORD read by the caller from the password file,
- * TLS from relay_tls_context; all borrowed) */
-void relay_config_init(RelayConfig *rc, const CassmailConfig *cfg, const char *password, SSL_CTX *tls);
-
-/* relay_tls_context - the client TLS context towards the smarthost: TLS 1.2 or newer, with
- * [relay] tls_verify the peer checked against tls_ca_file (or the system's CAs). Made at start-up,
+/* relay_tls_context - the client TLS context towards the smarthost RC names: TLS 1.2 or newer,
+ * with tls_verify the peer checked against tls_ca_file (or the system's CAs). Made at start-up,
  * before privileges are dropped (the CA file may be readable by root alone). NULL without error
- * when [relay] starttls = none or there is no smarthost; NULL and ERROR when the CA file cannot be
- * loaded. Free with SSL_CTX_free. */
-SSL_CTX *relay_tls_context(const CassmailConfig *cfg, GError **error);
+ * when starttls is RELAY_TLS_NONE or there is no smarthost; NULL and ERROR when the CA file cannot
+ * be loaded. Free with SSL_CTX_free. */
+SSL_CTX *relay_tls_context(const RelayConfig *rc, GError **error);
 
 /* relay_password_load - the first line of PATH (read it before dropping privileges); NULL and
  * ERROR when it cannot be read or is empty. Wipe with OPENSSL_cleanse before freeing. */

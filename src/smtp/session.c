@@ -536,11 +536,11 @@ smtp_outbox_wanted(const SmtpSession *s, const SmtpArgs *a)
     if (!a->domain || !smtp_domain_is_local(s, a->domain))
         return FALSE;
     switch (s->cfg.outbox_copy) {
-    case CONFIG_OUTBOX_LOCAL:
+    case SMTP_OUTBOX_LOCAL:
         return TRUE;
-    case CONFIG_OUTBOX_AUTHENTICATED:
+    case SMTP_OUTBOX_AUTHENTICATED:
         return s->auth_user && smtp_sender_is_own(s, a);
-    case CONFIG_OUTBOX_NEVER:
+    case SMTP_OUTBOX_NEVER:
     default:
         return FALSE;
     }
@@ -1384,21 +1384,6 @@ smtp_session_feed_text(SmtpSession *s, const char *buf, gsize len, gsize max, GS
 }
 
 /* --- the session ----------------------------------------------------------------------------- */
-
-void
-smtp_session_config_init(SmtpSessionConfig *sc, const CassmailConfig *cfg)
-{
-    memset(sc, 0, sizeof *sc);
-    sc->hostname = cfg->hostname;
-    sc->domains = cfg->domains;
-    sc->max_message_size = cfg->max_message_size;
-    sc->max_recipients = cfg->max_recipients > 0 ? (guint)cfg->max_recipients : 1;
-    sc->max_errors = cfg->max_errors > 0 ? (guint)cfg->max_errors : 0;
-    /* The adapter knows the peer and whether it has a TLS context; these are the safe defaults. */
-    sc->starttls = FALSE;
-    sc->plaintext_auth = cfg->allow_plaintext_auth == CONFIG_PLAINTEXT_ALWAYS;
-    sc->outbox_copy = cfg->outbox_copy;
-}
 
 SmtpSession *
 smtp_session_new(const SmtpSessionConfig *cfg, Store *store, const char *peer)

@@ -108,7 +108,6 @@
 
 #include "relay/relay.h"
 #include "store/store.h"
-#include "util/config.h"
 #include "util/proto.h"
 
 /* RFC 5321 4.5.3.1.4: a command line, CRLF included. */
@@ -122,6 +121,17 @@
 /* Lines of our Received: field at the start of every stored message. */
 #define SMTP_RECEIVED_LINES 3
 
+/* [smtp] outbox_copy: which senders get a copy of their message in their own outbox. Zero is the
+ * safe default, so settings made by hand (tests, fuzzers) get it too. */
+typedef enum {
+    SMTP_OUTBOX_AUTHENTICATED,   /* only a client that logged in (AUTH) as that user, sending from
+                                  * its own address (the default) */
+    SMTP_OUTBOX_LOCAL,           /* any envelope sender that is a local user, proven or not (the
+                                  * paper's design) */
+    SMTP_OUTBOX_NEVER,           /* no outbox copies */
+} SmtpOutboxCopy;
+
+/* What a session is told: cassmail.conf and the peer, mapped by the adapter (src/net/adapter.h). */
 typedef struct {
     const char *hostname;            /* borrowed: greeting, Received:, 221 */
     char *const *domains;            /* borrowed, NULL-terminated: the local domains */
@@ -131,7 +141,7 @@ typedef struct {
     const char *const *extensions;   /* borrowed, NULL-terminated or NULL: more EHLO keywords */
     gboolean starttls;               /* the adapter can start TLS: offer STARTTLS (RFC 3207) */
     gboolean plaintext_auth;         /* offer AUTH (RFC 4954) before TLS too */
-    ConfigOutboxCopy outbox_copy;    /* who gets the sent copy in user:outbox (0: authenticated) */
+    SmtpOutboxCopy outbox_copy;      /* who gets the sent copy in user:outbox (0: authenticated) */
     const RelayConfig *relay;        /* borrowed: the smarthost; NULL: non-local recipients are
                                       * refused for everyone */
     gboolean relay_trusted;          /* the peer is in [relay] trusted_networks: may relay
@@ -162,9 +172,6 @@ typedef struct {
 } SmtpSessionStats;
 
 typedef struct SmtpSession SmtpSession;
-
-/* smtp_session_config_init - the session settings from cassmail.conf (CFG must outlive them) */
-void smtp_session_config_init(SmtpSessionConfig *sc, const CassmailConfig *cfg);
 
 /* smtp_session_new - a session for PEER (an address, for the Received: field and logs); CFG is
  * copied, the strings it points to are borrowed; STORE is borrowed */

@@ -32,7 +32,6 @@
 #define CASSMAIL_STORE_H
 
 #include <glib.h>
-#include "util/config.h"
 
 #define STORE_ERROR (store_error_quark())
 GQuark store_error_quark(void);
@@ -191,8 +190,24 @@ struct Store {
     StoreCounters counters;
 };
 
-/* store_open - the Cassandra store described by CFG (connects on first use) */
-Store *store_open(const CassmailConfig *cfg, GError **error);
+/* What the Cassandra store is told ([cassandra] and [store] of cassmail.conf, mapped by the
+ * adapter, src/net/adapter.h); store_open copies it. */
+typedef struct {
+    char *const *endpoints;    /* "host:port", NULL-terminated, in order of preference */
+    const char *keyspace;
+    int write_consistency;     /* Thrift ConsistencyLevel values (src/cass/cass.h) */
+    int read_consistency;
+    int timeout_ms;            /* one RPC */
+    int retry_ms;              /* one operation, failing over and retrying */
+    int unavailable_retry_ms;  /* ...of which while every coordinator says Unavailable */
+    int backoff_ms;            /* a failed endpoint is skipped this long */
+    gsize inline_max;          /* messages up to this many octets stay inline in Mailboxes */
+    int part_size;             /* octets of a body part (<= 0: STORE_PART_SIZE) */
+    int gc_min_age_s;          /* bodies younger than this are left to deliveries in flight */
+} StoreSettings;
+
+/* store_open - the Cassandra store SET describes (connects on first use) */
+Store *store_open(const StoreSettings *set, GError **error);
 void store_free(Store **s);
 
 /* store_name_valid - a user name we accept (and the mailbox names SMTP and POP3 address): 1..64

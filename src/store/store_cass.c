@@ -1330,25 +1330,25 @@ cass_store_client(CassStore *s, const char *keyspace)
 }
 
 Store *
-store_open(const CassmailConfig *cfg, GError **error)
+store_open(const StoreSettings *set, GError **error)
 {
-    if (!cfg->endpoints || !cfg->endpoints[0]) {
+    if (!set->endpoints || !set->endpoints[0]) {
         g_set_error(error, STORE_ERROR, STORE_ERROR_FAILED, "no Cassandra endpoints configured");
         return NULL;
     }
     CassStore *s = g_new0(CassStore, 1);
     s->base.ops = &cass_ops;
-    s->keyspace = g_strdup(cfg->keyspace);
-    s->endpoints = g_strdupv(cfg->endpoints);
-    s->timeout_ms = cfg->timeout_ms;
-    s->retry_ms = cfg->retry_ms;
-    s->backoff_ms = cfg->backoff_ms;
-    s->unavailable_ms = cfg->unavailable_retry_ms;
-    s->write_consistency = cfg->write_consistency;
-    s->read_consistency = cfg->read_consistency;
-    s->inline_max = cfg->inline_max;
-    s->part_size = cfg->part_size > 0 ? (gsize)cfg->part_size : STORE_PART_SIZE;
-    s->gc_min_age_s = cfg->gc_min_age_s;
+    s->keyspace = g_strdup(set->keyspace);
+    s->endpoints = g_strdupv((char **)set->endpoints);
+    s->timeout_ms = set->timeout_ms;
+    s->retry_ms = set->retry_ms;
+    s->backoff_ms = set->backoff_ms;
+    s->unavailable_ms = set->unavailable_retry_ms;
+    s->write_consistency = set->write_consistency;
+    s->read_consistency = set->read_consistency;
+    s->inline_max = set->inline_max;
+    s->part_size = set->part_size > 0 ? (gsize)set->part_size : STORE_PART_SIZE;
+    s->gc_min_age_s = set->gc_min_age_s;
     s->client = cass_store_client(s, s->keyspace);
     return &s->base;
 }

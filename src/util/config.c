@@ -9,6 +9,8 @@
 #include <arpa/inet.h>
 
 #include "cass/cass.h"
+#include "relay/relay.h"
+#include "smtp/session.h"
 #include "util/password.h"
 #include "util/text.h"
 
@@ -23,7 +25,8 @@ typedef struct {
     } words[8];              /* up to the first NULL name */
 } ConfigChoices;
 
-/* Consistency levels: their values are cass.h's. */
+/* The values are the layers' own: consistency levels cass.h's, outbox copies the SMTP core's,
+ * STARTTLS towards the smarthost the relay client's. */
 static const ConfigChoices consistency_choices = {
     "ONE, QUORUM, LOCAL_QUORUM, EACH_QUORUM, ALL or ANY",
     {{"ONE", CASS_ONE}, {"QUORUM", CASS_QUORUM}, {"LOCAL_QUORUM", CASS_LOCAL_QUORUM},
@@ -36,21 +39,20 @@ static const ConfigChoices plaintext_choices = {
 };
 static const ConfigChoices outbox_choices = {
     "authenticated, local or never",
-    {{"authenticated", CONFIG_OUTBOX_AUTHENTICATED}, {"local", CONFIG_OUTBOX_LOCAL},
-     {"never", CONFIG_OUTBOX_NEVER}},
+    {{"authenticated", SMTP_OUTBOX_AUTHENTICATED}, {"local", SMTP_OUTBOX_LOCAL},
+     {"never", SMTP_OUTBOX_NEVER}},
 };
 static const ConfigChoices relay_tls_choices = {
     "none, opportunistic or required",
-    {{"none", CONFIG_RELAY_TLS_NONE}, {"opportunistic", CONFIG_RELAY_TLS_OPPORTUNISTIC},
-     {"required", CONFIG_RELAY_TLS_REQUIRED}},
+    {{"none", RELAY_TLS_NONE}, {"opportunistic", RELAY_TLS_OPPORTUNISTIC},
+     {"required", RELAY_TLS_REQUIRED}},
 };
 static const ConfigChoices bool_choices = {
     "true or false",
     {{"true", TRUE}, {"false", FALSE}, {"yes", TRUE}, {"no", FALSE}, {"1", TRUE}, {"0", FALSE}},
 };
 /* a choice is written through an int: the enums must be one */
-G_STATIC_ASSERT(sizeof(ConfigPlaintextAuth) == sizeof(int) && sizeof(ConfigOutboxCopy) == sizeof(int) &&
-                sizeof(ConfigRelayTls) == sizeof(int));
+G_STATIC_ASSERT(sizeof(ConfigPlaintextAuth) == sizeof(int));
 
 typedef enum {
     KEY_STR,    /* text, stripped of white space */
@@ -230,10 +232,17 @@ key_read(GKeyFile *kf, const ConfigKey *key, CassmailConfig *c, GError **error)
 }
 
 const char *
-config_outbox_copy_name(ConfigOutboxCopy copy)
+config_listen(const CassmailConfig *cfg, const char *group)
+{
+    const ConfigKey *key = key_find(group, "listen");
+    return key && key->type == KEY_STR ? *(char *const *)((const char *)cfg + key->offset) : NULL;
+}
+
+const char *
+config_outbox_copy_name(int copy)
 {
     for (gsize i = 0; i < G_N_ELEMENTS(outbox_choices.words) && outbox_choices.words[i].name; i++)
-        if (outbox_choices.words[i].value == (int)copy)
+        if (outbox_choices.words[i].value == copy)
             return outbox_choices.words[i].name;
     return "?";
 }
@@ -288,6 +297,14 @@ config_peer_is_loopback(const char *peer)
 {
     return !peer || g_str_has_prefix(peer, "127.") || strcmp(peer, "::1") == 0 ||
            strcmp(peer, "local") == 0 || strcmp(peer, "pipe") == 0;
+}
+
+const char *
+config_plaintext_auth_text(ConfigPlaintextAuth allow)
+{
+    return allow == CONFIG_PLAINTEXT_ALWAYS     ? "every client"
+           : allow == CONFIG_PLAINTEXT_LOOPBACK ? "loopback clients only"
+                                                : "never";
 }
 
 gboolean

@@ -18,23 +18,6 @@ typedef enum {
     CONFIG_PLAINTEXT_ALWAYS,     /* "true": from every peer (a trusted network, or for tests) */
 } ConfigPlaintextAuth;
 
-/* [smtp] outbox_copy: which senders get a copy of their message in their own outbox. Zero is the
- * safe default, so a configuration built by hand (tests, fuzzers) gets it too. */
-typedef enum {
-    CONFIG_OUTBOX_AUTHENTICATED, /* "authenticated" (default): only a client that logged in (AUTH)
-                                  * as that user, sending from its own address */
-    CONFIG_OUTBOX_LOCAL,         /* "local": any envelope sender that is a local user, proven or
-                                  * not (the paper's design) */
-    CONFIG_OUTBOX_NEVER,         /* "never": no outbox copies */
-} ConfigOutboxCopy;
-
-/* [relay] starttls: whether the SMTP client towards the smarthost uses STARTTLS (RFC 3207). */
-typedef enum {
-    CONFIG_RELAY_TLS_OPPORTUNISTIC, /* "opportunistic" (default): when the smarthost offers it */
-    CONFIG_RELAY_TLS_NONE,          /* "none": never (a smarthost on loopback or a private link) */
-    CONFIG_RELAY_TLS_REQUIRED,      /* "required": no mail goes out without it */
-} ConfigRelayTls;
-
 typedef struct {
     /* [cassandra] */
     char **endpoints;          /* "host:port", in order of preference (local node first) */
@@ -54,7 +37,7 @@ typedef struct {
     gsize max_message_size;    /* octets; SIZE= and DATA over it get 552 */
     int max_recipients;        /* RCPT over it get 452 */
     ConfigPlaintextAuth allow_plaintext_auth; /* AUTH without TLS: where */
-    ConfigOutboxCopy outbox_copy; /* who gets the sent copy in user:outbox */
+    int outbox_copy;           /* who gets the sent copy in user:outbox (an SmtpOutboxCopy) */
 
     /* [store] */
     gsize inline_max;          /* messages up to this many octets stay inline in Mailboxes */
@@ -97,7 +80,7 @@ typedef struct {
 
     /* [relay] */
     char *relay_smarthost;     /* "host:port" that takes non-local recipients; NULL: no relay */
-    ConfigRelayTls relay_starttls;
+    int relay_starttls;        /* STARTTLS towards the smarthost (a RelayTls) */
     gboolean relay_tls_verify; /* check the smarthost's certificate chain and name */
     char *relay_tls_ca_file;   /* PEM CA certificates; NULL: the system's */
     char *relay_auth_user;     /* AUTH PLAIN towards the smarthost; NULL: no AUTH */
@@ -115,14 +98,20 @@ void config_free(CassmailConfig **cfg);
  * NetHandler peer text: "127.0.0.1", "::1", "local" for a Unix socket, "pipe" when not a socket,
  * or NULL: all of those count as this machine) */
 gboolean config_plaintext_auth_allowed(ConfigPlaintextAuth allow, const char *peer);
+/* config_plaintext_auth_text - ALLOW for the start-up log: "every client", "loopback clients
+ * only" or "never" */
+const char *config_plaintext_auth_text(ConfigPlaintextAuth allow);
 /* config_peer_is_loopback - whether PEER (as above) is this machine */
 gboolean config_peer_is_loopback(const char *peer);
 
 /* config_peer_trusted - whether PEER (an address text as above) lies in one of CFG's [relay]
  * trusted_networks ("local", "pipe" and NULL never do: only listed addresses relay unproven) */
 gboolean config_peer_trusted(const CassmailConfig *cfg, const char *peer);
-/* config_outbox_copy_name - "authenticated", "local" or "never" */
-const char *config_outbox_copy_name(ConfigOutboxCopy copy);
+/* config_listen - [GROUP] listen ("smtp", "pop3", "imap": a server's name); NULL when GROUP has
+ * none */
+const char *config_listen(const CassmailConfig *cfg, const char *group);
+/* config_outbox_copy_name - "authenticated", "local" or "never" for an SmtpOutboxCopy */
+const char *config_outbox_copy_name(int copy);
 
 #define CONFIG_ERROR (config_error_quark())
 GQuark config_error_quark(void);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "imap/view.h"
+#include "net/adapter.h"
 #include "store/store.h"
 #include "util/config.h"
 
@@ -308,7 +309,7 @@ main(int argc, char **argv)
     }
     GError *error = NULL;
     CassmailConfig *cfg = config_load(argv[1], &error);
-    if (!cfg || !(store = store_open(cfg, &error))) {
+    if (!cfg || !(store = adapter_store_open(cfg, &error))) {
         fprintf(stderr, "imap-store-check: %s\n", error->message);
         return 1;
     }

@@ -24,6 +24,7 @@
 #include <uuid/uuid.h>
 
 #include "cass/cass.h"
+#include "net/adapter.h"
 #include "store/store.h"
 #include "util/config.h"
 
@@ -263,7 +264,7 @@ main(int argc, char **argv)
     }
     GError *error = NULL;
     CassmailConfig *cfg = config_load(argv[1], &error);
-    if (!cfg || !(store = store_open(cfg, &error))) {
+    if (!cfg || !(store = adapter_store_open(cfg, &error))) {
         fprintf(stderr, "store-check: %s\n", error->message);
         return 1;
     }

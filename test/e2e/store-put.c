@@ -10,6 +10,7 @@
  */
 #include <stdio.h>
 
+#include "net/adapter.h"
 #include "store/store.h"
 
 int
@@ -26,7 +27,7 @@ main(int argc, char **argv)
     while ((n = fread(buf, 1, sizeof buf, stdin)) > 0)
         g_byte_array_append(msg, buf, (guint)n);
     CassmailConfig *cfg = config_load(argv[1], &error);
-    Store *store = cfg ? store_open(cfg, &error) : NULL;
+    Store *store = cfg ? adapter_store_open(cfg, &error) : NULL;
     StoreTarget target = {argv[2], "inbox"};
     StoreMsgId id;
     store_msgid_new(&id);

@@ -51,7 +51,7 @@ static gpointer
 imapd_open(AdapterRun *run, Store *store, const char *peer)
 {
     ImapSessionConfig ic;
-    imap_session_config_init(&ic, run->cfg);
+    adapter_imap_config(run, peer, &ic);
     ic.plaintext_auth = TRUE;
     ic.settle_ms = 1;
     ic.idle_poll_ms = 100;

@@ -6,6 +6,7 @@
  */
 #include <string.h>
 
+#include "net/adapter.h"
 #include "pop3/msgout.h"
 #include "pop3/session.h"
 #include "store/store.h"
@@ -1078,13 +1079,13 @@ test_session_statistics(Fx *f, gconstpointer d)
 }
 
 static void
-test_config_init_takes_the_pop3_settings(void)
+test_adapter_maps_the_pop3_settings(void)
 {
     g_autoptr(GError) e = NULL;
     CassmailConfig *c = config_load(NULL, &e);
     g_assert_no_error(e);
     Pop3SessionConfig pc;
-    pop3_session_config_init(&pc, c);
+    adapter_pop3_config(&(AdapterRun){.cfg = c}, "192.0.2.7", &pc);
     g_assert_cmpuint(pc.batch_size, ==, (guint)c->batch_size);
     g_assert_cmpint(pc.mailbox_delimiter, ==, '|');
     g_assert_cmpuint(pc.login_delay_ms, ==, (guint)c->login_delay_ms);
@@ -1179,18 +1180,21 @@ test_stls_forgets_the_user_given_before(Fx *f, gconstpointer d)
 }
 
 static void
-test_config_init_leaves_plaintext_and_stls_to_the_adapter(void)
+test_adapter_allows_plaintext_per_peer(void)
 {
     g_autoptr(GError) error = NULL;
     CassmailConfig *c = config_load(NULL, &error);
     g_assert_no_error(error);
     Pop3SessionConfig pc;
-    pop3_session_config_init(&pc, c);
-    /* default "loopback": only the adapter, which knows the peer, may allow it */
+    AdapterRun run = {.cfg = c};
+    adapter_pop3_config(&run, "192.0.2.7", &pc);
+    /* default "loopback": the adapter, which knows the peer, allows it from this machine only */
     g_assert_false(pc.plaintext_auth);
     g_assert_false(pc.stls);
+    adapter_pop3_config(&run, "127.0.0.1", &pc);
+    g_assert_true(pc.plaintext_auth);
     c->pop3_allow_plaintext_auth = CONFIG_PLAINTEXT_ALWAYS;
-    pop3_session_config_init(&pc, c);
+    adapter_pop3_config(&run, "192.0.2.7", &pc);
     g_assert_true(pc.plaintext_auth);
     config_free(&c);
 }
@@ -1260,10 +1264,8 @@ main(int argc, char **argv)
       test_without_plaintext_auth_user_pass_work_after_stls);
     T("second-stls-is-err", test_second_stls_is_err);
     T("stls-forgets-the-user-given-before", test_stls_forgets_the_user_given_before);
-    g_test_add_func("/pop3/config-init-takes-the-pop3-settings",
-                    test_config_init_takes_the_pop3_settings);
-    g_test_add_func("/pop3/config-init-leaves-plaintext-and-stls-to-the-adapter",
-                    test_config_init_leaves_plaintext_and_stls_to_the_adapter);
+    g_test_add_func("/pop3/adapter-maps-the-pop3-settings", test_adapter_maps_the_pop3_settings);
+    g_test_add_func("/pop3/adapter-allows-plaintext-per-peer", test_adapter_allows_plaintext_per_peer);
 #undef T
     int rc = g_test_run();
     g_free(h);

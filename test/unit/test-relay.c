@@ -14,6 +14,8 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "util/config.h"
+
 /* A scripted smarthost: SCRIPT's replies are sent in order, each after one line (or, for the
  * text, after the final dot) is read; everything received is kept. */
 typedef struct {
@@ -123,7 +125,7 @@ config_for(Server *sv, char **hostport, int timeout_ms)
 {
     *hostport = g_strdup_printf("127.0.0.1:%d", sv->port);
     return (RelayConfig){.smarthost = *hostport, .helo = "mx.example.com",
-                         .starttls = CONFIG_RELAY_TLS_OPPORTUNISTIC, .connect_timeout_ms = 2000,
+                         .starttls = RELAY_TLS_OPPORTUNISTIC, .connect_timeout_ms = 2000,
                          .timeout_ms = timeout_ms};
 }
 
@@ -249,7 +251,7 @@ test_required_starttls_that_is_not_offered_fails(void)
     Server *sv = server_start(script, NULL, 0);
     g_autofree char *hp = NULL;
     RelayConfig cfg = config_for(sv, &hp, 2000);
-    cfg.starttls = CONFIG_RELAY_TLS_REQUIRED;
+    cfg.starttls = RELAY_TLS_REQUIRED;
     RelayReply reply = {0};
     g_assert_null(relay_open(&cfg, "pete@example.com", TRUE, &reply));
     g_assert_nonnull(strstr(reply.text, "does not offer STARTTLS"));

@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "net/adapter.h"
 #include "smtp/session.h"
 #include "store/store.h"
 #include "support/store_mem.h"
@@ -701,7 +702,7 @@ test_mail_local_sender_store_failure_is_451(Fx *f, gconstpointer d)
     assert_replies(script(f, "MAIL FROM:<anne@example.com>\r\nRSET\r\n"), "250 2.1.0", "250");
     store_mem_fail_next(f->store, 0);
     /* With outbox_copy = local, MAIL looks the sender up: a store failure there is 451 */
-    f->cfg.outbox_copy = CONFIG_OUTBOX_LOCAL;
+    f->cfg.outbox_copy = SMTP_OUTBOX_LOCAL;
     new_session(f);
     assert_reply(script(f, "EHLO client.example.org\r\n"), "250");
     store_mem_fail_next(f->store, 1);
@@ -1170,7 +1171,7 @@ static void
 test_data_store_failure_is_451_then_next_is_250(Fx *f, gconstpointer d)
 {
     (void)d;
-    f->cfg.outbox_copy = CONFIG_OUTBOX_LOCAL;   /* anne's outbox copy is part of the write */
+    f->cfg.outbox_copy = SMTP_OUTBOX_LOCAL;   /* anne's outbox copy is part of the write */
     new_session(f);
     open_data(f, "anne@example.com", "bob@example.com");
     g_assert_cmpstr(script(f, "first try\r\n"), ==, "");
@@ -1218,7 +1219,7 @@ test_outbox_none_for_unauthenticated_local_sender_by_default(Fx *f, gconstpointe
 {
     (void)d;
     /* anyone can write MAIL FROM:<anne@...>: without AUTH, anne's outbox is not touched */
-    g_assert_cmpint(f->cfg.outbox_copy, ==, CONFIG_OUTBOX_AUTHENTICATED);
+    g_assert_cmpint(f->cfg.outbox_copy, ==, SMTP_OUTBOX_AUTHENTICATED);
     open_data(f, "anne@example.com", "bob@example.com");
     assert_reply(script(f, "forged\r\n.\r\n"), "250 2.0.0");
     assert_stored_text(f, "bob", "forged\r\n");
@@ -1234,7 +1235,7 @@ static void
 test_outbox_local_copies_for_every_local_sender(Fx *f, gconstpointer d)
 {
     (void)d;
-    f->cfg.outbox_copy = CONFIG_OUTBOX_LOCAL;   /* the paper's design */
+    f->cfg.outbox_copy = SMTP_OUTBOX_LOCAL;   /* the paper's design */
     new_session(f);
     assert_replies(script(f, "EHLO client.example.org\r\nMAIL FROM:<Anne@Example.net>\r\n"
                              "RCPT TO:<bob@example.com>\r\nRCPT TO:<carol@example.com>\r\n"
@@ -1257,7 +1258,7 @@ static void
 test_outbox_none_for_foreign_sender(Fx *f, gconstpointer d)
 {
     (void)d;
-    f->cfg.outbox_copy = CONFIG_OUTBOX_LOCAL;
+    f->cfg.outbox_copy = SMTP_OUTBOX_LOCAL;
     new_session(f);
     /* "anne" of another domain is not our anne */
     open_data(f, "anne@remote.example", "bob@example.com");
@@ -1270,7 +1271,7 @@ static void
 test_outbox_none_for_null_sender(Fx *f, gconstpointer d)
 {
     (void)d;
-    f->cfg.outbox_copy = CONFIG_OUTBOX_LOCAL;
+    f->cfg.outbox_copy = SMTP_OUTBOX_LOCAL;
     new_session(f);
     open_data(f, "", "bob@example.com");
     assert_reply(script(f, "x\r\n.\r\n"), "250 2.0.0");
@@ -1283,7 +1284,7 @@ static void
 test_outbox_none_for_unknown_local_sender(Fx *f, gconstpointer d)
 {
     (void)d;
-    f->cfg.outbox_copy = CONFIG_OUTBOX_LOCAL;
+    f->cfg.outbox_copy = SMTP_OUTBOX_LOCAL;
     new_session(f);
     open_data(f, "ghost@example.com", "bob@example.com");
     assert_reply(script(f, "x\r\n.\r\n"), "250 2.0.0");
@@ -1476,19 +1477,23 @@ test_state_names(void)
 }
 
 static void
-test_config_init_takes_the_smtp_settings(void)
+test_adapter_maps_the_smtp_settings(void)
 {
     g_autoptr(GError) error = NULL;
     CassmailConfig *cfg = config_load(NULL, &error);
     g_assert_no_error(error);
     SmtpSessionConfig sc;
-    smtp_session_config_init(&sc, cfg);
+    adapter_smtp_config(&(AdapterRun){.cfg = cfg}, "192.0.2.7", FALSE, &sc);
     g_assert_true(sc.hostname == cfg->hostname);
     g_assert_true(sc.domains == cfg->domains);
     g_assert_cmpuint(sc.max_message_size, ==, cfg->max_message_size);
     g_assert_cmpuint(sc.max_recipients, ==, (guint)cfg->max_recipients);
     g_assert_cmpuint(sc.max_errors, ==, (guint)cfg->max_errors);
     g_assert_null(sc.extensions);
+    g_assert_cmpint(sc.outbox_copy, ==, SMTP_OUTBOX_AUTHENTICATED);
+    g_assert_false(sc.starttls);   /* no TLS context */
+    g_assert_false(sc.relay_trusted);
+    g_assert_false(sc.submission);
     config_free(&cfg);
 }
 
@@ -1834,7 +1839,7 @@ static void
 test_outbox_never_copies_even_for_an_authenticated_sender(Fx *f, gconstpointer d)
 {
     (void)d;
-    f->cfg.outbox_copy = CONFIG_OUTBOX_NEVER;
+    f->cfg.outbox_copy = SMTP_OUTBOX_NEVER;
     auth_session(f);
     assert_reply(auth_plain(f, "", "anne", "secret"), "235");
     open_data(f, "anne@example.com", "bob@example.com");
@@ -1942,13 +1947,19 @@ test_config_plaintext_auth_rule(void)
         g_assert_false(config_plaintext_auth_allowed(never->allow_plaintext_auth, remote[i]));
         g_assert_true(config_plaintext_auth_allowed(always->allow_plaintext_auth, remote[i]));
     }
-    /* the core's own default is the strict one: the adapter decides per peer */
+    /* the adapter decides per peer; in submission (RFC 6409) never off this machine */
     SmtpSessionConfig sc;
-    smtp_session_config_init(&sc, def);
+    adapter_smtp_config(&(AdapterRun){.cfg = def}, "192.0.2.7", FALSE, &sc);
     g_assert_false(sc.plaintext_auth);
-    g_assert_false(sc.starttls);
-    smtp_session_config_init(&sc, always);
+    adapter_smtp_config(&(AdapterRun){.cfg = def}, "127.0.0.1", TRUE, &sc);
     g_assert_true(sc.plaintext_auth);
+    adapter_smtp_config(&(AdapterRun){.cfg = always}, "192.0.2.7", FALSE, &sc);
+    g_assert_true(sc.plaintext_auth);
+    adapter_smtp_config(&(AdapterRun){.cfg = always}, "192.0.2.7", TRUE, &sc);
+    g_assert_false(sc.plaintext_auth);
+    g_assert_true(sc.submission);
+    adapter_smtp_config(&(AdapterRun){.cfg = never}, "127.0.0.1", TRUE, &sc);
+    g_assert_false(sc.plaintext_auth);
     config_free(&def);
     config_free(&never);
     config_free(&always);
@@ -2063,7 +2074,7 @@ no_smarthost(char **hostport)
     close(fd);
     *hostport = g_strdup_printf("127.0.0.1:%d", ntohs(a.sin_port));
     static RelayConfig rc;
-    rc = (RelayConfig){.smarthost = *hostport, .helo = HOST, .starttls = CONFIG_RELAY_TLS_NONE,
+    rc = (RelayConfig){.smarthost = *hostport, .helo = HOST, .starttls = RELAY_TLS_NONE,
                        .connect_timeout_ms = 2000, .timeout_ms = 2000};
     return &rc;
 }
@@ -2214,7 +2225,7 @@ main(int argc, char **argv)
 #undef T
     g_test_add_func("/smtp/received-strip/drops-our-three-lines", test_received_strip);
     g_test_add_func("/smtp/names/state-names", test_state_names);
-    g_test_add_func("/smtp/config/init-takes-the-smtp-settings", test_config_init_takes_the_smtp_settings);
+    g_test_add_func("/smtp/config/adapter-maps-the-smtp-settings", test_adapter_maps_the_smtp_settings);
     g_test_add_func("/smtp/config/plaintext-auth-rule", test_config_plaintext_auth_rule);
     g_test_add_func("/smtp/config/pop3-plaintext-auth-key", test_config_pop3_plaintext_auth_key);
     return g_test_run();

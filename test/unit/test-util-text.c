@@ -1,6 +1,6 @@
 /*
- * test-util-text.c - util/text: the host:port parser the Cassandra client, the relay and the
- * configuration share, and the strict base64 check of SMTP AUTH and stored passwords.
+ * test-util-text.c - util/text: the host:port parser the Cassandra client, the relay, the
+ * configuration and the listener share, and the strict base64 check of SMTP AUTH and stored passwords.
  */
 #include "util/text.h"
 
@@ -44,6 +44,26 @@ test_hostport_takes_names_addresses_and_brackets(void)
     }
 }
 
+/* the listen form: port 0, every address, IPv6 only in brackets (more in test-net-server.c) */
+static void
+test_hostport_listen_form_and_why_not(void)
+{
+    char *host = (char *)"untouched";
+    guint port = 1;
+    g_assert_null(text_hostport_parse("*:0", 0, TEXT_HOSTPORT_LISTEN, &host, &port));
+    g_assert_null(host);
+    g_assert_cmpuint(port, ==, 0);
+    g_assert_null(text_hostport_parse(":25", 0, TEXT_HOSTPORT_LISTEN, &host, &port));
+    g_assert_null(host);
+    g_assert_cmpstr(text_hostport_parse("::1:110", 0, TEXT_HOSTPORT_LISTEN, &host, &port), ==,
+                    "an IPv6 address goes in brackets: [ADDRESS]:PORT");
+    g_assert_cmpstr(text_hostport_parse("[::1]:0", 0, 0, &host, &port), ==,
+                    "the port must be 1..65535");
+    g_assert_cmpstr(text_hostport_parse("*:25", 0, 0, &host, &port), ==, NULL);   /* a name */
+    g_assert_cmpstr(host, ==, "*");
+    g_free(host);
+}
+
 static void
 test_base64_check_is_strict(void)
 {
@@ -62,6 +82,7 @@ main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/text/hostport-takes-names-addresses-and-brackets",
                     test_hostport_takes_names_addresses_and_brackets);
+    g_test_add_func("/text/hostport-listen-form-and-why-not", test_hostport_listen_form_and_why_not);
     g_test_add_func("/text/base64-check-is-strict", test_base64_check_is_strict);
     return g_test_run();
 }

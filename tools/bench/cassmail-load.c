@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "net/adapter.h"
 #include "store/store.h"
 #include "util/config.h"
 
@@ -51,7 +52,7 @@ worker(const CassmailConfig *cfg, GPtrArray *users, gsize min, gsize max, gint64
        int fd, guint seed)
 {
     GError *error = NULL;
-    Store *store = store_open(cfg, &error);
+    Store *store = adapter_store_open(cfg, &error);
     if (!store) {
         fprintf(stderr, "cassmail-load: %s\n", error->message);
         return 1;
