@@ -137,21 +137,8 @@ part_new(MimeParser *p, MimePart *parent, guint64 start, gboolean is_message)
 
 /* ---- header fields --------------------------------------------------------------------------- */
 
-/* One field of a header: NAME (without the colon, trailing blanks trimmed) and the raw VALUE
- * after the colon, continuation lines included; [start, end) is the whole field with its line
- * end(s) as offsets into the header text. */
-typedef struct {
-    const char *name;
-    gsize name_len;
-    const char *value;
-    gsize value_len;
-    gsize start, end;
-} HeaderField;
-
-/* header_next - the field at or after *POS in H (LEN octets); FALSE at the header's end. Lines
- * that are not fields (no colon) are skipped; so is the blank line. */
-static gboolean
-header_next(const char *h, gsize len, gsize *pos, HeaderField *f)
+gboolean
+mime_header_next(const char *h, gsize len, gsize *pos, MimeField *f)
 {
     while (*pos < len) {
         gsize start = *pos;
@@ -186,9 +173,8 @@ header_next(const char *h, gsize len, gsize *pos, HeaderField *f)
     return FALSE;
 }
 
-/* field_is - whether F's name is NAME (case-insensitive) */
-static gboolean
-field_is(const HeaderField *f, const char *name)
+gboolean
+mime_field_is(const MimeField *f, const char *name)
 {
     return strlen(name) == f->name_len && g_ascii_strncasecmp(f->name, name, f->name_len) == 0;
 }
@@ -224,10 +210,10 @@ static char *
 header_get(const char *h, gsize len, const char *name)
 {
     gsize pos = 0;
-    HeaderField f, last;
+    MimeField f, last;
     gboolean found = FALSE;
-    while (header_next(h, len, &pos, &f))
-        if (field_is(&f, name)) {
+    while (mime_header_next(h, len, &pos, &f))
+        if (mime_field_is(&f, name)) {
             last = f;
             found = TRUE;
         }
@@ -478,13 +464,13 @@ part_parse_header(MimePart *part, const char *h, gsize len)
     part->type = g_strdup(digest ? "message" : "text");
     part->subtype = g_strdup(digest ? "rfc822" : "plain");
     gsize pos = 0;
-    HeaderField f;
+    MimeField f;
     gboolean seen_type = FALSE;
-    while (header_next(h, len, &pos, &f)) {
+    while (mime_header_next(h, len, &pos, &f)) {
         if (f.name_len < 8 || g_ascii_strncasecmp(f.name, "content-", 8) != 0)
             continue;
         char **slot = NULL;
-        if (field_is(&f, "content-type")) {
+        if (mime_field_is(&f, "content-type")) {
             if (!seen_type) {
                 seen_type = TRUE;
                 char *v = unfold(f.value, f.value_len);
@@ -493,7 +479,7 @@ part_parse_header(MimePart *part, const char *h, gsize len)
             }
             continue;
         }
-        if (field_is(&f, "content-disposition")) {
+        if (mime_field_is(&f, "content-disposition")) {
             if (!part->disposition) {
                 char *v = unfold(f.value, f.value_len);
                 parse_disposition(part, v);
@@ -501,17 +487,17 @@ part_parse_header(MimePart *part, const char *h, gsize len)
             }
             continue;
         }
-        if (field_is(&f, "content-transfer-encoding"))
+        if (mime_field_is(&f, "content-transfer-encoding"))
             slot = &part->encoding;
-        else if (field_is(&f, "content-id"))
+        else if (mime_field_is(&f, "content-id"))
             slot = &part->id;
-        else if (field_is(&f, "content-description"))
+        else if (mime_field_is(&f, "content-description"))
             slot = &part->description;
-        else if (field_is(&f, "content-md5"))
+        else if (mime_field_is(&f, "content-md5"))
             slot = &part->md5;
-        else if (field_is(&f, "content-language"))
+        else if (mime_field_is(&f, "content-language"))
             slot = &part->language;
-        else if (field_is(&f, "content-location"))
+        else if (mime_field_is(&f, "content-location"))
             slot = &part->location;
         if (slot && !*slot)
             *slot = unfold(f.value, f.value_len);
@@ -1560,11 +1546,11 @@ mime_section_ranges(const MimeTree *t, const char *section, GArray *ranges, GErr
         add_range(ranges, m->body_start, m->end - m->body_start);
     else if (what == FIELDS) {
         gsize pos = 0;
-        HeaderField f;
-        while (m->header && header_next(m->header, m->header_len, &pos, &f)) {
+        MimeField f;
+        while (m->header && mime_header_next(m->header, m->header_len, &pos, &f)) {
             gboolean listed = FALSE;
             for (guint i = 0; i < fields->len && !listed; i++)
-                listed = field_is(&f, g_ptr_array_index(fields, i));
+                listed = mime_field_is(&f, g_ptr_array_index(fields, i));
             if (listed != not)
                 add_range(ranges, m->header_start + f.start, f.end - f.start);
         }

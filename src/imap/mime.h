@@ -131,6 +131,24 @@ MimeTree *mime_parse(const void *msg, gsize len);
 
 void mime_tree_free(MimeTree **t);
 
+/* One field of a header: NAME (without the colon, trailing blanks trimmed) and the raw VALUE
+ * after the colon, continuation lines included; [start, end) is the whole field with its line
+ * end(s), as offsets into the header text. */
+typedef struct {
+    const char *name;
+    gsize name_len;
+    const char *value;
+    gsize value_len;
+    gsize start, end;
+} MimeField;
+
+/* mime_header_next - the field at or after *POS in header H (LEN octets), *POS past it; FALSE at
+ * the header's end. Lines that are not fields (no colon) are skipped; so is the blank line. */
+gboolean mime_header_next(const char *h, gsize len, gsize *pos, MimeField *f);
+
+/* mime_field_is - whether F's name is NAME (ASCII case ignored) */
+gboolean mime_field_is(const MimeField *f, const char *name);
+
 /* mime_envelope - append the ENVELOPE of message part MSG (the root, or a message/rfc822's
  * child) to OUT: "(date subject from sender reply-to to cc bcc in-reply-to message-id)" */
 void mime_envelope(const MimePart *msg, GString *out);
