@@ -92,12 +92,8 @@ part_free(MimePart *part)
         g_free(part->type);
         g_free(part->subtype);
         params_free(&part->params);
-        g_free(part->id);
-        g_free(part->description);
-        g_free(part->encoding);
-        g_free(part->md5);
-        g_free(part->language);
-        g_free(part->location);
+        for (int k = 0; k < MIME_CONTENT_N; k++)
+            g_free(part->content[k]);
         g_free(part->disposition);
         params_free(&part->disposition_params);
         g_free(part->boundary);
@@ -453,6 +449,12 @@ parse_disposition(MimePart *part, const char *v)
     part->disposition_params = parse_params(s);
 }
 
+/* the names of the fields of MimeContent */
+static const char *const content_fields[MIME_CONTENT_N] = {
+    "content-id", "content-description", "content-transfer-encoding", "content-md5",
+    "content-language", "content-location",
+};
+
 /* part_parse_header - the Content-* fields of PART's header H, and the defaults of RFC 2045
  * section 5.2 (text/plain; charset=us-ascii) and RFC 2046 section 5.1.5 (in a digest,
  * message/rfc822) */
@@ -469,45 +471,25 @@ part_parse_header(MimePart *part, const char *h, gsize len)
     while (mime_header_next(h, len, &pos, &f)) {
         if (f.name_len < 8 || g_ascii_strncasecmp(f.name, "content-", 8) != 0)
             continue;
-        char **slot = NULL;
-        if (mime_field_is(&f, "content-type")) {
-            if (!seen_type) {
-                seen_type = TRUE;
-                char *v = unfold(f.value, f.value_len);
-                parse_content_type(part, v);
-                g_free(v);
-            }
-            continue;
+        if (mime_field_is(&f, "content-type") && !seen_type) {
+            seen_type = TRUE;
+            g_autofree char *v = unfold(f.value, f.value_len);
+            parse_content_type(part, v);
+        } else if (mime_field_is(&f, "content-disposition") && !part->disposition) {
+            g_autofree char *v = unfold(f.value, f.value_len);
+            parse_disposition(part, v);
         }
-        if (mime_field_is(&f, "content-disposition")) {
-            if (!part->disposition) {
-                char *v = unfold(f.value, f.value_len);
-                parse_disposition(part, v);
-                g_free(v);
-            }
-            continue;
-        }
-        if (mime_field_is(&f, "content-transfer-encoding"))
-            slot = &part->encoding;
-        else if (mime_field_is(&f, "content-id"))
-            slot = &part->id;
-        else if (mime_field_is(&f, "content-description"))
-            slot = &part->description;
-        else if (mime_field_is(&f, "content-md5"))
-            slot = &part->md5;
-        else if (mime_field_is(&f, "content-language"))
-            slot = &part->language;
-        else if (mime_field_is(&f, "content-location"))
-            slot = &part->location;
-        if (slot && !*slot)
-            *slot = unfold(f.value, f.value_len);
+        for (int k = 0; k < MIME_CONTENT_N; k++)
+            if (!part->content[k] && mime_field_is(&f, content_fields[k]))
+                part->content[k] = unfold(f.value, f.value_len);
     }
-    if (part->encoding) {
+    char **encoding = &part->content[MIME_CONTENT_ENCODING];
+    if (*encoding) {
         /* a mechanism is a token (RFC 2045 section 6.1); comments and the rest go */
-        const char *s = skip_cfws(part->encoding);
+        const char *s = skip_cfws(*encoding);
         char *t = read_token(&s);
-        g_free(part->encoding);
-        part->encoding = t;
+        g_free(*encoding);
+        *encoding = t;
     }
 }
 
@@ -1249,7 +1231,8 @@ append_ext(GString *out, const MimePart *part)
     g_string_append_c(out, ' ');
     /* body-fld-lang: one tag as a string, several as a list */
     GPtrArray *tags = g_ptr_array_new_with_free_func(g_free);
-    const char *s = part->language ? part->language : "";
+    const char *s = part->content[MIME_CONTENT_LANGUAGE];
+    s = s ? s : "";
     for (;;) {
         s = skip_cfws(s);
         while (*s == ',')
@@ -1276,7 +1259,7 @@ append_ext(GString *out, const MimePart *part)
     }
     g_ptr_array_unref(tags);
     g_string_append_c(out, ' ');
-    append_str(out, part->location);
+    append_str(out, part->content[MIME_CONTENT_LOCATION]);
 }
 
 void
@@ -1306,11 +1289,12 @@ mime_bodystructure(const MimePart *part, gboolean extended, GString *out)
     g_string_append_c(out, ' ');
     append_params(out, part->params, text);
     g_string_append_c(out, ' ');
-    append_str(out, part->id);
+    append_str(out, part->content[MIME_CONTENT_ID]);
     g_string_append_c(out, ' ');
-    append_str(out, part->description);
+    append_str(out, part->content[MIME_CONTENT_DESCRIPTION]);
     g_string_append_c(out, ' ');
-    append_str(out, part->encoding ? part->encoding : "7bit");
+    const char *encoding = part->content[MIME_CONTENT_ENCODING];
+    append_str(out, encoding ? encoding : "7bit");
     g_string_append_printf(out, " %" G_GUINT64_FORMAT, part->body_size);
     if (text) {
         g_string_append_printf(out, " %" G_GUINT64_FORMAT, part->body_lines);
@@ -1327,7 +1311,7 @@ mime_bodystructure(const MimePart *part, gboolean extended, GString *out)
     }
     if (extended) {
         g_string_append_c(out, ' ');
-        append_str(out, part->md5);
+        append_str(out, part->content[MIME_CONTENT_MD5]);
         append_ext(out, part);
     }
     g_string_append_c(out, ')');

@@ -61,6 +61,17 @@ typedef enum {
     MIME_KIND_MESSAGE,     /* message/rfc822: one child, the encapsulated message */
 } MimeKind;
 
+/* The Content-* fields a part keeps as plain strings (MimePart.content) */
+typedef enum {
+    MIME_CONTENT_ID,            /* Content-ID (RFC 2045) */
+    MIME_CONTENT_DESCRIPTION,   /* Content-Description (RFC 2045) */
+    MIME_CONTENT_ENCODING,      /* Content-Transfer-Encoding (RFC 2045): its mechanism only */
+    MIME_CONTENT_MD5,           /* Content-MD5 (RFC 1864) */
+    MIME_CONTENT_LANGUAGE,      /* Content-Language (RFC 3066) */
+    MIME_CONTENT_LOCATION,      /* Content-Location (RFC 2557) */
+    MIME_CONTENT_N,
+} MimeContent;
+
 typedef struct MimePart MimePart;
 struct MimePart {
     MimePart *parent;
@@ -91,7 +102,7 @@ struct MimePart {
      * pieces joined; NULL for a field that is absent. */
     char *type, *subtype;
     GPtrArray *params;
-    char *id, *description, *encoding, *md5, *language, *location;
+    char *content[MIME_CONTENT_N];
     char *disposition;
     GPtrArray *disposition_params;
 
