@@ -266,9 +266,9 @@ fetch_internaldate(gint64 unix_s, GString *out)
         dt = g_date_time_new_from_unix_utc(0);
     g_string_append_printf(out, "\"%02d-%s-%04d %02d:%02d:%02d +0000\"",
                            g_date_time_get_day_of_month(dt),
-                           imap_month_names[g_date_time_get_month(dt) - 1], g_date_time_get_year(dt),
-                           g_date_time_get_hour(dt), g_date_time_get_minute(dt),
-                           g_date_time_get_second(dt));
+                           imap_month_names[g_date_time_get_month(dt) - 1],
+                           g_date_time_get_year(dt), g_date_time_get_hour(dt),
+                           g_date_time_get_minute(dt), g_date_time_get_second(dt));
     g_date_time_unref(dt);
 }
 
