@@ -1,7 +1,7 @@
 /*
- * internal.h - what the files of the IMAP core (session.c, fetch.c, search.c) share: the session,
- * a command being run, the response writers. Nothing outside src/imap/session*.c, fetch.c and
- * search.c includes it.
+ * internal.h - what the files of the IMAP core (session.c, mailbox.c, fetch.c, search.c) share:
+ * the session, a command being run, the response writers. Nothing outside them (and their unit
+ * test) includes it.
  */
 #ifndef CASSMAIL_IMAP_INTERNAL_H
 #define CASSMAIL_IMAP_INTERNAL_H
