@@ -26,7 +26,7 @@ typedef enum {
     FI_FLAGS,
     FI_INTERNALDATE,
     FI_SIZE,
-    FI_ENVELOPE,
+    FI_ENVELOPE,         /* ENVELOPE, BODY and BODYSTRUCTURE come from the message's structure */
     FI_BODY,             /* BODY without a section: the non-extensible BODYSTRUCTURE */
     FI_BODYSTRUCTURE,
     FI_SECTION,          /* BODY[...] and BODY.PEEK[...], RFC822, RFC822.HEADER, RFC822.TEXT */
@@ -54,7 +54,7 @@ struct ImapFetch {
     GPtrArray *meta;        /* GBytes* (or NULL) of msgs[meta_from ..] */
     guint meta_from;
     GBytes *blob;           /* the current message's meta */
-    const char *env, *body, *bs;   /* its three texts */
+    const char *texts[3];   /* its ENVELOPE, BODY and BODYSTRUCTURE (fetch_structure_names) */
 
     /* the message being answered */
     gboolean in_msg;
@@ -163,6 +163,33 @@ fetch_add_section(GArray *items, const char *section, const char *label, gboolea
     g_array_append_val(items, it);
 }
 
+/* The fetch-atts that are one item: a kind, or for RFC822, RFC822.HEADER and RFC822.TEXT the
+ * section they stand for (their label is their name) */
+static const struct {
+    const char *name;
+    FetchKind kind;
+    const char *section;
+    gboolean peek;
+} fetch_atts[] = {
+    {"UID", FI_UID, NULL, FALSE},
+    {"FLAGS", FI_FLAGS, NULL, FALSE},
+    {"INTERNALDATE", FI_INTERNALDATE, NULL, FALSE},
+    {"RFC822.SIZE", FI_SIZE, NULL, FALSE},
+    {"ENVELOPE", FI_ENVELOPE, NULL, FALSE},
+    {"BODYSTRUCTURE", FI_BODYSTRUCTURE, NULL, FALSE},
+    {"RFC822", FI_SECTION, "", FALSE},
+    {"RFC822.HEADER", FI_SECTION, "HEADER", TRUE},
+    {"RFC822.TEXT", FI_SECTION, "TEXT", FALSE},
+};
+
+/* The macros (RFC 9051 6.4.5): each is the first N of the same list */
+static const FetchKind fetch_macro_items[] = {FI_FLAGS, FI_INTERNALDATE, FI_SIZE, FI_ENVELOPE,
+                                              FI_BODY};
+static const struct {
+    const char *name;
+    guint n;
+} fetch_macros[] = {{"FAST", 3}, {"ALL", 4}, {"FULL", 5}};
+
 /* fetch_att - one fetch-att (or a macro) into ITEMS */
 static gboolean
 fetch_att(ImapParser *p, GArray *items, gboolean macros)
@@ -170,56 +197,43 @@ fetch_att(ImapParser *p, GArray *items, gboolean macros)
     g_autofree char *name = fetch_name(p);
     if (!name)
         return FALSE;
-    if (macros && strcmp(name, "ALL") == 0) {
-        fetch_add(items, FI_FLAGS), fetch_add(items, FI_INTERNALDATE);
-        fetch_add(items, FI_SIZE), fetch_add(items, FI_ENVELOPE);
-    } else if (macros && strcmp(name, "FAST") == 0) {
-        fetch_add(items, FI_FLAGS), fetch_add(items, FI_INTERNALDATE), fetch_add(items, FI_SIZE);
-    } else if (macros && strcmp(name, "FULL") == 0) {
-        fetch_add(items, FI_FLAGS), fetch_add(items, FI_INTERNALDATE);
-        fetch_add(items, FI_SIZE), fetch_add(items, FI_ENVELOPE), fetch_add(items, FI_BODY);
-    } else if (strcmp(name, "UID") == 0) {
-        fetch_add(items, FI_UID);
-    } else if (strcmp(name, "FLAGS") == 0) {
-        fetch_add(items, FI_FLAGS);
-    } else if (strcmp(name, "INTERNALDATE") == 0) {
-        fetch_add(items, FI_INTERNALDATE);
-    } else if (strcmp(name, "RFC822.SIZE") == 0) {
-        fetch_add(items, FI_SIZE);
-    } else if (strcmp(name, "ENVELOPE") == 0) {
-        fetch_add(items, FI_ENVELOPE);
-    } else if (strcmp(name, "BODYSTRUCTURE") == 0) {
-        fetch_add(items, FI_BODYSTRUCTURE);
-    } else if (strcmp(name, "RFC822") == 0) {
-        fetch_add_section(items, "", "RFC822", FALSE);
-    } else if (strcmp(name, "RFC822.HEADER") == 0) {
-        fetch_add_section(items, "HEADER", "RFC822.HEADER", TRUE);
-    } else if (strcmp(name, "RFC822.TEXT") == 0) {
-        fetch_add_section(items, "TEXT", "RFC822.TEXT", FALSE);
-    } else if (strcmp(name, "BODY") == 0 || strcmp(name, "BODY.PEEK") == 0) {
-        if (imap_parse_peek(p) != '[') {
-            if (strcmp(name, "BODY") != 0)
-                return FALSE;
-            fetch_add(items, FI_BODY);
+    for (gsize k = 0; macros && k < G_N_ELEMENTS(fetch_macros); k++) {
+        if (strcmp(name, fetch_macros[k].name) == 0) {
+            for (guint j = 0; j < fetch_macros[k].n; j++)
+                fetch_add(items, fetch_macro_items[j]);
             return TRUE;
         }
-        g_autofree char *section = fetch_section(p);
-        if (!section)
-            return FALSE;
-        g_autofree char *label = g_strdup_printf("BODY[%s]", section);
-        fetch_add_section(items, section, label, strcmp(name, "BODY.PEEK") == 0);
-        if (imap_parse_char(p, '<')) {
-            FetchItem *it = &g_array_index(items, FetchItem, items->len - 1);
-            guint32 origin, count;
-            if (!imap_parse_number(p, &origin, FALSE) || !imap_parse_char(p, '.') ||
-                !imap_parse_number(p, &count, TRUE) || !imap_parse_char(p, '>'))
-                return FALSE;
-            it->partial = TRUE;
-            it->origin = origin;
-            it->count = count;
-        }
-    } else {
+    }
+    for (gsize k = 0; k < G_N_ELEMENTS(fetch_atts); k++) {
+        if (strcmp(name, fetch_atts[k].name) != 0)
+            continue;
+        if (fetch_atts[k].section)
+            fetch_add_section(items, fetch_atts[k].section, name, fetch_atts[k].peek);
+        else
+            fetch_add(items, fetch_atts[k].kind);
+        return TRUE;
+    }
+    gboolean peek = strcmp(name, "BODY.PEEK") == 0;
+    if (!peek && strcmp(name, "BODY") != 0)
         return FALSE;
+    if (!peek && imap_parse_peek(p) != '[') {
+        fetch_add(items, FI_BODY);
+        return TRUE;
+    }
+    g_autofree char *section = fetch_section(p);
+    if (!section)
+        return FALSE;
+    g_autofree char *label = g_strdup_printf("BODY[%s]", section);
+    fetch_add_section(items, section, label, peek);
+    if (imap_parse_char(p, '<')) {
+        FetchItem *it = &g_array_index(items, FetchItem, items->len - 1);
+        guint32 origin, count;
+        if (!imap_parse_number(p, &origin, FALSE) || !imap_parse_char(p, '.') ||
+            !imap_parse_number(p, &count, TRUE) || !imap_parse_char(p, '>'))
+            return FALSE;
+        it->partial = TRUE;
+        it->origin = origin;
+        it->count = count;
     }
     return TRUE;
 }
@@ -247,25 +261,22 @@ fetch_section_valid(const char *section)
 static void
 fetch_internaldate(gint64 unix_s, GString *out)
 {
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     GDateTime *dt = g_date_time_new_from_unix_utc(MAX(unix_s, 0));
     if (!dt)
         dt = g_date_time_new_from_unix_utc(0);
     g_string_append_printf(out, "\"%02d-%s-%04d %02d:%02d:%02d +0000\"",
                            g_date_time_get_day_of_month(dt),
-                           months[g_date_time_get_month(dt) - 1], g_date_time_get_year(dt),
-                           g_date_time_get_hour(dt), g_date_time_get_minute(dt),
-                           g_date_time_get_second(dt));
+                           imap_month_names[g_date_time_get_month(dt) - 1],
+                           g_date_time_get_year(dt), g_date_time_get_hour(dt),
+                           g_date_time_get_minute(dt), g_date_time_get_second(dt));
     g_date_time_unref(dt);
 }
 
-/* fetch_parse_tree - the MIME tree of message I (only its header when WHOLE is FALSE) */
-static gboolean
-fetch_parse_tree(ImapSession *s, guint i, gboolean whole, MimeTree **tree, GError **error)
+gboolean
+imap_msg_tree(ImapSession *s, guint i, gboolean whole, MimeTree **tree, GError **error)
 {
     StoreReader *r = NULL;
-    if (!store_reader_open(s->store, s->user, imap_view_stored_name(s->view), imap_msg_id(s, i), &r, error))
+    if (!imap_msg_open(s, i, &r, error))
         return FALSE;
     MimeParser *mp = mime_parser_new();
     GBytes *chunk = NULL;
@@ -274,8 +285,7 @@ fetch_parse_tree(ImapSession *s, guint i, gboolean whole, MimeTree **tree, GErro
         gsize n;
         const void *d = g_bytes_get_data(chunk, &n);
         mime_parser_feed(mp, d, n);
-        g_bytes_unref(chunk);
-        chunk = NULL;
+        g_clear_pointer(&chunk, g_bytes_unref);
         if (!whole && mime_parser_header_done(mp))
             break;
     }
@@ -312,9 +322,7 @@ fetch_start_literal(ImapSession *s, ImapFetch *f, const FetchItem *it, guint i, 
         mime_ranges_partial(f->ranges, it->origin, it->count);
     guint64 n = mime_ranges_size(f->ranges);
     /* the reader first: when it cannot be had, nothing of this item is out yet */
-    if (n > 0 && !f->reader &&
-        !store_reader_open(s->store, s->user, imap_view_stored_name(s->view), imap_msg_id(s, i),
-                           &f->reader, error))
+    if (n > 0 && !f->reader && !imap_msg_open(s, i, &f->reader, error))
         return FALSE;
     g_string_append_printf(out, "%s", it->label);
     if (it->partial)
@@ -380,6 +388,18 @@ fetch_stream(ImapFetch *f, GString *out, gsize max, GError **error)
     return TRUE;
 }
 
+static const char *const fetch_structure_names[] = {"ENVELOPE", "BODY", "BODYSTRUCTURE"};
+
+/* fetch_structure - item KIND (FI_ENVELOPE, FI_BODY or FI_BODYSTRUCTURE) of TREE into OUT */
+static void
+fetch_structure(const MimeTree *tree, FetchKind kind, GString *out)
+{
+    if (kind == FI_ENVELOPE)
+        mime_envelope(tree->root, out);
+    else
+        mime_bodystructure(tree->root, kind == FI_BODYSTRUCTURE, out);
+}
+
 /* fetch_item - item IT of message I into OUT (a literal starts streaming) */
 static gboolean
 fetch_item(ImapSession *s, ImapFetch *f, const FetchItem *it, guint i, GString *out,
@@ -401,26 +421,16 @@ fetch_item(ImapSession *s, ImapFetch *f, const FetchItem *it, guint i, GString *
         g_string_append_printf(out, "RFC822.SIZE %" G_GUINT64_FORMAT, imap_msg_size(s, i));
         break;
     case FI_ENVELOPE:
-        g_string_append(out, "ENVELOPE ");
-        if (f->env)
-            g_string_append(out, f->env);
-        else
-            mime_envelope(f->tree->root, out);
-        break;
     case FI_BODY:
-        g_string_append(out, "BODY ");
-        if (f->body)
-            g_string_append(out, f->body);
+    case FI_BODYSTRUCTURE: {
+        const char *cached = f->texts[it->kind - FI_ENVELOPE];
+        g_string_append_printf(out, "%s ", fetch_structure_names[it->kind - FI_ENVELOPE]);
+        if (cached)
+            g_string_append(out, cached);
         else
-            mime_bodystructure(f->tree->root, FALSE, out);
+            fetch_structure(f->tree, it->kind, out);
         break;
-    case FI_BODYSTRUCTURE:
-        g_string_append(out, "BODYSTRUCTURE ");
-        if (f->bs)
-            g_string_append(out, f->bs);
-        else
-            mime_bodystructure(f->tree->root, TRUE, out);
-        break;
+    }
     case FI_SECTION:
         return fetch_start_literal(s, f, it, i, out, error);
     }
@@ -462,9 +472,8 @@ fetch_meta_split(ImapFetch *f, GBytes *blob)
     if (strcmp(parts[0], FETCH_META_MAGIC) != 0 || at != n)
         return FALSE;
     f->blob = g_bytes_ref(blob);
-    f->env = parts[1];
-    f->body = parts[2];
-    f->bs = parts[3];
+    for (int k = 0; k < 3; k++)
+        f->texts[k] = parts[k + 1];
     return TRUE;
 }
 
@@ -496,16 +505,14 @@ fetch_meta(ImapSession *s, ImapFetch *f, GError **error)
         return TRUE;
     guint i = g_array_index(f->msgs, guint, f->next);
     MimeTree *tree = NULL;
-    if (!fetch_parse_tree(s, i, TRUE, &tree, error))
+    if (!imap_msg_tree(s, i, TRUE, &tree, error))
         return FALSE;
     GString *m = g_string_new(FETCH_META_MAGIC);
     g_string_append_c(m, '\0');
-    mime_envelope(tree->root, m);
-    g_string_append_c(m, '\0');
-    mime_bodystructure(tree->root, FALSE, m);
-    g_string_append_c(m, '\0');
-    mime_bodystructure(tree->root, TRUE, m);
-    g_string_append_c(m, '\0');
+    for (FetchKind k = FI_ENVELOPE; k <= FI_BODYSTRUCTURE; k++) {
+        fetch_structure(tree, k, m);
+        g_string_append_c(m, '\0');
+    }
     mime_tree_free(&tree);
     GBytes *made = g_string_free_to_bytes(m);
     if (g_bytes_get_size(made) <= IMAP_META_MAX) {
@@ -515,6 +522,35 @@ fetch_meta(ImapSession *s, ImapFetch *f, GError **error)
     }
     gboolean ok = fetch_meta_split(f, made);
     g_bytes_unref(made);
+    return ok;
+}
+
+/* fetch_message_clear - forget what the current message's response needed */
+static void
+fetch_message_clear(ImapFetch *f)
+{
+    mime_tree_free(&f->tree);
+    g_clear_pointer(&f->blob, g_bytes_unref);
+    memset(f->texts, 0, sizeof f->texts);
+}
+
+/* fetch_begin - what message I's response needs before it begins: its structure (from the
+ * meta cache, else parsed) and a reader for its sections; FALSE with ERROR when the store
+ * failed (nothing of the response is out then) */
+static gboolean
+fetch_begin(ImapSession *s, ImapFetch *f, guint i, GError **error)
+{
+    GError *e = NULL;
+    gboolean cached = f->use_meta && fetch_meta(s, f, &e);
+    gboolean ok = !e &&
+                  (cached || !f->need_tree ||
+                   imap_msg_tree(s, i, f->need_body_tree, &f->tree, &e)) &&
+                  (!f->has_section ||
+                   imap_msg_open(s, i, &f->reader, &e));
+    if (!ok) {
+        fetch_message_clear(f);
+        g_propagate_error(error, e);
+    }
     return ok;
 }
 
@@ -556,57 +592,20 @@ imap_fetch_more(ImapSession *s, GString *out, gsize max)
             }
             g_string_append(out, ")\r\n");
             f->in_msg = FALSE;
-            mime_tree_free(&f->tree);
-            g_clear_pointer(&f->blob, g_bytes_unref);
-            f->env = f->body = f->bs = NULL;
+            fetch_message_clear(f);
             f->next++;
             continue;
         }
-        if (f->next >= f->msgs->len) {
-            fetch_end(s, f, NULL, out);
-            imap_fetch_free(&s->fetch);
-            return FALSE;
-        }
+        if (f->next >= f->msgs->len)
+            goto end;
         guint i = g_array_index(f->msgs, guint, f->next);
-        if (f->use_meta && fetch_meta(s, f, &e)) {
-            /* the texts are at hand */
-        } else if (e) {
-            if (g_error_matches(e, STORE_ERROR, STORE_ERROR_NOT_FOUND)) {
-                g_clear_error(&e);
-                f->expunged = TRUE;
-                f->next++;
-                continue;
-            }
-            fetch_end(s, f, e, out);
-            g_error_free(e);
-            imap_fetch_free(&s->fetch);
-            return FALSE;
-        } else if (f->need_tree && !fetch_parse_tree(s, i, f->need_body_tree, &f->tree, &e)) {
-            if (g_error_matches(e, STORE_ERROR, STORE_ERROR_NOT_FOUND)) {
-                g_clear_error(&e);
-                f->expunged = TRUE;
-                f->next++;
-                continue;
-            }
-            fetch_end(s, f, e, out);
-            g_error_free(e);
-            imap_fetch_free(&s->fetch);
-            return FALSE;
-        }
-        if (f->has_section &&
-            !store_reader_open(s->store, s->user, imap_view_stored_name(s->view),
-                               imap_msg_id(s, i), &f->reader, &e)) {
-            mime_tree_free(&f->tree);
-            if (g_error_matches(e, STORE_ERROR, STORE_ERROR_NOT_FOUND)) {
-                g_clear_error(&e);
-                f->expunged = TRUE;
-                f->next++;
-                continue;
-            }
-            fetch_end(s, f, e, out);
-            g_error_free(e);
-            imap_fetch_free(&s->fetch);
-            return FALSE;
+        if (!fetch_begin(s, f, i, &e)) {
+            if (!g_error_matches(e, STORE_ERROR, STORE_ERROR_NOT_FOUND))
+                goto end;
+            g_clear_error(&e);
+            f->expunged = TRUE;   /* gone: left out */
+            f->next++;
+            continue;
         }
         f->seq = i + 1;
         f->in_msg = TRUE;
@@ -627,6 +626,8 @@ failed_inside:
         g_clear_error(&e);
         f->expunged = TRUE;
     }
+end:
+    /* the tagged reply: OK, NO [EXPUNGEISSUED], or the store's failure E */
     fetch_end(s, f, e, out);
     g_clear_error(&e);
     imap_fetch_free(&s->fetch);

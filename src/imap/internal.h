@@ -1,7 +1,7 @@
 /*
- * internal.h - what the files of the IMAP core (session.c, fetch.c, search.c) share: the session,
- * a command being run, the response writers. Nothing outside src/imap/session*.c, fetch.c and
- * search.c includes it.
+ * internal.h - what the files of the IMAP core (session.c, mailbox.c, fetch.c, search.c) share:
+ * the session, a command being run, the response writers. Nothing outside them (and their unit
+ * test) includes it.
  */
 #ifndef CASSMAIL_IMAP_INTERNAL_H
 #define CASSMAIL_IMAP_INTERNAL_H
@@ -96,20 +96,14 @@ void imap_flags_append(ImapSession *s, guint i, GString *out);
 /* imap_set_of - the messages (indexes into the view) a sequence set names */
 GArray *imap_set_of(ImapSession *s, GArray *ranges, gboolean uid);
 
+/* A command's handler: its arguments are in C->p; it replies to OUT. */
+typedef ImapRc ImapHandler(ImapSession *s, ImapCmd *c, GString *out);
+
 /* ---- mailboxes (mailbox.c) ---- */
-ImapRc imap_cmd_select(ImapSession *s, ImapCmd *c, GString *out);
-ImapRc imap_cmd_create(ImapSession *s, ImapCmd *c, GString *out);
-ImapRc imap_cmd_delete(ImapSession *s, ImapCmd *c, GString *out);
-ImapRc imap_cmd_rename(ImapSession *s, ImapCmd *c, GString *out);
-ImapRc imap_cmd_subscribe(ImapSession *s, ImapCmd *c, GString *out);
-ImapRc imap_cmd_unsubscribe(ImapSession *s, ImapCmd *c, GString *out);
-ImapRc imap_cmd_list(ImapSession *s, ImapCmd *c, GString *out);
-ImapRc imap_cmd_status(ImapSession *s, ImapCmd *c, GString *out);
-ImapRc imap_cmd_append(ImapSession *s, ImapCmd *c, GString *out);
-ImapRc imap_cmd_close(ImapSession *s, ImapCmd *c, GString *out);
-ImapRc imap_cmd_expunge(ImapSession *s, ImapCmd *c, GString *out);
-ImapRc imap_cmd_store(ImapSession *s, ImapCmd *c, GString *out);
-ImapRc imap_cmd_copy(ImapSession *s, ImapCmd *c, GString *out);
+/* SELECT and EXAMINE; CREATE, DELETE and RENAME; SUBSCRIBE and UNSUBSCRIBE; LIST and LSUB;
+ * STATUS; APPEND without its message literal; CLOSE and UNSELECT; EXPUNGE; STORE; COPY and MOVE */
+ImapHandler imap_cmd_select, imap_cmd_manage, imap_cmd_subscribe, imap_cmd_list, imap_cmd_status,
+    imap_cmd_append, imap_cmd_close, imap_cmd_expunge, imap_cmd_store, imap_cmd_copy;
 /* imap_unselect - leave the selected mailbox (nothing expunged) */
 void imap_unselect(ImapSession *s);
 /* APPEND's message literal: whether the command gathered so far is an APPEND whose next literal
@@ -126,17 +120,22 @@ guint32 imap_msg_uid(const ImapSession *s, guint i);
 const StoreMsgId *imap_msg_id(const ImapSession *s, guint i);
 guint64 imap_msg_size(const ImapSession *s, guint i);
 guint imap_msg_flags(const ImapSession *s, guint i);
+/* imap_msg_open - a reader of message I's octets */
+gboolean imap_msg_open(const ImapSession *s, guint i, StoreReader **r, GError **error);
 
 /* ---- FETCH (fetch.c) ---- */
-ImapRc imap_cmd_fetch(ImapSession *s, ImapCmd *c, GString *out);
+ImapHandler imap_cmd_fetch;
 /* imap_seen - set \Seen on the messages INDEXES (a GArray of guint) of the selected mailbox;
  * FALSE with ERROR when the store failed */
 gboolean imap_seen(ImapSession *s, GArray *indexes, GError **error);
+/* imap_msg_tree - the MIME tree of message I, streamed from the store (only its header when
+ * WHOLE is FALSE); FALSE with ERROR when the store failed */
+gboolean imap_msg_tree(ImapSession *s, guint i, gboolean whole, MimeTree **tree, GError **error);
 /* imap_fetch_more - more of the FETCH in progress; TRUE while more remains */
 gboolean imap_fetch_more(ImapSession *s, GString *out, gsize max);
 void imap_fetch_free(ImapFetch **f);
 
 /* ---- SEARCH (search.c) ---- */
-ImapRc imap_cmd_search(ImapSession *s, ImapCmd *c, GString *out);
+ImapHandler imap_cmd_search;
 
 #endif

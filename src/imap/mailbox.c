@@ -23,6 +23,13 @@ const StoreMsgId *imap_msg_id(const ImapSession *s, guint i) { return imap_view_
 guint64 imap_msg_size(const ImapSession *s, guint i) { return imap_view_size(s->view, i + 1); }
 guint imap_msg_flags(const ImapSession *s, guint i) { return imap_view_flags(s->view, i + 1); }
 
+gboolean
+imap_msg_open(const ImapSession *s, guint i, StoreReader **r, GError **error)
+{
+    return store_reader_open(s->store, s->user, imap_view_stored_name(s->view), imap_msg_id(s, i),
+                             r, error);
+}
+
 /* imap_flag_bits_append - the system flags of BITS and KEYWORDS, space-separated */
 static void
 imap_flag_bits_append(guint bits, const char *const *keywords, GString *out)
@@ -61,43 +68,21 @@ GArray *
 imap_set_of(ImapSession *s, GArray *ranges, gboolean uid)
 {
     guint count = imap_msgs(s);
+    guint32 max = !uid ? count : count ? imap_view_uid(s->view, count) : 0;
     g_autoptr(GArray) marks = g_array_sized_new(FALSE, TRUE, 1, count);
     g_array_set_size(marks, count);
-    if (uid) {
-        guint32 last = count ? imap_view_uid(s->view, count) : 0;
-        for (guint k = 0; k < ranges->len; k++) {
-            ImapRange r = g_array_index(ranges, ImapRange, k);
-            if (r.lo == G_MAXUINT32)
-                r.lo = last;
-            if (r.hi == G_MAXUINT32)
-                r.hi = last;
-            if (r.lo > r.hi) {
-                guint32 t = r.lo;
-                r.lo = r.hi;
-                r.hi = t;
-            }
-            guint first, end;
-            if (count && imap_view_seq_range(s->view, r.lo, r.hi, &first, &end))
-                for (guint q = first; q <= end; q++)
-                    imap_set_mark(marks, q);
+    for (guint k = 0; k < ranges->len; k++) {
+        ImapRange r = imap_range_resolve(g_array_index(ranges, ImapRange, k), max);
+        guint first = r.lo, last = r.hi;
+        if (uid) {
+            /* UIDs no message has are left out (RFC 9051 6.4.9) */
+            if (!count || !imap_view_seq_range(s->view, r.lo, r.hi, &first, &last))
+                continue;
+        } else if (r.lo == 0 || r.hi > count) {
+            return NULL;
         }
-    } else {
-        for (guint k = 0; k < ranges->len; k++) {
-            ImapRange r = g_array_index(ranges, ImapRange, k);
-            if (r.lo == G_MAXUINT32)
-                r.lo = count;
-            if (r.hi == G_MAXUINT32)
-                r.hi = count;
-            if (r.lo > r.hi) {
-                guint32 t = r.lo;
-                r.lo = r.hi;
-                r.hi = t;
-            }
-            if (r.lo == 0 || r.hi > count)
-                return NULL;
-            for (guint q = r.lo; q <= r.hi; q++)
-                imap_set_mark(marks, q);
-        }
+        for (guint q = first; q <= last; q++)
+            imap_set_mark(marks, q);
     }
     GArray *set = g_array_new(FALSE, FALSE, sizeof(guint));
     for (guint i = 0; i < count; i++)
@@ -124,35 +109,42 @@ imap_seen(ImapSession *s, GArray *indexes, GError **error)
                                  NULL, NULL, error);
 }
 
-/* imap_view_failed - the tagged NO for a view error E of command C */
-static void
-imap_view_failed(ImapSession *s, const ImapCmd *c, const GError *e, GString *out)
+/* imap_view_no - the tagged NO for a view error E of command C; E is freed */
+static ImapRc
+imap_view_no(ImapSession *s, const ImapCmd *c, GError *e, GString *out)
 {
-    if (e && e->domain == IMAP_VIEW_ERROR) {
-        switch ((ImapViewErrorCode)e->code) {
-        case IMAP_VIEW_ERROR_NONEXISTENT:
-            imap_tagged(out, c->tag, "NO", "[NONEXISTENT] Mailbox does not exist");
-            return;
-        case IMAP_VIEW_ERROR_EXISTS:
-            imap_tagged(out, c->tag, "NO", "[ALREADYEXISTS] Mailbox already exists");
-            return;
-        case IMAP_VIEW_ERROR_BAD_NAME:
-            imap_tagged(out, c->tag, "NO", "[CANNOT] Invalid mailbox name");
-            return;
-        case IMAP_VIEW_ERROR_READ_ONLY:
-            imap_tagged(out, c->tag, "NO", "[READ-ONLY] Mailbox is read-only");
-            return;
-        case IMAP_VIEW_ERROR_LIMIT:
-            imap_tagged(out, c->tag, "NO", "[LIMIT] Too many or too long keywords");
-            return;
-        case IMAP_VIEW_ERROR_INBOX:
-            imap_tagged(out, c->tag, "NO", "[CANNOT] INBOX cannot be deleted");
-            return;
-        case IMAP_VIEW_ERROR_EPOCH_ENDED:
-            break;
-        }
-    }
-    imap_store_failed(s, c, e, out);
+    static const struct {
+        ImapViewErrorCode code;
+        const char *text;
+    } texts[] = {
+        {IMAP_VIEW_ERROR_NONEXISTENT, "[NONEXISTENT] Mailbox does not exist"},
+        {IMAP_VIEW_ERROR_EXISTS, "[ALREADYEXISTS] Mailbox already exists"},
+        {IMAP_VIEW_ERROR_BAD_NAME, "[CANNOT] Invalid mailbox name"},
+        {IMAP_VIEW_ERROR_READ_ONLY, "[READ-ONLY] Mailbox is read-only"},
+        {IMAP_VIEW_ERROR_LIMIT, "[LIMIT] Too many or too long keywords"},
+        {IMAP_VIEW_ERROR_INBOX, "[CANNOT] INBOX cannot be deleted"},
+    };
+    const char *text = NULL;
+    for (gsize k = 0; e && e->domain == IMAP_VIEW_ERROR && k < G_N_ELEMENTS(texts); k++)
+        if (e->code == (int)texts[k].code)
+            text = texts[k].text;
+    if (text)
+        imap_tagged(out, c->tag, "NO", "%s", text);
+    else
+        imap_store_failed(s, c, e, out);
+    g_clear_error(&e);
+    return IMAP_DONE;
+}
+
+/* imap_view_done - the tagged reply of command C after a call on the view: OK when it went
+ * well (OK), else the NO for its error E (freed) */
+static ImapRc
+imap_view_done(ImapSession *s, const ImapCmd *c, gboolean ok, GError *e, GString *out)
+{
+    if (!ok)
+        return imap_view_no(s, c, e, out);
+    imap_tagged(out, c->tag, "OK", "%s completed", c->name);
+    return IMAP_DONE;
 }
 
 /* imap_epoch_ended - the selected mailbox's UIDVALIDITY changed: the session cannot go on */
@@ -301,9 +293,7 @@ imap_cmd_select(ImapSession *s, ImapCmd *c, GString *out)
     GError *e = NULL;
     s->view = imap_view_open(s->store, s->user, name, examine, (int)s->cfg.settle_ms, &e);
     if (!s->view) {
-        imap_view_failed(s, c, e, out);
-        g_error_free(e);
-        return IMAP_DONE;
+        return imap_view_no(s, c, e, out);
     }
     s->mailbox = g_strdup(imap_view_name(s->view));
     s->readonly = imap_view_read_only(s->view);
@@ -357,67 +347,40 @@ imap_cmd_close(ImapSession *s, ImapCmd *c, GString *out)
 
 /* ---- CREATE, DELETE, RENAME, SUBSCRIBE, STATUS ---------------------------------------------- */
 
-/* imap_strip_delimiter - a trailing "/" of NAME (CREATE's "foo/" makes "foo") */
-static void
+/* imap_strip_delimiter - NAME without a trailing "/" (CREATE's "foo/" makes "foo") */
+static char *
 imap_strip_delimiter(char *name)
 {
     gsize n = strlen(name);
     while (n > 1 && name[n - 1] == '/')
         name[--n] = '\0';
+    return name;
 }
 
+/* imap_cmd_manage - CREATE mailbox (6.3.4), DELETE mailbox (6.3.5), RENAME mailbox new-name
+ * (6.3.6) */
 ImapRc
-imap_cmd_create(ImapSession *s, ImapCmd *c, GString *out)
+imap_cmd_manage(ImapSession *s, ImapCmd *c, GString *out)
 {
+    gboolean rename = strcmp(c->name, "RENAME") == 0;
     g_autofree char *name = imap_mailbox_arg(c);
-    if (!name || !imap_parse_end(&c->p))
-        return imap_bad(c, out, "syntax: CREATE mailbox");
-    imap_strip_delimiter(name);
+    g_autofree char *to = name && rename ? imap_mailbox_arg(c) : NULL;
+    if (!name || (rename && !to) || !imap_parse_end(&c->p))
+        return imap_bad(c, out, "syntax: %s mailbox%s", c->name, rename ? " new-name" : "");
     GError *e = NULL;
-    if (!imap_mailbox_create(s->store, s->user, name, &e)) {
-        imap_view_failed(s, c, e, out);
-        g_error_free(e);
-        return IMAP_DONE;
-    }
-    imap_tagged(out, c->tag, "OK", "CREATE completed");
-    return IMAP_DONE;
+    gboolean ok;
+    if (rename)
+        ok = imap_mailbox_rename(s->store, s->user, name, imap_strip_delimiter(to), &e);
+    else if (strcmp(c->name, "CREATE") == 0)
+        ok = imap_mailbox_create(s->store, s->user, imap_strip_delimiter(name), &e);
+    else
+        ok = imap_mailbox_delete(s->store, s->user, name, &e);
+    return imap_view_done(s, c, ok, e, out);
 }
 
-ImapRc
-imap_cmd_delete(ImapSession *s, ImapCmd *c, GString *out)
-{
-    g_autofree char *name = imap_mailbox_arg(c);
-    if (!name || !imap_parse_end(&c->p))
-        return imap_bad(c, out, "syntax: DELETE mailbox");
-    GError *e = NULL;
-    if (!imap_mailbox_delete(s->store, s->user, name, &e)) {
-        imap_view_failed(s, c, e, out);
-        g_error_free(e);
-        return IMAP_DONE;
-    }
-    imap_tagged(out, c->tag, "OK", "DELETE completed");
-    return IMAP_DONE;
-}
-
-ImapRc
-imap_cmd_rename(ImapSession *s, ImapCmd *c, GString *out)
-{
-    g_autofree char *from = imap_mailbox_arg(c);
-    g_autofree char *to = from ? imap_mailbox_arg(c) : NULL;
-    if (!to || !imap_parse_end(&c->p))
-        return imap_bad(c, out, "syntax: RENAME mailbox new-name");
-    imap_strip_delimiter(to);
-    GError *e = NULL;
-    if (!imap_mailbox_rename(s->store, s->user, from, to, &e)) {
-        imap_view_failed(s, c, e, out);
-        g_error_free(e);
-        return IMAP_DONE;
-    }
-    imap_tagged(out, c->tag, "OK", "RENAME completed");
-    return IMAP_DONE;
-}
-
-/* imap_cmd_subscribe - SUBSCRIBE (6.3.7): every mailbox is subscribed, so this changes nothing */
+/* imap_cmd_subscribe - SUBSCRIBE (6.3.7) and UNSUBSCRIBE (6.3.8): every mailbox is subscribed,
+ * so SUBSCRIBE changes nothing; no subscription list is kept (LSUB is LIST), so an OK to
+ * UNSUBSCRIBE would be a promise the next LSUB breaks: the answer says so instead */
 ImapRc
 imap_cmd_subscribe(ImapSession *s, ImapCmd *c, GString *out)
 {
@@ -425,20 +388,10 @@ imap_cmd_subscribe(ImapSession *s, ImapCmd *c, GString *out)
     g_autofree char *name = imap_mailbox_arg(c);
     if (!name || !imap_parse_end(&c->p))
         return imap_bad(c, out, "syntax: %s mailbox", c->name);
-    imap_tagged(out, c->tag, "OK", "%s completed", c->name);
-    return IMAP_DONE;
-}
-
-/* imap_cmd_unsubscribe - UNSUBSCRIBE (6.3.8): no subscription list is kept (LSUB is LIST), so an
- * OK would be a promise the next LSUB breaks; the answer says so instead */
-ImapRc
-imap_cmd_unsubscribe(ImapSession *s, ImapCmd *c, GString *out)
-{
-    (void)s;
-    g_autofree char *name = imap_mailbox_arg(c);
-    if (!name || !imap_parse_end(&c->p))
-        return imap_bad(c, out, "syntax: UNSUBSCRIBE mailbox");
-    imap_tagged(out, c->tag, "NO", "[CANNOT] every mailbox is subscribed here");
+    if (strcmp(c->name, "UNSUBSCRIBE") == 0)
+        imap_tagged(out, c->tag, "NO", "[CANNOT] every mailbox is subscribed here");
+    else
+        imap_tagged(out, c->tag, "OK", "%s completed", c->name);
     return IMAP_DONE;
 }
 
@@ -454,32 +407,24 @@ imap_cmd_status(ImapSession *s, ImapCmd *c, GString *out)
     g_autofree char *name = imap_mailbox_arg(c);
     if (!name || !imap_parse_sp(&c->p) || !imap_parse_char(&c->p, '('))
         return imap_bad(c, out, "syntax: STATUS mailbox (items)");
-    GArray *order = g_array_new(FALSE, FALSE, sizeof(guint));
+    g_autoptr(GArray) order = g_array_new(FALSE, FALSE, sizeof(guint));
     do {
         g_autofree char *a = imap_parse_atom(&c->p);
         guint bit = 0;
         for (gsize k = 0; a && k < G_N_ELEMENTS(atts); k++)
             if (g_ascii_strcasecmp(a, atts[k].name) == 0)
                 bit = atts[k].bit;
-        if (!bit || order->len > 20) {
-            g_array_free(order, TRUE);
+        if (!bit || order->len > 20)
             return imap_bad(c, out, "syntax: STATUS mailbox (MESSAGES UIDNEXT UIDVALIDITY UNSEEN "
                             "SIZE DELETED)");
-        }
         g_array_append_val(order, bit);
     } while (imap_parse_sp(&c->p));
-    if (!imap_parse_char(&c->p, ')') || !imap_parse_end(&c->p)) {
-        g_array_free(order, TRUE);
+    if (!imap_parse_char(&c->p, ')') || !imap_parse_end(&c->p))
         return imap_bad(c, out, "syntax: STATUS mailbox (items)");
-    }
     ImapStatus st;
     GError *e = NULL;
-    if (!imap_mailbox_status(s->store, s->user, name, (int)s->cfg.settle_ms, &st, &e)) {
-        g_array_free(order, TRUE);
-        imap_view_failed(s, c, e, out);
-        g_error_free(e);
-        return IMAP_DONE;
-    }
+    if (!imap_mailbox_status(s->store, s->user, name, (int)s->cfg.settle_ms, &st, &e))
+        return imap_view_no(s, c, e, out);
     g_autofree char *shown = NULL;
     {
         g_autofree char *stored = imap_name_to_store(name);
@@ -503,7 +448,6 @@ imap_cmd_status(ImapSession *s, ImapCmd *c, GString *out)
         }
     }
     g_string_append(out, ")\r\n");
-    g_array_free(order, TRUE);
     imap_tagged(out, c->tag, "OK", "STATUS completed");
     return IMAP_DONE;
 }
@@ -649,9 +593,7 @@ imap_cmd_list(ImapSession *s, ImapCmd *c, GString *out)
     g_autoptr(GPtrArray) boxes = g_ptr_array_new_with_free_func(imap_mailbox_info_free);
     GError *e = NULL;
     if (!imap_mailboxes_list(s->store, s->user, boxes, &e)) {
-        imap_view_failed(s, c, e, out);
-        g_error_free(e);
-        return IMAP_DONE;
+        return imap_view_no(s, c, e, out);
     }
     g_autoptr(GHashTable) table = g_hash_table_new(g_str_hash, g_str_equal);
     g_autoptr(GPtrArray) order = g_ptr_array_new_with_free_func(imap_list_entry_free);
@@ -702,15 +644,13 @@ imap_cmd_list(ImapSession *s, ImapCmd *c, GString *out)
 void
 imap_upload_free(ImapUpload **up)
 {
-    ImapUpload *u = up ? *up : NULL;
+    ImapUpload *u = g_steal_pointer(up);
     if (!u)
         return;
     imap_append_free(&u->append);
-    if (u->keywords)
-        g_ptr_array_free(u->keywords, TRUE);
+    g_clear_pointer(&u->keywords, g_ptr_array_unref);
     g_clear_error(&u->error);
     g_free(u);
-    *up = NULL;
 }
 
 /* imap_upload_head - parse the command gathered so far as "tag APPEND mailbox [flags]
@@ -908,9 +848,7 @@ imap_cmd_expunge(ImapSession *s, ImapCmd *c, GString *out)
     g_autofree guint *seqs = set ? imap_seqs(set) : NULL;
     GError *e = NULL;
     if (!imap_view_expunge(s->view, seqs, set ? set->len : 0, gone, &e)) {
-        imap_view_failed(s, c, e, out);
-        g_error_free(e);
-        return IMAP_DONE;
+        return imap_view_no(s, c, e, out);
     }
     imap_send_expunged(s, gone, out);
     imap_tagged(out, c->tag, "OK", "%s completed", c->name);
@@ -967,9 +905,7 @@ imap_cmd_store(ImapSession *s, ImapCmd *c, GString *out)
     if (set->len &&
         !imap_view_store_flags(s->view, seqs, set->len, op, bits,
                                (const char *const *)keywords->pdata, changed, &e)) {
-        imap_view_failed(s, c, e, out);
-        g_error_free(e);
-        return IMAP_DONE;
+        return imap_view_no(s, c, e, out);
     }
     for (guint k = 0; !silent && k < set->len; k++) {
         guint i = g_array_index(set, guint, k);
@@ -1010,11 +946,10 @@ imap_cmd_copy(ImapSession *s, ImapCmd *c, GString *out)
     GError *e = NULL;
     if (!imap_view_copy(s->view, seqs, set->len, dest, move, &uidvalidity, move ? gone : NULL,
                         &e)) {
-        if (g_error_matches(e, IMAP_VIEW_ERROR, IMAP_VIEW_ERROR_NONEXISTENT))
-            imap_tagged(out, c->tag, "NO", "[TRYCREATE] Mailbox does not exist");
-        else
-            imap_view_failed(s, c, e, out);
+        if (!g_error_matches(e, IMAP_VIEW_ERROR, IMAP_VIEW_ERROR_NONEXISTENT))
+            return imap_view_no(s, c, e, out);
         g_error_free(e);
+        imap_tagged(out, c->tag, "NO", "[TRYCREATE] Mailbox does not exist");
         return IMAP_DONE;
     }
     if (move)

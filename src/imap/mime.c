@@ -92,12 +92,8 @@ part_free(MimePart *part)
         g_free(part->type);
         g_free(part->subtype);
         params_free(&part->params);
-        g_free(part->id);
-        g_free(part->description);
-        g_free(part->encoding);
-        g_free(part->md5);
-        g_free(part->language);
-        g_free(part->location);
+        for (int k = 0; k < MIME_CONTENT_N; k++)
+            g_free(part->content[k]);
         g_free(part->disposition);
         params_free(&part->disposition_params);
         g_free(part->boundary);
@@ -137,21 +133,8 @@ part_new(MimeParser *p, MimePart *parent, guint64 start, gboolean is_message)
 
 /* ---- header fields --------------------------------------------------------------------------- */
 
-/* One field of a header: NAME (without the colon, trailing blanks trimmed) and the raw VALUE
- * after the colon, continuation lines included; [start, end) is the whole field with its line
- * end(s) as offsets into the header text. */
-typedef struct {
-    const char *name;
-    gsize name_len;
-    const char *value;
-    gsize value_len;
-    gsize start, end;
-} HeaderField;
-
-/* header_next - the field at or after *POS in H (LEN octets); FALSE at the header's end. Lines
- * that are not fields (no colon) are skipped; so is the blank line. */
-static gboolean
-header_next(const char *h, gsize len, gsize *pos, HeaderField *f)
+gboolean
+mime_header_next(const char *h, gsize len, gsize *pos, MimeField *f)
 {
     while (*pos < len) {
         gsize start = *pos;
@@ -186,9 +169,8 @@ header_next(const char *h, gsize len, gsize *pos, HeaderField *f)
     return FALSE;
 }
 
-/* field_is - whether F's name is NAME (case-insensitive) */
-static gboolean
-field_is(const HeaderField *f, const char *name)
+gboolean
+mime_field_is(const MimeField *f, const char *name)
 {
     return strlen(name) == f->name_len && g_ascii_strncasecmp(f->name, name, f->name_len) == 0;
 }
@@ -224,10 +206,10 @@ static char *
 header_get(const char *h, gsize len, const char *name)
 {
     gsize pos = 0;
-    HeaderField f, last;
+    MimeField f, last;
     gboolean found = FALSE;
-    while (header_next(h, len, &pos, &f))
-        if (field_is(&f, name)) {
+    while (mime_header_next(h, len, &pos, &f))
+        if (mime_field_is(&f, name)) {
             last = f;
             found = TRUE;
         }
@@ -467,6 +449,12 @@ parse_disposition(MimePart *part, const char *v)
     part->disposition_params = parse_params(s);
 }
 
+/* the names of the fields of MimeContent */
+static const char *const content_fields[MIME_CONTENT_N] = {
+    "content-id", "content-description", "content-transfer-encoding", "content-md5",
+    "content-language", "content-location",
+};
+
 /* part_parse_header - the Content-* fields of PART's header H, and the defaults of RFC 2045
  * section 5.2 (text/plain; charset=us-ascii) and RFC 2046 section 5.1.5 (in a digest,
  * message/rfc822) */
@@ -478,50 +466,30 @@ part_parse_header(MimePart *part, const char *h, gsize len)
     part->type = g_strdup(digest ? "message" : "text");
     part->subtype = g_strdup(digest ? "rfc822" : "plain");
     gsize pos = 0;
-    HeaderField f;
+    MimeField f;
     gboolean seen_type = FALSE;
-    while (header_next(h, len, &pos, &f)) {
+    while (mime_header_next(h, len, &pos, &f)) {
         if (f.name_len < 8 || g_ascii_strncasecmp(f.name, "content-", 8) != 0)
             continue;
-        char **slot = NULL;
-        if (field_is(&f, "content-type")) {
-            if (!seen_type) {
-                seen_type = TRUE;
-                char *v = unfold(f.value, f.value_len);
-                parse_content_type(part, v);
-                g_free(v);
-            }
-            continue;
+        if (mime_field_is(&f, "content-type") && !seen_type) {
+            seen_type = TRUE;
+            g_autofree char *v = unfold(f.value, f.value_len);
+            parse_content_type(part, v);
+        } else if (mime_field_is(&f, "content-disposition") && !part->disposition) {
+            g_autofree char *v = unfold(f.value, f.value_len);
+            parse_disposition(part, v);
         }
-        if (field_is(&f, "content-disposition")) {
-            if (!part->disposition) {
-                char *v = unfold(f.value, f.value_len);
-                parse_disposition(part, v);
-                g_free(v);
-            }
-            continue;
-        }
-        if (field_is(&f, "content-transfer-encoding"))
-            slot = &part->encoding;
-        else if (field_is(&f, "content-id"))
-            slot = &part->id;
-        else if (field_is(&f, "content-description"))
-            slot = &part->description;
-        else if (field_is(&f, "content-md5"))
-            slot = &part->md5;
-        else if (field_is(&f, "content-language"))
-            slot = &part->language;
-        else if (field_is(&f, "content-location"))
-            slot = &part->location;
-        if (slot && !*slot)
-            *slot = unfold(f.value, f.value_len);
+        for (int k = 0; k < MIME_CONTENT_N; k++)
+            if (!part->content[k] && mime_field_is(&f, content_fields[k]))
+                part->content[k] = unfold(f.value, f.value_len);
     }
-    if (part->encoding) {
+    char **encoding = &part->content[MIME_CONTENT_ENCODING];
+    if (*encoding) {
         /* a mechanism is a token (RFC 2045 section 6.1); comments and the rest go */
-        const char *s = skip_cfws(part->encoding);
+        const char *s = skip_cfws(*encoding);
         char *t = read_token(&s);
-        g_free(part->encoding);
-        part->encoding = t;
+        g_free(*encoding);
+        *encoding = t;
     }
 }
 
@@ -1263,7 +1231,8 @@ append_ext(GString *out, const MimePart *part)
     g_string_append_c(out, ' ');
     /* body-fld-lang: one tag as a string, several as a list */
     GPtrArray *tags = g_ptr_array_new_with_free_func(g_free);
-    const char *s = part->language ? part->language : "";
+    const char *s = part->content[MIME_CONTENT_LANGUAGE];
+    s = s ? s : "";
     for (;;) {
         s = skip_cfws(s);
         while (*s == ',')
@@ -1290,7 +1259,7 @@ append_ext(GString *out, const MimePart *part)
     }
     g_ptr_array_unref(tags);
     g_string_append_c(out, ' ');
-    append_str(out, part->location);
+    append_str(out, part->content[MIME_CONTENT_LOCATION]);
 }
 
 void
@@ -1320,11 +1289,12 @@ mime_bodystructure(const MimePart *part, gboolean extended, GString *out)
     g_string_append_c(out, ' ');
     append_params(out, part->params, text);
     g_string_append_c(out, ' ');
-    append_str(out, part->id);
+    append_str(out, part->content[MIME_CONTENT_ID]);
     g_string_append_c(out, ' ');
-    append_str(out, part->description);
+    append_str(out, part->content[MIME_CONTENT_DESCRIPTION]);
     g_string_append_c(out, ' ');
-    append_str(out, part->encoding ? part->encoding : "7bit");
+    const char *encoding = part->content[MIME_CONTENT_ENCODING];
+    append_str(out, encoding ? encoding : "7bit");
     g_string_append_printf(out, " %" G_GUINT64_FORMAT, part->body_size);
     if (text) {
         g_string_append_printf(out, " %" G_GUINT64_FORMAT, part->body_lines);
@@ -1341,7 +1311,7 @@ mime_bodystructure(const MimePart *part, gboolean extended, GString *out)
     }
     if (extended) {
         g_string_append_c(out, ' ');
-        append_str(out, part->md5);
+        append_str(out, part->content[MIME_CONTENT_MD5]);
         append_ext(out, part);
     }
     g_string_append_c(out, ')');
@@ -1560,11 +1530,11 @@ mime_section_ranges(const MimeTree *t, const char *section, GArray *ranges, GErr
         add_range(ranges, m->body_start, m->end - m->body_start);
     else if (what == FIELDS) {
         gsize pos = 0;
-        HeaderField f;
-        while (m->header && header_next(m->header, m->header_len, &pos, &f)) {
+        MimeField f;
+        while (m->header && mime_header_next(m->header, m->header_len, &pos, &f)) {
             gboolean listed = FALSE;
             for (guint i = 0; i < fields->len && !listed; i++)
-                listed = field_is(&f, g_ptr_array_index(fields, i));
+                listed = mime_field_is(&f, g_ptr_array_index(fields, i));
             if (listed != not)
                 add_range(ranges, m->header_start + f.start, f.end - f.start);
         }

@@ -61,6 +61,17 @@ typedef enum {
     MIME_KIND_MESSAGE,     /* message/rfc822: one child, the encapsulated message */
 } MimeKind;
 
+/* The Content-* fields a part keeps as plain strings (MimePart.content) */
+typedef enum {
+    MIME_CONTENT_ID,            /* Content-ID (RFC 2045) */
+    MIME_CONTENT_DESCRIPTION,   /* Content-Description (RFC 2045) */
+    MIME_CONTENT_ENCODING,      /* Content-Transfer-Encoding (RFC 2045): its mechanism only */
+    MIME_CONTENT_MD5,           /* Content-MD5 (RFC 1864) */
+    MIME_CONTENT_LANGUAGE,      /* Content-Language (RFC 3066) */
+    MIME_CONTENT_LOCATION,      /* Content-Location (RFC 2557) */
+    MIME_CONTENT_N,
+} MimeContent;
+
 typedef struct MimePart MimePart;
 struct MimePart {
     MimePart *parent;
@@ -91,7 +102,7 @@ struct MimePart {
      * pieces joined; NULL for a field that is absent. */
     char *type, *subtype;
     GPtrArray *params;
-    char *id, *description, *encoding, *md5, *language, *location;
+    char *content[MIME_CONTENT_N];
     char *disposition;
     GPtrArray *disposition_params;
 
@@ -130,6 +141,24 @@ void mime_parser_free(MimeParser **p);
 MimeTree *mime_parse(const void *msg, gsize len);
 
 void mime_tree_free(MimeTree **t);
+
+/* One field of a header: NAME (without the colon, trailing blanks trimmed) and the raw VALUE
+ * after the colon, continuation lines included; [start, end) is the whole field with its line
+ * end(s), as offsets into the header text. */
+typedef struct {
+    const char *name;
+    gsize name_len;
+    const char *value;
+    gsize value_len;
+    gsize start, end;
+} MimeField;
+
+/* mime_header_next - the field at or after *POS in header H (LEN octets), *POS past it; FALSE at
+ * the header's end. Lines that are not fields (no colon) are skipped; so is the blank line. */
+gboolean mime_header_next(const char *h, gsize len, gsize *pos, MimeField *f);
+
+/* mime_field_is - whether F's name is NAME (ASCII case ignored) */
+gboolean mime_field_is(const MimeField *f, const char *name);
 
 /* mime_envelope - append the ENVELOPE of message part MSG (the root, or a message/rfc822's
  * child) to OUT: "(date subject from sender reply-to to cc bcc in-reply-to message-id)" */

@@ -129,23 +129,18 @@ imap_parse_text_string(ImapParser *p)
     return s;
 }
 
-char *
-imap_parse_astring(ImapParser *p)
+/* imap_parse_string_or_run - a string (no NUL in it) or else a run of octets CLASS accepts */
+static char *
+imap_parse_string_or_run(ImapParser *p, gboolean (*class)(unsigned char))
 {
     char c = imap_parse_peek(p);
     if (c == '"' || c == '{')
         return imap_parse_text_string(p);
-    return imap_parse_run(p, imap_astring_char);
+    return imap_parse_run(p, class);
 }
 
-char *
-imap_parse_list_mailbox(ImapParser *p)
-{
-    char c = imap_parse_peek(p);
-    if (c == '"' || c == '{')
-        return imap_parse_text_string(p);
-    return imap_parse_run(p, imap_list_char);
-}
+char *imap_parse_astring(ImapParser *p) { return imap_parse_string_or_run(p, imap_astring_char); }
+char *imap_parse_list_mailbox(ImapParser *p) { return imap_parse_string_or_run(p, imap_list_char); }
 
 gboolean
 imap_parse_number64(ImapParser *p, guint64 *n)
@@ -212,29 +207,22 @@ fail:
     return FALSE;
 }
 
-void
-imap_seqset_resolve(GArray *ranges, guint32 max)
+ImapRange
+imap_range_resolve(ImapRange r, guint32 max)
 {
-    for (guint i = 0; i < ranges->len; i++) {
-        ImapRange *r = &g_array_index(ranges, ImapRange, i);
-        if (r->lo == G_MAXUINT32)
-            r->lo = max;
-        if (r->hi == G_MAXUINT32)
-            r->hi = max;
-        if (r->lo > r->hi) {
-            guint32 t = r->lo;
-            r->lo = r->hi;
-            r->hi = t;
-        }
-    }
+    if (r.lo == G_MAXUINT32)
+        r.lo = max;
+    if (r.hi == G_MAXUINT32)
+        r.hi = max;
+    return r.lo <= r.hi ? r : (ImapRange){r.hi, r.lo};
 }
 
 gboolean
-imap_seqset_contains(const GArray *ranges, guint32 n)
+imap_seqset_contains(const GArray *ranges, guint32 n, guint32 max)
 {
     for (guint i = 0; i < ranges->len; i++) {
-        const ImapRange *r = &g_array_index(ranges, ImapRange, i);
-        if (n >= r->lo && n <= r->hi)
+        ImapRange r = imap_range_resolve(g_array_index(ranges, ImapRange, i), max);
+        if (n >= r.lo && n <= r.hi)
             return TRUE;
     }
     return FALSE;
@@ -285,8 +273,17 @@ fail:
     return FALSE;
 }
 
-static const char imap_months[12][4] = {"jan", "feb", "mar", "apr", "may", "jun",
-                                        "jul", "aug", "sep", "oct", "nov", "dec"};
+const char imap_month_names[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+guint
+imap_month(const char *s)
+{
+    for (guint i = 0; i < 12; i++)
+        if (g_ascii_strncasecmp(s, imap_month_names[i], 3) == 0)
+            return i + 1;
+    return 0;
+}
 
 gint64
 imap_days_from_civil(gint64 y, guint m, guint d)
@@ -321,16 +318,11 @@ imap_parse_digits(ImapParser *p, guint n, guint *v)
 static gboolean
 imap_parse_month(ImapParser *p, guint *m)
 {
-    if (p->len - p->pos < 5 || p->buf[p->pos] != '-' || p->buf[p->pos + 4] != '-')
+    if (p->len - p->pos < 5 || p->buf[p->pos] != '-' || p->buf[p->pos + 4] != '-' ||
+        !(*m = imap_month(p->buf + p->pos + 1)))
         return FALSE;
-    for (guint i = 0; i < 12; i++) {
-        if (g_ascii_strncasecmp(p->buf + p->pos + 1, imap_months[i], 3) == 0) {
-            *m = i + 1;
-            p->pos += 5;
-            return TRUE;
-        }
-    }
-    return FALSE;
+    p->pos += 5;
+    return TRUE;
 }
 
 /* imap_valid_day - whether D is a day of month M in year Y */

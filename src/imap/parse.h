@@ -20,7 +20,7 @@ typedef struct {
 } ImapParser;
 
 /* One range of a sequence set, in message sequence numbers or UIDs; G_MAXUINT32 stands for "*"
- * until imap_seqset_resolve replaces it. lo <= hi after resolving. */
+ * until imap_range_resolve replaces it. lo <= hi after resolving. */
 typedef struct {
     guint32 lo, hi;
 } ImapRange;
@@ -56,11 +56,17 @@ gboolean imap_parse_date(ImapParser *p, gint64 *days);
 /* imap_parse_date_time - the quoted date-time of APPEND, as seconds since the epoch (UTC) */
 gboolean imap_parse_date_time(ImapParser *p, gint64 *t);
 
-/* imap_seqset_resolve - "*" is MAX (0 with an empty mailbox: then "*" matches nothing useful and
- * ranges are kept as given), each range ordered */
-void imap_seqset_resolve(GArray *ranges, guint32 max);
-/* imap_seqset_contains - whether N lies in one of the (resolved) RANGES */
-gboolean imap_seqset_contains(const GArray *ranges, guint32 n);
+/* imap_range_resolve - R with "*" as MAX (the mailbox's highest number, 0 when it is empty),
+ * ordered lo <= hi */
+ImapRange imap_range_resolve(ImapRange r, guint32 max);
+/* imap_seqset_contains - whether N lies in one of RANGES, each resolved with MAX ("n:*" includes
+ * MAX whatever n) */
+gboolean imap_seqset_contains(const GArray *ranges, guint32 n, guint32 max);
+
+/* imap_month_names - "Jan" .. "Dec"; imap_month - the month (1-12) whose name S starts with
+ * (ASCII case ignored), 0 when none */
+extern const char imap_month_names[12][4];
+guint imap_month(const char *s);
 
 /* imap_days_from_civil - days since 1970-01-01 of Y-M-D (proleptic Gregorian) */
 gint64 imap_days_from_civil(gint64 y, guint m, guint d);

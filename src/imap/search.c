@@ -244,114 +244,76 @@ search_ci_find(const char *hay, gsize hlen, const char *needle, gsize nlen)
     return FALSE;
 }
 
-/* search_header_tree - the message's header (parsed once) */
+/* search_header - the message's header (parsed once); NULL when it cannot be read (a store
+ * failure other than the message being gone is kept in x->error) */
 static const MimePart *
 search_header(SearchCtx *x)
 {
-    if (x->tree)
-        return x->tree->root;
-    if (x->tree_failed)
-        return NULL;
-    ImapSession *s = x->s;
-    StoreReader *r = NULL;
-    GError *e = NULL;
-    if (!store_reader_open(s->store, s->user, imap_view_stored_name(s->view),
-                           imap_msg_id(s, x->i), &r, &e)) {
-        x->tree_failed = TRUE;
-        if (!g_error_matches(e, STORE_ERROR, STORE_ERROR_NOT_FOUND) && !x->error)
-            x->error = g_steal_pointer(&e);
-        g_clear_error(&e);
-        return NULL;
+    if (!x->tree && !x->tree_failed) {
+        GError *e = NULL;
+        if (!imap_msg_tree(x->s, x->i, FALSE, &x->tree, &e)) {
+            x->tree_failed = TRUE;
+            if (!g_error_matches(e, STORE_ERROR, STORE_ERROR_NOT_FOUND) && !x->error)
+                x->error = g_steal_pointer(&e);
+            g_clear_error(&e);
+        }
     }
-    MimeParser *mp = mime_parser_new();
-    GBytes *chunk = NULL;
-    gboolean ok;
-    while ((ok = store_reader_next(r, &chunk, &e)) && chunk) {
-        gsize n;
-        const void *d = g_bytes_get_data(chunk, &n);
-        mime_parser_feed(mp, d, n);
-        g_clear_pointer(&chunk, g_bytes_unref);
-        if (mime_parser_header_done(mp))
-            break;
-    }
-    store_reader_free(&r);
-    x->tree = mime_parser_finish(&mp);
-    if (!ok) {
-        x->tree_failed = TRUE;
-        if (!x->error)
-            x->error = g_steal_pointer(&e);
-        g_clear_error(&e);
-        return NULL;
-    }
-    return x->tree->root;
+    return x->tree ? x->tree->root : NULL;
 }
 
-/* search_field_each - call FN for each field NAME of HEADER, with its unfolded value */
+/* search_sent_date - the day of RFC 5322 date-time V: [day-name ","] day month year ... */
+static gboolean
+search_sent_date(const char *v, gint64 *days)
+{
+    const char *q = v;
+    const char *comma = strchr(q, ',');
+    if (comma)
+        q = comma + 1;
+    while (*q == ' ' || *q == '\t')
+        q++;
+    guint d = 0, y = 0;
+    while (g_ascii_isdigit(*q) && d < 100)
+        d = d * 10 + (guint)(*q++ - '0');
+    while (*q == ' ')
+        q++;
+    guint m = imap_month(q);
+    q += strnlen(q, 3);
+    while (*q == ' ')
+        q++;
+    guint digits = 0;
+    while (g_ascii_isdigit(*q) && digits < 4) {
+        y = y * 10 + (guint)(*q++ - '0');
+        digits++;
+    }
+    if (digits == 2)
+        y += y < 50 ? 2000 : 1900;
+    if (d < 1 || d > 31 || !m || y < 1900)
+        return FALSE;
+    *days = imap_days_from_civil(y, m, d);
+    return TRUE;
+}
+
+/* search_fields_match - whether a field NAME of HEADER (written with its colon right after the
+ * name) holds NEEDLE once unfolded; without a needle, *DATE_DAYS is the day of the first such
+ * field (a Date) */
 static gboolean
 search_fields_match(const char *header, gsize len, const char *name, const char *needle,
                     gint64 *date_days)
 {
-    gsize nlen = strlen(name);
-    gsize i = 0;
-    while (i < len) {
-        gsize end = i;
-        /* a field: this line and its continuation lines */
-        for (;;) {
-            const char *lf = memchr(header + end, '\n', len - end);
-            end = lf ? (gsize)(lf - header) + 1 : len;
-            if (end >= len || (header[end] != ' ' && header[end] != '\t'))
-                break;
-        }
-        const char *f = header + i;
-        gsize flen = end - i;
-        if (flen > nlen && g_ascii_strncasecmp(f, name, nlen) == 0 && f[nlen] == ':') {
-            GString *v = g_string_new(NULL);
-            for (gsize j = nlen + 1; j < flen; j++)
-                if (f[j] != '\r' && f[j] != '\n')
-                    g_string_append_c(v, f[j]);
-            gboolean hit = FALSE;
-            if (needle) {
-                hit = search_ci_find(v->str, v->len, needle, strlen(needle));
-            } else if (date_days) {
-                /* RFC 5322 date: [day-name ","] day month year ... */
-                const char *q = v->str;
-                const char *comma = strchr(q, ',');
-                if (comma)
-                    q = comma + 1;
-                while (*q == ' ' || *q == '\t')
-                    q++;
-                guint d = 0, y = 0, m = 0;
-                while (g_ascii_isdigit(*q) && d < 100)
-                    d = d * 10 + (guint)(*q++ - '0');
-                while (*q == ' ')
-                    q++;
-                static const char months[12][4] = {"jan", "feb", "mar", "apr", "may", "jun",
-                                                   "jul", "aug", "sep", "oct", "nov", "dec"};
-                for (guint k = 0; k < 12; k++)
-                    if (g_ascii_strncasecmp(q, months[k], 3) == 0)
-                        m = k + 1;
-                q += strnlen(q, 3);
-                while (*q == ' ')
-                    q++;
-                guint digits = 0;
-                while (g_ascii_isdigit(*q) && digits < 4) {
-                    y = y * 10 + (guint)(*q++ - '0');
-                    digits++;
-                }
-                if (digits == 2)
-                    y += y < 50 ? 2000 : 1900;
-                if (d >= 1 && d <= 31 && m && y >= 1900) {
-                    *date_days = imap_days_from_civil(y, m, d);
-                    hit = TRUE;
-                }
-            }
-            g_string_free(v, TRUE);
-            if (hit)
-                return TRUE;
-            if (date_days)
-                return FALSE;   /* the first Date: field only */
-        }
-        i = end;
+    gsize pos = 0;
+    MimeField f;
+    while (mime_header_next(header, len, &pos, &f)) {
+        if (!mime_field_is(&f, name) || f.name[f.name_len] != ':')
+            continue;
+        GString *v = g_string_new(NULL);
+        for (gsize j = 0; j < f.value_len; j++)
+            if (f.value[j] != '\r' && f.value[j] != '\n')
+                g_string_append_c(v, f.value[j]);
+        gboolean hit = needle ? search_ci_find(v->str, v->len, needle, strlen(needle))
+                              : search_sent_date(v->str, date_days);
+        g_string_free(v, TRUE);
+        if (hit || !needle)
+            return hit;   /* the first Date: field only */
     }
     return FALSE;
 }
@@ -360,7 +322,6 @@ search_fields_match(const char *header, gsize len, const char *name, const char 
 static gboolean
 search_stream_find(SearchCtx *x, const char *needle, gboolean body_only)
 {
-    ImapSession *s = x->s;
     guint64 from = 0;
     if (body_only) {
         const MimePart *h = search_header(x);
@@ -371,8 +332,7 @@ search_stream_find(SearchCtx *x, const char *needle, gboolean body_only)
     gsize nlen = strlen(needle);
     StoreReader *r = NULL;
     GError *e = NULL;
-    if (!store_reader_open(s->store, s->user, imap_view_stored_name(s->view),
-                           imap_msg_id(s, x->i), &r, &e)) {
+    if (!imap_msg_open(x->s, x->i, &r, &e)) {
         if (!g_error_matches(e, STORE_ERROR, STORE_ERROR_NOT_FOUND) && !x->error)
             x->error = g_steal_pointer(&e);
         g_clear_error(&e);
@@ -403,27 +363,6 @@ search_stream_find(SearchCtx *x, const char *needle, gboolean body_only)
     return found;
 }
 
-/* search_in_set - whether N lies in SET ("*" is MAX; "n:*" includes MAX whatever n) */
-static gboolean
-search_in_set(const GArray *set, guint32 n, guint32 max)
-{
-    for (guint k = 0; k < set->len; k++) {
-        ImapRange r = g_array_index(set, ImapRange, k);
-        if (r.lo == G_MAXUINT32)
-            r.lo = max;
-        if (r.hi == G_MAXUINT32)
-            r.hi = max;
-        if (r.lo > r.hi) {
-            guint32 t = r.lo;
-            r.lo = r.hi;
-            r.hi = t;
-        }
-        if (n >= r.lo && n <= r.hi)
-            return TRUE;
-    }
-    return FALSE;
-}
-
 static gboolean
 search_match(SearchCtx *x, const Key *k)
 {
@@ -440,8 +379,8 @@ search_match(SearchCtx *x, const Key *k)
         return search_match(x, g_ptr_array_index(k->children, 0)) ||
                search_match(x, g_ptr_array_index(k->children, 1));
     case K_NOT: return !search_match(x, g_ptr_array_index(k->children, 0));
-    case K_SEQ: return search_in_set(k->set, x->i + 1, x->count);
-    case K_UID: return search_in_set(k->set, imap_msg_uid(s, x->i), x->last_uid);
+    case K_SEQ: return imap_seqset_contains(k->set, x->i + 1, x->count);
+    case K_UID: return imap_seqset_contains(k->set, imap_msg_uid(s, x->i), x->last_uid);
     case K_FLAG: return (imap_msg_flags(s, x->i) & k->flag) != 0;
     case K_UNFLAG: return (imap_msg_flags(s, x->i) & k->flag) == 0;
     case K_KEYWORD:

@@ -478,7 +478,7 @@ typedef struct {
     const char *name;
     guint states;
     gboolean uid;            /* has a UID form */
-    ImapRc (*proceed)(ImapSession *s, ImapCmd *c, GString *out);
+    ImapHandler *proceed;
 } ImapCommand;
 
 static const ImapCommand imap_commands[] = {
@@ -494,11 +494,11 @@ static const ImapCommand imap_commands[] = {
     {"IDLE", S_IN, FALSE, imap_cmd_idle},
     {"SELECT", S_IN, FALSE, imap_cmd_select},
     {"EXAMINE", S_IN, FALSE, imap_cmd_select},
-    {"CREATE", S_IN, FALSE, imap_cmd_create},
-    {"DELETE", S_IN, FALSE, imap_cmd_delete},
-    {"RENAME", S_IN, FALSE, imap_cmd_rename},
+    {"CREATE", S_IN, FALSE, imap_cmd_manage},
+    {"DELETE", S_IN, FALSE, imap_cmd_manage},
+    {"RENAME", S_IN, FALSE, imap_cmd_manage},
     {"SUBSCRIBE", S_IN, FALSE, imap_cmd_subscribe},
-    {"UNSUBSCRIBE", S_IN, FALSE, imap_cmd_unsubscribe},
+    {"UNSUBSCRIBE", S_IN, FALSE, imap_cmd_subscribe},
     {"LIST", S_IN, FALSE, imap_cmd_list},
     {"LSUB", S_IN, FALSE, imap_cmd_list},
     {"STATUS", S_IN, FALSE, imap_cmd_status},
@@ -761,21 +761,19 @@ imap_session_feed(ImapSession *s, const char *line, gsize len, ProtoLine status,
     if (len > 0 && line[len - 1] == '\r')
         len--;
 
+    /* a line that cannot be taken ends what it belonged to: the command, AUTHENTICATE or IDLE */
+    const char *refused = status == PROTO_LINE_TOO_LONG || len + 2 > IMAP_LINE_MAX
+                              ? "[TOOBIG] line too long"
+                          : status == PROTO_LINE_NUL || memchr(line, '\0', len)
+                              ? "NUL in command line"
+                              : NULL;
     ImapRc st;
-    if (status == PROTO_LINE_TOO_LONG || len + 2 > IMAP_LINE_MAX) {
+    if (refused) {
         g_autofree char *tag = s->cmd->len ? imap_cmd_tag(s) : NULL;
         g_autofree char *pending = g_steal_pointer(&s->auth_tag);
         if (!pending)
             pending = g_steal_pointer(&s->idle_tag);
-        imap_tagged(out, pending ? pending : tag ? tag : "*", "BAD", "[TOOBIG] line too long");
-        imap_command_reset(s);
-        st = IMAP_BAD;
-    } else if (status == PROTO_LINE_NUL || memchr(line, '\0', len)) {
-        g_autofree char *tag = s->cmd->len ? imap_cmd_tag(s) : NULL;
-        g_autofree char *pending = g_steal_pointer(&s->auth_tag);
-        if (!pending)
-            pending = g_steal_pointer(&s->idle_tag);
-        imap_tagged(out, pending ? pending : tag ? tag : "*", "BAD", "NUL in command line");
+        imap_tagged(out, pending ? pending : tag ? tag : "*", "BAD", "%s", refused);
         imap_command_reset(s);
         st = IMAP_BAD;
     } else if (s->auth_tag || s->idle_tag) {

@@ -121,36 +121,12 @@ to_store(const char *name, GError **error)
     return stored;
 }
 
-/* ---- octets ---- */
+/* ---- octets: the big-endian numbers of seal names and values ---- */
 
-static void
-put_be64(guint8 *p, guint64 v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (guint8)v;
-}
-
-static guint64
-get_be64(const guint8 *p)
-{
-    guint64 v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static void
-put_be32(guint8 *p, guint32 v)
-{
-    for (int i = 3; i >= 0; i--, v >>= 8)
-        p[i] = (guint8)v;
-}
-
-static guint32
-get_be32(const guint8 *p)
-{
-    return (guint32)p[0] << 24 | (guint32)p[1] << 16 | (guint32)p[2] << 8 | p[3];
-}
+static void put_be64(guint8 *p, guint64 v) { v = GUINT64_TO_BE(v); memcpy(p, &v, 8); }
+static void put_be32(guint8 *p, guint32 v) { v = GUINT32_TO_BE(v); memcpy(p, &v, 4); }
+static guint64 get_be64(const guint8 *p) { guint64 v; memcpy(&v, p, 8); return GUINT64_FROM_BE(v); }
+static guint32 get_be32(const guint8 *p) { guint32 v; memcpy(&v, p, 4); return GUINT32_FROM_BE(v); }
 
 /* msgid_unix_us - the time of a TimeUUID in µs since the Unix epoch */
 static gint64
@@ -847,6 +823,23 @@ load_epoch(ImapView *v, GError **error)
     return TRUE;
 }
 
+/* mailbox_must_exist - NONEXISTENT unless USER has STORED (*BASE: its UIDVALIDITY base) */
+static gboolean
+mailbox_must_exist(Store *s, const char *user, const char *stored, guint32 *base, GError **error)
+{
+    gboolean exists;
+    guint32 b;
+    if (!store_mailbox_get(s, user, stored, &exists, &b, error))
+        return FALSE;
+    if (!exists) {
+        g_set_error(error, IMAP_VIEW_ERROR, IMAP_VIEW_ERROR_NONEXISTENT, "no mailbox %s", stored);
+        return FALSE;
+    }
+    if (base)
+        *base = b;
+    return TRUE;
+}
+
 ImapView *
 imap_view_open(Store *s, const char *user, const char *name, gboolean read_only, int settle_ms,
                GError **error)
@@ -854,14 +847,9 @@ imap_view_open(Store *s, const char *user, const char *name, gboolean read_only,
     g_autofree char *stored = to_store(name, error);
     if (!stored)
         return NULL;
-    gboolean exists;
     guint32 base;
-    if (!store_mailbox_get(s, user, stored, &exists, &base, error))
+    if (!mailbox_must_exist(s, user, stored, &base, error))
         return NULL;
-    if (!exists) {
-        g_set_error(error, IMAP_VIEW_ERROR, IMAP_VIEW_ERROR_NONEXISTENT, "no mailbox %s", name);
-        return NULL;
-    }
     ImapView *v = view_new(s, user, stored, name, read_only, settle_ms);
     v->base = base;
     for (int tries = 0;; tries++) {
@@ -1282,23 +1270,6 @@ flag_changes(const StoreMsgId *id, guint flags, const char *const *keywords, GAr
             StoreFlagChange c = {.id = *id, .name = keywords[j], .set = TRUE};
             g_array_append_val(out, c);
         }
-}
-
-/* mailbox_must_exist - NONEXISTENT unless USER has STORED (*BASE: its UIDVALIDITY base) */
-static gboolean
-mailbox_must_exist(Store *s, const char *user, const char *stored, guint32 *base, GError **error)
-{
-    gboolean exists;
-    guint32 b;
-    if (!store_mailbox_get(s, user, stored, &exists, &b, error))
-        return FALSE;
-    if (!exists) {
-        g_set_error(error, IMAP_VIEW_ERROR, IMAP_VIEW_ERROR_NONEXISTENT, "no mailbox %s", stored);
-        return FALSE;
-    }
-    if (base)
-        *base = b;
-    return TRUE;
 }
 
 ImapAppend *

@@ -190,6 +190,17 @@ class Dovecot(Target):
         self.imap_port, self.pop3_port = free_port(), free_port()
         self.seq = 0
         (self.dir / "run").mkdir()
+        # each protocol on its port of 127.0.0.1, its implicit-TLS listener off
+        listeners = "".join(f"""service {proto}-login {{
+  inet_listener {proto} {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener {proto}s {{
+    port = 0
+  }}
+}}
+""" for proto, port in (("imap", self.imap_port), ("pop3", self.pop3_port)))
         (self.dir / "dovecot.conf").write_text(f"""\
 # A private test instance: nothing under /etc/dovecot is used or changed.
 base_dir = {self.dir}/run
@@ -223,25 +234,7 @@ userdb {{
   driver = static
   args = uid=65534 gid=65534 home={self.mail}/%n
 }}
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {self.imap_port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service pop3-login {{
-  inet_listener pop3 {{
-    address = 127.0.0.1
-    port = {self.pop3_port}
-  }}
-  inet_listener pop3s {{
-    port = 0
-  }}
-}}
-""")
+{listeners}""")
         subprocess.run(["chown", "-R", "nobody:nogroup", str(self.mail)], check=True)
         subprocess.run(["dovecot", "-c", str(self.dir / "dovecot.conf")], check=True, timeout=60)
         pidfile = self.dir / "run" / "master.pid"

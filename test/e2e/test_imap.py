@@ -49,6 +49,14 @@ def connect(target, mode, user=None, password=PASSWORD):
     return target.imap(tls=(mode == "starttls"), user=user, password=password)
 
 
+def new_session(target, mode):
+    """A session of a new user (c.user), logged in."""
+    user = target.user()
+    c = connect(target, mode, user)
+    c.user = user
+    return c
+
+
 def ok(result):
     typ, data = result
     assert typ == "OK", data
@@ -187,8 +195,7 @@ def test_commands_need_login_and_selection(target):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_noop_enable_namespace_id(target, mode):
-    user = target.user()
-    c = connect(target, mode, user)
+    c = new_session(target, mode)
     ok(c.noop())
     # ENABLE: an untagged ENABLED naming only what the server supports
     lines, tagged = c.raw("ENABLE X-NO-SUCH-EXTENSION")
@@ -241,8 +248,7 @@ def listed(c, pattern="*", cmd="LIST"):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_list_special_use_create_rename_delete_subscribe_status(target, mode):
-    user = target.user()
-    c = connect(target, mode, user)
+    c = new_session(target, mode)
     boxes = listed(c)
     assert "INBOX" in boxes and "outbox" in boxes, boxes
     assert "\\sent" in boxes["outbox"][0], boxes
@@ -339,8 +345,7 @@ def corpus_messages():
 
 @pytest.mark.parametrize("mode", MODES)
 def test_append_select_examine_and_fetch_every_item(target, mode):
-    user = target.user()
-    c = connect(target, mode, user)
+    c = new_session(target, mode)
     box = unique("Box")
     ok(c.create(box))
     msgs = corpus_messages()
@@ -500,8 +505,7 @@ def test_smtp_delivery_seen_byte_exact(target, mode):
 
 def filled(target, mode, n, box=None):
     """A session of a new user with N messages APPENDed to BOX (a new one) and selected; (c, box, uids)."""
-    user = target.user()
-    c = connect(target, mode, user)
+    c = new_session(target, mode)
     box = box or unique("B")
     ok(c.create(box))
     for k in range(n):
@@ -509,7 +513,6 @@ def filled(target, mode, n, box=None):
     select_when(c, box, n)
     lines, _ = c.raw("FETCH 1:* (UID)")
     uids = [int(v["UID"]) for _, v in sorted(fetch_map(lines).items())]
-    c.user = user
     return c, box, uids
 
 
@@ -635,8 +638,7 @@ def test_copy_move_expunge_uid_expunge_close_unselect(target, mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_search_keys_and_esearch(target, mode):
-    user = target.user()
-    c = connect(target, mode, user)
+    c = new_session(target, mode)
     box = unique("S")
     ok(c.create(box))
     day = 86400
