@@ -422,7 +422,8 @@ static gboolean
 index_page(Store *s, IndexPageOp page, const char *user, const char *mailbox,
            const StoreMsgId *after, guint max, GArray *out, GError **error)
 {
-    return check_names(user, mailbox, error) && page(s, user, mailbox, after, max ? max : 1, out, error);
+    return check_names(user, mailbox, error) &&
+           page(s, user, mailbox, after, max ? max : 1, out, error);
 }
 
 gboolean
