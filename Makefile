@@ -55,8 +55,10 @@ PROGS    := $(addprefix $(B)/,$(basename $(notdir $(CMD_SRCS))))
 UNIT_SRCS    := $(wildcard test/unit/test-*.c)
 UNIT_SUPPORT := $(wildcard test/unit/support/*.c)
 UNIT_BINS    := $(UNIT_SRCS:test/unit/%.c=$(B)/test/%)
-# End-to-end helpers in C (need a running Cassandra; driven by the pytest suite).
+# End-to-end helpers in C (need a running Cassandra; driven by the pytest suite), each linked
+# with test/e2e/support/*.c (what they share).
 E2E_SRCS     := $(wildcard test/e2e/*.c)
+E2E_SUPPORT  := $(wildcard test/e2e/support/*.c)
 E2E_BINS     := $(E2E_SRCS:test/e2e/%.c=$(B)/test/%)
 
 # Keep object files that pattern rules made on the way.
@@ -68,7 +70,8 @@ all: $(PROGS) $(UNIT_BINS) $(E2E_BINS)
 
 # pkg-check - before the first compile: the libraries pkg-config must know, or what to do
 $(LIB_OBJS) $(GEN_OBJS) $(CMD_SRCS:%.c=$(B)/obj/%.o) $(UNIT_SRCS:%.c=$(B)/obj/%.o) \
-  $(UNIT_SUPPORT:%.c=$(B)/obj/%.o) $(E2E_SRCS:%.c=$(B)/obj/%.o): | pkg-check
+  $(UNIT_SUPPORT:%.c=$(B)/obj/%.o) $(E2E_SRCS:%.c=$(B)/obj/%.o) \
+  $(E2E_SUPPORT:%.c=$(B)/obj/%.o): | pkg-check
 pkg-check:
 	@[ -n "$(PKG_CFLAGS)" ] || { echo "make: pkg-config knows none of $(PKGS): run tools/setup" \
 	  "first (make run and make test do), then make again" >&2; exit 1; }
@@ -98,7 +101,7 @@ $(B)/test/%: $(B)/obj/test/unit/%.o $(UNIT_SUPPORT:%.c=$(B)/obj/%.o) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
-$(B)/test/%: $(B)/obj/test/e2e/%.o $(LIB)
+$(B)/test/%: $(B)/obj/test/e2e/%.o $(E2E_SUPPORT:%.c=$(B)/obj/%.o) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 

@@ -994,9 +994,8 @@ slice_predicate(GByteArray *start, GByteArray *finish, gboolean reversed, int co
 typedef struct {
     const char *cf;
     GByteArray *key;
-    GByteArray *start, *finish;
-    gboolean reversed;
-    int count, consistency;
+    CassandraSlicePredicate *pred;
+    int consistency;
     GPtrArray *out;
 } SliceArgs;
 
@@ -1005,14 +1004,12 @@ attempt_get_slice(CassClient *c, gpointer data, GError **error)
 {
     SliceArgs *a = data;
     CassandraColumnParent *parent = column_parent(a->cf);
-    CassandraSlicePredicate *pred = slice_predicate(a->start, a->finish, a->reversed, a->count);
     g_autoptr(GPtrArray) result = g_ptr_array_new_with_free_func(g_object_unref);
     CassFault f = {0};
-    gboolean ok = cassandra_cassandra_if_get_slice(c->iface, &result, a->key, parent, pred,
+    gboolean ok = cassandra_cassandra_if_get_slice(c->iface, &result, a->key, parent, a->pred,
                                                    (CassandraConsistencyLevel)a->consistency,
                                                    &f.ire, &f.ue, &f.te, &f.terr);
     g_object_unref(parent);
-    g_object_unref(pred);
     if (!ok)
         return classify(c, &f, error);
     for (guint i = 0; i < result->len; i++) {
@@ -1023,18 +1020,29 @@ attempt_get_slice(CassClient *c, gpointer data, GError **error)
     return TRUE;
 }
 
+/* get_slice - get_slice of row KEY in CF with PRED (which it takes), the columns onto OUT: what
+ * cass_get_slice and cass_get_columns share */
+static gboolean
+get_slice(CassClient *c, const char *cf, const void *key, gsize key_len,
+          CassandraSlicePredicate *pred, int consistency, int retry_ms, GPtrArray *out,
+          GError **error)
+{
+    SliceArgs a = {cf, byte_array(key, key_len), pred, consistency, out};
+    gboolean ok = cass_run(c, "get_slice", retry_ms, attempt_get_slice, &a, error);
+    g_byte_array_unref(a.key);
+    g_object_unref(pred);
+    return ok;
+}
+
 gboolean
 cass_get_slice(CassClient *c, const char *cf, const void *key, gsize key_len, const void *start,
                gsize start_len, const void *finish, gsize finish_len, gboolean reversed, int count,
                int consistency, int retry_ms, GPtrArray *out, GError **error)
 {
-    SliceArgs a = {cf, byte_array(key, key_len), byte_array(start, start_len),
-                   byte_array(finish, finish_len), reversed, count, consistency, out};
-    gboolean ok = cass_run(c, "get_slice", retry_ms, attempt_get_slice, &a, error);
-    g_byte_array_unref(a.key);
-    g_byte_array_unref(a.start);
-    g_byte_array_unref(a.finish);
-    return ok;
+    g_autoptr(GByteArray) from = byte_array(start, start_len);
+    g_autoptr(GByteArray) to = byte_array(finish, finish_len);
+    return get_slice(c, cf, key, key_len, slice_predicate(from, to, reversed, count), consistency,
+                     retry_ms, out, error);
 }
 
 typedef struct {
@@ -1613,58 +1621,22 @@ cass_batch_serialise(CassBatch *b, int consistency, GByteArray *out)
 
 /* ==== IMAP additions (imapstore branch): reads the IMAP store layer needs ==================== */
 
-typedef struct {
-    const char *cf;
-    GByteArray *key;
-    GPtrArray *names;   /* GByteArray* */
-    int consistency;
-    GPtrArray *out;
-} NamesArgs;
-
-static gboolean
-attempt_get_columns(CassClient *c, gpointer data, GError **error)
-{
-    NamesArgs *a = data;
-    CassandraColumnParent *parent = column_parent(a->cf);
-    CassandraSlicePredicate *pred = g_object_new(CASSANDRA_TYPE_SLICE_PREDICATE, NULL);
-    g_ptr_array_unref(pred->column_names);
-    pred->column_names = g_ptr_array_ref(a->names);
-    pred->__isset_column_names = TRUE;
-    g_autoptr(GPtrArray) result = g_ptr_array_new_with_free_func(g_object_unref);
-    CassFault f = {0};
-    gboolean ok = cassandra_cassandra_if_get_slice(c->iface, &result, a->key, parent, pred,
-                                                   (CassandraConsistencyLevel)a->consistency,
-                                                   &f.ire, &f.ue, &f.te, &f.terr);
-    g_object_unref(parent);
-    g_object_unref(pred);
-    if (!ok)
-        return classify(c, &f, error);
-    for (guint i = 0; i < result->len; i++) {
-        CassColumn *col = column_from(c, g_ptr_array_index(result, i));
-        if (col)
-            g_ptr_array_add(a->out, col);
-    }
-    return TRUE;
-}
-
 /* cass_get_columns - see cass.h */
 gboolean
 cass_get_columns(CassClient *c, const char *cf, const void *key, gsize key_len,
                  GBytes *const *names, guint n_names, int consistency, int retry_ms,
                  GPtrArray *out, GError **error)
 {
-    NamesArgs a = {cf, byte_array(key, key_len),
-                   g_ptr_array_new_with_free_func((GDestroyNotify)g_byte_array_unref), consistency,
-                   out};
+    CassandraSlicePredicate *pred = g_object_new(CASSANDRA_TYPE_SLICE_PREDICATE, NULL);
+    g_ptr_array_unref(pred->column_names);
+    pred->column_names = g_ptr_array_new_with_free_func((GDestroyNotify)g_byte_array_unref);
+    pred->__isset_column_names = TRUE;
     for (guint i = 0; i < n_names; i++) {
         gsize len;
         const void *p = g_bytes_get_data(names[i], &len);
-        g_ptr_array_add(a.names, byte_array(p, len));
+        g_ptr_array_add(pred->column_names, byte_array(p, len));
     }
-    gboolean ok = cass_run(c, "get_slice", retry_ms, attempt_get_columns, &a, error);
-    g_byte_array_unref(a.key);
-    g_ptr_array_unref(a.names);
-    return ok;
+    return get_slice(c, cf, key, key_len, pred, consistency, retry_ms, out, error);
 }
 
 /* ==== end of IMAP additions ================================================================== */

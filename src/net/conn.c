@@ -94,11 +94,18 @@ wait_fd(int fd, short events, gint64 deadline)
     }
 }
 
+/* deadline_after - the monotonic time TIMEOUT_MS from now; -1 (none) for a negative one */
+static gint64
+deadline_after(int timeout_ms)
+{
+    return timeout_ms < 0 ? -1 : g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+}
+
 /* write_deadline - when a write starting now has stalled too long */
 static gint64
 write_deadline(NetConn *c)
 {
-    return g_get_monotonic_time() + (gint64)c->write_timeout_ms * 1000;
+    return deadline_after(c->write_timeout_ms);
 }
 
 /* raw_recv - one read from the fd that never blocks on a socket */
@@ -338,6 +345,30 @@ net_conn_free(NetConn **cp)
     *cp = NULL;
 }
 
+/* read_in - one read into the free end of the input buffer: OK (octets added), EOF (noted),
+ * TIMEOUT, or ERROR (which sticks) */
+static NetLineStatus
+read_in(NetConn *c, gint64 deadline)
+{
+    gsize n = 0;
+    switch (c->transport->io(c, c->rbuf + c->rlen, NULL, NET_CONN_BUFFER_SIZE - c->rlen, deadline,
+                             &n)) {
+    case IO_OK:
+        c->rlen += n;
+        return NET_LINE_OK;
+    case IO_EOF:
+        c->eof = TRUE;
+        return NET_LINE_EOF;
+    case IO_TIMEOUT:
+        return NET_LINE_TIMEOUT;
+    case IO_AGAIN:
+    case IO_ERROR:
+    default:
+        c->rfailed = TRUE;
+        return NET_LINE_ERROR;
+    }
+}
+
 /* net_conn_read_line - see conn.h */
 NetLineStatus
 net_conn_read_line(NetConn *c, gsize max, int timeout_ms, GString *line)
@@ -410,25 +441,11 @@ net_conn_read_line(NetConn *c, gsize max, int timeout_ms, GString *line)
             c->rlen -= c->rpos;
             c->rpos = 0;
         }
-        gsize n = 0;
         if (deadline == DEADLINE_UNSET)
-            deadline = timeout_ms < 0 ? -1 : g_get_monotonic_time() + (gint64)timeout_ms * 1000;
-        switch (c->transport->io(c, c->rbuf + c->rlen, NULL, NET_CONN_BUFFER_SIZE - c->rlen, deadline,
-                                 &n)) {
-        case IO_OK:
-            c->rlen += n;
-            break;
-        case IO_EOF:
-            c->eof = TRUE;
-            break;
-        case IO_TIMEOUT:
-            return NET_LINE_TIMEOUT;
-        case IO_AGAIN:
-        case IO_ERROR:
-        default:
-            c->rfailed = TRUE;
-            return NET_LINE_ERROR;
-        }
+            deadline = deadline_after(timeout_ms);
+        NetLineStatus st = read_in(c, deadline);
+        if (st == NET_LINE_TIMEOUT || st == NET_LINE_ERROR)
+            return st;
     }
 }
 
@@ -506,23 +523,7 @@ net_conn_read_more(NetConn *c, int timeout_ms)
     if (c->wlen > 0)
         (void)net_conn_flush(c);   /* the client gets what it is owed before we wait */
     c->rpos = c->rlen = c->scanned = 0;
-    gint64 deadline = timeout_ms < 0 ? -1 : g_get_monotonic_time() + (gint64)timeout_ms * 1000;
-    gsize n = 0;
-    switch (c->transport->io(c, c->rbuf, NULL, NET_CONN_BUFFER_SIZE, deadline, &n)) {
-    case IO_OK:
-        c->rlen = n;
-        return NET_LINE_OK;
-    case IO_EOF:
-        c->eof = TRUE;
-        return NET_LINE_EOF;
-    case IO_TIMEOUT:
-        return NET_LINE_TIMEOUT;
-    case IO_AGAIN:
-    case IO_ERROR:
-    default:
-        c->rfailed = TRUE;
-        return NET_LINE_ERROR;
-    }
+    return read_in(c, deadline_after(timeout_ms));
 }
 
 /* net_conn_discard_input - see conn.h */

@@ -1,6 +1,7 @@
 /*
  * conn.h - a buffered client connection: the bounded line reader and the buffered writer that
- * the SMTP and POP3 adapters put between a socket (or inetd's fds 0 and 1) and a protocol core.
+ * the adapter (src/net/adapter.h) puts between a socket (or inetd's fds 0 and 1) and a protocol
+ * core.
  *
  * The protocol cores never see a NetConn; the adapters read lines here and feed them to the core
  * (and, for an IMAP literal, raw octets: net_conn_peek, net_conn_read_more, net_conn_consume).
@@ -10,8 +11,8 @@
  *     terminator, so the caller can see how it ended; net_line_chomp() strips it.
  *   - MAX counts every octet of the line, terminator included, so RFC limits are passed as
  *     written: 512 for an SMTP command line (RFC 5321 4.5.3.1.4), 1000 for a text line
- *     (4.5.3.1.6), POP3_LINE_MAX + 2 for a POP3 command (RFC 2449 4's 255 octets, which the
- *     POP3 core counts without the CRLF). MAX is clamped to NET_CONN_LINE_MAX.
+ *     (4.5.3.1.6); each core names its own (ProtoCore's line_max: the POP3 core's is
+ *     POP3_LINE_MAX + 2, src/pop3/session.h). MAX is clamped to NET_CONN_LINE_MAX.
  *   - Bare-LF policy: CRLF and a bare LF both end a line (RFC 5321 2.3.8 says a server SHOULD NOT
  *     recognise bare LF, but MUAs send it and both POP3 and SMTP commands are unambiguous either
  *     way). The terminator stays in LINE: net_line_chomp() returns TRUE only for CRLF, so the SMTP

@@ -412,12 +412,25 @@ store_reader_free(StoreReader **rp)
     }
 }
 
+/* the type of StoreOps' index_page and index_page_quorum */
+typedef gboolean (*IndexPageOp)(Store *s, const char *user, const char *mailbox,
+                                const StoreMsgId *after, guint max, GArray *out, GError **error);
+
+/* index_page - what store_index_page and store_index_page_quorum share: PAGE is the one of the
+ * two ops */
+static gboolean
+index_page(Store *s, IndexPageOp page, const char *user, const char *mailbox,
+           const StoreMsgId *after, guint max, GArray *out, GError **error)
+{
+    return check_names(user, mailbox, error) &&
+           page(s, user, mailbox, after, max ? max : 1, out, error);
+}
+
 gboolean
 store_index_page(Store *s, const char *user, const char *mailbox, const StoreMsgId *after,
                  guint max, GArray *out, GError **error)
 {
-    return check_names(user, mailbox, error) &&
-           s->ops->index_page(s, user, mailbox, after, max ? max : 1, out, error);
+    return index_page(s, s->ops->index_page, user, mailbox, after, max, out, error);
 }
 
 gboolean
@@ -528,8 +541,7 @@ gboolean
 store_index_page_quorum(Store *s, const char *user, const char *mailbox, const StoreMsgId *after,
                         guint max, GArray *out, GError **error)
 {
-    return check_names(user, mailbox, error) &&
-           s->ops->index_page_quorum(s, user, mailbox, after, max ? max : 1, out, error);
+    return index_page(s, s->ops->index_page_quorum, user, mailbox, after, max, out, error);
 }
 
 gboolean

@@ -222,6 +222,16 @@ done(CassStore *s, gboolean ok, GError *e, GError **error)
     return ok;
 }
 
+/* write_batch - send B at CONSISTENCY and free it; the common tail of the writes, as done() */
+static gboolean
+write_batch(CassStore *s, CassBatch **bp, int consistency, GError **error)
+{
+    GError *e = NULL;
+    gboolean ok = cass_batch_execute(s->client, *bp, consistency, CASS_RETRY_DEFAULT, &e);
+    cass_batch_free(bp);
+    return done(s, ok, e, error);
+}
+
 /* now_us - wall clock in microseconds, Cassandra's timestamp convention */
 static gint64
 now_us(void)
@@ -244,6 +254,16 @@ remove_row(CassStore *s, const char *cf, const void *key, gsize key_len, gint64 
 {
     return cass_remove_row(s->client, cf, key, key_len, ts, s->write_consistency,
                            CASS_RETRY_DEFAULT, error);
+}
+
+/* remove_mailbox_rows - the rows of mailbox KEY ("user:mailbox") as of TS, the messages' first */
+static gboolean
+remove_mailbox_rows(CassStore *s, const char *key, gint64 ts, GError **error)
+{
+    return remove_row(s, CF_MAILBOXES, key, strlen(key), ts, error) &&
+           remove_row(s, CF_INDEX, key, strlen(key), ts, error) &&
+           remove_row(s, CF_FLAGS, key, strlen(key), ts, error) &&
+           remove_row(s, CF_META, key, strlen(key), ts, error);
 }
 
 /* row_key - "user:mailbox" */
@@ -287,10 +307,7 @@ cs_mailbox_add(Store *base, const char *user, const char *mailbox, GError **erro
     CassBatch *b = cass_batch_new();
     g_autoptr(GBytes) empty = g_bytes_new(NULL, 0);
     cass_batch_insert(b, CF_USERS, user, strlen(user), mailbox, strlen(mailbox), empty, now_us());
-    GError *e = NULL;
-    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, CASS_RETRY_DEFAULT, &e);
-    cass_batch_free(&b);
-    return done(s, ok, e, error);
+    return write_batch(s, &b, s->write_consistency, error);
 }
 
 static gboolean
@@ -302,10 +319,7 @@ cs_user_add(Store *base, const char *user, GError **error)
     gint64 ts = now_us();
     cass_batch_insert(b, CF_USERS, user, strlen(user), "inbox", 5, empty, ts);
     cass_batch_insert(b, CF_USERS, user, strlen(user), "outbox", 6, empty, ts);
-    GError *e = NULL;
-    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, CASS_RETRY_DEFAULT, &e);
-    cass_batch_free(&b);
-    return done(s, ok, e, error);
+    return write_batch(s, &b, s->write_consistency, error);
 }
 
 static gboolean
@@ -338,10 +352,7 @@ cs_user_del(Store *base, const char *user, GError **error)
     /* Messages first, the user last: an interrupted userdel can simply be run again. */
     for (guint i = 0; ok && i < boxes->len; i++) {
         g_autofree char *key = row_key(user, g_ptr_array_index(boxes, i));
-        ok = remove_row(s, CF_MAILBOXES, key, strlen(key), ts, &e) &&
-             remove_row(s, CF_INDEX, key, strlen(key), ts, &e) &&
-             remove_row(s, CF_FLAGS, key, strlen(key), ts, &e) &&
-             remove_row(s, CF_META, key, strlen(key), ts, &e);
+        ok = remove_mailbox_rows(s, key, ts, &e);
     }
     ok = ok && remove_row(s, CF_CREDENTIALS, user, strlen(user), ts, &e);
     ok = ok && remove_row(s, CF_USERS, user, strlen(user), ts, &e);
@@ -504,12 +515,10 @@ cw_put_part(CassStore *s, CassWriter *w, const guint8 *data, gsize len, GError *
         cass_batch_insert(b, CF_BODIES, key, 16, body_marker, 8, empty, w->ts);
     }
     cass_batch_insert(b, CF_BODIES, key, 16, name, 8, value, w->ts);
-    GError *e = NULL;
-    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, CASS_RETRY_DEFAULT, &e);
-    cass_batch_free(&b);
-    if (ok)
-        w->parts++;
-    return done(s, ok, e, error);
+    if (!write_batch(s, &b, s->write_consistency, error))
+        return FALSE;
+    w->parts++;
+    return TRUE;
 }
 
 /* cw_flush_parts - write every full part at the front of W's buffer */
@@ -929,10 +938,7 @@ cs_mailbox_create(Store *base, const char *user, const char *mailbox, guint32 ub
     CassBatch *b = cass_batch_new();
     g_autoptr(GBytes) value = g_bytes_new(v, sizeof v);
     cass_batch_insert(b, CF_USERS, user, strlen(user), mailbox, strlen(mailbox), value, now_us());
-    GError *e = NULL;
-    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, CASS_RETRY_DEFAULT, &e);
-    cass_batch_free(&b);
-    return done(s, ok, e, error);
+    return write_batch(s, &b, s->write_consistency, error);
 }
 
 static gboolean
@@ -943,17 +949,11 @@ cs_mailbox_drop(Store *base, const char *user, const char *mailbox, GError **err
     gint64 ts = now_us();
     GError *e = NULL;
     /* the rows first, the name last: an interrupted drop can be run again */
-    gboolean ok = remove_row(s, CF_MAILBOXES, key, strlen(key), ts, &e) &&
-                  remove_row(s, CF_INDEX, key, strlen(key), ts, &e) &&
-                  remove_row(s, CF_FLAGS, key, strlen(key), ts, &e) &&
-                  remove_row(s, CF_META, key, strlen(key), ts, &e);
-    if (ok) {
-        CassBatch *b = cass_batch_new();
-        cass_batch_delete(b, CF_USERS, user, strlen(user), mailbox, strlen(mailbox), ts);
-        ok = cass_batch_execute(s->client, b, s->write_consistency, CASS_RETRY_DEFAULT, &e);
-        cass_batch_free(&b);
-    }
-    return done(s, ok, e, error);
+    if (!remove_mailbox_rows(s, key, ts, &e))
+        return done(s, FALSE, e, error);
+    CassBatch *b = cass_batch_new();
+    cass_batch_delete(b, CF_USERS, user, strlen(user), mailbox, strlen(mailbox), ts);
+    return write_batch(s, &b, s->write_consistency, error);
 }
 
 /* names_of - GBytes of the 16-octet ids IDS[0..N) */
@@ -966,9 +966,11 @@ names_of(const StoreMsgId *ids, guint n)
     return names;
 }
 
-/* every_flag - all columns of row KEY's Flags (CassColumn*), paged, at CONSISTENCY */
+/* scan_row - each column of row KEY of CF at CONSISTENCY, read PAGE at a time, handed to FN,
+ * which may take it from *COL */
 static gboolean
-every_flag(CassStore *s, const char *key, int consistency, GPtrArray *out, GError **error)
+scan_row(CassStore *s, const char *cf, const void *key, gsize key_len, guint page, int consistency,
+         void (*fn)(CassColumn **col, gpointer data), gpointer data, GError **error)
 {
     g_autoptr(GBytes) after = NULL;
     for (;;) {
@@ -976,21 +978,47 @@ every_flag(CassStore *s, const char *key, int consistency, GPtrArray *out, GErro
         gsize alen = 0;
         const void *a = after ? g_bytes_get_data(after, &alen) : NULL;
         GError *e = NULL;
-        if (!cass_get_slice(s->client, CF_FLAGS, key, strlen(key), a, alen, NULL, 0, FALSE,
-                            FLAGS_PAGE, consistency, CASS_RETRY_DEFAULT, cols, &e))
+        if (!cass_get_slice(s->client, cf, key, key_len, a, alen, NULL, 0, FALSE, (int)page,
+                            consistency, CASS_RETRY_DEFAULT, cols, &e))
             return done(s, FALSE, e, error);
         guint got = cols->len;
         GBytes *last = got ? g_bytes_ref(((CassColumn *)cols->pdata[got - 1])->name) : NULL;
         for (guint i = 0; i < got; i++) {
-            CassColumn *c = g_ptr_array_index(cols, i);
-            if (after && g_bytes_equal(c->name, after))
+            CassColumn **c = (CassColumn **)&cols->pdata[i];
+            if (after && g_bytes_equal((*c)->name, after))
                 continue;   /* the page's start column again */
-            g_ptr_array_add(out, g_steal_pointer(&cols->pdata[i]));
+            fn(c, data);
         }
         g_clear_pointer(&after, g_bytes_unref);
         after = last;
-        if (got < FLAGS_PAGE)
+        if (got < page)
             return done(s, TRUE, NULL, error);
+    }
+}
+
+/* take_column - scan_row's FN that moves the column onto the GPtrArray DATA */
+static void
+take_column(CassColumn **col, gpointer data)
+{
+    g_ptr_array_add(data, g_steal_pointer(col));
+}
+
+/* every_flag - all columns of row KEY's Flags (CassColumn*), paged, at CONSISTENCY */
+static gboolean
+every_flag(CassStore *s, const char *key, int consistency, GPtrArray *out, GError **error)
+{
+    return scan_row(s, CF_FLAGS, key, strlen(key), FLAGS_PAGE, consistency, take_column, out, error);
+}
+
+/* insert_columns - COLS (CassColumn*), names and values, into row KEY of CF as of TS */
+static void
+insert_columns(CassBatch *b, const char *cf, const char *key, const GPtrArray *cols, gint64 ts)
+{
+    for (guint i = 0; i < cols->len; i++) {
+        CassColumn *c = g_ptr_array_index(cols, i);
+        gsize nl;
+        const void *n = g_bytes_get_data(c->name, &nl);
+        cass_batch_insert(b, cf, key, strlen(key), n, nl, c->value, ts);
     }
 }
 
@@ -1052,18 +1080,8 @@ cs_mailbox_move(Store *base, const char *user, const char *from, const char *to,
             cass_batch_delete(b, CF_MAILBOXES, fkey, strlen(fkey), ent->id.bytes, 16, ts);
             cass_batch_delete(b, CF_META, fkey, strlen(fkey), ent->id.bytes, 16, ts);
         }
-        for (guint i = 0; i < msgs->len; i++) {
-            CassColumn *c = g_ptr_array_index(msgs, i);
-            gsize nl;
-            const void *n = g_bytes_get_data(c->name, &nl);
-            cass_batch_insert(b, CF_MAILBOXES, tkey, strlen(tkey), n, nl, c->value, ts);
-        }
-        for (guint i = 0; i < meta->len; i++) {
-            CassColumn *c = g_ptr_array_index(meta, i);
-            gsize nl;
-            const void *n = g_bytes_get_data(c->name, &nl);
-            cass_batch_insert(b, CF_META, tkey, strlen(tkey), n, nl, c->value, ts);
-        }
+        insert_columns(b, CF_MAILBOXES, tkey, msgs, ts);
+        insert_columns(b, CF_META, tkey, meta, ts);
         for (guint i = 0; i < flags->len; i++) {
             CassColumn *c = g_ptr_array_index(flags, i);
             gsize nl;
@@ -1080,10 +1098,8 @@ cs_mailbox_move(Store *base, const char *user, const char *from, const char *to,
             if (!list)
                 cass_batch_delete(b, CF_FLAGS, fkey, strlen(fkey), n, nl, ts);
         }
-        gboolean ok = cass_batch_execute(s->client, b, CASS_QUORUM, CASS_RETRY_DEFAULT, &e);
-        cass_batch_free(&b);
-        if (!ok)
-            return done(s, FALSE, e, error);
+        if (!write_batch(s, &b, CASS_QUORUM, error))
+            return FALSE;
         if (!full)
             break;
     }
@@ -1120,10 +1136,7 @@ cs_seal_put(Store *base, const char *user, const char *mailbox, const void *name
     g_autofree char *key = row_key(user, mailbox);
     CassBatch *b = cass_batch_new();
     cass_batch_insert(b, CF_SEALS, key, strlen(key), name, name_len, value, timestamp);
-    GError *e = NULL;
-    gboolean ok = cass_batch_execute(s->client, b, CASS_QUORUM, CASS_RETRY_DEFAULT, &e);
-    cass_batch_free(&b);
-    return done(s, ok, e, error);
+    return write_batch(s, &b, CASS_QUORUM, error);
 }
 
 static gboolean
@@ -1169,10 +1182,7 @@ cs_flags_change(Store *base, const char *user, const char *mailbox,
             cass_batch_delete(b, CF_FLAGS, key, strlen(key), name->data, name->len, ts);
         }
     }
-    GError *e = NULL;
-    gboolean ok = cass_batch_execute(s->client, b, CASS_QUORUM, CASS_RETRY_DEFAULT, &e);
-    cass_batch_free(&b);
-    return done(s, ok, e, error);
+    return write_batch(s, &b, CASS_QUORUM, error);
 }
 
 static gboolean
@@ -1210,10 +1220,7 @@ cs_meta_put(Store *base, const char *user, const char *mailbox, const StoreMsgId
     g_autofree char *key = row_key(user, mailbox);
     CassBatch *b = cass_batch_new();
     cass_batch_insert(b, CF_META, key, strlen(key), id->bytes, 16, meta, now_us());
-    GError *e = NULL;
-    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, CASS_RETRY_DEFAULT, &e);
-    cass_batch_free(&b);
-    return done(s, ok, e, error);
+    return write_batch(s, &b, s->write_consistency, error);
 }
 
 static gboolean
@@ -1239,10 +1246,7 @@ cs_remove(Store *base, const char *user, const char *mailbox, const StoreMsgId *
         for (guint f = 0; f < keywords->len; f++)
             flag_delete(b, key, &ids[i], g_ptr_array_index(keywords, f), ts);
     }
-    GError *e = NULL;
-    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, CASS_RETRY_DEFAULT, &e);
-    cass_batch_free(&b);
-    return done(s, ok, e, error);
+    return write_batch(s, &b, s->write_consistency, error);
 }
 
 static gboolean
@@ -1253,10 +1257,7 @@ cs_password_set(Store *base, const char *user, const char *hash, GError **error)
     g_autoptr(GBytes) value = g_bytes_new(hash, strlen(hash));
     cass_batch_insert(b, CF_CREDENTIALS, user, strlen(user), PASSWORD_COLUMN,
                       strlen(PASSWORD_COLUMN), value, now_us());
-    GError *e = NULL;
-    gboolean ok = cass_batch_execute(s->client, b, s->write_consistency, CASS_RETRY_DEFAULT, &e);
-    cass_batch_free(&b);
-    return done(s, ok, e, error);
+    return write_batch(s, &b, s->write_consistency, error);
 }
 
 static gboolean
@@ -1482,6 +1483,16 @@ gc_body(CassStore *s, GBytes *key, gpointer data, GError **error)
     return TRUE;
 }
 
+/* gc_reference - scan_row's FN for gc_mailbox: the index entry COL refers to its body */
+static void
+gc_reference(CassColumn **col, gpointer data)
+{
+    GcState *g = data;
+    g->report->references++;
+    if (g_hash_table_remove(g->candidates, (*col)->name))
+        g->report->referenced++;
+}
+
 /* gc_mailbox - one MailboxIndex row: every id it holds is referenced
  *
  * The index is read instead of Mailboxes (8-octet values instead of inline messages): a
@@ -1496,28 +1507,7 @@ gc_mailbox(CassStore *s, GBytes *key, gpointer data, GError **error)
     g->report->mailboxes++;
     gsize klen;
     const void *k = g_bytes_get_data(key, &klen);
-    g_autoptr(GBytes) after = NULL;
-    for (;;) {
-        g_autoptr(GPtrArray) cols = g_ptr_array_new_with_free_func(cass_column_free);
-        gsize alen = 0;
-        const void *a = after ? g_bytes_get_data(after, &alen) : NULL;
-        GError *e = NULL;
-        if (!cass_get_slice(s->client, CF_INDEX, k, klen, a, alen, NULL, 0, FALSE, GC_PAGE_COLUMNS,
-                            CASS_ALL, CASS_RETRY_DEFAULT, cols, &e))
-            return done(s, FALSE, e, error);
-        for (guint i = 0; i < cols->len; i++) {
-            CassColumn *c = g_ptr_array_index(cols, i);
-            if (after && g_bytes_equal(c->name, after))
-                continue;
-            g->report->references++;
-            if (g_hash_table_remove(g->candidates, c->name))
-                g->report->referenced++;
-        }
-        if (cols->len < GC_PAGE_COLUMNS)
-            return TRUE;
-        g_clear_pointer(&after, g_bytes_unref);
-        after = g_bytes_ref(((CassColumn *)g_ptr_array_index(cols, cols->len - 1))->name);
-    }
+    return scan_row(s, CF_INDEX, k, klen, GC_PAGE_COLUMNS, CASS_ALL, gc_reference, g, error);
 }
 
 gboolean

@@ -14,19 +14,14 @@
 #include <unistd.h>
 
 #include "imap/view.h"
-#include "net/adapter.h"
 #include "store/store.h"
+#include "support/store_tool.h"
 #include "util/config.h"
 
 static Store *store;
 static const char *user;
+static int meta_messages = 2000;   /* the check meta's N */
 #define SETTLE_MS 500
-
-#define CHECK(cond, ...) do { if (!(cond)) { fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); return 1; } } while (0)
-#define OK(call) do { GError *e_ = NULL; if (!(call)) { fprintf(stderr, "FAIL %s:%d: %s: %s\n", \
-    __FILE__, __LINE__, #call, e_ ? e_->message : "?"); return 1; } } while (0)
-#define E (&e_)
 
 /* deliver - N small messages to USER's MAILBOX */
 static int
@@ -155,8 +150,9 @@ check_flags(void)
 }
 
 static int
-check_meta(int n)
+check_meta(void)
 {
+    int n = meta_messages;
     gint64 t0 = g_get_monotonic_time();
     if (deliver("inbox", n))
         return 1;
@@ -303,27 +299,21 @@ check_conflict(void)
 int
 main(int argc, char **argv)
 {
+    static const StoreToolCheck checks[] = {
+        {"seals", check_seals}, {"flags", check_flags}, {"meta", check_meta},
+        {"mailboxes", check_mailboxes}, {"conflict", check_conflict}, {NULL, NULL},
+    };
     if (argc < 4) {
         fprintf(stderr, "usage: imap-store-check CONFIG seals|flags|meta|mailboxes|conflict USER [N]\n");
         return 64;
     }
-    GError *error = NULL;
-    CassmailConfig *cfg = config_load(argv[1], &error);
-    if (!cfg || !(store = adapter_store_open(cfg, &error))) {
-        fprintf(stderr, "imap-store-check: %s\n", error->message);
+    CassmailConfig *cfg = NULL;
+    if (!(store = store_tool_open("imap-store-check", argv[1], &cfg)))
         return 1;
-    }
     user = argv[3];
-    int rc = 2;
-    const char *check = argv[2];
-    if (strcmp(check, "seals") == 0) rc = check_seals();
-    else if (strcmp(check, "flags") == 0) rc = check_flags();
-    else if (strcmp(check, "meta") == 0) rc = check_meta(argc > 4 ? atoi(argv[4]) : 2000);
-    else if (strcmp(check, "mailboxes") == 0) rc = check_mailboxes();
-    else if (strcmp(check, "conflict") == 0) rc = check_conflict();
-    else fprintf(stderr, "imap-store-check: unknown check %s\n", check);
-    if (rc == 0)
-        printf("ok %s\n", check);
+    if (argc > 4)
+        meta_messages = atoi(argv[4]);
+    int rc = store_tool_run("imap-store-check", checks, argv[2]);
     store_free(&store);
     config_free(&cfg);
     return rc;

@@ -24,18 +24,13 @@
 #include <uuid/uuid.h>
 
 #include "cass/cass.h"
-#include "net/adapter.h"
 #include "store/store.h"
+#include "support/store_tool.h"
 #include "util/config.h"
 
 static Store *store;
 static const char *user;
-
-#define CHECK(cond, ...) do { if (!(cond)) { fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); return 1; } } while (0)
-#define OK(call) do { GError *e_ = NULL; if (!(call)) { fprintf(stderr, "FAIL %s:%d: %s: %s\n", \
-    __FILE__, __LINE__, #call, e_ ? e_->message : "?"); return 1; } } while (0)
-#define E (&e_)
+static CassmailConfig *config;
 
 static int
 check_roundtrip_size(gsize len)
@@ -203,8 +198,9 @@ static const CassCfSpec old_cfs[] = {
 };
 
 static int
-check_oldlayout(const CassmailConfig *cfg)
+check_oldlayout(void)
 {
+    const CassmailConfig *cfg = config;
     CassClient *admin = cass_client_new((const char *const *)cfg->endpoints, NULL, cfg->timeout_ms,
                                         cfg->retry_ms, cfg->backoff_ms);
     gboolean exists = TRUE;
@@ -258,34 +254,23 @@ check_oldlayout(const CassmailConfig *cfg)
 int
 main(int argc, char **argv)
 {
+    static const StoreToolCheck checks[] = {
+        {"roundtrip", check_roundtrip}, {"large", check_large}, {"volume", check_volume},
+        {"order", check_order}, {"paging", check_paging}, {"delete", check_delete},
+        {"outbox", check_outbox}, {"oldlayout", check_oldlayout}, {NULL, NULL},
+    };
     if (argc != 4) {
         fprintf(stderr, "usage: store-check CONFIG roundtrip|order|paging|delete|outbox USER\n");
         return 64;
     }
-    GError *error = NULL;
-    CassmailConfig *cfg = config_load(argv[1], &error);
-    if (!cfg || !(store = adapter_store_open(cfg, &error))) {
-        fprintf(stderr, "store-check: %s\n", error->message);
+    if (!(store = store_tool_open("store-check", argv[1], &config)))
         return 1;
-    }
     user = argv[3];
-    int rc = 2;
-    const char *check = argv[2];
-    if (strcmp(check, "roundtrip") == 0) rc = check_roundtrip();
-    else if (strcmp(check, "large") == 0) rc = check_large();
-    else if (strcmp(check, "volume") == 0) rc = check_volume();
-    else if (strcmp(check, "order") == 0) rc = check_order();
-    else if (strcmp(check, "paging") == 0) rc = check_paging();
-    else if (strcmp(check, "delete") == 0) rc = check_delete();
-    else if (strcmp(check, "outbox") == 0) rc = check_outbox();
-    else if (strcmp(check, "oldlayout") == 0) rc = check_oldlayout(cfg);
-    else fprintf(stderr, "store-check: unknown check %s\n", check);
-    if (rc == 0)
-        printf("ok %s\n", check);
+    int rc = store_tool_run("store-check", checks, argv[2]);
     const StoreCounters *c = store_counters(store);
     printf("calls=%" G_GUINT64_FORMAT " bytes_read=%" G_GUINT64_FORMAT " bytes_written=%" G_GUINT64_FORMAT "\n",
            c->calls, c->bytes_read, c->bytes_written);
     store_free(&store);
-    config_free(&cfg);
+    config_free(&config);
     return rc;
 }

@@ -10,8 +10,8 @@
  */
 #include <stdio.h>
 
-#include "net/adapter.h"
 #include "store/store.h"
+#include "support/store_tool.h"
 
 int
 main(int argc, char **argv)
@@ -20,21 +20,23 @@ main(int argc, char **argv)
         fprintf(stderr, "usage: store-put CONFIG USER < MESSAGE\n");
         return 64;
     }
-    GError *error = NULL;
     g_autoptr(GByteArray) msg = g_byte_array_new();
     guint8 buf[65536];
     size_t n;
     while ((n = fread(buf, 1, sizeof buf, stdin)) > 0)
         g_byte_array_append(msg, buf, (guint)n);
-    CassmailConfig *cfg = config_load(argv[1], &error);
-    Store *store = cfg ? adapter_store_open(cfg, &error) : NULL;
+    CassmailConfig *cfg = NULL;
+    Store *store = store_tool_open("store-put", argv[1], &cfg);
     StoreTarget target = {argv[2], "inbox"};
     StoreMsgId id;
     store_msgid_new(&id);
-    if (!store || !store_deliver(store, &id, &target, 1, msg->data, msg->len, &error)) {
-        fprintf(stderr, "store-put: %s\n", error ? error->message : "failed");
+    GError *error = NULL;
+    if (store && !store_deliver(store, &id, &target, 1, msg->data, msg->len, &error)) {
+        fprintf(stderr, "store-put: %s\n", error->message);
         g_clear_error(&error);
         store_free(&store);
+    }
+    if (!store) {
         config_free(&cfg);
         return 1;
     }

@@ -22,6 +22,7 @@ import pytest
 
 from conftest import Mail, unique, write_conf
 from support import HOST, POP3D, SMTPD, Daemon, wait_for
+from test_hostile import first_bytes
 
 PASSWORD = "limit pass 5"
 SERVE_WITHIN_S = 2.0
@@ -34,21 +35,6 @@ TRICKLE = {"smtp": b"NOOP\r\n", "pop3": b"CAPA\r\n"}
 def connect(port, source, timeout=30):
     """A TCP connection to 127.0.0.1:PORT from address SOURCE."""
     return socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
-
-
-def first_line(s, timeout=10):
-    """The server's first line on S (b"" at EOF or after TIMEOUT seconds of silence)."""
-    s.settimeout(timeout)
-    data = b""
-    try:
-        while b"\r\n" not in data:
-            chunk = s.recv(512)
-            if not chunk:
-                break
-            data += chunk
-    except socket.timeout:
-        pass
-    return data
 
 
 class POP3From(poplib.POP3):
@@ -124,11 +110,11 @@ def test_trickling_sessions_from_one_address_fill_only_their_share(mail, tmp_pat
     try:
         for _ in range(3):
             socks.append(connect(d.port, "127.0.0.1"))
-        assert all(first_line(s).startswith(GREETING[proto]) for s in socks)
+        assert all(first_bytes(s).startswith(GREETING[proto]) for s in socks)
         t = time.monotonic()
         fourth = connect(d.port, "127.0.0.1")
         socks.append(fourth)
-        assert first_line(fourth).startswith(BUSY[proto])   # at once, then closed
+        assert first_bytes(fourth).startswith(BUSY[proto])   # at once, then closed
         assert fourth.recv(100) == b""
         assert time.monotonic() - t < 1.0
         socks.remove(fourth)
@@ -144,7 +130,7 @@ def test_trickling_sessions_from_one_address_fill_only_their_share(mail, tmp_pat
         # the trickling sessions are still there, untouched, and 127.0.0.1 is still at its share
         assert len(d.children()) >= 3
         extra = connect(d.port, "127.0.0.1")
-        assert first_line(extra).startswith(BUSY[proto])
+        assert first_bytes(extra).startswith(BUSY[proto])
         extra.close()
     finally:
         if trickle:
@@ -165,9 +151,9 @@ def test_the_default_limit_is_50_sessions_from_one_address(mail, tmp_path):
         assert "(at most 1000 sessions, 50 from one client address)" in d.log()
         for _ in range(50):
             socks.append(connect(d.port, "127.0.0.1"))
-        assert all(first_line(s).startswith(b"220 ") for s in socks)
+        assert all(first_bytes(s).startswith(b"220 ") for s in socks)
         extra = connect(d.port, "127.0.0.1")
-        assert first_line(extra).startswith(b"421 4.3.2 ")
+        assert first_bytes(extra).startswith(b"421 4.3.2 ")
         extra.close()
         # another address is served at once, and so is this one after one of its sessions ends
         assert served("smtp", d.port, user, "127.0.0.2") <= SERVE_WITHIN_S
@@ -188,7 +174,7 @@ def test_client_connection_limit_0_lets_one_address_take_every_slot(mail, tmp_pa
     try:
         for _ in range(5):
             socks.append(connect(d.port, "127.0.0.1"))
-        replies = [first_line(s) for s in socks]
+        replies = [first_bytes(s) for s in socks]
         assert [r[:4] for r in replies] == [b"+OK "] * 4 + [b"-ERR"], replies
         wait_for(lambda: re.search(r"refused 127\.0\.0\.1: 4 sessions running, the limit", d.log()),
                  timeout=10, what="the refusal's log line")

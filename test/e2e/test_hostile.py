@@ -175,6 +175,15 @@ def close_all(socks):
         s.close()
 
 
+def close_and_stop(d, clients):
+    """CLIENTS (sockets or Raw clients) closed, their sessions over and ended normally, daemon D
+    stopped cleanly."""
+    close_all(clients)
+    wait_for(lambda: not d.children(), timeout=60, what="the sessions to end")
+    d.assert_sessions_ended_normally()
+    assert d.stop() == 0
+
+
 def first_bytes(s, n=200):
     """The server's first line on S (at most N octets; less at EOF or after 10 s of silence)."""
     s.settimeout(10)
@@ -284,10 +293,7 @@ def test_full_listener_closes_the_longest_silent_session_to_serve_a_new_client(e
         assert readable[0].recv(100) == b""
         wait_for(lambda: len(d.children()) <= limit, timeout=60, what="the evicted session to end")
     finally:
-        close_all(socks)
-        wait_for(lambda: not d.children(), timeout=60, what="the sessions to end")
-        d.assert_sessions_ended_normally()
-        assert d.stop() == 0
+        close_and_stop(d, socks)
     if proto == "smtp":
         assert [client_text(m) for _, m in env.stored(user)] == [text("before"), text("served")]
 
@@ -309,13 +315,18 @@ def node_pid(ring, i=1):
     return int(re.search(rf"^node {i} \S+ pid (\d+) up", out, re.M).group(1))
 
 
+def start_data(c, user, sender):
+    """Client C through EHLO, MAIL FROM:<SENDER> and RCPT TO USER to DATA's 354."""
+    for line in ("EHLO client.example", f"MAIL FROM:<{sender}>", f"RCPT TO:<{user}@example.com>"):
+        assert c.cmd(line).startswith("250"), line
+    assert c.cmd("DATA").startswith("354")
+
+
 def open_transaction(port, user):
     """A client from 127.0.0.1 inside DATA for USER, with some text sent."""
     a = RawFrom(port, "127.0.0.1")
     assert a.greeting.startswith("220 ")
-    for line in ("EHLO client.example", "MAIL FROM:<held@remote.example>", f"RCPT TO:<{user}@example.com>"):
-        assert a.cmd(line).startswith("250"), line
-    assert a.cmd("DATA").startswith("354")
+    start_data(a, user, "held@remote.example")
     a.send(b"Subject: held\r\n\r\npart one\r\n")
     return a
 
@@ -325,6 +336,22 @@ def assert_evicted_only(d, source):
     evicted = wait_for(lambda: re.findall(r"evicted \d+ \((127\.0\.0\.\d+)\): silent \d+ s", d.log()),
                        timeout=10, what="the eviction's log line")
     assert evicted == [source], evicted
+
+
+def newcomer_evicts_the_idle_client(d, clients, evict_s):
+    """Half a second on, an idle client from 127.0.0.2; past the eviction time a newcomer from
+    127.0.0.3, who is served: the log names the idle client, alone, evicted. Both join CLIENTS;
+    the idle client is returned."""
+    time.sleep(0.5)
+    b = RawFrom(d.port, "127.0.0.2")
+    clients.append(b)
+    assert b.greeting.startswith("220 ")
+    time.sleep(evict_s + 0.5)
+    c = RawFrom(d.port, "127.0.0.3")   # the listener is full: someone must make room
+    clients.append(c)
+    assert c.greeting.startswith("220 "), c.greeting
+    assert_evicted_only(d, "127.0.0.2")
+    return b
 
 
 def test_full_listener_never_evicts_a_session_silent_inside_data(env, tmp_path):
@@ -337,25 +364,13 @@ def test_full_listener_never_evicts_a_session_silent_inside_data(env, tmp_path):
     try:
         a = open_transaction(d.port, user)
         clients.append(a)
-        time.sleep(0.5)
-        b = RawFrom(d.port, "127.0.0.2")   # an idle session, silent for less time than a
-        clients.append(b)
-        assert b.greeting.startswith("220 ")
-        time.sleep(evict_s + 0.5)
-        c = RawFrom(d.port, "127.0.0.3")   # the listener is full: someone must make room
-        clients.append(c)
-        assert c.greeting.startswith("220 "), c.greeting
-        assert_evicted_only(d, "127.0.0.2")
+        b = newcomer_evicts_the_idle_client(d, clients, evict_s)   # b: silent less long than a
         assert b.reply().startswith("421 4.3.2 ") and b.closed()
         a.send(b"part two\r\n.\r\n")
         assert a.reply().startswith("250 2.0.0 Ok: queued as ")
         assert a.cmd("QUIT").startswith("221")
     finally:
-        for x in clients:
-            x.close()
-        wait_for(lambda: not d.children(), timeout=60, what="the sessions to end")
-        d.assert_sessions_ended_normally()
-        assert d.stop() == 0
+        close_and_stop(d, clients)
     assert [client_text(m) for _, m in env.stored(user)] == [text("held", b"part one", b"part two")]
 
 
@@ -375,15 +390,7 @@ def test_full_listener_never_evicts_a_session_waiting_on_the_store(env, ring, tm
         os.kill(pid, signal.SIGSTOP)
         stopped = True
         a.send(b"part two\r\n.\r\n")   # the delivery now waits on the store
-        time.sleep(0.5)
-        b = RawFrom(d.port, "127.0.0.2")
-        clients.append(b)
-        assert b.greeting.startswith("220 ")
-        time.sleep(evict_s + 0.5)
-        c = RawFrom(d.port, "127.0.0.3")
-        clients.append(c)
-        assert c.greeting.startswith("220 "), c.greeting
-        assert_evicted_only(d, "127.0.0.2")
+        newcomer_evicts_the_idle_client(d, clients, evict_s)
         os.kill(pid, signal.SIGCONT)
         stopped = False
         reply = a.reply()
@@ -392,11 +399,7 @@ def test_full_listener_never_evicts_a_session_waiting_on_the_store(env, ring, tm
     finally:
         if stopped:
             os.kill(pid, signal.SIGCONT)
-        for x in clients:
-            x.close()
-        wait_for(lambda: not d.children(), timeout=60, what="the sessions to end")
-        d.assert_sessions_ended_normally()
-        assert d.stop() == 0
+        close_and_stop(d, clients)
     assert [client_text(m) for _, m in env.stored(user)] == [text("held", b"part one", b"part two")]
 
 
@@ -460,6 +463,24 @@ def assert_peak(what, kb, bound_kb):
     assert SANITIZED or kb < bound_kb
 
 
+def measured_in_data(env, subject):
+    """A new user, and a measured Raw SMTP client inside DATA for it with the header block of
+    SUBJECT sent: (user, client, pid, Peak)."""
+    user = env.user()
+    c, pid, peak = measured(env.smtpd, Raw)
+    start_data(c, user, "x@remote.example")
+    c.sock.sendall(f"Subject: {subject}\r\n\r\n".encode())
+    return user, c, pid, peak
+
+
+def quit_then_only_the_next_is_stored(env, c, user):
+    """SMTP client C quits; a delivery to USER after it is then all USER's inbox holds."""
+    assert c.cmd("QUIT").startswith("221")
+    c.close()
+    env.deliver(user, text("after"))
+    assert [client_text(m) for _, m in env.stored(user)] == [text("after")]
+
+
 def test_smtp_10mb_command_line_without_lf_is_refused_in_bounded_memory(env):
     user = env.user()
     c, pid, peak = measured(env.smtpd, Raw)
@@ -469,39 +490,20 @@ def test_smtp_10mb_command_line_without_lf_is_refused_in_bounded_memory(env):
     assert c.reply() == "500 5.5.2 Line too long (over 512 octets)"
     assert c.cmd("NOOP").startswith("250")
     assert_peak("smtp 10 MB command line", peak_of(pid, peak), LINE_BOUND_KB)
-    assert c.cmd("QUIT").startswith("221")
-    c.close()
-    env.deliver(user, text("after"))
-    assert [client_text(m) for _, m in env.stored(user)] == [text("after")]
+    quit_then_only_the_next_is_stored(env, c, user)
 
 
 def test_smtp_10mb_text_line_without_lf_is_refused_in_bounded_memory(env):
-    user = env.user()
-    c, pid, peak = measured(env.smtpd, Raw)
-    for line in ("EHLO client.example", "MAIL FROM:<x@remote.example>",
-                 f"RCPT TO:<{user}@example.com>"):
-        assert c.cmd(line).startswith("250")
-    assert c.cmd("DATA").startswith("354")
-    c.sock.sendall(b"Subject: endless line\r\n\r\n")
+    user, c, pid, peak = measured_in_data(env, "endless line")
     c.stream(b"y" * 65536, TEN_MB)
     c.sock.sendall(b"\r\n.\r\n")
     assert c.reply() == "500 5.6.0 Line too long (over 1000 octets); message not delivered"
     assert_peak("smtp 10 MB text line", peak_of(pid, peak), LINE_BOUND_KB)
-    assert c.cmd("QUIT").startswith("221")
-    c.close()
-    assert env.mail.list(user) == []
-    env.deliver(user, text("after"))
-    assert [client_text(m) for _, m in env.stored(user)] == [text("after")]
+    quit_then_only_the_next_is_stored(env, c, user)
 
 
 def test_smtp_100mb_data_is_552_in_bounded_memory(env):
-    user = env.user()
-    c, pid, peak = measured(env.smtpd, Raw)
-    for line in ("EHLO client.example", "MAIL FROM:<x@remote.example>",
-                 f"RCPT TO:<{user}@example.com>"):
-        assert c.cmd(line).startswith("250")
-    assert c.cmd("DATA").startswith("354")
-    c.sock.sendall(b"Subject: one hundred megabytes\r\n\r\n")
+    user, c, pid, peak = measured_in_data(env, "one hundred megabytes")
     t = time.monotonic()
     lines = b"z" * 998 + b"\r\n"
     c.stream(lines * 64, HUNDRED_MB // len(lines) * len(lines))   # whole lines, 64 per write
@@ -511,11 +513,7 @@ def test_smtp_100mb_data_is_552_in_bounded_memory(env):
     assert reply.startswith("552 5.3.4 "), reply
     assert_peak(f"smtp 100 MB DATA (552 after {took:.1f} s)", peak_of(pid, peak), DATA_BOUND_KB)
     assert c.cmd("NOOP").startswith("250")
-    assert c.cmd("QUIT").startswith("221")
-    c.close()
-    assert env.mail.list(user) == []
-    env.deliver(user, text("after"))
-    assert [client_text(m) for _, m in env.stored(user)] == [text("after")]
+    quit_then_only_the_next_is_stored(env, c, user)
 
 
 def test_pop3_10mb_command_line_without_lf_is_refused_in_bounded_memory(env):
@@ -538,9 +536,10 @@ def test_pop3_10mb_command_line_without_lf_is_refused_in_bounded_memory(env):
 
 # ---- garbage -------------------------------------------------------------------------------------
 
-def exchange(port, data):
-    """Connect, read the greeting, send DATA, half-close, and read every reply until the server
-    closes; the reply lines."""
+def cut_session(port, data, abrupt=False):
+    """Send DATA after the greeting and hang up. Clean: half-close and read every reply until
+    the server closes (so the session is over when this returns). Abrupt: close at once, replies
+    unread (the kernel may answer them with a reset). What was read, the greeting first."""
     s = socket.create_connection(("127.0.0.1", port), timeout=60)
     try:
         got = b""
@@ -550,16 +549,25 @@ def exchange(port, data):
             got += chunk
         try:
             s.sendall(data)
-            s.shutdown(socket.SHUT_WR)
+            if not abrupt:
+                s.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
             pass   # it closed early (too many errors): what it said is still to be read
+        if abrupt:
+            return got
         try:
             while chunk := s.recv(65536):
                 got += chunk
         except ConnectionResetError:
             pass
+        return got
     finally:
         s.close()
+
+
+def exchange(port, data):
+    """A clean cut_session: the reply lines after the greeting."""
+    got = cut_session(port, data)
     lines = got.split(b"\r\n")
     assert lines[-1] == b"", f"a reply not ending in CRLF: {got[-200:]!r}"
     return lines[1:-1]
@@ -636,29 +644,6 @@ def test_binary_garbage_and_nul_bytes_get_errors_and_no_session_crashes(env, pro
 
 
 # ---- disconnect at every byte --------------------------------------------------------------------
-
-def cut_session(port, data, abrupt=False):
-    """Send DATA after the greeting and hang up. Clean: half-close and read every reply until
-    the server closes (so the session is over when this returns). Abrupt: close at once, replies
-    unread (the kernel may answer them with a reset). The replies read."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=60)
-    try:
-        got = b""
-        while b"\r\n" not in got:
-            chunk = s.recv(4096)
-            assert chunk, "no greeting"
-            got += chunk
-        if data:
-            s.sendall(data)
-        if abrupt:
-            return got
-        s.shutdown(socket.SHUT_WR)
-        while chunk := s.recv(65536):
-            got += chunk
-        return got
-    finally:
-        s.close()
-
 
 def smtp_transcript(user, label, k):
     """A whole SMTP session whose message is labelled LABEL and K; the index just past the

@@ -35,9 +35,8 @@
 #include "imap/view.h"
 #include "store/store.h"
 #include "../unit/support/store_mem.h"
-#include "util/password.h"
+#include "common.h"
 
-static char *fuzz_hash;   /* "secret" at the lowest cost password_verify accepts */
 static gint64 fuzz_now;
 
 static gint64 fuzz_clock(void) { return fuzz_now; }
@@ -55,45 +54,13 @@ static const char *const fuzz_inbox[] = {
     NULL,   /* the long one, made at start-up */
 };
 
-/* fuzz_fail - report WHAT about OUT and abort (libFuzzer keeps the input) */
-static void
-fuzz_fail(const char *what, const GString *out)
-{
-    fprintf(stderr, "fuzz-imap: %s; output:\n%.*s\n", what, (int)MIN(out->len, 4096), out->str);
-    abort();
-}
-
-static void
-fuzz_deliver(Store *store, const char *box, const char *msg, gsize len)
-{
-    StoreMsgId id;
-    StoreTarget t = {"pete", box};
-    store_msgid_new(&id);
-    if (!store_deliver(store, &id, &t, 1, (const guint8 *)msg, len, NULL))
-        abort();
-}
-
 /* fuzz_store - the store every input starts from */
 static Store *
 fuzz_store(void)
 {
-    Store *store = store_mem_new();
-    if (!store_user_add(store, "pete", NULL) || !store_password_set(store, "pete", fuzz_hash, NULL) ||
-        !store_user_add(store, "anne", NULL) ||
-        !imap_mailbox_create(store, "pete", "Work/Projects", NULL))
+    Store *store = fuzz_mail_store(fuzz_inbox, G_N_ELEMENTS(fuzz_inbox));
+    if (!imap_mailbox_create(store, "pete", "Work/Projects", NULL))
         abort();
-    for (gsize i = 0; i < G_N_ELEMENTS(fuzz_inbox); i++) {
-        GString *m = g_string_new(fuzz_inbox[i]);
-        if (!fuzz_inbox[i]) {
-            g_string_assign(m, "Subject: long\r\n\r\n");
-            for (int n = 0; m->len < 3000; n++)
-                g_string_append_printf(m, "%d line of the long message\r\n", n);
-        }
-        fuzz_deliver(store, "inbox", m->str, m->len);
-        g_string_free(m, TRUE);
-    }
-    static const char sent[] = "Subject: sent\r\n\r\nfrom the outbox\r\n";
-    fuzz_deliver(store, "outbox", sent, sizeof sent - 1);
     return store;
 }
 
@@ -105,10 +72,6 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    password_set_cost(PASSWORD_ITERATIONS_MIN);
-    fuzz_hash = password_hash_iterations("secret", PASSWORD_ITERATIONS_MIN, NULL);
-    if (!fuzz_hash)
-        abort();
     fuzz_now = (g_get_real_time() / 1000000 + 3600) * 1000000;
     imap_view_set_clock(fuzz_clock);
     return 0;
@@ -131,26 +94,15 @@ fuzz_drain(ImapSession *s, GString *out, gsize chunk)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    ImapSessionConfig cfg = {
-        .login_delay_ms = 1000, .max_errors = 50, .max_message_size = 64 * 1024,
-        .settle_ms = 2000, .idle_poll_ms = 5000, .plaintext_auth = TRUE, .starttls = FALSE,
-    };
     Store *store = fuzz_store();
-    if (size >= 3 && data[0] == 0xff) {
-        store_mem_fail_next(store, data[1] & 7);
-        if (data[2] & 1)
-            cfg.plaintext_auth = FALSE;
-        if (data[2] & 2)
-            cfg.starttls = TRUE;
-        if (data[2] & 4)
-            cfg.max_errors = 2;
-        if (data[2] & 8)
-            cfg.max_message_size = 10;
-        if (data[2] & 16)
-            store_mem_set_chunk(store, 7);
-        data += 3;
-        size -= 3;
-    }
+    guint8 options = fuzz_options(store, &data, &size);
+    ImapSessionConfig cfg = {
+        .login_delay_ms = 1000, .max_errors = options & 4 ? 2 : 50,
+        .max_message_size = options & 8 ? 10 : 64 * 1024, .settle_ms = 2000,
+        .idle_poll_ms = 5000, .plaintext_auth = !(options & 1), .starttls = (options & 2) != 0,
+    };
+    if (options & 16)
+        store_mem_set_chunk(store, 7);
     gsize chunk = 1 + (size ? data[size / 2] : 0);
     gsize piece = 1 + (size ? data[size / 3] % 64 : 0);
 
@@ -172,19 +124,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             piece = piece * 5 % 251 + 1;
             continue;
         }
-        const uint8_t *lf = memchr(data + pos, '\n', size - pos);
-        if (!lf)
+        gsize len = fuzz_line_len(data, size, pos);
+        if (!len)
             break;
-        gsize len = (gsize)(lf - (data + pos)) + 1;
         gboolean pending = imap_core.tls_pending(s);
-        if (len > imap_core.line_max(s)) {
-            closed = imap_core.feed(s, "\r\n", 2, PROTO_LINE_TOO_LONG, out);
-        } else {
-            char *line = g_memdup2(data + pos, len);
-            closed = imap_core.feed(s, line, len,
-                                    memchr(line, '\0', len) ? PROTO_LINE_NUL : PROTO_LINE_OK, out);
-            g_free(line);
-        }
+        closed = fuzz_feed_line(&imap_core, s, data + pos, len, out);
         pos += len;
         if (pending && out->len)
             fuzz_fail("a line fed while STARTTLS was pending was answered", out);

@@ -2,8 +2,9 @@
  * fuzz-pop3.c - libFuzzer harness for the POP3 protocol core (src/pop3/session.h).
  *
  * One input is one client's side of a session, cut into lines as the adapter's reader cuts them:
- * after each LF; a line over POP3_LINE_MAX + 2 octets is handed over empty with TOO_LONG; an
- * unfinished last line is dropped (EOF). Each command's reply is drained with pop3_session_more
+ * after each LF; a line over POP3_LINE_MAX + 2 octets is handed over as its terminator alone
+ * with TOO_LONG, one with a NUL as NUL (fuzz_feed_line, common.c); an unfinished last line is
+ * dropped (EOF). Each command's reply is drained with pop3_session_more
  * in small chunks whose size varies with the input, as cassmail-pop3d drains RETR and TOP.
  *
  * The in-memory store of the unit tests holds user pete (password "secret") with six messages
@@ -38,9 +39,7 @@
 #include "pop3/session.h"
 #include "store/store.h"
 #include "../unit/support/store_mem.h"
-#include "util/password.h"
-
-static char *fuzz_hash;   /* "secret" at the lowest cost password_verify accepts */
+#include "common.h"
 
 static const char *const fuzz_inbox[] = {
     "Subject: one\r\n\r\nHello.\r\n",
@@ -50,14 +49,6 @@ static const char *const fuzz_inbox[] = {
     "Subject: legacy\rX: y\n\r\nx\r.\r\n.\n.\r\r\n..\rend\n.\r",
     NULL,   /* the long one, made at start-up */
 };
-
-/* fuzz_fail - report WHAT about OUT and abort (libFuzzer keeps the input) */
-static void
-fuzz_fail(const char *what, const GString *out)
-{
-    fprintf(stderr, "fuzz-pop3: %s in reply:\n%.*s\n", what, (int)MIN(out->len, 4096), out->str);
-    abort();
-}
 
 /* fuzz_check_reply - OUT is one complete reply (see the top of the file) */
 static void
@@ -92,146 +83,57 @@ fuzz_check_reply(const GString *out)
             fuzz_fail("a lone . inside a multi-line reply", out);
 }
 
-/* fuzz_store - the store every input starts from */
-static Store *
-fuzz_store(void)
-{
-    Store *store = store_mem_new();
-    if (!store_user_add(store, "pete", NULL) || !store_password_set(store, "pete", fuzz_hash, NULL) ||
-        !store_user_add(store, "anne", NULL))
-        abort();
-    StoreTarget inbox = {"pete", "inbox"}, outbox = {"pete", "outbox"};
-    StoreMsgId id;
-    for (gsize i = 0; i < G_N_ELEMENTS(fuzz_inbox); i++) {
-        GString *m = g_string_new(fuzz_inbox[i]);
-        if (!fuzz_inbox[i]) {
-            g_string_assign(m, "Subject: long\r\n\r\n");
-            for (int n = 0; m->len < 3000; n++)
-                g_string_append_printf(m, "%s%d line of the long message\r\n", n % 5 ? "" : ".", n);
-        }
-        store_msgid_new(&id);
-        if (!store_deliver(store, &id, &inbox, 1, (const guint8 *)m->str, m->len, NULL))
-            abort();
-        g_string_free(m, TRUE);
-    }
-    static const char sent[] = "Subject: sent\r\n\r\nfrom the outbox\r\n";
-    store_msgid_new(&id);
-    if (!store_deliver(store, &id, &outbox, 1, (const guint8 *)sent, sizeof sent - 1, NULL))
-        abort();
-    return store;
-}
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    /* logins cost the least a deployment may configure ([auth] password_iterations) */
-    password_set_cost(PASSWORD_ITERATIONS_MIN);
-    fuzz_hash = password_hash_iterations("secret", PASSWORD_ITERATIONS_MIN, NULL);
-    if (!fuzz_hash)
-        abort();
-    return 0;
-}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    Pop3SessionConfig cfg = {
-        .batch_size = 3, .mailbox_delimiter = '|', .login_delay_ms = 1000, .max_errors = 10,
-        .plaintext_auth = TRUE, .stls = TRUE,
-    };
     /* The store is made once and made again only after a session changed it (QUIT removed
      * messages): delivery mints TimeUUIDs, which is slow enough to dominate a run. */
     static Store *store;
     if (!store || store_mem_message_count(store, "pete", "inbox") != G_N_ELEMENTS(fuzz_inbox) ||
         store_mem_message_count(store, "pete", "outbox") != 1) {
         store_free(&store);
-        store = fuzz_store();
+        store = fuzz_mail_store(fuzz_inbox, G_N_ELEMENTS(fuzz_inbox));
     }
-    if (size >= 3 && data[0] == 0xff) {
-        store_mem_fail_next(store, data[1] & 7);
-        if (data[2] & 1)
-            cfg.plaintext_auth = FALSE;
-        if (data[2] & 2)
-            cfg.batch_size = 1;
-        if (data[2] & 4)
-            cfg.max_errors = 1;
-        if (data[2] & 8)
-            cfg.mailbox_delimiter = '+';
-        if (data[2] & 16)
-            cfg.mailbox_delimiter = ' ';
-        if (data[2] & 32)
-            cfg.stls = FALSE;
-        data += 3;
-        size -= 3;
-    }
+    guint8 options = fuzz_options(store, &data, &size);
+    Pop3SessionConfig cfg = {
+        .batch_size = options & 2 ? 1 : 3,
+        .mailbox_delimiter = options & 16 ? ' ' : options & 8 ? '+' : '|',
+        .login_delay_ms = 1000,
+        .max_errors = options & 4 ? 1 : 10,
+        .plaintext_auth = !(options & 1),
+        .stls = !(options & 32),
+    };
     /* Chunk sizes for pop3_session_more, from 1 octet up, varying with the input. */
     gsize chunk = 1 + (size ? data[size / 2] : 0);
 
     Pop3Session *s = pop3_session_new(&cfg, store, "fuzz");
-    GString *out = g_string_new(NULL);
-    pop3_core.greeting(s, out);
-    fuzz_check_reply(out);
-
-    gsize pos = 0;
-    gboolean closed = FALSE;
-    while (!closed && pos < size) {
-        const uint8_t *lf = memchr(data + pos, '\n', size - pos);
-        if (!lf)
-            break;
-        gsize len = (gsize)(lf - (data + pos)) + 1;
-        g_string_truncate(out, 0);
-        if (len > POP3_LINE_MAX + 2) {
-            closed = pop3_session_feed(s, "", 0, PROTO_LINE_TOO_LONG, out);
-        } else {
-            char *line = g_memdup2(data + pos, len);   /* ASan sees reads past its end */
-            closed = pop3_session_feed(s, line, len, PROTO_LINE_OK, out);
-            g_free(line);
-        }
+    FuzzRun f;
+    fuzz_run_start(&f, &pop3_core, s, data, size);
+    fuzz_check_reply(f.out);
+    while (fuzz_run_line(&f)) {
         (void)pop3_core.take_delay_ms(s);
         if (pop3_core.take_delay_ms(s) != 0)
-            fuzz_fail("a delay that did not reset when read", out);
-        while (pop3_session_more(s, out, chunk))
+            fuzz_fail("a delay that did not reset when read", f.out);
+        while (pop3_session_more(s, f.out, chunk))
             ;
-        fuzz_check_reply(out);
-        pos += len;
+        fuzz_check_reply(f.out);
         chunk = chunk * 7 % 4099 + 1;
-        if (!closed && pop3_core.tls_pending(s)) {
-            if (!g_str_has_prefix(out->str, "+OK"))
-                fuzz_fail("STLS pending without +OK", out);
-            lf = memchr(data + pos, '\n', size - pos);
-            if (lf && (data[pos] & 1)) {   /* pipelined behind STLS: dropped unanswered */
-                len = (gsize)(lf - (data + pos)) + 1;
-                g_string_truncate(out, 0);
-                char *line = g_memdup2(data + pos, MIN(len, POP3_LINE_MAX + 2));
-                closed = pop3_session_feed(s, line, MIN(len, POP3_LINE_MAX + 2),
-                                           len > POP3_LINE_MAX + 2 ? PROTO_LINE_TOO_LONG : PROTO_LINE_OK, out);
-                g_free(line);
-                while (pop3_session_more(s, out, chunk))
-                    ;
-                if (out->len || !pop3_core.tls_pending(s))
-                    fuzz_fail("a line fed while STLS was pending was acted on", out);
-                pos += len;
-            }
-            if (size && (data[size - 1] & 0x80))
+        if (!f.closed && pop3_core.tls_pending(s)) {
+            if (!g_str_has_prefix(f.out->str, "+OK"))
+                fuzz_fail("STLS pending without +OK", f.out);
+            if (!fuzz_run_tls(&f))
                 break;   /* the handshake failed: the adapter closes */
-            pop3_core.tls_started(s);
         }
     }
-    if (!closed && pos < size && (data[size - 1] & 1)) {
-        g_string_truncate(out, 0);
-        pop3_core.timeout(s, out);
-        fuzz_check_reply(out);
-    }
+    if (fuzz_run_timeout(&f))
+        fuzz_check_reply(f.out);
     Pop3SessionStats st;
     pop3_session_stats(s, &st);
     (void)pop3_state_name(st.state);
     pop3_session_free(&s);
     store_mem_fail_next(store, 0);
-    g_string_free(out, TRUE);
+    fuzz_run_free(&f);
     return 0;
 }

@@ -39,21 +39,12 @@
 #include "smtp/session.h"
 #include "store/store.h"
 #include "../unit/support/store_mem.h"
-#include "util/password.h"
+#include "common.h"
 
 #define FUZZ_PEER "192.0.2.9"
 
 static char *fuzz_domains[] = {"example.com", "Example.NET", NULL};
 static const char *const fuzz_users[] = {"anne", "bob", "postmaster", NULL};
-static char *fuzz_hash;   /* "secret" at the lowest cost password_verify accepts */
-
-/* fuzz_fail - report WHAT about the replies OUT and abort (libFuzzer saves the input) */
-static void
-fuzz_fail(const char *what, const GString *out)
-{
-    fprintf(stderr, "fuzz-smtp: %s in replies:\n%.*s\n", what, (int)MIN(out->len, 4096), out->str);
-    abort();
-}
 
 /* fuzz_check_replies - OUT is nothing but well-formed reply lines */
 static void
@@ -120,119 +111,56 @@ fuzz_check_stored(Store *store)
     }
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    /* logins cost the least a deployment may configure ([auth] password_iterations) */
-    password_set_cost(PASSWORD_ITERATIONS_MIN);
-    fuzz_hash = password_hash_iterations("secret", PASSWORD_ITERATIONS_MIN, NULL);
-    if (!fuzz_hash)
-        abort();
-    return 0;
-}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    SmtpSessionConfig cfg = {
-        .hostname = "mx.example.com",
-        .domains = fuzz_domains,
-        .max_message_size = 4096,
-        .max_recipients = 5,
-        .max_errors = 20,
-        .extensions = NULL,
-        .starttls = TRUE,
-        .plaintext_auth = TRUE,
-    };
     Store *store = store_mem_new();
     for (const char *const *u = fuzz_users; *u; u++)
         if (!store_user_add(store, *u, NULL))
             abort();
-    if (!store_password_set(store, "anne", fuzz_hash, NULL))
+    if (!store_password_set(store, "anne", fuzz_secret_hash(), NULL))
         abort();
-    if (size >= 3 && data[0] == 0xff) {
-        store_mem_fail_next(store, data[1] & 7);
-        if (data[2] & 1)
-            cfg.max_message_size = 1024;   /* the smallest the configuration allows */
-        if (data[2] & 2)
-            cfg.max_recipients = 1;
-        if (data[2] & 4)
-            cfg.max_errors = 2;
-        if (data[2] & 8)
-            cfg.max_errors = 0;            /* no limit */
-        if (data[2] & 16)
-            cfg.starttls = FALSE;
-        if (data[2] & 32)
-            cfg.plaintext_auth = FALSE;
-        data += 3;
-        size -= 3;
-    }
+    guint8 options = fuzz_options(store, &data, &size);
+    SmtpSessionConfig cfg = {
+        .hostname = "mx.example.com",
+        .domains = fuzz_domains,
+        .max_message_size = options & 1 ? 1024 : 4096,   /* 1024: the configuration's least */
+        .max_recipients = options & 2 ? 1 : 5,
+        .max_errors = options & 8 ? 0 : options & 4 ? 2 : 20,   /* 0: no limit */
+        .extensions = NULL,
+        .starttls = !(options & 16),
+        .plaintext_auth = !(options & 32),
+    };
 
     SmtpSession *s = smtp_session_new(&cfg, store, FUZZ_PEER);
-    GString *out = g_string_new(NULL);
-    smtp_core.greeting(s, out);
-    fuzz_check_replies(out);
-
-    gsize pos = 0;
-    gboolean closed = FALSE;
-    while (!closed && pos < size) {
-        const uint8_t *lf = memchr(data + pos, '\n', size - pos);
-        if (!lf)
-            break;   /* EOF in the middle of a line: the adapter never feeds it */
-        gsize len = (gsize)(lf - (data + pos)) + 1;
+    FuzzRun f;
+    fuzz_run_start(&f, &smtp_core, s, data, size);
+    fuzz_check_replies(f.out);
+    while (!f.closed) {
+        /* the limit the next line is read with */
         gsize max = smtp_core.line_max(s);
         if (max != SMTP_COMMAND_LINE_MAX && max != SMTP_TEXT_READ_MAX && max != SMTP_AUTH_LINE_MAX)
-            fuzz_fail("an unexpected line limit", out);
+            fuzz_fail("an unexpected line limit", f.out);
         if (smtp_core.in_text(s) && max != SMTP_TEXT_READ_MAX)
-            fuzz_fail("a line limit other than the text limit in DATA", out);
-        g_string_truncate(out, 0);
-        if (len > max) {
-            gboolean crlf = len >= 2 && data[pos + len - 2] == '\r';
-            closed = smtp_session_feed(s, crlf ? "\r\n" : "\n", crlf ? 2 : 1, PROTO_LINE_TOO_LONG, out);
-        } else {
-            /* A private copy, so ASan sees any read past the line's end. */
-            char *line = g_memdup2(data + pos, len);
-            ProtoLine flags = memchr(line, '\0', len) ? PROTO_LINE_NUL : PROTO_LINE_OK;
-            closed = smtp_session_feed(s, line, len, flags, out);
-            g_free(line);
-        }
-        fuzz_check_replies(out);
-        pos += len;
-        if (!closed && smtp_core.tls_pending(s)) {
-            if (!g_str_has_prefix(out->str, "220 ") && !strstr(out->str, "\r\n220 "))
-                fuzz_fail("STARTTLS pending without a 220", out);
-            /* A line the client pipelined behind STARTTLS: dropped, never answered. */
-            lf = memchr(data + pos, '\n', size - pos);
-            if (lf && (data[pos] & 1)) {
-                len = (gsize)(lf - (data + pos)) + 1;
-                g_string_truncate(out, 0);
-                char *line = g_memdup2(data + pos, len);
-                closed = smtp_session_feed(s, line, len, 0, out);
-                g_free(line);
-                if (out->len || !smtp_core.tls_pending(s))
-                    fuzz_fail("a line fed while STARTTLS was pending was acted on", out);
-                pos += len;
-            }
-            if (size && (data[size - 1] & 0x80))
+            fuzz_fail("a line limit other than the text limit in DATA", f.out);
+        if (!fuzz_run_line(&f))
+            break;   /* EOF in the middle of a line: the adapter never feeds it */
+        fuzz_check_replies(f.out);
+        if (!f.closed && smtp_core.tls_pending(s)) {
+            if (!g_str_has_prefix(f.out->str, "220 ") && !strstr(f.out->str, "\r\n220 "))
+                fuzz_fail("STARTTLS pending without a 220", f.out);
+            if (!fuzz_run_tls(&f))
                 break;   /* the handshake failed: the adapter closes */
-            smtp_core.tls_started(s);
             SmtpSessionStats st;
             smtp_session_stats(s, &st);
             if (!st.tls || st.auth_user || st.helo)
-                fuzz_fail("a session that did not start over under TLS", out);
+                fuzz_fail("a session that did not start over under TLS", f.out);
         }
     }
-    if (!closed && pos < size && (data[size - 1] & 1)) {
-        /* Some inputs end in a timeout instead of a dropped connection. */
-        g_string_truncate(out, 0);
-        smtp_core.timeout(s, out);
-        fuzz_check_replies(out);
-    }
+    if (fuzz_run_timeout(&f))
+        fuzz_check_replies(f.out);
     SmtpSessionStats st;
     smtp_session_stats(s, &st);
     (void)smtp_state_name(st.state);
@@ -248,6 +176,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     store_mem_fail_next(store, 0);   /* the checks read the store; injected failures are over */
     fuzz_check_stored(store);
     store_free(&store);
-    g_string_free(out, TRUE);
+    fuzz_run_free(&f);
     return 0;
 }

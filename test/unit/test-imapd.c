@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "support/adapter_session.h"
 #include "support/store_mem.h"
 #include "util/log.h"
 #include "util/password.h"
@@ -59,27 +60,7 @@ imapd_open(AdapterRun *run, Store *store, const char *peer)
     return imap_session_new(&ic, store, peer);
 }
 
-typedef struct {
-    AdapterServer server;
-    AdapterRun run;
-    Store *store;
-    int fd, sfd;
-    NetConn *conn;
-    GThread *thread;
-    int saved_stderr;
-    char log_path[64];
-    GString *got;
-} Session;
-
-static gpointer
-session_thread(gpointer data)
-{
-    Session *s = data;
-    adapter_run_session(&s->run, s->conn, s->store, "127.0.0.1");
-    net_conn_flush(s->conn);
-    shutdown(s->sfd, SHUT_WR);
-    return NULL;
-}
+typedef AdapterSession Session;
 
 static Session *
 session_start(int idle_s)
@@ -99,64 +80,16 @@ session_start(int idle_s)
     deliver(s->store, "first");
     /* a UID at SELECT: older than the view's horizon, a whole second at least settle_ms ago */
     g_usleep(1100 * 1000);
-    int fds[2];
-    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), ==, 0);
-    s->fd = fds[1];
-    s->sfd = fds[0];
-    s->conn = net_conn_new(s->sfd, s->sfd);
-    s->got = g_string_new(NULL);
-    g_strlcpy(s->log_path, "/tmp/test-imapd-XXXXXX", sizeof s->log_path);
-    int lfd = mkstemp(s->log_path);
-    g_assert_cmpint(lfd, >=, 0);
-    fflush(stderr);
-    s->saved_stderr = dup(2);
-    dup2(lfd, 2);
-    close(lfd);
-    s->thread = g_thread_new("session", session_thread, s);
+    session_begin(s, "test-imapd");
     return s;
-}
-
-static char *
-session_join(Session *s)
-{
-    g_thread_join(s->thread);
-    fflush(stderr);
-    dup2(s->saved_stderr, 2);
-    close(s->saved_stderr);
-    char *log = NULL;
-    g_assert_true(g_file_get_contents(s->log_path, &log, NULL, NULL));
-    unlink(s->log_path);
-    return log;
 }
 
 static void
 session_free(Session *s)
 {
-    net_conn_free(&s->conn);
-    close(s->sfd);
-    close(s->fd);
-    store_free(&s->store);
+    session_end(s);
     config_free(&s->run.cfg);
-    g_string_free(s->got, TRUE);
     g_free(s);
-}
-
-static void
-send_all(Session *s, const void *data, gsize len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = write(s->fd, p, len);
-        g_assert_cmpint(n, >, 0);
-        p += n;
-        len -= (gsize)n;
-    }
-}
-
-static void
-send_text(Session *s, const char *text)
-{
-    send_all(s, text, strlen(text));
 }
 
 /* expect - read until WANT appears in what came after position *FROM (then *FROM moves past it) */
@@ -170,29 +103,12 @@ expect(Session *s, gsize *from, const char *want, int timeout_ms)
             *from = (gsize)(hit - s->got->str) + strlen(want);
             return TRUE;
         }
-        gint64 left = (deadline - g_get_monotonic_time()) / 1000;
-        if (left <= 0)
-            return FALSE;
-        struct pollfd p = {.fd = s->fd, .events = POLLIN};
-        if (poll(&p, 1, (int)left) <= 0)
-            continue;
-        char buf[4096];
-        ssize_t n = read(s->fd, buf, sizeof buf);
-        if (n <= 0) {
-            g_test_message("EOF; the client got:\n%s", s->got->str);
+        if (!session_read(s, deadline)) {
+            if (s->eof)
+                g_test_message("EOF; the client got:\n%s", s->got->str);
             return FALSE;
         }
-        g_string_append_len(s->got, buf, n);
     }
-}
-
-static void
-read_to_eof(Session *s)
-{
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(s->fd, buf, sizeof buf)) > 0)
-        g_string_append_len(s->got, buf, n);
 }
 
 static void

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "support/adapter_session.h"
 #include "support/store_mem.h"
 #include "util/log.h"
 
@@ -190,29 +191,7 @@ static const ProtoCore plain_core = {
     .free = tc_free,
 };
 
-/* A session running in a thread on one end of a socketpair; the test is the client on fd. */
-typedef struct {
-    AdapterServer server;
-    AdapterRun run;
-    Store *store;
-    int fd, sfd;
-    NetConn *conn;
-    GThread *thread;
-    int saved_stderr;
-    char log_path[64];
-    gint64 started;
-    GString *got;           /* everything the client read */
-} Session;
-
-static gpointer
-session_thread(gpointer data)
-{
-    Session *s = data;
-    adapter_run_session(&s->run, s->conn, s->store, "127.0.0.1");
-    net_conn_flush(s->conn);
-    shutdown(s->sfd, SHUT_WR);
-    return NULL;
-}
+typedef AdapterSession Session;
 
 /* session_start - a session of CORE with these timeouts; its log goes to a file */
 static Session *
@@ -226,71 +205,17 @@ session_start(const ProtoCore *core, int idle_s, int data_s)
                                 .open = tc_open, .core = core};
     s->run = (AdapterRun){.server = &s->server, .idle_timeout_s = idle_s, .data_timeout_s = data_s};
     s->store = store_mem_new();
-    int fds[2];
-    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), ==, 0);
-    s->fd = fds[1];
-    s->sfd = fds[0];
-    s->conn = net_conn_new(s->sfd, s->sfd);
-    s->got = g_string_new(NULL);
-    /* the session's log line, read by the test */
-    g_strlcpy(s->log_path, "/tmp/test-net-adapter-XXXXXX", sizeof s->log_path);
-    int lfd = mkstemp(s->log_path);
-    g_assert_cmpint(lfd, >=, 0);
-    fflush(stderr);
-    s->saved_stderr = dup(2);
-    dup2(lfd, 2);
-    close(lfd);
-    s->started = g_get_monotonic_time();
-    s->thread = g_thread_new("session", session_thread, s);
+    session_begin(s, "test-net-adapter");
     return s;
-}
-
-/* session_join - wait for the session's end; its log */
-static char *
-session_join(Session *s)
-{
-    g_thread_join(s->thread);
-    s->thread = NULL;
-    fflush(stderr);
-    dup2(s->saved_stderr, 2);
-    close(s->saved_stderr);
-    char *log = NULL;
-    g_assert_true(g_file_get_contents(s->log_path, &log, NULL, NULL));
-    unlink(s->log_path);
-    return log;
 }
 
 static void
 session_free(Session *s)
 {
-    if (s->thread)
-        g_free(session_join(s));
-    net_conn_free(&s->conn);
-    close(s->sfd);
-    close(s->fd);
-    store_free(&s->store);
-    g_string_free(s->got, TRUE);
+    session_end(s);
     g_string_free(tc.literal, TRUE);
     g_ptr_array_free(tc.lines, TRUE);
     g_free(s);
-}
-
-static void
-send_all(Session *s, const void *data, gsize len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = write(s->fd, p, len);
-        g_assert_cmpint(n, >, 0);
-        p += n;
-        len -= (gsize)n;
-    }
-}
-
-static void
-send_text(Session *s, const char *text)
-{
-    send_all(s, text, strlen(text));
 }
 
 /* expect - read until everything read so far ends with WANT (within TIMEOUT_MS); TRUE then */
@@ -298,31 +223,10 @@ static gboolean
 expect(Session *s, const char *want, int timeout_ms)
 {
     gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
-    for (;;) {
-        if (g_str_has_suffix(s->got->str, want))
-            return TRUE;
-        gint64 left = (deadline - g_get_monotonic_time()) / 1000;
-        if (left <= 0)
-            return FALSE;
-        struct pollfd p = {.fd = s->fd, .events = POLLIN};
-        if (poll(&p, 1, (int)left) <= 0)
-            continue;
-        char buf[4096];
-        ssize_t n = read(s->fd, buf, sizeof buf);
-        if (n <= 0)
+    while (!g_str_has_suffix(s->got->str, want))
+        if (!session_read(s, deadline))
             return g_str_has_suffix(s->got->str, want);
-        g_string_append_len(s->got, buf, n);
-    }
-}
-
-/* read_to_eof - everything the session still writes, until it closes */
-static void
-read_to_eof(Session *s)
-{
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(s->fd, buf, sizeof buf)) > 0)
-        g_string_append_len(s->got, buf, n);
+    return TRUE;
 }
 
 /* elapsed_ms - since the session started */

@@ -146,21 +146,38 @@ wait_exit(pid_t pid, int timeout_ms)
     return -1;
 }
 
-static void
-test_serve_refuses_past_max_children_and_stops_on_sigterm(void)
+/* server_start - net_serve_fd on a free port of 127.0.0.1 (its number in *PORT) in a child
+ * process that first runs SETUP: MAX_CHILDREN sessions of HANDLER with DATA; the child's pid */
+static pid_t
+server_start(void (*setup)(void), int max_children, NetHandler handler, gpointer data, int *port)
 {
     g_autoptr(GError) error = NULL;
     int lfd = net_listen("127.0.0.1:0", &error);
     g_assert_no_error(error);
-    int port = net_bound_port(lfd);
+    *port = net_bound_port(lfd);
     pid_t server = fork();
     g_assert_cmpint(server, >=, 0);
     if (server == 0) {
-        log_open("test-net-server", TRUE);
-        int rc = net_serve_fd(lfd, 1, BUSY, echo_handler, (gpointer) "data", NULL);
+        setup();
+        int rc = net_serve_fd(lfd, max_children, BUSY, handler, data, NULL);
         _exit(rc == 0 ? 0 : 3);
     }
     close(lfd);
+    return server;
+}
+
+/* log_to_stderr - server_start's SETUP for a server whose log the test shows */
+static void
+log_to_stderr(void)
+{
+    log_open("test-net-server", TRUE);
+}
+
+static void
+test_serve_refuses_past_max_children_and_stops_on_sigterm(void)
+{
+    int port;
+    pid_t server = server_start(log_to_stderr, 1, echo_handler, (gpointer) "data", &port);
     g_autoptr(GString) line = g_string_new(NULL);
 
     /* the first connection gets a session */
@@ -253,22 +270,19 @@ say(NetConn *c, const char *line, const char *reply)
     g_assert_cmpstr(got->str, ==, reply);
 }
 
+/* evict_after_a_second - server_start's SETUP for the eviction test */
+static void
+evict_after_a_second(void)
+{
+    net_serve_set_evict_idle(1);
+    net_serve_set_client_limit(0);   /* every client here is 127.0.0.1 */
+}
+
 static void
 test_eviction_passes_over_a_held_session(void)
 {
-    g_autoptr(GError) error = NULL;
-    int lfd = net_listen("127.0.0.1:0", &error);
-    g_assert_no_error(error);
-    int port = net_bound_port(lfd);
-    pid_t server = fork();
-    g_assert_cmpint(server, >=, 0);
-    if (server == 0) {
-        net_serve_set_evict_idle(1);
-        net_serve_set_client_limit(0);   /* every client here is 127.0.0.1 */
-        int rc = net_serve_fd(lfd, 2, BUSY, hold_handler, NULL, NULL);
-        _exit(rc == 0 ? 0 : 3);
-    }
-    close(lfd);
+    int port;
+    pid_t server = server_start(evict_after_a_second, 2, hold_handler, NULL, &port);
     g_autoptr(GString) line = g_string_new(NULL);
     int fd1, fd2, fd3;
     NetConn *held = client_connect(port, &fd1);

@@ -330,7 +330,7 @@ def pop3(args):
         servers = {}
         for system in ("cassmail-pop3d", "dovecot"):
             if system == "dovecot":
-                port, dpid = dovecot_start(maildirs, passwd)
+                port, dpid = dovecot_start("pop3", maildirs, passwd)
                 proc_pid = dpid
             else:
                 port, proc_pid = pport, pop.pid

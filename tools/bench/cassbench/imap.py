@@ -34,9 +34,9 @@ import subprocess
 import threading
 import time
 
-from .common import BUILD, OUT, WORK, free_port, log, node, sh, stop_pid, wait_port
+from .common import BUILD, OUT, WORK, log, node, sh, stop_pid
 from .ring import Ring, proc_children, proc_cpu
-from .servers import Smtpd, make_schema, pop3d_start, write_conf
+from .servers import Smtpd, cassmail_start, dovecot_start, make_schema, pop3d_start, write_conf
 
 FIELDS = ["experiment", "system", "operation", "round", "messages", "octets", "seconds", "ops_per_s",
           "cpu_server_s", "cpu_cassandra_s", "cpu_client_s", "started"]
@@ -126,59 +126,9 @@ def copy_to_maildir(pop_port, user, password, folder):
 
 # ---- the servers ----------------------------------------------------------------------------
 
-def dovecot_imap_start(maildirs, passwd):
-    """a private Dovecot serving IMAP only from MAILDIRS/USER; (port, master pid)"""
-    d = WORK / "dovecot-imap"
-    shutil.rmtree(d / "run", ignore_errors=True)
-    (d / "run").mkdir(parents=True)
-    port = free_port()
-    conf = d / "dovecot.conf"
-    conf.write_text(f"""\
-# A private benchmark instance: nothing under /etc/dovecot is used or changed.
-base_dir = {d}/run
-state_dir = {d}/run
-log_path = {d}/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-first_valid_uid = 100
-mail_location = maildir:{maildirs}/%n
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%n {passwd}
-}}
-userdb {{
-  driver = static
-  args = uid=65534 gid=65534 home={maildirs}/%n
-}}
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-""")
-    sh("dovecot", "-c", conf)
-    wait_port(port)
-    pidfile = d / "run" / "master.pid"
-    for _ in range(100):
-        if pidfile.exists() and pidfile.read_text().strip():
-            break
-        time.sleep(0.1)
-    return port, int(pidfile.read_text().split()[0])
-
-
 def imapd_start(conf):
-    port = free_port()
-    proc = subprocess.Popen([BUILD / "cassmail-imapd", "-c", conf, "-f", "-l", f"127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=open(WORK / "imapd.log", "w"))
-    wait_port(port)
-    return proc, port
+    """cassmail-imapd on CONF at a free port, its log in WORK/imapd.log; (Popen, port)"""
+    return cassmail_start("cassmail-imapd", conf, "imapd.log")
 
 
 # ---- the client -----------------------------------------------------------------------------
@@ -307,7 +257,7 @@ def imap(args):
             iproc, iport = imapd_start(iconf)
             procs.append((iproc, "cassmail-imapd"))
             servers["cassmail-imapd"] = (iport, iproc.pid)
-        dport, dpid = dovecot_imap_start(maildirs, passwd)
+        dport, dpid = dovecot_start("imap", maildirs, passwd, "dovecot-imap")
         servers["dovecot"] = (dport, dpid)
         fetches = {"envelope": "FETCH 1:* (FLAGS ENVELOPE)", "bodies": "FETCH 1:* BODY.PEEK[]"}
         means = {}

@@ -151,18 +151,29 @@ smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination
         return out
 
 
-def pop3d_start(conf):
-    """cassmail-pop3d on CONF at a free port, its log in WORK/pop3d.log; (Popen, port)"""
+def cassmail_start(program, conf, log_name):
+    """cassmail PROGRAM (cassmail-pop3d, cassmail-imapd) on CONF at a free port, its log in
+    WORK/LOG_NAME; (Popen, port)"""
     port = free_port()
-    proc = subprocess.Popen([BUILD / "cassmail-pop3d", "-c", conf, "-f", "-l",
-                             f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
-                            stderr=open(WORK / "pop3d.log", "w"))
+    proc = subprocess.Popen([BUILD / program, "-c", conf, "-f", "-l", f"127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=open(WORK / log_name, "w"))
     wait_port(port)
     return proc, port
 
 
-def dovecot_start(maildirs, passwd):
-    d = WORK / "dovecot"
+def pop3d_start(conf):
+    """cassmail-pop3d on CONF at a free port, its log in WORK/pop3d.log; (Popen, port)"""
+    return cassmail_start("cassmail-pop3d", conf, "pop3d.log")
+
+
+# What a Dovecot serving one protocol sets beyond the common part.
+DOVECOT_SETTINGS = {"pop3": "pop3_uidl_format = %08Xu%08Xv\n", "imap": ""}
+
+
+def dovecot_start(protocol, maildirs, passwd, folder="dovecot"):
+    """a private Dovecot in WORK/FOLDER serving PROTOCOL ("pop3" or "imap") only, in plain text,
+    from MAILDIRS/USER for the users of the passwd-file PASSWD; (port, master pid)"""
+    d = WORK / folder
     shutil.rmtree(d / "run", ignore_errors=True)
     (d / "run").mkdir(parents=True)
     port = free_port()
@@ -172,15 +183,14 @@ def dovecot_start(maildirs, passwd):
 base_dir = {d}/run
 state_dir = {d}/run
 log_path = {d}/dovecot.log
-protocols = pop3
+protocols = {protocol}
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain
 first_valid_uid = 100
 mail_location = maildir:{maildirs}/%n
-pop3_uidl_format = %08Xu%08Xv
-passdb {{
+{DOVECOT_SETTINGS[protocol]}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%n {passwd}
 }}
@@ -188,10 +198,13 @@ userdb {{
   driver = static
   args = uid=65534 gid=65534 home={maildirs}/%n
 }}
-service pop3-login {{
-  inet_listener pop3 {{
+service {protocol}-login {{
+  inet_listener {protocol} {{
     address = 127.0.0.1
     port = {port}
+  }}
+  inet_listener {protocol}s {{
+    port = 0
   }}
 }}
 """)
