@@ -337,6 +337,7 @@ def test_a_keyspace_of_the_old_layout_still_serves_its_messages_after_schema(rin
         s.stop()
 
 
+@pytest.mark.ring(3, rf=2)
 def test_gc_on_3_nodes_at_rf_2_with_a_replica_down_removes_nothing_and_says_so(ring, tmp_path):
     ring.ensure(3)
     conf = write_conf(tmp_path / "rf2.conf",
