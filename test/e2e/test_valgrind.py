@@ -255,56 +255,105 @@ def smtp_exchange(port, lines):
         return b"".join(replies)
 
 
-@pytest.mark.parametrize("program", ["smtpd", "pop3d", "imapd"])
-def test_listener_and_its_sessions_are_memcheck_clean(env, mail, tmp_path, vg, program):
-    _, conf = env
-    user = mail.useradd(unique("vl"), password=PASSWORD)
-    prog = {"smtpd": SMTPD, "pop3d": POP3D, "imapd": IMAPD}[program]
-    server = subprocess.Popen(VALGRIND + [f"--log-file={vg}/vg.%p", str(prog), "-f", "-c", str(conf),
-                                          "-l", "127.0.0.1:0"],
-                              env=dict(os.environ, **VALGRIND_ENV),
-                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / "server.log", "wb"))
-    log = tmp_path / "server.log"
+LISTENER_SESSIONS = 12
+
+
+def listener_sessions(program, port, user):
+    """LISTENER_SESSIONS sessions with PROGRAM's listener on PORT, each checked as it ends."""
+    for k in range(LISTENER_SESSIONS):
+        if program == "smtpd":
+            r = smtp_exchange(port, [b"EHLO c\r\n", b"MAIL FROM:<s@remote.example>\r\n",
+                                     f"RCPT TO:<{user}@example.com>\r\n".encode(), b"DATA\r\n",
+                                     body(b"Subject: %d" % k, b"", b"text") + b".\r\n", b"QUIT\r\n"])
+            assert b"250 2.0.0" in r, r
+        elif program == "imapd":
+            login = (f'a LOGIN {user} "{PASSWORD}"\r\nb SELECT INBOX\r\nc NOOP\r\n' if k < 2
+                     else "a CAPABILITY\r\nb NOOP\r\n")
+            with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
+                s.sendall(f"{login}z LOGOUT\r\n".encode())
+                got = b""
+                while chunk := s.recv(65536):   # the server closes after LOGOUT
+                    got += chunk
+                assert b" NO " not in got and b" BAD " not in got and b"z OK" in got, got
+        else:
+            # Two sessions log in (a password check is the slowest step under memcheck), the
+            # others stop before PASS.
+            login = f"USER {user}\r\nPASS {PASSWORD}\r\nSTAT\r\nLIST\r\n" if k < 2 else "CAPA\r\n"
+            with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
+                s.sendall(f"{login}QUIT\r\n".encode())
+                got = b""
+                while chunk := s.recv(65536):   # the server closes after QUIT
+                    got += chunk
+                assert got.count(b"-ERR") == 0 and (k >= 2 or b"+OK maildrop" in got), got
+
+
+class Listener(threading.Thread):
+    """PROGRAM's listener under memcheck (its logs in VG) serving listener_sessions, then
+    SIGTERM; .error is what went wrong on the way (raised again by the test that judges it)."""
+
+    def __init__(self, program, conf, user, vg, log):
+        super().__init__(daemon=True)
+        self.program, self.conf, self.user, self.vg, self.log = program, conf, user, vg, log
+        self.error = None
+        self.server = None
+
+    def run(self):
+        prog = {"smtpd": SMTPD, "pop3d": POP3D, "imapd": IMAPD}[self.program]
+        try:
+            self.server = subprocess.Popen(
+                VALGRIND + [f"--log-file={self.vg}/vg.%p", str(prog), "-f", "-c", str(self.conf),
+                            "-l", "127.0.0.1:0"],
+                env=dict(os.environ, **VALGRIND_ENV), stdout=subprocess.DEVNULL,
+                stderr=open(self.log, "wb"))
+            try:
+                m = wait_for(lambda: re.search(rb"listening on 127\.0\.0\.1:(\d+)", self.log.read_bytes()),
+                             timeout=120, what="the server under valgrind listening")
+                listener_sessions(self.program, int(m.group(1)), self.user)
+                # every session ended (memcheck writes its log as each child exits)
+                wait_for(lambda: len(list(self.vg.glob("vg.*"))) >= LISTENER_SESSIONS + 1 and
+                         sum("ERROR SUMMARY" in f.read_text(errors="replace")
+                             for f in self.vg.glob("vg.*")) >= LISTENER_SESSIONS,
+                         timeout=300, what="the sessions' memcheck summaries")
+            finally:
+                self.server.terminate()
+                self.server.wait(timeout=300)
+        except BaseException as e:   # handed to the test that judges this listener
+            self.error = e
+
+
+@pytest.fixture(scope="module")
+def listeners(env, tmp_path_factory):
+    """The three listeners of test_listener_and_its_sessions_are_memcheck_clean, run at the same
+    time (each is a process of its own under memcheck; together they take the time of one)."""
+    d, conf = env
+    folders = []
+    runs = {}
     try:
-        m = wait_for(lambda: re.search(rb"listening on 127\.0\.0\.1:(\d+)", log.read_bytes()),
-                     timeout=120, what="the server under valgrind listening")
-        port = int(m.group(1))
-        sessions = 12
-        for k in range(sessions):
-            if program == "smtpd":
-                r = smtp_exchange(port, [b"EHLO c\r\n", b"MAIL FROM:<s@remote.example>\r\n",
-                                         f"RCPT TO:<{user}@example.com>\r\n".encode(), b"DATA\r\n",
-                                         body(b"Subject: %d" % k, b"", b"text") + b".\r\n", b"QUIT\r\n"])
-                assert b"250 2.0.0" in r, r
-            elif program == "imapd":
-                login = (f'a LOGIN {user} "{PASSWORD}"\r\nb SELECT INBOX\r\nc NOOP\r\n' if k < 2
-                         else "a CAPABILITY\r\nb NOOP\r\n")
-                with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
-                    s.sendall(f"{login}z LOGOUT\r\n".encode())
-                    got = b""
-                    while chunk := s.recv(65536):   # the server closes after LOGOUT
-                        got += chunk
-                    assert b" NO " not in got and b" BAD " not in got and b"z OK" in got, got
-            else:
-                # Two sessions log in (a password check is the slowest step under memcheck),
-                # the others stop before PASS.
-                login = f"USER {user}\r\nPASS {PASSWORD}\r\nSTAT\r\nLIST\r\n" if k < 2 else "CAPA\r\n"
-                with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
-                    s.sendall(f"{login}QUIT\r\n".encode())
-                    got = b""
-                    while chunk := s.recv(65536):   # the server closes after QUIT
-                        got += chunk
-                    assert got.count(b"-ERR") == 0 and (k >= 2 or b"+OK maildrop" in got), got
-        # every session ended (memcheck writes its log as each child exits)
-        wait_for(lambda: len(list(vg.glob("vg.*"))) >= sessions + 1 and
-                 sum("ERROR SUMMARY" in f.read_text(errors="replace") for f in vg.glob("vg.*")) >= sessions,
-                 timeout=300, what="the sessions' memcheck summaries")
+        for program in ("smtpd", "pop3d", "imapd"):
+            vg = Path(tempfile.mkdtemp(prefix="cassmail-vg-"))
+            vg.chmod(0o1777)
+            folders.append(vg)
+            user = Mail(conf).useradd(unique("vl"), password=PASSWORD)
+            runs[program] = Listener(program, conf, user, vg, tmp_path_factory.mktemp(program) / "server.log")
+        for t in runs.values():
+            t.start()
+        for t in runs.values():
+            t.join(timeout=900)
+            assert not t.is_alive(), f"the {t.program} listener under valgrind still runs"
+        yield runs
     finally:
-        server.terminate()
-        server.wait(timeout=300)
-    assert server.returncode == 0, log.read_text(errors="replace")
-    logs = assert_clean(vg, sessions + 1)
-    assert server.pid in logs, "no memcheck summary for the listener itself"
+        for vg in folders:
+            shutil.rmtree(vg, ignore_errors=True)
+
+
+@pytest.mark.parametrize("program", ["smtpd", "pop3d", "imapd"])
+def test_listener_and_its_sessions_are_memcheck_clean(listeners, program):
+    run_ = listeners[program]
+    if run_.error:
+        raise run_.error
+    assert run_.server.returncode == 0, run_.log.read_text(errors="replace")
+    logs = assert_clean(run_.vg, LISTENER_SESSIONS + 1)
+    assert run_.server.pid in logs, "no memcheck summary for the listener itself"
 
 
 def vmrss_kb(pid):
