@@ -4,7 +4,16 @@ Every test here talks to a real Cassandra 0.7.0 started by tools/cluster (never 
 The `ring` fixture owns the one local ring of the test session: `ring.ensure(n)` gives an n-node
 ring (restarting with fresh data when the size changes), and the ring is stopped when the session
 ends, even after failures.
+
+Starting a ring is the slowest thing the suite does, so the session runs its tests grouped by the
+ring they need (pytest_collection_modifyitems): first the tests marked `ring(1, first=True)`,
+which start a 1-node ring of their own that the others then use; then every test that needs one
+node or none, in file order; then the tests marked `ring(3)` (ordered by the replication factor
+they give the Mail keyspace); last the tests marked `ring(..., last=True)`, which leave a node
+dead. A test that needs another ring than the one running still gets it from ring.ensure; the
+marks only decide how often that happens.
 """
+import configparser
 import os
 import random
 import string
@@ -93,10 +102,17 @@ class Mail:
         return self.admin("fetch", user, box, msgid).stdout
 
 
+def keyspace_of(conf):
+    """The [cassandra] keyspace a cassmail.conf names (Mail unless it names one)."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(conf)
+    return parser.get("cassandra", "keyspace", fallback="Mail")
+
+
 class Ring:
     def __init__(self):
         self.size = 0
-        self.schema_rf = None
+        self.rf = {}   # keyspace -> the replication factor schema() created it with
 
     def ensure(self, n):
         """An n-node ring that answers Thrift, with the Mail schema at RF 1 unless asked otherwise."""
@@ -104,15 +120,34 @@ class Ring:
             return self
         self.stop()
         run([str(CLUSTER), "start", str(n), "--fresh"], timeout=600)
-        self.size = n
-        self.schema_rf = None
+        self.adopt(n, fresh=True)
         return self
 
+    def adopt(self, n, fresh):
+        """The n-node ring tools/cluster runs now, started by a test itself (FRESH: with its data
+        wiped, so no keyspace exists yet), as the ring of the following tests."""
+        self.size = n
+        if fresh:
+            self.rf = {}
+
     def schema(self, conf, rf=1):
-        """The Mail keyspace at replication factor RF on this ring (created once per ring)."""
-        if self.schema_rf != rf:
-            Mail(conf).admin("schema", "--rf", rf)
-            self.schema_rf = rf
+        """CONF's keyspace (Mail unless it names another) at replication factor RF on this ring.
+
+        `cassmail-admin schema` leaves an existing keyspace at its replication factor, so a
+        keyspace this ring holds at another RF is dropped first: a test that asks for RF 3 gets
+        the keyspace a fresh ring would give it, whatever ran before on the ring."""
+        ks = keyspace_of(conf)
+        if self.rf.get(ks) == rf:
+            return
+        dropped = ks in self.rf
+        if dropped:
+            self.cluster("cli", input=f"drop keyspace {ks};\n")
+            del self.rf[ks]
+        Mail(conf).admin("schema", "--rf", rf)
+        if dropped:   # the CLI exits 0 whatever it says: the new keyspace shows it was dropped
+            out = self.cluster("cli", input=f"describe keyspace {ks};\n").stdout
+            assert f"Replication Factor: {rf}\n" in out, out
+        self.rf[ks] = rf
 
     def alive(self):
         p = run([str(CLUSTER), "status"], check=False)
@@ -142,6 +177,43 @@ def mail(ring, tmp_path):
     conf = write_conf(tmp_path / "cassmail.conf")
     ring.schema(conf)
     return Mail(conf)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "ring(nodes, rf=1, first=False, last=False): the test needs a ring of NODES "
+        "nodes, with the Mail keyspace at RF (it ensures both itself; the mark only groups tests "
+        "by ring). FIRST: it starts a ring of its own and leaves it to the others, so it runs "
+        "before every other test that needs a ring. LAST: it leaves a node dead, so it runs after "
+        "them.")
+
+
+# Tests of files that carry no `ring` mark themselves: {file name or file::test name: (nodes, rf)}.
+RINGS = {
+    "test_imap_store.py::test_on_three_nodes_at_rf3": (3, 3),
+    "test_imap_uids.py": (3, 3),   # a keyspace of its own, at RF 3
+}
+
+
+def ring_of(item):
+    """(group, nodes, rf) of the ring ITEM needs, group 0 first, 1 the others, 2 last: its
+    `ring` mark, else RINGS, else one node."""
+    mark = item.get_closest_marker("ring")
+    if mark:
+        nodes = mark.args[0] if mark.args else mark.kwargs["nodes"]
+        rf = mark.args[1] if len(mark.args) > 1 else mark.kwargs.get("rf", 1)
+        group = 0 if mark.kwargs.get("first") else 2 if mark.kwargs.get("last") else 1
+        return (group, nodes, rf)
+    name = Path(str(item.fspath)).name
+    nodes, rf = RINGS.get(f"{name}::{getattr(item, 'originalname', item.name)}",
+                          RINGS.get(name, (1, 1)))
+    return (1, nodes, rf)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Tests grouped by the ring they need (see the module's docstring); a stable sort, so each
+    group keeps the files' order."""
+    items.sort(key=ring_of)
 
 
 @pytest.fixture(autouse=True)

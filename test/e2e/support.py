@@ -8,9 +8,11 @@
   - What a stored message looks like: our three-line Received: field (strip_received), a TimeUUID
     (UUID, queued_id), CRLF text (body); retr_bytes and postal_messages read what POP3 and Postal
     saw as sent octets.
+  - Where rows live on the 3-node ring at RF 2 (replicas, names_where), as cassmail-tokens predicts.
 
 A test file keeps what is specific to it, as a subclass where it needs more of these.
 """
+import functools
 import re
 import signal
 import socket
@@ -18,11 +20,12 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import BUILD
+from conftest import BUILD, run, unique
 
 SMTPD = BUILD / "cassmail-smtpd"
 POP3D = BUILD / "cassmail-pop3d"
 IMAPD = BUILD / "cassmail-imapd"
+TOKENS = str(BUILD / "cassmail-tokens")
 # The [smtp] hostname of the test configurations; our Received: fields name it.
 HOST = "mx.example.com"
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -258,3 +261,30 @@ def make_certificate(folder, name):
                    check=True, capture_output=True, timeout=60)
     key.chmod(0o600)
     return cert, key
+
+
+@functools.lru_cache(maxsize=None)
+def ring_spec():
+    """The 3-node ring's tokens, as tools/cluster gives them to the nodes."""
+    return ",".join(run([TOKENS, "3"]).stdout.split())
+
+
+def replicas(key):
+    """The nodes (numbers) that hold row KEY on the 3-node ring at RF 2, as cassmail-tokens
+    predicts (checked against Cassandra itself in test_tokens.py and test_cluster.py)."""
+    out = run([TOKENS, "--key", key, "--ring", ring_spec(), "--rf", "2"]).stdout
+    return {int(n) for n in re.findall(r"^(?:owner|replica) node (\d+)", out, re.M)}
+
+
+def names_where(rows, n, prefix):
+    """N fresh user names whose rows on the 3-node ring at RF 2 are where ROWS says: {key suffix:
+    set of nodes}, e.g. {"": {2, 3}, ":inbox": {2, 3}} for a Users row and an inbox row on nodes
+    2 and 3 only."""
+    found = []
+    for _ in range(5000):
+        name = unique(prefix)
+        if all(replicas(name + suffix) == nodes for suffix, nodes in rows.items()):
+            found.append(name)
+            if len(found) == n:
+                return found
+    raise AssertionError(f"no {n} user names with rows {rows}")

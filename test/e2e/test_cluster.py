@@ -8,6 +8,8 @@ import os
 import re
 from pathlib import Path
 
+import pytest
+
 from conftest import BUILD, CLUSTER, Mail, run, unique, write_conf
 
 TOKENS = str(BUILD / "cassmail-tokens")
@@ -34,6 +36,7 @@ def status_lines(ring):
     return ring.cluster("status").stdout.splitlines()
 
 
+@pytest.mark.ring(3, rf=2)
 def test_three_node_ring_has_the_balanced_tokens_and_survives_kill_and_restart(ring, tmp_path):
     ring.ensure(3)
     expected = [int(t) for t in run([TOKENS, "3"]).stdout.split()]
@@ -80,6 +83,7 @@ def test_three_node_ring_has_the_balanced_tokens_and_survives_kill_and_restart(r
     assert p.returncode == 1 and "is running" in p.stderr
 
 
+@pytest.mark.ring(3, rf=2)
 def test_replicas_cassandra_reports_are_the_ones_cassmail_tokens_predicts(ring, tmp_path):
     ring.ensure(3)
     conf = conf_for(tmp_path / "c.conf")
@@ -98,12 +102,13 @@ def test_replicas_cassandra_reports_are_the_ones_cassmail_tokens_predicts(ring, 
         assert hold == [predicted], (key, tok, ranges, predicted)
 
 
+@pytest.mark.ring(3, rf=2)
 def test_cli_runs_statements_from_stdin(ring):
-    ring.ensure(ring.size or 1)
+    ring.ensure(3)
     out = ring.cluster("cli", input="show api version;\n").stdout
     assert "19.4.0" in out
-    out = ring.cluster("cli", ring.size, input="show api version;\n").stdout
-    assert f"on {addr(ring.size)}/9160" in out and "19.4.0" in out
+    out = ring.cluster("cli", 3, input="show api version;\n").stdout
+    assert f"on {addr(3)}/9160" in out and "19.4.0" in out
 
 
 def test_log_names_each_nodes_system_log(ring):
@@ -150,11 +155,12 @@ def test_a_node_that_cannot_start_is_reported_with_its_log(tmp_path):
     assert "Too small" in p.stderr           # the JVM's own complaint, from the log tail
 
 
+@pytest.mark.ring(3, rf=2)
 def test_stop_ends_every_node_and_start_without_fresh_keeps_the_data(ring, tmp_path):
-    ring.ensure(ring.size or 1)
-    n = ring.size
+    n = 3
+    ring.ensure(n)
     conf = conf_for(tmp_path / "c.conf")
-    ring.schema(conf)
+    ring.schema(conf, rf=2)
     pids = [int(line.split()[4]) for line in status_lines(ring)]
     ring.stop()
     for pid in pids:
@@ -164,11 +170,11 @@ def test_stop_ends_every_node_and_start_without_fresh_keeps_the_data(ring, tmp_p
     assert "stopped" not in ring.cluster("stop").stdout      # a second stop has nothing to do
 
     ring.cluster("start", n)                                  # no --fresh: the same ring again
+    ring.adopt(n, fresh=False)                                # the following tests' ring
     lines = status_lines(ring)
     assert len(lines) == n and all(" up " in line for line in lines), lines
     assert "Keyspace: Mail" in ring.cluster("cli", input="describe keyspace Mail;\n").stdout
     assert "Using saved token" in Path(ring.cluster("log", 1).stdout.strip()).read_text()
-    ring.stop()                                               # leave no ring running
 
 
 def test_a_write_acknowledged_just_before_a_sigkill_survives_the_restart(ring, tmp_path):

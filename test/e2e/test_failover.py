@@ -23,7 +23,6 @@ All four cases are part of `make test` (about three and a half minutes together)
 `make test-ring` runs this file alone.
 """
 import collections
-import functools
 import poplib
 import random
 import re
@@ -34,11 +33,14 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import BUILD, NET, Mail, node, run, unique, write_conf
-from support import (HOST, POP3D, SMTPD, Daemon, free_port, postal_messages, queued_id, retr_bytes,
-                     strip_received, wait_for)
+import pytest
 
-TOKENS = str(BUILD / "cassmail-tokens")
+from conftest import NET, Mail, node, unique, write_conf
+from support import (HOST, POP3D, SMTPD, Daemon, free_port, names_where, postal_messages, queued_id,
+                     retr_bytes, strip_received, wait_for)
+
+pytestmark = pytest.mark.ring(3, rf=2)
+
 PASSWORD = "Failover pass 7"
 NODES = (1, 2, 3)
 
@@ -53,11 +55,14 @@ def ring_conf(path, write="ONE", read="ONE", smtp=None, **cassandra):
     """A cassmail.conf for the 3-node ring: every node, node 1 first.
 
     timeout_ms is above Cassandra's rpc_timeout_in_ms (10 s), so a coordinator waiting for a dead
-    replica answers TimedOut itself instead of being mistaken for a dead endpoint."""
+    replica answers TimedOut itself instead of being mistaken for a dead endpoint. Passwords are
+    hashed at the least cost: the read-back logs in dozens of times, which is not what these
+    tests are about."""
     settings = {"endpoints": ";".join(node(i) for i in NODES), "write_consistency": write,
                 "read_consistency": read, "timeout_ms": 12000, "retry_ms": 30000, "backoff_ms": 5000}
     settings.update(cassandra)
-    return write_conf(path, cassandra=settings, smtp={"hostname": HOST, **(smtp or {})})
+    return write_conf(path, cassandra=settings, smtp={"hostname": HOST, **(smtp or {})},
+                      auth={"password_iterations": 1000})
 
 
 def whole_ring(ring, conf):
@@ -66,29 +71,13 @@ def whole_ring(ring, conf):
     ring.schema(conf, rf=2)
 
 
-@functools.lru_cache(maxsize=None)
-def ring_spec():
-    """The 3-node ring's tokens, as tools/cluster gives them to the nodes."""
-    return ",".join(run([TOKENS, "3"]).stdout.split())
-
-
-def replicas(key):
-    """The nodes (numbers) that hold row KEY at RF 2, as cassmail-tokens predicts."""
-    out = run([TOKENS, "--key", key, "--ring", ring_spec(), "--rf", "2"]).stdout
-    return {int(n) for n in re.findall(r"^(?:owner|replica) node (\d+)", out, re.M)}
-
-
-def names_where(rows, n, prefix):
-    """N fresh user names whose rows are where ROWS says: {key suffix: set of nodes}, e.g.
-    {"": {2, 3}, ":inbox": {2, 3}} for a Users row and an inbox row on nodes 2 and 3 only."""
-    found = []
-    for _ in range(5000):
-        name = unique(prefix)
-        if all(replicas(name + suffix) == nodes for suffix, nodes in rows.items()):
-            found.append(name)
-            if len(found) == n:
-                return found
-    raise AssertionError(f"no {n} user names with rows {rows}")
+def add_users_at_all(tmp_path, users, password=None):
+    """USERS created at CL ALL, on every replica of their rows before a node dies: at ONE, a
+    replica that had not applied (or, under load, dropped) the Users mutation when the node dies
+    would answer "no such user" to a RCPT, which is not what these tests are about."""
+    admin = Mail(ring_conf(tmp_path / "users-all.conf", write="ALL"))
+    for u in users:
+        admin.useradd(u, password=password)
 
 
 def seen_down(ring, dead, observers):
@@ -250,7 +239,6 @@ def failover_under_load(ring, tmp_path, level):
     conf = ring_conf(tmp_path / "cassmail.conf", write=level, read=level,
                      smtp={"outbox_copy": "local"}, retry_ms=30000 if level == "ONE" else 3000)
     whole_ring(ring, conf)
-    mail = Mail(conf)
     # Postal's users (random senders and recipients) and the smtplib sender's recipients; at
     # QUORUM half of the latter have both rows on nodes 2 and 3 only, so their mail can go on.
     # QUORUM: Postal's 12 of 16 users on nodes 2 and 3 only (Users, inbox and outbox rows) keep
@@ -260,8 +248,7 @@ def failover_under_load(ring, tmp_path, level):
     postal_users += names_where({"": {2, 3}, ":inbox": {2, 3}, ":outbox": {2, 3}}, 12, "fq")
     safe = names_where({"": {2, 3}, ":inbox": {2, 3}}, 3, "fs")
     sender_users = safe + [unique("fr") for _ in range(3)]
-    for u in postal_users + sender_users:
-        mail.useradd(u, password=PASSWORD)
+    add_users_at_all(tmp_path, postal_users + sender_users, PASSWORD)
     (tmp_path / "users.txt").write_text("".join(f"{u}@example.com\n" for u in postal_users))
 
     smtpd = Daemon(SMTPD, conf, tmp_path / "smtpd.log")
@@ -422,8 +409,7 @@ def test_cl_all_with_a_replica_down_is_451_never_250_and_succeeds_after_restart(
     # inbox rows that need node 1 (one it owns, one it replicates) and rows on nodes 2 and 3 only
     need = names_where({":inbox": {1, 2}}, 1, "fa") + names_where({":inbox": {3, 1}}, 1, "fa")
     spare = names_where({":inbox": {2, 3}}, 4, "fb")
-    for u in need + spare:
-        mail.useradd(u)
+    add_users_at_all(tmp_path, need + spare)
     smtpd = Daemon(SMTPD, conf, tmp_path / "smtpd.log")
     stored = collections.defaultdict(dict)    # user -> {TimeUUID: text}
     killed = False
@@ -510,12 +496,7 @@ def test_mail_accepted_at_one_with_a_replica_down_reaches_it_after_restart(ring,
     whole_ring(ring, conf)
     mail = Mail(conf)
     users = names_where({":inbox": {2, 3}}, 2, "fh")   # inbox rows on nodes 2 and 3
-    # The users are created at ALL: at ONE, a replica that had not applied (or, under load,
-    # dropped) the Users mutation when node 3 dies would answer "no such user" to the RCPTs below,
-    # which is not what this test is about.
-    admin = Mail(ring_conf(tmp_path / "all.conf", write="ALL"))
-    for u in users:
-        admin.useradd(u)
+    add_users_at_all(tmp_path, users)
     dead = set()
     try:
         ring.cluster("kill", 3)

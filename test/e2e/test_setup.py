@@ -141,6 +141,8 @@ def unresolvable_name():
     pytest.fail("could not find a hostname that does not resolve")
 
 
+# First in the session: the node it starts is the other tests' 1-node ring.
+@pytest.mark.ring(1, first=True)
 def test_cluster_serves_reads_where_the_hostname_does_not_resolve(ring, tmp_path):
     """A node started by tools/cluster under a hostname no resolver knows still serves reads
     (get_slice) and writes; its system.log has no UnknownHostException."""
@@ -149,10 +151,11 @@ def test_cluster_serves_reads_where_the_hostname_does_not_resolve(ring, tmp_path
     # user namespace makes that possible.
     unshare = ["unshare", "--uts"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--uts"]
     ring.stop()
+    ok = False
     try:
         run([*unshare, "sh", "-c", 'hostname "$1" && exec "$2" start 1 --fresh', "sh", name,
              str(CLUSTER)], timeout=600)
-        ring.size, ring.schema_rf = 1, None
+        ring.adopt(1, fresh=True)
         pid = run([str(CLUSTER), "status"]).stdout.split()[4]
         # The JVM really runs under that hostname (its UTS namespace is not ours).
         assert os.readlink(f"/proc/{pid}/ns/uts") != os.readlink("/proc/self/ns/uts")
@@ -173,5 +176,8 @@ def test_cluster_serves_reads_where_the_hostname_does_not_resolve(ring, tmp_path
         assert p.returncode != 0 and b"Internal error" not in p.stderr, p.stderr
         log = Path(run([str(CLUSTER), "log", "1"]).stdout.strip()).read_text(errors="replace")
         assert "UnknownHostException" not in log and "Internal error" not in log
+        ok = True
     finally:
-        ring.stop()
+        # A node that served everything is the following tests' 1-node ring (one start fewer).
+        if not ok:
+            ring.stop()
