@@ -88,20 +88,20 @@ $(LIB): $(LIB_OBJS) $(GEN_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(B)/%: $(B)/obj/src/cmd/%.o $(LIB)
+$(patsubst src/cmd/%.c,$(B)/%,$(wildcard src/cmd/*.c)): $(B)/%: $(B)/obj/src/cmd/%.o $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
-$(B)/%: $(B)/obj/tools/%.o $(LIB)
+$(patsubst tools/%.c,$(B)/%,$(wildcard tools/*.c)): $(B)/%: $(B)/obj/tools/%.o $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
-$(B)/%: $(B)/obj/tools/bench/%.o $(LIB)
+$(patsubst tools/bench/%.c,$(B)/%,$(wildcard tools/bench/*.c)): $(B)/%: $(B)/obj/tools/bench/%.o $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
-$(B)/test/%: $(B)/obj/test/unit/%.o $(UNIT_SUPPORT:%.c=$(B)/obj/%.o) $(LIB)
+$(UNIT_BINS): $(B)/test/%: $(B)/obj/test/unit/%.o $(UNIT_SUPPORT:%.c=$(B)/obj/%.o) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
-$(B)/test/%: $(B)/obj/test/e2e/%.o $(E2E_SUPPORT:%.c=$(B)/obj/%.o) $(LIB)
+$(E2E_BINS): $(B)/test/%: $(B)/obj/test/e2e/%.o $(E2E_SUPPORT:%.c=$(B)/obj/%.o) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
