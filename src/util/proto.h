@@ -4,6 +4,11 @@
  * Types only: a core includes this and nothing of src/net. Each core implements ProtoCore
  * (smtp_core in src/smtp/session.c, pop3_core in src/pop3/session.c, imap_core in
  * src/imap/session.c); CORE is its session.
+ *
+ * What every core keeps alike — TLS on or being started, a failed login's delay — is a ProtoState
+ * at the start of its session, so that the entries which need only it are served once, here:
+ * take_delay_ms = proto_take_delay_ms, tls_pending = proto_tls_pending, and a core's tls_started
+ * calls proto_tls_on before forgetting what its protocol says to forget.
  */
 #ifndef CASSMAIL_PROTO_H
 #define CASSMAIL_PROTO_H
@@ -17,6 +22,14 @@ typedef enum {
                            * only its terminator ("\r\n", "\n", or "" at EOF) */
     PROTO_LINE_NUL,       /* a complete line that contains a NUL octet */
 } ProtoLine;
+
+/* The first member of every core's session. */
+typedef struct {
+    gboolean tls;           /* the connection runs over TLS */
+    gboolean tls_pending;   /* yes to STARTTLS/STLS said, handshake not yet reported: lines fed
+                             * meanwhile are dropped unanswered (RFC 3207 6, RFC 2595) */
+    guint delay_ms;         /* a failed login: wait this long before writing the reply just made */
+} ProtoState;
 
 /* How the adapter drives one core. Optional entries may be NULL. */
 typedef struct {
@@ -59,5 +72,12 @@ typedef struct {
     void (*log_fields)(gpointer core, GString *head, GString *tail);
     void (*free)(gpointer core);
 } ProtoCore;
+
+/* proto_take_delay_ms - CORE's delay_ms, reset to 0 (its take_delay_ms) */
+guint proto_take_delay_ms(gpointer core);
+/* proto_tls_pending - CORE's tls_pending (its tls_pending) */
+gboolean proto_tls_pending(gpointer core);
+/* proto_tls_on - the handshake is done: TLS on, no longer pending (a core's tls_started, first) */
+void proto_tls_on(gpointer core);
 
 #endif
