@@ -628,6 +628,14 @@ imap_command_reset(ImapSession *s)
     imap_upload_free(&s->append);
 }
 
+/* imap_tls_started - over TLS, with no command half gathered (RFC 9051 6.2.1) */
+static void
+imap_tls_started(gpointer core)
+{
+    proto_tls_on(core);
+    imap_command_reset(core);
+}
+
 /* imap_skip - drop the rest of the command being gathered, answering it with a tagged STATUS
  * and TEXT once it has ended */
 static void
@@ -882,14 +890,6 @@ core_tick(gpointer core, GString *out)
         imap_sync(s, out);
 }
 
-/* core_tls_started - over TLS, with no command half gathered (RFC 9051 6.2.1) */
-static void
-core_tls_started(gpointer core)
-{
-    proto_tls_on(core);
-    imap_command_reset(core);
-}
-
 static void
 core_timeout(gpointer core, GString *out)
 {
@@ -920,6 +920,9 @@ core_log_fields(gpointer core, GString *head, GString *tail)
                            s->appended, s->failed_logins, s->errors);
 }
 
+/* proto_take_delay_ms and friends find the ProtoState at the start of the session */
+G_STATIC_ASSERT(G_STRUCT_OFFSET(ImapSession, proto) == 0);
+
 const ProtoCore imap_core = {
     .greeting = core_greeting,
     .feed = imap_session_feed,
@@ -931,7 +934,7 @@ const ProtoCore imap_core = {
     .tick_ms = core_tick_ms,
     .tick = core_tick,
     .tls_pending = proto_tls_pending,
-    .tls_started = core_tls_started,
+    .tls_started = imap_tls_started,
     .timeout = core_timeout,
     .ended = core_ended,
     .log_fields = core_log_fields,

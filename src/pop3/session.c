@@ -453,6 +453,15 @@ pop3_stls(Pop3Session *s, Pop3Args *a, GString *out)
     return POP3_DONE;
 }
 
+/* pop3_tls_started - the session runs over TLS (USER/PASS now allowed) and has forgotten any name
+ * given with USER (RFC 2595 4) */
+static void
+pop3_tls_started(gpointer core)
+{
+    proto_tls_on(core);
+    pop3_forget_user(core);
+}
+
 /* ---- TRANSACTION (RFC 1939 sections 5 and 7) ------------------------------------------------ */
 
 /* pop3_stat - STAT (section 5): messages and octets not marked deleted */
@@ -759,8 +768,9 @@ pop3_session_more(Pop3Session *s, GString *out, gsize max)
 
 /* pop3_session_end_reason - NULL while the session goes on, else why it ended */
 static const char *
-pop3_session_end_reason(const Pop3Session *s)
+pop3_session_end_reason(gpointer core)
 {
+    const Pop3Session *s = core;
     if (s->state != POP3_STATE_CLOSED)
         return NULL;
     if (s->body_failed)
@@ -832,15 +842,6 @@ static gboolean core_feed(gpointer s, const char *line, gsize len, ProtoLine st,
 { return pop3_session_feed(s, line, len, st, out); }
 static gboolean core_more(gpointer s, GString *out, gsize max) { return pop3_session_more(s, out, max); }
 static gsize core_line_max(gpointer s) { (void)s; return POP3_LINE_MAX + 2; }   /* and its CRLF */
-/* core_tls_started - the session runs over TLS (USER/PASS now allowed) and has forgotten any name
- * given with USER (RFC 2595 4) */
-static void
-core_tls_started(gpointer core)
-{
-    proto_tls_on(core);
-    pop3_forget_user(core);
-}
-
 /* core_timeout - the autologout (RFC 1939 section 3): a last -ERR line, no UPDATE */
 static void
 core_timeout(gpointer core, GString *out)
@@ -852,7 +853,6 @@ core_timeout(gpointer core, GString *out)
     pop3_enter_state(s, POP3_STATE_CLOSED);
 }
 
-static const char *core_ended(gpointer s) { return pop3_session_end_reason(s); }
 static void core_free(gpointer s) { pop3_session_free((Pop3Session **)&s); }
 
 /* core_log_fields - this session's part of the adapter's session-end line */
@@ -866,6 +866,9 @@ core_log_fields(gpointer core, GString *head, GString *tail)
                            s->retrieved, s->retrieved_octets, s->deleted, s->failed_logins, s->errors);
 }
 
+/* proto_take_delay_ms and friends find the ProtoState at the start of the session */
+G_STATIC_ASSERT(G_STRUCT_OFFSET(Pop3Session, proto) == 0);
+
 const ProtoCore pop3_core = {
     .greeting = core_greeting,
     .feed = core_feed,
@@ -873,9 +876,9 @@ const ProtoCore pop3_core = {
     .take_delay_ms = proto_take_delay_ms,
     .line_max = core_line_max,
     .tls_pending = proto_tls_pending,
-    .tls_started = core_tls_started,
+    .tls_started = pop3_tls_started,
     .timeout = core_timeout,
-    .ended = core_ended,
+    .ended = pop3_session_end_reason,
     .log_fields = core_log_fields,
     .free = core_free,
 };

@@ -807,6 +807,22 @@ smtp_proceed_starttls(SmtpSession *s, SmtpArgs *a, GString *out)
     return SMTP_GO;
 }
 
+/* smtp_tls_started - the session runs over TLS and forgets the client's HELO name, transaction
+ * and authentication (RFC 3207 4.2) */
+static void
+smtp_tls_started(gpointer core)
+{
+    SmtpSession *s = core;
+    proto_tls_on(s);
+    smtp_reset_transaction(s);
+    smtp_auth_forget(s);
+    g_clear_pointer(&s->auth_user, g_free);
+    g_clear_pointer(&s->helo, g_free);
+    s->esmtp = FALSE;
+    if (s->state != SMTP_STATE_CLOSED)
+        smtp_enter_state(s, SMTP_STATE_INIT);
+}
+
 /* --- AUTH (RFC 4954; mechanisms PLAIN, RFC 4616, and LOGIN) ---------------------------------- */
 
 /* smtp_auth_decode - strict base64 (RFC 4648 4: whole quads, "=" only as padding) of the
@@ -1444,22 +1460,6 @@ core_line_max(gpointer core)
     return s->auth_step != SMTP_AUTH_NONE ? SMTP_AUTH_LINE_MAX : SMTP_COMMAND_LINE_MAX;
 }
 
-/* core_tls_started - the session runs over TLS and forgets the client's HELO name, transaction
- * and authentication (RFC 3207 4.2) */
-static void
-core_tls_started(gpointer core)
-{
-    SmtpSession *s = core;
-    proto_tls_on(s);
-    smtp_reset_transaction(s);
-    smtp_auth_forget(s);
-    g_clear_pointer(&s->auth_user, g_free);
-    g_clear_pointer(&s->helo, g_free);
-    s->esmtp = FALSE;
-    if (s->state != SMTP_STATE_CLOSED)
-        smtp_enter_state(s, SMTP_STATE_INIT);
-}
-
 /* core_timeout - 421 4.4.2 and closed; a transaction in progress is dropped */
 static void
 core_timeout(gpointer core, GString *out)
@@ -1471,8 +1471,9 @@ core_timeout(gpointer core, GString *out)
 
 /* smtp_session_end_reason - NULL while the session goes on, else why it ended */
 static const char *
-smtp_session_end_reason(const SmtpSession *s)
+smtp_session_end_reason(gpointer core)
 {
+    const SmtpSession *s = core;
     if (s->state != SMTP_STATE_CLOSED)
         return NULL;
     return s->cfg.max_errors && s->errors >= s->cfg.max_errors ? "too-many-errors" : "quit";
@@ -1615,7 +1616,6 @@ static gboolean core_feed(gpointer s, const char *line, gsize len, ProtoLine st,
 { return smtp_session_feed(s, line, len, st, out); }
 static gsize core_feed_text(gpointer s, const char *buf, gsize len, gsize max, GString *out)
 { return smtp_session_feed_text(s, buf, len, max, out); }
-static const char *core_ended(gpointer s) { return smtp_session_end_reason(s); }
 static const char *core_id(gpointer s) { return ((SmtpSession *)s)->id; }
 static void core_free(gpointer s) { smtp_session_free((SmtpSession **)&s); }
 
@@ -1630,6 +1630,9 @@ core_log_fields(gpointer core, GString *head, GString *tail)
     g_string_append_printf(tail, "auth=%s relayed=%u", s->auth_user ? s->auth_user : "-", s->relayed);
 }
 
+/* proto_take_delay_ms and friends find the ProtoState at the start of the session */
+G_STATIC_ASSERT(G_STRUCT_OFFSET(SmtpSession, proto) == 0);
+
 const ProtoCore smtp_core = {
     .greeting = core_greeting,
     .feed = core_feed,
@@ -1637,9 +1640,9 @@ const ProtoCore smtp_core = {
     .line_max = core_line_max,
     .in_text = core_in_text,
     .tls_pending = proto_tls_pending,
-    .tls_started = core_tls_started,
+    .tls_started = smtp_tls_started,
     .timeout = core_timeout,
-    .ended = core_ended,
+    .ended = smtp_session_end_reason,
     .id = core_id,
     .log_fields = core_log_fields,
     .free = core_free,

@@ -40,7 +40,8 @@ typedef struct {
     gsize (*feed_text)(gpointer core, const char *buf, gsize len, gsize max, GString *out);
     /* optional: more of a long reply, about MAX octets; TRUE while more remains */
     gboolean (*more)(gpointer core, GString *out, gsize max);
-    /* optional: how long to wait before writing the reply just made (reading it resets it) */
+    /* optional: how long to wait before writing the reply just made (reading it resets it);
+     * proto_take_delay_ms */
     guint (*take_delay_ms)(gpointer core);
     /* the longest line (its ending included) the core takes next */
     gsize (*line_max)(gpointer core);
@@ -59,8 +60,10 @@ typedef struct {
     guint (*tick_ms)(gpointer core);
     /* optional: that time passed without input; OUT is written and flushed at once */
     void (*tick)(gpointer core, GString *out);
-    /* the core said yes to STARTTLS/STLS: the adapter flushes, drops its input, handshakes */
+    /* the core said yes to STARTTLS/STLS: the adapter flushes, drops its input, handshakes;
+     * proto_tls_pending */
     gboolean (*tls_pending)(gpointer core);
+    /* the handshake is done: proto_tls_on, then what the protocol forgets (RFC 3207 4.2, ...) */
     void (*tls_started)(gpointer core);
     /* no input within the timeout: the core's last words */
     void (*timeout)(gpointer core, GString *out);
