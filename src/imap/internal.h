@@ -41,17 +41,15 @@ typedef struct {
 } ImapUpload;
 
 struct ImapSession {
+    ProtoState proto;         /* first: TLS, STARTTLS pending, a failed login's delay (proto.h) */
     ImapSessionConfig cfg;
     Store *store;
     char *peer;
     ImapState state;
-    gboolean tls;             /* the connection runs over TLS */
-    gboolean tls_pending;     /* "OK" to STARTTLS said, handshake not yet reported */
     gboolean rev2;            /* ENABLE IMAP4rev2 */
     char *user;               /* after login */
     const char *end_reason;   /* set when the state becomes LOGOUT */
 
-    guint delay_ms;
     guint errors;
     guint failed_logins;
     guint commands;

@@ -124,7 +124,7 @@ imap_enter_state(ImapSession *s, ImapState next, const char *reason)
 
 /* ---- capabilities (RFC 9051 section 6.1.1) ------------------------------------------------- */
 
-static gboolean imap_auth_allowed(const ImapSession *s) { return s->tls || s->cfg.plaintext_auth; }
+static gboolean imap_auth_allowed(const ImapSession *s) { return s->proto.tls || s->cfg.plaintext_auth; }
 
 /* imap_capabilities - the CAPABILITY list for the current state */
 static void
@@ -137,7 +137,7 @@ imap_capabilities(const ImapSession *s, GString *out)
                          "MOVE SPECIAL-USE ESEARCH");
     if (s->state == IMAP_STATE_NOT_AUTHENTICATED) {
         g_string_append(out, " SASL-IR");
-        if (s->cfg.starttls && !s->tls)
+        if (s->cfg.starttls && !s->proto.tls)
             g_string_append(out, " STARTTLS");
         g_string_append(out, imap_auth_allowed(s) ? " AUTH=PLAIN" : " LOGINDISABLED");
     }
@@ -182,12 +182,12 @@ imap_cmd_logout(ImapSession *s, ImapCmd *c, GString *out)
 static ImapRc
 imap_cmd_starttls(ImapSession *s, ImapCmd *c, GString *out)
 {
-    if (s->tls)
+    if (s->proto.tls)
         return imap_bad(c, out, "TLS is already active");
     if (!s->cfg.starttls)
         return imap_bad(c, out, "STARTTLS is not available");
     imap_tagged(out, c->tag, "OK", "Begin TLS negotiation now");
-    s->tls_pending = TRUE;
+    s->proto.tls_pending = TRUE;
     return IMAP_DONE;
 }
 
@@ -229,7 +229,7 @@ imap_login(ImapSession *s, const char *tag, const char *user, const char *passwo
     if (!ok || !exists) {
         log_info("imap %s: failed login for %.64s", s->peer, valid ? name : "(invalid name)");
         s->failed_logins++;
-        s->delay_ms = s->cfg.login_delay_ms;
+        s->proto.delay_ms = s->cfg.login_delay_ms;
         imap_tagged(out, tag, "NO", "[AUTHENTICATIONFAILED] Authentication failed");
         return IMAP_BAD;
     }
@@ -628,6 +628,14 @@ imap_command_reset(ImapSession *s)
     imap_upload_free(&s->append);
 }
 
+/* imap_tls_started - over TLS, with no command half gathered (RFC 9051 6.2.1) */
+static void
+imap_tls_started(gpointer core)
+{
+    proto_tls_on(core);
+    imap_command_reset(core);
+}
+
 /* imap_skip - drop the rest of the command being gathered, answering it with a tagged STATUS
  * and TEXT once it has ended */
 static void
@@ -743,14 +751,15 @@ imap_count(ImapSession *s, ImapRc st, GString *out)
 }
 
 static gboolean
-imap_session_feed(ImapSession *s, const char *line, gsize len, ProtoLine status, GString *out)
+imap_session_feed(gpointer core, const char *line, gsize len, ProtoLine status, GString *out)
 {
+    ImapSession *s = core;
     if (s->fetch)
         while (imap_fetch_more(s, out, G_MAXSIZE))
             ;
     if (s->state == IMAP_STATE_LOGOUT)
         return TRUE;
-    if (s->tls_pending)
+    if (s->proto.tls_pending)
         return FALSE;   /* RFC 9051 6.2.1: nothing sent before the handshake counts */
     if (s->literal_left) {
         /* the adapter should have used feed_literal; take the line as literal octets */
@@ -792,8 +801,9 @@ imap_session_feed(ImapSession *s, const char *line, gsize len, ProtoLine status,
 
 /* imap_session_feed_literal - LEN octets of the announced literal */
 static gboolean
-imap_session_feed_literal(ImapSession *s, const char *buf, gsize len, GString *out)
+imap_session_feed_literal(gpointer core, const char *buf, gsize len, GString *out)
 {
+    ImapSession *s = core;
     if (s->state == IMAP_STATE_LOGOUT)
         return TRUE;
     len = (gsize)MIN((guint64)len, s->literal_left);
@@ -858,25 +868,12 @@ core_greeting(gpointer core, GString *out)
     g_string_append(out, "] " IMAP_GREETING "\r\n");
 }
 
-static gboolean core_feed(gpointer s, const char *line, gsize len, ProtoLine st, GString *out)
-{ return imap_session_feed(s, line, len, st, out); }
 static gboolean core_more(gpointer s, GString *out, gsize max)
 { return ((ImapSession *)s)->fetch ? imap_fetch_more(s, out, max) : FALSE; }
-
-static guint
-core_take_delay_ms(gpointer core)
-{
-    ImapSession *s = core;
-    guint d = s->delay_ms;
-    s->delay_ms = 0;
-    return d;
-}
 
 static gsize core_line_max(gpointer s) { (void)s; return IMAP_LINE_MAX; }
 static gsize core_literal(gpointer s)
 { return (gsize)MIN(((ImapSession *)s)->literal_left, (guint64)G_MAXSIZE); }
-static gboolean core_feed_literal(gpointer s, const char *buf, gsize len, GString *out)
-{ return imap_session_feed_literal(s, buf, len, out); }
 
 static guint
 core_tick_ms(gpointer core)
@@ -891,17 +888,6 @@ core_tick(gpointer core, GString *out)
     ImapSession *s = core;
     if (s->idle_tag && s->state == IMAP_STATE_SELECTED)
         imap_sync(s, out);
-}
-
-static gboolean core_tls_pending(gpointer s) { return ((ImapSession *)s)->tls_pending; }
-
-static void
-core_tls_started(gpointer core)
-{
-    ImapSession *s = core;
-    s->tls_pending = FALSE;
-    s->tls = TRUE;
-    imap_command_reset(s);
 }
 
 static void
@@ -934,18 +920,21 @@ core_log_fields(gpointer core, GString *head, GString *tail)
                            s->appended, s->failed_logins, s->errors);
 }
 
+/* proto_take_delay_ms and friends find the ProtoState at the start of the session */
+G_STATIC_ASSERT(G_STRUCT_OFFSET(ImapSession, proto) == 0);
+
 const ProtoCore imap_core = {
     .greeting = core_greeting,
-    .feed = core_feed,
+    .feed = imap_session_feed,
     .more = core_more,
-    .take_delay_ms = core_take_delay_ms,
+    .take_delay_ms = proto_take_delay_ms,
     .line_max = core_line_max,
     .literal = core_literal,
-    .feed_literal = core_feed_literal,
+    .feed_literal = imap_session_feed_literal,
     .tick_ms = core_tick_ms,
     .tick = core_tick,
-    .tls_pending = core_tls_pending,
-    .tls_started = core_tls_started,
+    .tls_pending = proto_tls_pending,
+    .tls_started = imap_tls_started,
     .timeout = core_timeout,
     .ended = core_ended,
     .log_fields = core_log_fields,

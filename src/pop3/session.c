@@ -33,13 +33,12 @@ typedef struct {
 } Pop3Msg;
 
 struct Pop3Session {
+    ProtoState proto;        /* first: TLS, STLS pending, a failed login's delay (proto.h) */
     Pop3SessionConfig cfg;
     Store *store;
     char *peer;
     Pop3State state;
     gboolean authenticated;
-    gboolean tls;            /* the connection runs over TLS */
-    gboolean stls_pending;   /* "+OK" to STLS said, handshake not yet reported */
 
     char *user;              /* from USER, lower-cased; kept after login */
     char *mailbox;
@@ -54,7 +53,6 @@ struct Pop3Session {
     guint body_msg;          /* the message number being sent (for logs) */
 
     gboolean body_failed;    /* the store failed inside a RETR/TOP body: the session closed */
-    guint delay_ms;
     guint errors;
     guint failed_logins;
     guint retrieved;
@@ -200,14 +198,14 @@ pop3_forget_user(Pop3Session *s)
 static gboolean
 pop3_offer_user(const Pop3Session *s)
 {
-    return s->tls || s->cfg.plaintext_auth;
+    return s->proto.tls || s->cfg.plaintext_auth;
 }
 
 /* pop3_offer_stls - whether STLS may be used now */
 static gboolean
 pop3_offer_stls(const Pop3Session *s)
 {
-    return s->cfg.stls && !s->tls;
+    return s->cfg.stls && !s->proto.tls;
 }
 
 /* pop3_user - USER name (RFC 1939 section 7): remember user and mailbox; whether they exist is
@@ -322,7 +320,7 @@ pop3_pass(Pop3Session *s, Pop3Args *a, GString *out)
         log_info("pop3 %s: failed login for %s|%s (%s)", s->peer, who, box, why);
         pop3_forget_user(s);
         s->failed_logins++;
-        s->delay_ms = s->cfg.login_delay_ms;
+        s->proto.delay_ms = s->cfg.login_delay_ms;
         pop3_reply(out, FALSE, "AUTH", "Invalid login");
         return POP3_BAD;
     }
@@ -443,16 +441,25 @@ static Pop3Status
 pop3_stls(Pop3Session *s, Pop3Args *a, GString *out)
 {
     (void)a;
-    if (s->tls) {
+    if (s->proto.tls) {
         pop3_reply(out, FALSE, NULL, "command not permitted when TLS active");
         return POP3_DONE;
     }
     if (!s->cfg.stls)
         return pop3_bad(out, "STLS not available");
     pop3_forget_user(s);
-    s->stls_pending = TRUE;
+    s->proto.tls_pending = TRUE;
     pop3_reply(out, TRUE, NULL, "Begin TLS negotiation");
     return POP3_DONE;
+}
+
+/* pop3_tls_started - the session runs over TLS (USER/PASS now allowed) and has forgotten any name
+ * given with USER (RFC 2595 4) */
+static void
+pop3_tls_started(gpointer core)
+{
+    proto_tls_on(core);
+    pop3_forget_user(core);
 }
 
 /* ---- TRANSACTION (RFC 1939 sections 5 and 7) ------------------------------------------------ */
@@ -701,7 +708,7 @@ pop3_session_feed(Pop3Session *s, const char *line, gsize len, ProtoLine status,
     if (s->state == POP3_STATE_CLOSED)
         return TRUE;
     /* RFC 2595 / RFC 3207 6: nothing sent before the TLS handshake is taken as sent under it */
-    if (s->stls_pending)
+    if (s->proto.tls_pending)
         return FALSE;
 
     if (len > 0 && line[len - 1] == '\n')
@@ -761,8 +768,9 @@ pop3_session_more(Pop3Session *s, GString *out, gsize max)
 
 /* pop3_session_end_reason - NULL while the session goes on, else why it ended */
 static const char *
-pop3_session_end_reason(const Pop3Session *s)
+pop3_session_end_reason(gpointer core)
 {
+    const Pop3Session *s = core;
     if (s->state != POP3_STATE_CLOSED)
         return NULL;
     if (s->body_failed)
@@ -785,7 +793,7 @@ pop3_session_stats(const Pop3Session *s, Pop3SessionStats *st)
         .deleted = s->deleted,
         .failed_logins = s->failed_logins,
         .errors = s->errors,
-        .tls = s->tls,
+        .tls = s->proto.tls,
     };
 }
 
@@ -833,36 +841,7 @@ core_greeting(gpointer s, GString *out)
 static gboolean core_feed(gpointer s, const char *line, gsize len, ProtoLine st, GString *out)
 { return pop3_session_feed(s, line, len, st, out); }
 static gboolean core_more(gpointer s, GString *out, gsize max) { return pop3_session_more(s, out, max); }
-/* core_take_delay_ms - how long to wait before writing the reply just made (a failed login) */
-static guint
-core_take_delay_ms(gpointer core)
-{
-    Pop3Session *s = core;
-    guint d = s->delay_ms;
-    s->delay_ms = 0;
-    return d;
-}
-
 static gsize core_line_max(gpointer s) { (void)s; return POP3_LINE_MAX + 2; }   /* and its CRLF */
-/* core_tls_pending - from the "+OK" to STLS until core_tls_started; lines fed meanwhile are
- * dropped unanswered */
-static gboolean
-core_tls_pending(gpointer s)
-{
-    return ((Pop3Session *)s)->stls_pending;
-}
-
-/* core_tls_started - the session runs over TLS (USER/PASS now allowed) and has forgotten any name
- * given with USER (RFC 2595 4) */
-static void
-core_tls_started(gpointer core)
-{
-    Pop3Session *s = core;
-    s->stls_pending = FALSE;
-    s->tls = TRUE;
-    pop3_forget_user(s);
-}
-
 /* core_timeout - the autologout (RFC 1939 section 3): a last -ERR line, no UPDATE */
 static void
 core_timeout(gpointer core, GString *out)
@@ -874,7 +853,6 @@ core_timeout(gpointer core, GString *out)
     pop3_enter_state(s, POP3_STATE_CLOSED);
 }
 
-static const char *core_ended(gpointer s) { return pop3_session_end_reason(s); }
 static void core_free(gpointer s) { pop3_session_free((Pop3Session **)&s); }
 
 /* core_log_fields - this session's part of the adapter's session-end line */
@@ -888,16 +866,19 @@ core_log_fields(gpointer core, GString *head, GString *tail)
                            s->retrieved, s->retrieved_octets, s->deleted, s->failed_logins, s->errors);
 }
 
+/* proto_take_delay_ms and friends find the ProtoState at the start of the session */
+G_STATIC_ASSERT(G_STRUCT_OFFSET(Pop3Session, proto) == 0);
+
 const ProtoCore pop3_core = {
     .greeting = core_greeting,
     .feed = core_feed,
     .more = core_more,
-    .take_delay_ms = core_take_delay_ms,
+    .take_delay_ms = proto_take_delay_ms,
     .line_max = core_line_max,
-    .tls_pending = core_tls_pending,
-    .tls_started = core_tls_started,
+    .tls_pending = proto_tls_pending,
+    .tls_started = pop3_tls_started,
     .timeout = core_timeout,
-    .ended = core_ended,
+    .ended = pop3_session_end_reason,
     .log_fields = core_log_fields,
     .free = core_free,
 };

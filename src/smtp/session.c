@@ -115,6 +115,7 @@ typedef enum {
 } SmtpAuthStep;
 
 struct SmtpSession {
+    ProtoState proto;          /* first: TLS, STARTTLS pending (proto.h); no login delay */
     SmtpSessionConfig cfg;
     Store *store;
     char *peer;
@@ -125,8 +126,6 @@ struct SmtpSession {
     guint transactions;        /* DATA commands so far */
 
     /* TLS and authentication */
-    gboolean tls;              /* the connection runs over TLS */
-    gboolean starttls_pending; /* 220 to STARTTLS said, handshake not yet reported */
     char *auth_user;           /* after a successful AUTH */
     SmtpAuthStep auth_step;    /* an AUTH exchange in progress */
     char *auth_login_user;     /* AUTH LOGIN: the user name, until the password arrives */
@@ -426,7 +425,7 @@ smtp_proceed_helo(SmtpSession *s, SmtpArgs *a, GString *out)
 static gboolean
 smtp_auth_offered(const SmtpSession *s)
 {
-    return s->tls || s->cfg.plaintext_auth;
+    return s->proto.tls || s->cfg.plaintext_auth;
 }
 
 static SmtpResult
@@ -437,7 +436,7 @@ smtp_proceed_ehlo(SmtpSession *s, SmtpArgs *a, GString *out)
     smtp_reply_line(out, 250, TRUE, SMTP_ESC_NONE, "PIPELINING");
     smtp_reply_line(out, 250, TRUE, SMTP_ESC_NONE, "SIZE %" G_GSIZE_FORMAT, s->cfg.max_message_size);
     smtp_reply_line(out, 250, TRUE, SMTP_ESC_NONE, "8BITMIME");
-    if (s->cfg.starttls && !s->tls)
+    if (s->cfg.starttls && !s->proto.tls)
         smtp_reply_line(out, 250, TRUE, SMTP_ESC_NONE, "STARTTLS");
     if (smtp_auth_offered(s))
         smtp_reply_line(out, 250, TRUE, SMTP_ESC_NONE, "AUTH PLAIN LOGIN");
@@ -709,7 +708,7 @@ smtp_received(SmtpSession *s, GString *msg)
     g_autofree char *date = g_date_time_format(now, "%a, %d %b %Y %H:%M:%S %z");
     /* RFC 3848: ESMTPS over TLS, ESMTPA after AUTH, ESMTPSA for both */
     const char *with = !s->esmtp ? "SMTP"
-                       : s->tls  ? (s->auth_user ? "ESMTPSA" : "ESMTPS")
+                       : s->proto.tls  ? (s->auth_user ? "ESMTPSA" : "ESMTPS")
                                  : (s->auth_user ? "ESMTPA" : "ESMTP");
     g_string_append_printf(msg, "Received: from %s (%s)\r\n\tby %s (CassMail) with %s id %s;\r\n\t%s\r\n",
                            s->helo, s->peer, s->cfg.hostname, with, id, date);
@@ -792,7 +791,7 @@ smtp_check_starttls(SmtpSession *s, SmtpArgs *a, GString *out)
         smtp_reply(out, 502, SMTP_ESC_INVALID_COMMAND, "STARTTLS not available");
         return SMTP_BAD;
     }
-    if (s->tls) {
+    if (s->proto.tls) {
         smtp_reply(out, 503, SMTP_ESC_INVALID_COMMAND, "Bad sequence of commands: TLS already active");
         return SMTP_BAD;
     }
@@ -804,8 +803,24 @@ smtp_proceed_starttls(SmtpSession *s, SmtpArgs *a, GString *out)
 {
     (void)a;
     smtp_reply(out, 220, SMTP_ESC_OTHER, "Ready to start TLS");
-    s->starttls_pending = TRUE;
+    s->proto.tls_pending = TRUE;
     return SMTP_GO;
+}
+
+/* smtp_tls_started - the session runs over TLS and forgets the client's HELO name, transaction
+ * and authentication (RFC 3207 4.2) */
+static void
+smtp_tls_started(gpointer core)
+{
+    SmtpSession *s = core;
+    proto_tls_on(s);
+    smtp_reset_transaction(s);
+    smtp_auth_forget(s);
+    g_clear_pointer(&s->auth_user, g_free);
+    g_clear_pointer(&s->helo, g_free);
+    s->esmtp = FALSE;
+    if (s->state != SMTP_STATE_CLOSED)
+        smtp_enter_state(s, SMTP_STATE_INIT);
 }
 
 /* --- AUTH (RFC 4954; mechanisms PLAIN, RFC 4616, and LOGIN) ---------------------------------- */
@@ -883,7 +898,7 @@ smtp_auth_verify(SmtpSession *s, const char *mech, const char *authzid, const ch
         return SMTP_BAD;
     }
     s->auth_user = g_steal_pointer(&name);
-    log_info("smtp %s %s: AUTH %s as %s%s", s->id, s->peer, mech, s->auth_user, s->tls ? " over TLS" : "");
+    log_info("smtp %s %s: AUTH %s as %s%s", s->id, s->peer, mech, s->auth_user, s->proto.tls ? " over TLS" : "");
     smtp_reply(out, 235, SMTP_ESC_SECURITY, "Authentication successful");
     return SMTP_GO;
 }
@@ -1445,31 +1460,6 @@ core_line_max(gpointer core)
     return s->auth_step != SMTP_AUTH_NONE ? SMTP_AUTH_LINE_MAX : SMTP_COMMAND_LINE_MAX;
 }
 
-/* core_tls_pending - from the "220 Ready to start TLS" reply until core_tls_started; lines fed
- * meanwhile are dropped unanswered */
-static gboolean
-core_tls_pending(gpointer core)
-{
-    return ((SmtpSession *)core)->starttls_pending;
-}
-
-/* core_tls_started - the session runs over TLS and forgets the client's HELO name, transaction
- * and authentication (RFC 3207 4.2) */
-static void
-core_tls_started(gpointer core)
-{
-    SmtpSession *s = core;
-    s->starttls_pending = FALSE;
-    s->tls = TRUE;
-    smtp_reset_transaction(s);
-    smtp_auth_forget(s);
-    g_clear_pointer(&s->auth_user, g_free);
-    g_clear_pointer(&s->helo, g_free);
-    s->esmtp = FALSE;
-    if (s->state != SMTP_STATE_CLOSED)
-        smtp_enter_state(s, SMTP_STATE_INIT);
-}
-
 /* core_timeout - 421 4.4.2 and closed; a transaction in progress is dropped */
 static void
 core_timeout(gpointer core, GString *out)
@@ -1481,8 +1471,9 @@ core_timeout(gpointer core, GString *out)
 
 /* smtp_session_end_reason - NULL while the session goes on, else why it ended */
 static const char *
-smtp_session_end_reason(const SmtpSession *s)
+smtp_session_end_reason(gpointer core)
 {
+    const SmtpSession *s = core;
     if (s->state != SMTP_STATE_CLOSED)
         return NULL;
     return s->cfg.max_errors && s->errors >= s->cfg.max_errors ? "too-many-errors" : "quit";
@@ -1500,7 +1491,7 @@ smtp_session_stats(const SmtpSession *s, SmtpSessionStats *stats)
         .rejected = s->rejected,
         .relayed = s->relayed,
         .errors = s->errors,
-        .tls = s->tls,
+        .tls = s->proto.tls,
         .auth_user = s->auth_user,
     };
 }
@@ -1588,7 +1579,7 @@ smtp_session_feed(SmtpSession *s, const char *line, gsize len, ProtoLine status,
         break;
     }
     /* RFC 3207 6: nothing received after our 220 and before TLS is taken as a command */
-    if (s->starttls_pending)
+    if (s->proto.tls_pending)
         return FALSE;
     SmtpResult r = s->auth_step != SMTP_AUTH_NONE ? smtp_auth_line(s, line, len, status, out)
                                                   : smtp_command(s, line, len, status, out);
@@ -1625,7 +1616,6 @@ static gboolean core_feed(gpointer s, const char *line, gsize len, ProtoLine st,
 { return smtp_session_feed(s, line, len, st, out); }
 static gsize core_feed_text(gpointer s, const char *buf, gsize len, gsize max, GString *out)
 { return smtp_session_feed_text(s, buf, len, max, out); }
-static const char *core_ended(gpointer s) { return smtp_session_end_reason(s); }
 static const char *core_id(gpointer s) { return ((SmtpSession *)s)->id; }
 static void core_free(gpointer s) { smtp_session_free((SmtpSession **)&s); }
 
@@ -1640,16 +1630,19 @@ core_log_fields(gpointer core, GString *head, GString *tail)
     g_string_append_printf(tail, "auth=%s relayed=%u", s->auth_user ? s->auth_user : "-", s->relayed);
 }
 
+/* proto_take_delay_ms and friends find the ProtoState at the start of the session */
+G_STATIC_ASSERT(G_STRUCT_OFFSET(SmtpSession, proto) == 0);
+
 const ProtoCore smtp_core = {
     .greeting = core_greeting,
     .feed = core_feed,
     .feed_text = core_feed_text,
     .line_max = core_line_max,
     .in_text = core_in_text,
-    .tls_pending = core_tls_pending,
-    .tls_started = core_tls_started,
+    .tls_pending = proto_tls_pending,
+    .tls_started = smtp_tls_started,
     .timeout = core_timeout,
-    .ended = core_ended,
+    .ended = smtp_session_end_reason,
     .id = core_id,
     .log_fields = core_log_fields,
     .free = core_free,

@@ -4,6 +4,11 @@
  * Types only: a core includes this and nothing of src/net. Each core implements ProtoCore
  * (smtp_core in src/smtp/session.c, pop3_core in src/pop3/session.c, imap_core in
  * src/imap/session.c); CORE is its session.
+ *
+ * What every core keeps alike — TLS on or being started, a failed login's delay — is a ProtoState
+ * at the start of its session, so that the entries which need only it are served once, here:
+ * take_delay_ms = proto_take_delay_ms, tls_pending = proto_tls_pending, and a core's tls_started
+ * calls proto_tls_on before forgetting what its protocol says to forget.
  */
 #ifndef CASSMAIL_PROTO_H
 #define CASSMAIL_PROTO_H
@@ -18,6 +23,14 @@ typedef enum {
     PROTO_LINE_NUL,       /* a complete line that contains a NUL octet */
 } ProtoLine;
 
+/* The first member of every core's session. */
+typedef struct {
+    gboolean tls;           /* the connection runs over TLS */
+    gboolean tls_pending;   /* yes to STARTTLS/STLS said, handshake not yet reported: lines fed
+                             * meanwhile are dropped unanswered (RFC 3207 6, RFC 2595) */
+    guint delay_ms;         /* a failed login: wait this long before writing the reply just made */
+} ProtoState;
+
 /* How the adapter drives one core. Optional entries may be NULL. */
 typedef struct {
     void (*greeting)(gpointer core, GString *out);
@@ -27,7 +40,8 @@ typedef struct {
     gsize (*feed_text)(gpointer core, const char *buf, gsize len, gsize max, GString *out);
     /* optional: more of a long reply, about MAX octets; TRUE while more remains */
     gboolean (*more)(gpointer core, GString *out, gsize max);
-    /* optional: how long to wait before writing the reply just made (reading it resets it) */
+    /* optional: how long to wait before writing the reply just made (reading it resets it);
+     * proto_take_delay_ms */
     guint (*take_delay_ms)(gpointer core);
     /* the longest line (its ending included) the core takes next */
     gsize (*line_max)(gpointer core);
@@ -46,8 +60,10 @@ typedef struct {
     guint (*tick_ms)(gpointer core);
     /* optional: that time passed without input; OUT is written and flushed at once */
     void (*tick)(gpointer core, GString *out);
-    /* the core said yes to STARTTLS/STLS: the adapter flushes, drops its input, handshakes */
+    /* the core said yes to STARTTLS/STLS: the adapter flushes, drops its input, handshakes;
+     * proto_tls_pending */
     gboolean (*tls_pending)(gpointer core);
+    /* the handshake is done: proto_tls_on, then what the protocol forgets (RFC 3207 4.2, ...) */
     void (*tls_started)(gpointer core);
     /* no input within the timeout: the core's last words */
     void (*timeout)(gpointer core, GString *out);
@@ -59,5 +75,12 @@ typedef struct {
     void (*log_fields)(gpointer core, GString *head, GString *tail);
     void (*free)(gpointer core);
 } ProtoCore;
+
+/* proto_take_delay_ms - CORE's delay_ms, reset to 0 (its take_delay_ms) */
+guint proto_take_delay_ms(gpointer core);
+/* proto_tls_pending - CORE's tls_pending (its tls_pending) */
+gboolean proto_tls_pending(gpointer core);
+/* proto_tls_on - the handshake is done: TLS on, no longer pending (a core's tls_started, first) */
+void proto_tls_on(gpointer core);
 
 #endif
