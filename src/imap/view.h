@@ -118,7 +118,7 @@ typedef struct ImapView ImapView;
 
 /* imap_view_open - SELECT (READ_ONLY FALSE) or EXAMINE (TRUE) mailbox NAME of USER: reads the
  * current epoch's seals, establishes seals for messages older than the horizon (SETTLE_MS, from
- * [imap] settle_ms = CassmailConfig.imap_settle_ms; <= 0 means 2000), reads flags. NULL with
+ * [imap] settle_ms through ImapSessionConfig; <= 0 means 2000), reads flags. NULL with
  * NONEXISTENT, or STORE_ERROR_TEMPORARY when a quorum could not be had. The view keeps S (which
  * must outlive it); about 32 octets of memory a message. */
 ImapView *imap_view_open(Store *s, const char *user, const char *name, gboolean read_only,
