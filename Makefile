@@ -55,6 +55,9 @@ PROGS    := $(addprefix $(B)/,$(basename $(notdir $(CMD_SRCS))))
 UNIT_SRCS    := $(wildcard test/unit/test-*.c)
 UNIT_SUPPORT := $(wildcard test/unit/support/*.c)
 UNIT_BINS    := $(UNIT_SRCS:test/unit/%.c=$(B)/test/%)
+# They find their data files (test/unit/data, test/fuzz/corpus) from the tree's top, whatever the
+# working directory they run in.
+$(UNIT_SRCS:%.c=$(B)/obj/%.o): CPPFLAGS += -DCASSMAIL_TOP='"$(CURDIR)"'
 # End-to-end helpers in C (need a running Cassandra; driven by the pytest suite), each linked
 # with test/e2e/support/*.c (what they share).
 E2E_SRCS     := $(wildcard test/e2e/*.c)
