@@ -21,6 +21,7 @@
 #include "net/adapter.h"
 #include "smtp/session.h"
 #include "store/store.h"
+#include "support/smtp_fixture.h"
 #include "support/store_mem.h"
 #include "util/password.h"
 
@@ -35,13 +36,7 @@
 static char *domains[] = {"example.com", "Example.NET", NULL};
 static const char *const users[] = {"anne", "bob", "carol", "dave", "postmaster", NULL};
 
-typedef struct {
-    Store *store;
-    SmtpSessionConfig cfg;
-    SmtpSession *s;
-    GString *out;
-    gboolean closed;   /* what the last smtp_session_feed returned */
-} Fx;
+typedef SmtpFixture Fx;
 
 /* check_replies - OUT is a sequence of well-formed reply lines (see the top of the file) */
 static void
@@ -70,22 +65,16 @@ check_replies(const char *out)
 static void
 new_session(Fx *f)
 {
-    smtp_session_free(&f->s);
-    f->s = smtp_session_new(&f->cfg, f->store, PEER);
-    g_string_truncate(f->out, 0);
+    smtp_fixture_restart(f);
     smtp_core.greeting(f->s, f->out);
     g_string_truncate(f->out, 0);
-    f->closed = FALSE;
 }
 
 static void
 fx_setup(Fx *f, gconstpointer data)
 {
     (void)data;
-    f->store = store_mem_new();
-    for (const char *const *u = users; *u; u++)
-        g_assert_true(store_user_add(f->store, *u, NULL));
-    f->cfg = (SmtpSessionConfig){
+    const SmtpSessionConfig cfg = {
         .hostname = HOST,
         .domains = domains,
         .max_message_size = MAX_SIZE,
@@ -93,7 +82,7 @@ fx_setup(Fx *f, gconstpointer data)
         .max_errors = MAX_ERRORS,
         .extensions = NULL,
     };
-    f->out = g_string_new(NULL);
+    smtp_fixture_open(f, users, &cfg, PEER);
     new_session(f);
 }
 
@@ -101,10 +90,7 @@ static void
 fx_teardown(Fx *f, gconstpointer data)
 {
     (void)data;
-    smtp_session_free(&f->s);
-    g_assert_null(f->s);
-    store_free(&f->store);
-    g_string_free(f->out, TRUE);
+    smtp_fixture_close(f);
 }
 
 /* feed_line - one line of LEN octets exactly as given (line ending included) with reader FLAGS;

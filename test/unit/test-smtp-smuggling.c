@@ -22,6 +22,7 @@
 #include "net/conn.h"
 #include "smtp/session.h"
 #include "store/store.h"
+#include "support/smtp_fixture.h"
 #include "support/store_mem.h"
 
 #define HOST "mx.example.com"
@@ -29,38 +30,27 @@
 static char *domains[] = {"example.com", NULL};
 static const char *const users[] = {"anne", "bob", NULL};
 
-typedef struct {
-    Store *store;
-    SmtpSessionConfig cfg;
-    SmtpSession *s;
-    GString *out;
-} Fx;
+typedef SmtpFixture Fx;
 
 static void
 fx_setup(Fx *f, gconstpointer data)
 {
     (void)data;
-    f->store = store_mem_new();
-    for (const char *const *u = users; *u; u++)
-        g_assert_true(store_user_add(f->store, *u, NULL));
-    f->cfg = (SmtpSessionConfig){
+    const SmtpSessionConfig cfg = {
         .hostname = HOST,
         .domains = domains,
         .max_message_size = 1024 * 1024,
         .max_recipients = 10,
         .max_errors = 20,
     };
-    f->s = smtp_session_new(&f->cfg, f->store, "192.0.2.9");
-    f->out = g_string_new(NULL);
+    smtp_fixture_open(f, users, &cfg, "192.0.2.9");
 }
 
 static void
 fx_teardown(Fx *f, gconstpointer data)
 {
     (void)data;
-    smtp_session_free(&f->s);
-    store_free(&f->store);
-    g_string_free(f->out, TRUE);
+    smtp_fixture_close(f);
 }
 
 /* serve - the adapter's loop over a reader holding what the client sent (up to EOF) */

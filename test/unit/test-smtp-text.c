@@ -19,45 +19,35 @@
 #include "net/conn.h"
 #include "smtp/session.h"
 #include "store/store.h"
-#include "support/store_mem.h"
+#include "support/smtp_fixture.h"
 
 #define HOST "mx.example.com"
 
 static char *domains[] = {"example.com", NULL};
 static const char *const users[] = {"anne", "bob", NULL};
 
-typedef struct {
-    Store *store;
-    SmtpSession *s;
-    GString *out;
-} Run;
+typedef SmtpFixture Run;
 
 /* run_new - a session on a fresh in-memory store; MAX_SIZE is max_message_size */
 static Run *
 run_new(gsize max_size)
 {
     Run *r = g_new0(Run, 1);
-    r->store = store_mem_new();
-    for (const char *const *u = users; *u; u++)
-        g_assert_true(store_user_add(r->store, *u, NULL));
-    SmtpSessionConfig cfg = {
+    const SmtpSessionConfig cfg = {
         .hostname = HOST,
         .domains = domains,
         .max_message_size = max_size,
         .max_recipients = 10,
         .max_errors = 20,
     };
-    r->s = smtp_session_new(&cfg, r->store, "192.0.2.9");
-    r->out = g_string_new(NULL);
+    smtp_fixture_open(r, users, &cfg, "192.0.2.9");
     return r;
 }
 
 static void
 run_free(Run *r)
 {
-    smtp_session_free(&r->s);
-    store_free(&r->store);
-    g_string_free(r->out, TRUE);
+    smtp_fixture_close(r);
     g_free(r);
 }
 
