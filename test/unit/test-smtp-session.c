@@ -27,11 +27,10 @@
 
 /* ---- fixture -------------------------------------------------------------------------------- */
 
-#define HOST "mx.example.com"
+#define HOST SMTP_FIXTURE_HOST
 #define PEER "192.0.2.7"
 #define MAX_SIZE 2048
 #define MAX_RCPTS 3
-#define MAX_ERRORS 20
 
 static char *domains[] = {"example.com", "Example.NET", NULL};
 static const char *const users[] = {"anne", "bob", "carol", "dave", "postmaster", NULL};
@@ -74,15 +73,7 @@ static void
 fx_setup(Fx *f, gconstpointer data)
 {
     (void)data;
-    const SmtpSessionConfig cfg = {
-        .hostname = HOST,
-        .domains = domains,
-        .max_message_size = MAX_SIZE,
-        .max_recipients = MAX_RCPTS,
-        .max_errors = MAX_ERRORS,
-        .extensions = NULL,
-    };
-    smtp_fixture_open(f, users, &cfg, PEER);
+    smtp_fixture_open(f, users, domains, MAX_SIZE, MAX_RCPTS, PEER);
     new_session(f);
 }
 

@@ -25,8 +25,6 @@
 #include "support/smtp_fixture.h"
 #include "support/store_mem.h"
 
-#define HOST "mx.example.com"
-
 static char *domains[] = {"example.com", NULL};
 static const char *const users[] = {"anne", "bob", NULL};
 
@@ -36,14 +34,7 @@ static void
 fx_setup(Fx *f, gconstpointer data)
 {
     (void)data;
-    const SmtpSessionConfig cfg = {
-        .hostname = HOST,
-        .domains = domains,
-        .max_message_size = 1024 * 1024,
-        .max_recipients = 10,
-        .max_errors = 20,
-    };
-    smtp_fixture_open(f, users, &cfg, "192.0.2.9");
+    smtp_fixture_open(f, users, domains, 1024 * 1024, 10, "192.0.2.9");
 }
 
 static void

@@ -21,8 +21,6 @@
 #include "store/store.h"
 #include "support/smtp_fixture.h"
 
-#define HOST "mx.example.com"
-
 static char *domains[] = {"example.com", NULL};
 static const char *const users[] = {"anne", "bob", NULL};
 
@@ -33,14 +31,7 @@ static Run *
 run_new(gsize max_size)
 {
     Run *r = g_new0(Run, 1);
-    const SmtpSessionConfig cfg = {
-        .hostname = HOST,
-        .domains = domains,
-        .max_message_size = max_size,
-        .max_recipients = 10,
-        .max_errors = 20,
-    };
-    smtp_fixture_open(r, users, &cfg, "192.0.2.9");
+    smtp_fixture_open(r, users, domains, max_size, 10, "192.0.2.9");
     return r;
 }
 

@@ -6,13 +6,19 @@
 #include "store_mem.h"
 
 void
-smtp_fixture_open(SmtpFixture *f, const char *const *users, const SmtpSessionConfig *cfg,
-                  const char *peer)
+smtp_fixture_open(SmtpFixture *f, const char *const *users, char *const *domains,
+                  gsize max_message_size, guint max_recipients, const char *peer)
 {
     f->store = store_mem_new();
     for (const char *const *u = users; *u; u++)
         g_assert_true(store_user_add(f->store, *u, NULL));
-    f->cfg = *cfg;
+    f->cfg = (SmtpSessionConfig){
+        .hostname = SMTP_FIXTURE_HOST,
+        .domains = domains,
+        .max_message_size = max_message_size,
+        .max_recipients = max_recipients,
+        .max_errors = SMTP_FIXTURE_MAX_ERRORS,
+    };
     f->peer = peer;
     f->s = NULL;
     f->out = g_string_new(NULL);

@@ -10,6 +10,10 @@
 #include "smtp/session.h"
 #include "store/store.h"
 
+/* the configuration's hostname (greeting, Received:, 221) and its limit of bad commands */
+#define SMTP_FIXTURE_HOST "mx.example.com"
+#define SMTP_FIXTURE_MAX_ERRORS 20
+
 typedef struct {
     Store *store;
     SmtpSessionConfig cfg;
@@ -19,10 +23,12 @@ typedef struct {
     gboolean closed;   /* what the last smtp_session_feed returned, for tests that keep it */
 } SmtpFixture;
 
-/* smtp_fixture_open - a memory store holding USERS (NULL-terminated), CFG (copied; what it
- * points to must outlive F), a session from PEER (its greeting not asked for) and an empty OUT */
-void smtp_fixture_open(SmtpFixture *f, const char *const *users, const SmtpSessionConfig *cfg,
-                       const char *peer);
+/* smtp_fixture_open - a memory store holding USERS (NULL-terminated); a configuration for
+ * SMTP_FIXTURE_HOST with the local DOMAINS (NULL-terminated, borrowed), MAX_MESSAGE_SIZE,
+ * MAX_RECIPIENTS and SMTP_FIXTURE_MAX_ERRORS, the rest zero; a session from PEER (its greeting
+ * not asked for) and an empty OUT */
+void smtp_fixture_open(SmtpFixture *f, const char *const *users, char *const *domains,
+                       gsize max_message_size, guint max_recipients, const char *peer);
 /* smtp_fixture_restart - a new session with F's configuration as it is now; OUT emptied */
 void smtp_fixture_restart(SmtpFixture *f);
 /* smtp_fixture_close - the session, the store and OUT freed */
