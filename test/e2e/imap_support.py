@@ -30,8 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from conftest import BUILD, Mail, unique, write_conf
-from support import HOST, POP3D, SMTPD, Daemon, free_port, wait_for
+from conftest import BUILD, unique, write_conf
+from support import POP3D, SMTPD, Daemon, free_port, make_certificate, one_node_mail, wait_for
 
 IMAPD = BUILD / "cassmail-imapd"
 TARGET = os.environ.get("CASSMAIL_IMAP_TARGET", "cassmail")
@@ -41,17 +41,8 @@ PASSWORD = "Imap pass 18"
 SETTLE_MS = 500
 
 
-def make_certificate(folder):
-    """A self-signed certificate for mx.example.com and its key (as test_tls_auth.py makes);
-    it names 127.0.0.1 too (as an IP address and as a DNS name, which is what mbsync compares),
-    so that clients that check the name may connect to the address."""
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={HOST}",
-                    "-addext", f"subjectAltName=DNS:{HOST},DNS:127.0.0.1,IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
-    key.chmod(0o600)
-    return cert, key
+# mbsync compares the address it connects to with the certificate's DNS names only
+MBSYNC_NAMES = ("DNS:127.0.0.1",)
 
 
 def client_context(cert):
@@ -98,17 +89,15 @@ class Cassmail(Target):
     name = "cassmail"
 
     def __init__(self, ring, folder, imap=None, cassandra=None):
-        ring.ensure(1)
         self.dir = Path(folder)
-        self.cert, self.key = make_certificate(self.dir)
+        self.cert, self.key = make_certificate(self.dir, "imap", MBSYNC_NAMES)
         imap_settings = {"settle_ms": SETTLE_MS, **(imap or {})}
         self.conf = write_conf(self.dir / "cassmail.conf", tls={"certificate": self.cert, "key": self.key},
                                imap=imap_settings, pop3={"login_delay_ms": 100},
                                # logins are many here: the least hash cost (the servers' floor too)
                                auth={"password_iterations": 1000},
                                **({"cassandra": cassandra} if cassandra else {}))
-        ring.schema(self.conf)
-        self.mail = Mail(self.conf)
+        self.mail = one_node_mail(ring, self.conf)
         assert IMAPD.exists(), f"{IMAPD} not built (make all)"
         self.daemons = []
         try:
@@ -175,7 +164,7 @@ class Dovecot(Target):
     def __init__(self, folder=None):
         self.dir = Path(tempfile.mkdtemp(prefix="cassmail-imap-dovecot-"))
         self.dir.chmod(0o755)
-        self.cert, self.key = make_certificate(self.dir)
+        self.cert, self.key = make_certificate(self.dir, "imap", MBSYNC_NAMES)
         self.mail = self.dir / "mail"
         self.mail.mkdir()
         self.passwd = self.dir / "passwd"

@@ -8,6 +8,7 @@
   - What a stored message looks like: our three-line Received: field (strip_received), a TimeUUID
     (UUID, queued_id), CRLF text (body); retr_bytes and postal_messages read what POP3 and Postal
     saw as sent octets.
+  - one_node_mail: the 1-node ring with the schema of a test's configuration, and its Mail view.
   - Where rows live on the 3-node ring at RF 2 (replicas, names_where), as cassmail-tokens predicts.
 
 A test file keeps what is specific to it, as a subclass where it needs more of these.
@@ -20,7 +21,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import BUILD, run, unique
+from conftest import BUILD, Mail, run, unique
 
 SMTPD = BUILD / "cassmail-smtpd"
 POP3D = BUILD / "cassmail-pop3d"
@@ -250,17 +251,27 @@ def postal_messages(debug_files):
     return out
 
 
-def make_certificate(folder, name):
+def make_certificate(folder, name, extra_names=()):
     """A self-signed certificate for mx.example.com and 127.0.0.1 (clients connect to the
     address) in FOLDER/NAME-cert.pem, its key in NAME-key.pem, mode 0600: root's alone when the
-    tests run as root, so only a server that reads it before dropping privileges can use it."""
+    tests run as root, so only a server that reads it before dropping privileges can use it.
+    EXTRA_NAMES are more subject-alt-names, e.g. "DNS:127.0.0.1" for clients that compare the
+    address with DNS names only (mbsync)."""
     cert, key = folder / f"{name}-cert.pem", folder / f"{name}-key.pem"
+    names = ",".join([f"DNS:{HOST}", "IP:127.0.0.1", *extra_names])
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                     "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={HOST}",
-                    "-addext", f"subjectAltName=DNS:{HOST},IP:127.0.0.1"],
+                    "-addext", f"subjectAltName={names}"],
                    check=True, capture_output=True, timeout=60)
     key.chmod(0o600)
     return cert, key
+
+
+def one_node_mail(ring, conf):
+    """A 1-node ring with the Mail schema of CONF (a cassmail.conf), and a Mail view of it."""
+    ring.ensure(1)
+    ring.schema(conf)
+    return Mail(conf)
 
 
 @functools.lru_cache(maxsize=None)

@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-from conftest import Mail, unique, write_conf
-from support import HOST, POP3D, SMTPD, Daemon, wait_for
+from conftest import unique, write_conf
+from support import HOST, POP3D, SMTPD, Daemon, one_node_mail, wait_for
 from test_hostile import first_bytes
 
 PASSWORD = "limit pass 5"
@@ -91,10 +91,7 @@ class Trickle:
 
 @pytest.fixture(scope="module")
 def mail(ring, tmp_path_factory):
-    ring.ensure(1)
-    conf = write_conf(tmp_path_factory.mktemp("limit") / "admin.conf")
-    ring.schema(conf)
-    return Mail(conf)
+    return one_node_mail(ring, write_conf(tmp_path_factory.mktemp("limit") / "admin.conf"))
 
 
 def daemon(proto, tmp_path, **limits):

@@ -41,8 +41,8 @@ from pathlib import Path
 import pytest
 
 import support
-from conftest import Mail, unique, write_conf
-from support import HOST, POP3D, SMTPD, wait_for
+from conftest import unique, write_conf
+from support import HOST, POP3D, SMTPD, one_node_mail, wait_for
 
 PASSWORD = "hostile pass 7"
 IDLE_CONNECTIONS = 500
@@ -114,16 +114,13 @@ def conf_for(path, **limits):
 @pytest.fixture(scope="module")
 def env(ring, tmp_path_factory):
     """A 1-node ring with the schema; cassmail-smtpd and cassmail-pop3d with default limits."""
-    ring.ensure(1)
     d = tmp_path_factory.mktemp("hostile")
-    conf = conf_for(d / "cassmail.conf")
-    ring.schema(conf)
-    mail = Mail(conf)
-    smtpd = Daemon(SMTPD, conf, d / "smtpd.log")
+    mail = one_node_mail(ring, conf_for(d / "cassmail.conf"))
+    smtpd = Daemon(SMTPD, mail.conf, d / "smtpd.log")
     pop3d = None
     try:
-        pop3d = Daemon(POP3D, conf, d / "pop3d.log")
-        yield Env(conf, mail, smtpd, pop3d)
+        pop3d = Daemon(POP3D, mail.conf, d / "pop3d.log")
+        yield Env(mail.conf, mail, smtpd, pop3d)
     finally:
         rcs = [smtpd.stop(), pop3d.stop() if pop3d else 0]
         assert rcs == [0, 0]

@@ -27,8 +27,8 @@ import time
 
 import pytest
 
-from conftest import TOP, Mail, unique, write_conf
-from support import (HOST, SMTPD, UUID, Daemon, Raw, body, postal_messages, queued_id,
+from conftest import TOP, unique, write_conf
+from support import (HOST, SMTPD, UUID, Daemon, Raw, body, one_node_mail, postal_messages, queued_id,
                      received_id, strip_received, wait_for)
 
 TRANSCRIPTS = TOP / "test" / "smtp"
@@ -77,16 +77,13 @@ def smtp_conf(path, **limits):
 @pytest.fixture(scope="module")
 def env(ring, tmp_path_factory):
     """A 1-node ring with the schema, the transcript users, and one cassmail-smtpd daemon."""
-    ring.ensure(1)
     d = tmp_path_factory.mktemp("smtp")
-    conf = smtp_conf(d / "cassmail.conf")
-    ring.schema(conf)
-    mail = Mail(conf)
+    mail = one_node_mail(ring, smtp_conf(d / "cassmail.conf"))
     for u in TX_USERS:
         mail.useradd(u)
-    smtpd = Smtpd(conf, d / "smtpd.log")
+    smtpd = Smtpd(mail.conf, d / "smtpd.log")
     try:
-        yield Env(conf, mail, smtpd, d)
+        yield Env(mail.conf, mail, smtpd, d)
     finally:
         smtpd.stop()
 
