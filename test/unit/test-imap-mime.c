@@ -71,10 +71,10 @@ answers(const MimeTree *t)
 {
     GString *out = g_string_new("ENVELOPE ");
     mime_envelope(t->root, out);
-    g_string_append(out, "\nBODYSTRUCTURE ");
-    mime_bodystructure(t->root, TRUE, out);
-    g_string_append(out, "\nBODY ");
-    mime_bodystructure(t->root, FALSE, out);
+    for (int extended = 1; extended >= 0; extended--) {   /* BODYSTRUCTURE, then BODY */
+        g_string_append(out, extended ? "\nBODYSTRUCTURE " : "\nBODY ");
+        mime_bodystructure(t->root, extended, out);
+    }
     g_string_append_c(out, '\n');
     return g_string_free(out, FALSE);
 }
@@ -285,41 +285,39 @@ test_sections_of_forwarded_message(void)
 static void
 test_sections_of_odd_shapes(void)
 {
-    const char *preamble = message("preamble-epilogue", NULL);
-    const char *empty = message("empty-body", NULL);
-    const char *header_only = message("header-only", NULL);
-    const char *digest = message("digest", NULL);
-    const char *bare_lf = message("bare-lf", NULL);
-    const char *unended = message("unterminated-multipart", NULL);
-    const char *blank = message("blank-line-before-delimiter", NULL);
-    const char *encoded = message("encoded-words", NULL);
     /* preamble and epilogue belong to no part */
+    const char *preamble = message("preamble-epilogue", NULL);
     assert_section(preamble, "1", "part one, no header");
     assert_section(preamble, "1.MIME", "\r\n");
     assert_section(preamble, "2", "part two");
     /* an empty body; a header with no blank line (HEADER.FIELDS serves only the message's
      * octets: there is no blank line to add) */
+    const char *empty = message("empty-body", NULL);
     assert_section(empty, "TEXT", "");
     assert_section(empty, "1", "");
+    const char *header_only = message("header-only", NULL);
     assert_section(header_only, "HEADER", header_only);
     assert_section(header_only, "TEXT", "");
     assert_section(header_only, "HEADER.FIELDS (Subject)", "Subject: header only, no blank line");
     /* a digest's parts are messages by default */
+    const char *digest = message("digest", NULL);
     assert_section(digest, "1.HEADER", "From: a@example.org\r\nSubject: first\r\n\r\n");
     assert_section(digest, "3.1", "two");
     assert_no_section(digest, "2.HEADER", MIME_ERROR_NO_PART);
     /* bare LF: ranges are stored octets */
+    const char *bare_lf = message("bare-lf", NULL);
     assert_section(bare_lf, "1", "line");
     assert_section(bare_lf, "1.MIME", "Content-Type: text/plain\n\n");
     /* an unended multipart: the last part runs to the end */
-    assert_section(unended, "2", "second, then the message ends");
+    assert_section(message("unterminated-multipart", NULL), "2", "second, then the message ends");
     /* a blank line right before a delimiter is the delimiter's: not in the header */
+    const char *blank = message("blank-line-before-delimiter", NULL);
     assert_section(blank, "1.MIME", "Content-Type: text/plain\r\n");
     assert_section(blank, "2.MIME", "Content-Type: message/rfc822\r\n\r\n");
     assert_section(blank, "2.HEADER", "From: x@y\r\n");
     assert_section(blank, "2", "From: x@y\r\n");
     /* folded fields come whole */
-    assert_section(encoded, "HEADER.FIELDS (SUBJECT)",
+    assert_section(message("encoded-words", NULL), "HEADER.FIELDS (SUBJECT)",
                    "Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= and\r\n =?UTF-8?Q?more?=\r\n\r\n");
 }
 
