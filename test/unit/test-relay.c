@@ -17,10 +17,13 @@
 #include "util/config.h"
 
 /* A scripted smarthost: SCRIPT's replies are sent in order, each after one line (or, for the
- * text, after the final dot) is read; everything received is kept. */
+ * text, after the final dot) is read; everything received is kept. CFG is the relay client's
+ * settings towards it. */
 typedef struct {
     int listener;
     int port;
+    char *hostport;
+    RelayConfig cfg;
     const char *const *script;   /* NULL-terminated; "" means: say nothing and wait */
     const char *blob;            /* sent once after the greeting, instead of the script */
     gsize blob_repeat;
@@ -83,8 +86,10 @@ out:
     return NULL;
 }
 
+/* server_start - a smarthost for SCRIPT (or sending BLOB REPEAT times); the client's reply
+ * timeout in its CFG is TIMEOUT_MS */
 static Server *
-server_start(const char *const *script, const char *blob, gsize repeat)
+server_start(const char *const *script, const char *blob, gsize repeat, int timeout_ms)
 {
     Server *sv = g_new0(Server, 1);
     sv->script = script;
@@ -98,6 +103,10 @@ server_start(const char *const *script, const char *blob, gsize repeat)
     g_assert_cmpint(listen(sv->listener, 1), ==, 0);
     g_assert_cmpint(getsockname(sv->listener, (struct sockaddr *)&a, &len), ==, 0);
     sv->port = ntohs(a.sin_port);
+    sv->hostport = g_strdup_printf("127.0.0.1:%d", sv->port);
+    sv->cfg = (RelayConfig){.smarthost = sv->hostport, .helo = "mx.example.com",
+                            .starttls = RELAY_TLS_OPPORTUNISTIC, .connect_timeout_ms = 2000,
+                            .timeout_ms = timeout_ms};
     sv->thread = g_thread_new("smarthost", server_run, sv);
     return sv;
 }
@@ -117,16 +126,8 @@ server_free(Server *sv)
     server_join(sv);
     close(sv->listener);
     g_string_free(sv->received, TRUE);
+    g_free(sv->hostport);
     g_free(sv);
-}
-
-static RelayConfig
-config_for(Server *sv, char **hostport, int timeout_ms)
-{
-    *hostport = g_strdup_printf("127.0.0.1:%d", sv->port);
-    return (RelayConfig){.smarthost = *hostport, .helo = "mx.example.com",
-                         .starttls = RELAY_TLS_OPPORTUNISTIC, .connect_timeout_ms = 2000,
-                         .timeout_ms = timeout_ms};
 }
 
 static void
@@ -142,11 +143,9 @@ test_a_transaction_with_multiline_replies_and_dot_stuffing(void)
         "250 2.0.0 Ok: queued as 4ZqXyz1Abc\r\n",
         "221 2.0.0 Bye\r\n",
         NULL};
-    Server *sv = server_start(script, NULL, 0);
-    g_autofree char *hp = NULL;
-    RelayConfig cfg = config_for(sv, &hp, 5000);
+    Server *sv = server_start(script, NULL, 0, 5000);
     RelayReply reply = {0};
-    Relay *r = relay_open(&cfg, "pete@example.com", TRUE, &reply);
+    Relay *r = relay_open(&sv->cfg, "pete@example.com", TRUE, &reply);
     g_assert_nonnull(r);
     g_assert_cmpint(reply.code, ==, 250);
     g_assert_true(relay_rcpt(r, "friend@far.example", &reply));
@@ -172,11 +171,9 @@ test_the_exchange_on_the_wire(void)
     static const char *const script[] = {
         "220 smarthost.example ESMTP\r\n", "250-smarthost.example\r\n250 8BITMIME\r\n",
         "250 Ok\r\n", "250 Ok\r\n", "354 go\r\n", "250 Ok: queued as ABC\r\n", "221 Bye\r\n", NULL};
-    Server *sv = server_start(script, NULL, 0);
-    g_autofree char *hp = NULL;
-    RelayConfig cfg = config_for(sv, &hp, 5000);
+    Server *sv = server_start(script, NULL, 0, 5000);
     RelayReply reply = {0};
-    Relay *r = relay_open(&cfg, "", TRUE, &reply);
+    Relay *r = relay_open(&sv->cfg, "", TRUE, &reply);
     g_assert_nonnull(r);
     g_assert_true(relay_rcpt(r, "a@far.example", &reply));
     g_assert_true(relay_data(r, &reply));
@@ -199,12 +196,10 @@ static void
 test_a_silent_smarthost_times_out(void)
 {
     static const char *const script[] = {"220 hello\r\n", "", NULL};   /* never answers EHLO */
-    Server *sv = server_start(script, NULL, 0);
-    g_autofree char *hp = NULL;
-    RelayConfig cfg = config_for(sv, &hp, 300);
+    Server *sv = server_start(script, NULL, 0, 300);
     RelayReply reply = {0};
     gint64 t0 = g_get_monotonic_time();
-    Relay *r = relay_open(&cfg, "pete@example.com", TRUE, &reply);
+    Relay *r = relay_open(&sv->cfg, "pete@example.com", TRUE, &reply);
     gint64 ms = (g_get_monotonic_time() - t0) / 1000;
     g_assert_null(r);
     g_assert_cmpint(reply.code, ==, 0);
@@ -229,11 +224,9 @@ static void
 test_an_endless_reply_is_refused_not_buffered(gconstpointer data)
 {
     const Endless *e = data;
-    Server *sv = server_start(NULL, e->pattern, 10000);
-    g_autofree char *hp = NULL;
-    RelayConfig cfg = config_for(sv, &hp, 2000);
+    Server *sv = server_start(NULL, e->pattern, 10000, 2000);
     RelayReply reply = {0};
-    Relay *r = relay_open(&cfg, "pete@example.com", TRUE, &reply);
+    Relay *r = relay_open(&sv->cfg, "pete@example.com", TRUE, &reply);
     g_assert_null(r);
     g_assert_cmpint(reply.code, ==, 0);
     g_assert_nonnull(strstr(reply.text, e->error));
@@ -245,12 +238,10 @@ static void
 test_required_starttls_that_is_not_offered_fails(void)
 {
     static const char *const script[] = {"220 hi\r\n", "250 smarthost.example\r\n", "221 Bye\r\n", NULL};
-    Server *sv = server_start(script, NULL, 0);
-    g_autofree char *hp = NULL;
-    RelayConfig cfg = config_for(sv, &hp, 2000);
-    cfg.starttls = RELAY_TLS_REQUIRED;
+    Server *sv = server_start(script, NULL, 0, 2000);
+    sv->cfg.starttls = RELAY_TLS_REQUIRED;
     RelayReply reply = {0};
-    g_assert_null(relay_open(&cfg, "pete@example.com", TRUE, &reply));
+    g_assert_null(relay_open(&sv->cfg, "pete@example.com", TRUE, &reply));
     g_assert_nonnull(strstr(reply.text, "does not offer STARTTLS"));
     relay_reply_clear(&reply);
     server_free(sv);
@@ -261,11 +252,9 @@ test_freed_inside_data_the_final_dot_is_never_sent(void)
 {
     static const char *const script[] = {"220 hi\r\n", "250 smarthost.example\r\n", "250 Ok\r\n",
                                          "250 Ok\r\n", "354 go\r\n", "250 should not happen\r\n", NULL};
-    Server *sv = server_start(script, NULL, 0);
-    g_autofree char *hp = NULL;
-    RelayConfig cfg = config_for(sv, &hp, 2000);
+    Server *sv = server_start(script, NULL, 0, 2000);
     RelayReply reply = {0};
-    Relay *r = relay_open(&cfg, "pete@example.com", TRUE, &reply);
+    Relay *r = relay_open(&sv->cfg, "pete@example.com", TRUE, &reply);
     g_assert_true(relay_rcpt(r, "a@far.example", &reply));
     g_assert_true(relay_data(r, &reply));
     g_assert_true(relay_write(r, "half a message\r\n", 16));
