@@ -147,8 +147,7 @@ test_literals_idle_and_append_through_the_adapter(void)
     g_assert_true(expect(s, &at, "d OK", 10000));
     g_assert_true(expect(s, &at, "* BYE", 5000));
     g_assert_true(expect(s, &at, "e OK", 5000));
-    read_to_eof(s);
-    g_autofree char *log = session_join(s);
+    g_autofree char *log = session_over(s);
     g_assert_null(strstr(s->got->str, " BAD "));
     g_assert_null(strstr(s->got->str, " NO "));
     g_assert_cmpuint(store_mem_message_count(s->store, USER, "inbox"), ==, 3);

@@ -248,8 +248,7 @@ test_literal_octets_are_raw_and_a_line_follows(void)
     send_all(s, lit, sizeof lit);
     g_assert_true(expect(s, "OK literal 14\r\n", 5000));
     send_text(s, "AFTER\r\nQUIT\r\n");
-    read_to_eof(s);
-    g_autofree char *log = session_join(s);
+    g_autofree char *log = session_over(s);
     g_assert_cmpmem(tc.literal->str, tc.literal->len, lit, sizeof lit);
     g_assert_cmpuint(tc.lines->len, ==, 3);
     g_assert_cmpstr(g_ptr_array_index(tc.lines, 1), ==, "AFTER");
@@ -267,8 +266,7 @@ test_pipelined_literal_in_one_write_is_split_exactly(void)
      * octets from the read buffer, in place, and the rest are lines again */
     Session *s = session_start(&test_core, 30, 30);
     send_text(s, "LIT 5\r\nab\ncdNEXT\r\nLIT 3\r\nxyzQUIT\r\n");
-    read_to_eof(s);
-    g_autofree char *log = session_join(s);
+    g_autofree char *log = session_over(s);
     g_assert_cmpstr(tc.literal->str, ==, "ab\ncdxyz");
     g_assert_cmpuint(tc.lines->len, ==, 4);
     g_assert_cmpstr(g_ptr_array_index(tc.lines, 1), ==, "NEXT");
@@ -340,8 +338,7 @@ test_literal_waits_with_the_data_timeout(void)
     /* idle timeout 30 s, data timeout 1 s: a literal that stops coming ends after about 1 s */
     Session *s = session_start(&test_core, 30, 1);
     send_text(s, "LIT 10\r\nabc");
-    read_to_eof(s);
-    g_autofree char *log = session_join(s);
+    g_autofree char *log = session_over(s);
     gint64 ms = elapsed_ms(s);
     g_assert_cmpint(ms, >=, 900);
     g_assert_cmpint(ms, <, 10000);
@@ -358,8 +355,7 @@ test_eof_inside_a_literal_is_eof_in_data(void)
     Session *s = session_start(&test_core, 30, 30);
     send_text(s, "LIT 10\r\n12345");
     shutdown(s->fd, SHUT_WR);
-    read_to_eof(s);
-    g_autofree char *log = session_join(s);
+    g_autofree char *log = session_over(s);
     g_assert_cmpstr(tc.literal->str, ==, "12345");
     g_assert_nonnull(strstr(log, "end=eof-in-data"));
     session_free(s);
@@ -407,8 +403,7 @@ test_a_line_between_ticks_is_a_command(void)
     guint ticks = tc.ticks;
     g_usleep(400 * 1000);
     send_text(s, "QUIT\r\n");
-    read_to_eof(s);
-    g_autofree char *log = session_join(s);
+    g_autofree char *log = session_over(s);
     g_assert_cmpuint(tc.ticks, ==, ticks);
     g_assert_cmpstr(g_ptr_array_index(tc.lines, 1), ==, "DONE");
     g_assert_nonnull(strstr(log, "end=quit"));
@@ -420,8 +415,7 @@ test_a_tick_may_end_the_session(void)
 {
     Session *s = session_start(&test_core, 30, 30);
     send_text(s, "TICK 100 2\r\n");
-    read_to_eof(s);
-    g_autofree char *log = session_join(s);
+    g_autofree char *log = session_over(s);
     g_assert_cmpuint(tc.ticks, ==, 2);
     g_assert_true(g_str_has_suffix(s->got->str, "* tick 2\r\n* BYE ticked out\r\n"));
     g_assert_nonnull(strstr(log, "end=tick-end"));
@@ -439,8 +433,7 @@ test_ticks_wait_while_a_literal_comes(void)
     g_usleep(400 * 1000);
     guint ticks = tc.ticks;
     send_text(s, "cdQUIT\r\n");
-    read_to_eof(s);
-    g_autofree char *log = session_join(s);
+    g_autofree char *log = session_over(s);
     g_assert_cmpuint(ticks, ==, 0);
     g_assert_cmpstr(tc.literal->str, ==, "abcd");
     g_assert_nonnull(strstr(log, "end=quit"));
@@ -453,8 +446,7 @@ test_a_core_without_literal_or_tick_gets_lines(void)
     /* the entries SMTP and POP3 leave NULL: "LIT 3" is just a line, and so is what follows */
     Session *s = session_start(&plain_core, 1, 30);
     send_text(s, "LIT 3\r\nabc\r\nTICK 100\r\n");
-    read_to_eof(s);
-    g_autofree char *log = session_join(s);
+    g_autofree char *log = session_over(s);
     g_assert_cmpuint(tc.literal->len, ==, 0);
     g_assert_cmpuint(tc.lines->len, ==, 3);
     g_assert_cmpstr(g_ptr_array_index(tc.lines, 1), ==, "abc");

@@ -117,3 +117,10 @@ read_to_eof(AdapterSession *s)
         g_string_append_len(s->got, buf, n);
     s->eof = TRUE;
 }
+
+char *
+session_over(AdapterSession *s)
+{
+    read_to_eof(s);
+    return session_join(s);
+}

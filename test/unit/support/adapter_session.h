@@ -4,7 +4,7 @@
  * log (stderr, while it runs) goes to a file the test reads when the session is over.
  *
  * The test fills server, run and store, calls session_begin, talks (send_all, send_text,
- * session_read, read_to_eof), takes the log with session_join and tidies up with session_end
+ * session_read, read_to_eof), takes the log with session_join (or both: session_over) and tidies up with session_end
  * (which frees the store too); what it made for server and run is its own to free. The names
  * are the ones the tests had when each of them carried a copy of this.
  */
@@ -43,5 +43,7 @@ void send_text(AdapterSession *s, const char *text);
 gboolean session_read(AdapterSession *s, gint64 deadline);
 /* read_to_eof - everything the session still writes, until it closes */
 void read_to_eof(AdapterSession *s);
+/* session_over - read_to_eof, then session_join: the ended session's log (g_free it) */
+char *session_over(AdapterSession *s);
 
 #endif
