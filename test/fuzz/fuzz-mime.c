@@ -18,6 +18,9 @@
  *     in order and apart, and partial cuts keep that.
  *
  *   make fuzz FUZZ_SECONDS=300       (build/fuzz/fuzz-mime, seeds in test/fuzz/corpus/mime)
+ *
+ * The seeds that have a test/unit/data/mime/NAME.ref are also the golden messages of
+ * test/unit/test-imap-mime.c: changing one changes what that test expects.
  */
 #include <stdint.h>
 #include <stdio.h>
