@@ -7,10 +7,11 @@
  * Each golden case is a message of the fuzzing seed corpus, test/fuzz/corpus/mime/NAME, and what
  * the parser answers for it, test/unit/data/mime/NAME.ref: "ENVELOPE (...)", "BODYSTRUCTURE
  * (...)" and "BODY (...)", each ended by a LF (a literal's CRLF inside is kept as the answer has
- * it). Every NAME.ref is a test case of its own; adding a case is adding those two files. The
- * expected strings are what Dovecot's imap answers for the same messages
- * (test/e2e/test_imap_mime.py checks that against a private Dovecot), but for the deliberate
- * differences listed in src/imap/mime.c, which appear here as this parser's answer.
+ * it). Every NAME.ref is a test case of its own, /imap-mime/envelope-and-bodystructure/NAME;
+ * adding a case is adding those two files. The expected strings are what Dovecot's imap answers
+ * for the same messages (test/e2e/test_imap_mime.py checks that against a private Dovecot), but
+ * for the deliberate differences listed in src/imap/mime.c, which appear here as this parser's
+ * answer.
  */
 #include <string.h>
 
@@ -23,7 +24,7 @@
 
 static GHashTable *messages;   /* corpus name -> GBytes, each read once */
 
-/* read_file - the contents of DIR/NAME (NUL-terminated after them), LEN its length */
+/* read_file - the contents of DIR/NAME (NUL-terminated after them); *LEN its length if LEN */
 static char *
 read_file(const char *dir, const char *name, gsize *len)
 {
@@ -59,8 +60,7 @@ static char *
 ref(const char *name)
 {
     char *file = g_strconcat(name, ".ref", NULL);
-    gsize len;
-    char *text = read_file(REFS, file, &len);
+    char *text = read_file(REFS, file, NULL);
     g_free(file);
     return text;
 }
@@ -624,10 +624,10 @@ main(int argc, char **argv)
     if (dir)
         g_dir_close(dir);
     g_ptr_array_sort(names, (GCompareFunc)sort_names);
-    g_test_add_data_func("/imap-mime/golden-cases-are-found", names, test_golden_cases_are_found);
+    g_test_add_data_func("/imap-mime/envelope-and-bodystructure-cases-are-found", names, test_golden_cases_are_found);
     for (guint i = 0; i < names->len; i++) {
         const char *name = g_ptr_array_index(names, i);
-        char *path = g_strconcat("/imap-mime/golden/", name, NULL);
+        char *path = g_strconcat("/imap-mime/envelope-and-bodystructure/", name, NULL);
         g_test_add_data_func(path, name, test_golden);
         g_free(path);
         path = g_strconcat("/imap-mime/any-chunking-gives-the-same-tree/", name, NULL);
