@@ -924,6 +924,14 @@ core_log_fields(gpointer core, GString *head, GString *tail)
 G_STATIC_ASSERT(G_STRUCT_OFFSET(ImapSession, proto) == 0);
 
 const ProtoCore imap_core = {
+    .name = "imap",
+    .tls_verb = "STARTTLS",
+    .busy_reply = "* BYE [UNAVAILABLE] too many connections, try again later\r\n",
+    .unavailable = "* BYE [UNAVAILABLE] mail store unavailable\r\n",
+    .tls_on_connect = TRUE,   /* port 993 */
+    /* RFC 9051 5.4: an inactivity autologout timer after authentication "MUST be at least 30
+     * minutes"; one timer serves the whole session here */
+    .min_idle_s = 1800,
     .greeting = core_greeting,
     .feed = imap_session_feed,
     .more = core_more,

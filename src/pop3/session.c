@@ -870,6 +870,12 @@ core_log_fields(gpointer core, GString *head, GString *tail)
 G_STATIC_ASSERT(G_STRUCT_OFFSET(Pop3Session, proto) == 0);
 
 const ProtoCore pop3_core = {
+    .name = "pop3",
+    .tls_verb = "STLS",
+    .busy_reply = "-ERR [SYS/TEMP] too many connections, try again later\r\n",
+    .unavailable = "-ERR [SYS/TEMP] mail store unavailable\r\n",
+    /* RFC 1939 section 3: "an autologout timer MUST be of at least 10 minutes' duration" */
+    .min_idle_s = 600,
     .greeting = core_greeting,
     .feed = core_feed,
     .more = core_more,

@@ -1634,6 +1634,11 @@ core_log_fields(gpointer core, GString *head, GString *tail)
 G_STATIC_ASSERT(G_STRUCT_OFFSET(SmtpSession, proto) == 0);
 
 const ProtoCore smtp_core = {
+    .name = "smtp",
+    .tls_verb = "STARTTLS",
+    .busy_reply = "421 4.3.2 Too many connections, try again later\r\n",
+    .unavailable = "421 4.3.0 %s mail store unavailable, try again later\r\n",
+    .tls_on_connect = TRUE,   /* port 465, with submission */
     .greeting = core_greeting,
     .feed = core_feed,
     .feed_text = core_feed_text,
