@@ -831,7 +831,7 @@ imap_session_new(const ImapSessionConfig *ic, Store *store, const char *peer)
     if (s->cfg.idle_poll_ms == 0)
         s->cfg.idle_poll_ms = 5000;
     s->store = store;
-    s->peer = g_strdup(peer ? peer : "-");
+    s->peer = peer ? peer : "-";
     s->cmd = g_string_new(NULL);
     s->skip_reply = g_string_new(NULL);
     imap_enter_state(s, IMAP_STATE_NOT_AUTHENTICATED, NULL);
@@ -852,7 +852,6 @@ imap_session_free(ImapSession **sp)
     g_free(s->auth_tag);
     g_free(s->idle_tag);
     g_free(s->user);
-    g_free(s->peer);
     g_free(s);
     *sp = NULL;
 }

@@ -36,7 +36,7 @@ struct Pop3Session {
     ProtoState proto;        /* first: TLS, STLS pending, a failed login's delay (proto.h) */
     Pop3SessionConfig cfg;
     Store *store;
-    char *peer;
+    const char *peer;
     Pop3State state;
     gboolean authenticated;
 
@@ -812,7 +812,7 @@ pop3_session_new(const Pop3SessionConfig *cfg, Store *store, const char *peer)
     if (!s->cfg.mailbox_delimiter)
         s->cfg.mailbox_delimiter = '|';
     s->store = store;
-    s->peer = g_strdup(peer ? peer : "-");
+    s->peer = peer ? peer : "-";
     s->msgs = g_array_new(FALSE, FALSE, sizeof(Pop3Msg));
     pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
     return s;
@@ -827,7 +827,6 @@ pop3_session_free(Pop3Session **sp)
     pop3_msgout_clear(&s->body);
     pop3_forget_user(s);
     g_array_free(s->msgs, TRUE);
-    g_free(s->peer);
     OPENSSL_cleanse(s->line, sizeof s->line);
     g_free(s);
     *sp = NULL;

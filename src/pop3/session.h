@@ -71,7 +71,8 @@ typedef struct {
 
 typedef struct Pop3Session Pop3Session;
 
-/* pop3_session_new - a session for PEER (for logs) on STORE; CFG is copied, STORE is borrowed */
+/* pop3_session_new - a session for PEER (for logs) on STORE; CFG is copied,
+ * STORE and PEER are borrowed */
 Pop3Session *pop3_session_new(const Pop3SessionConfig *cfg, Store *store, const char *peer);
 void pop3_session_free(Pop3Session **s);
 

@@ -118,8 +118,8 @@ struct SmtpSession {
     ProtoState proto;          /* first: TLS, STARTTLS pending (proto.h); no login delay */
     SmtpSessionConfig cfg;
     Store *store;
-    char *peer;
-    char *id;                  /* 8 hex digits, for Received: and logs */
+    const char *peer;
+    char id[9];                /* 8 hex digits, for Received: and logs */
     SmtpState state;
     char *helo;
     gboolean esmtp;
@@ -1408,8 +1408,8 @@ smtp_session_new(const SmtpSessionConfig *cfg, Store *store, const char *peer)
     if (!s->cfg.hostname)
         s->cfg.hostname = "localhost";
     s->store = store;
-    s->peer = g_strdup(peer && *peer ? peer : "unknown");
-    s->id = g_strdup_printf("%08X", g_random_int());
+    s->peer = peer && *peer ? peer : "unknown";
+    g_snprintf(s->id, sizeof s->id, "%08X", g_random_int());
     s->rcpt_users = g_ptr_array_new_with_free_func(g_free);
     s->relay_rcpts = g_ptr_array_new_with_free_func(g_free);
     s->state = SMTP_STATE_INIT;
@@ -1429,8 +1429,6 @@ smtp_session_free(SmtpSession **sp)
     g_ptr_array_unref(s->rcpt_users);
     g_ptr_array_unref(s->relay_rcpts);
     g_free(s->helo);
-    g_free(s->peer);
-    g_free(s->id);
     g_free(s);
     *sp = NULL;
 }

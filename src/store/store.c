@@ -359,10 +359,8 @@ store_writer_free(StoreWriter **wp)
     StoreWriter *w = *wp;
     if (!w)
         return;
-    GError *e = w->error;
+    g_clear_error(&w->error);
     w->store->ops->writer_free(w);   /* frees W itself */
-    if (e)
-        g_error_free(e);
     *wp = NULL;
 }
 
