@@ -715,7 +715,7 @@ flags_apply(ImapView *v, GPtrArray *flags, guint known, GArray *changed, gboolea
 static GPtrArray *
 read_flags(ImapView *v, GError **error)
 {
-    GPtrArray *flags = g_ptr_array_new_with_free_func(store_flag_free);
+    GPtrArray *flags = g_ptr_array_new_with_free_func(g_free);
     if (!store_flags_list(v->store, v->user, v->stored, flags, error)) {
         g_ptr_array_unref(flags);
         return NULL;
@@ -1312,7 +1312,7 @@ imap_append_commit(ImapAppend *a, guint flags, const char *const *keywords, gint
     if (uid)
         *uid = 0;
     guint32 base;
-    g_autoptr(GPtrArray) known = g_ptr_array_new_with_free_func(store_flag_free);
+    g_autoptr(GPtrArray) known = g_ptr_array_new_with_free_func(g_free);
     if (!mailbox_must_exist(a->store, a->user, a->stored, &base, error))
         return FALSE;
     if (keywords && keywords[0]) {

@@ -495,14 +495,14 @@ store_column_free(gpointer p)
     g_free(c);
 }
 
-void
-store_flag_free(gpointer p)
+StoreFlag *
+store_flag_new(const guint8 *column, gsize len)
 {
-    StoreFlag *f = p;
-    if (!f)
-        return;
-    g_free(f->name);
-    g_free(f);
+    StoreFlag *f = g_malloc(sizeof *f + len - 16 + 1);
+    memcpy(f->id.bytes, column, 16);
+    memcpy(f->name, column + 16, len - 16);
+    f->name[len - 16] = '\0';
+    return f;
 }
 
 gboolean

@@ -132,7 +132,7 @@ check_flags(void)
     StoreMsgId first = *imap_view_msgid(a, 1);
     OK(imap_view_store_flags(a, &three, 1, IMAP_FLAGS_ADD, IMAP_FLAG_ANSWERED, NULL, NULL, E));
     OK(store_remove(store, user, "inbox", &first, 1, E));
-    g_autoptr(GPtrArray) flags = g_ptr_array_new_with_free_func(store_flag_free);
+    g_autoptr(GPtrArray) flags = g_ptr_array_new_with_free_func(g_free);
     OK(store_flags_list(store, user, "inbox", flags, E));
     for (guint i = 0; i < flags->len; i++)
         CHECK(memcmp(((StoreFlag *)flags->pdata[i])->id.bytes, first.bytes, 16) != 0,
