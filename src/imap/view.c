@@ -1450,17 +1450,6 @@ imap_view_meta_put(ImapView *v, guint seq, GBytes *meta, GError **error)
 
 /* ---- mailboxes ---- */
 
-void
-imap_mailbox_info_free(gpointer p)
-{
-    ImapMailboxInfo *i = p;
-    if (!i)
-        return;
-    g_free(i->name);
-    g_free(i->stored);
-    g_free(i);
-}
-
 gboolean
 imap_mailboxes_list(Store *s, const char *user, GPtrArray *out, GError **error)
 {
@@ -1473,10 +1462,11 @@ imap_mailboxes_list(Store *s, const char *user, GPtrArray *out, GError **error)
             const char *stored = g_ptr_array_index(names, i);
             if ((strcmp(stored, "inbox") == 0) != (pass == 0))
                 continue;
-            ImapMailboxInfo *info = g_new0(ImapMailboxInfo, 1);
-            info->stored = g_strdup(stored);
-            info->name = imap_name_from_store(stored);
+            g_autofree char *name = imap_name_from_store(stored);
+            gsize size = strlen(name) + 1;
+            ImapMailboxInfo *info = g_malloc(sizeof *info + size);
             info->sent = strcmp(stored, "outbox") == 0;
+            memcpy(info->name, name, size);
             g_ptr_array_add(out, info);
         }
     return TRUE;

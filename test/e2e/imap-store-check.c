@@ -234,7 +234,7 @@ check_mailboxes(void)
     OK((v = imap_view_open(store, user, "Archive/Work/2026: Q1|x", FALSE, SETTLE_MS, E)));
     CHECK(imap_view_count(v) == 2, "inferior moved");
     imap_view_free(&v);
-    g_autoptr(GPtrArray) list = g_ptr_array_new_with_free_func(imap_mailbox_info_free);
+    g_autoptr(GPtrArray) list = g_ptr_array_new_with_free_func(g_free);
     OK(imap_mailboxes_list(store, user, list, E));
     GString *names = g_string_new(NULL);
     for (guint i = 0; i < list->len; i++)

@@ -417,7 +417,7 @@ test_copy_and_move_deliver_again_with_flags(void)
 static gboolean
 listed(Store *s, const char *name, gboolean *sent)
 {
-    g_autoptr(GPtrArray) list = g_ptr_array_new_with_free_func(imap_mailbox_info_free);
+    g_autoptr(GPtrArray) list = g_ptr_array_new_with_free_func(g_free);
     g_assert_true(imap_mailboxes_list(s, "pete", list, NULL));
     g_assert_cmpstr(((ImapMailboxInfo *)list->pdata[0])->name, ==, "INBOX");
     for (guint i = 0; i < list->len; i++) {
