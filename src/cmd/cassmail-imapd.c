@@ -41,18 +41,10 @@ imapd_describe(AdapterRun *run)
 
 static const AdapterServer imapd_server = {
     .program = "cassmail-imapd",
-    .name = "imap",
     .parameter = "- CassMail IMAP server",
     .summary = "Serves the users' mailboxes over IMAP4rev2 (RFC 9051) from Cassandra.\n"
                "Without --inetd it listens and forks one process per connection; it stays in the\n"
                "foreground either way (for systemd, or run it with nohup/daemon).",
-    .tls_verb = "STARTTLS",
-    .busy_reply = "* BYE [UNAVAILABLE] too many connections, try again later\r\n",
-    .unavailable = "* BYE [UNAVAILABLE] mail store unavailable\r\n",
-    .tls_on_connect = TRUE,
-    /* RFC 9051 5.4: an inactivity autologout timer after authentication "MUST be at least 30
-     * minutes"; one timer serves the whole session here */
-    .min_idle_s = 1800,
     .describe = imapd_describe,
     .open = imapd_open,
     .core = &imap_core,

@@ -30,16 +30,10 @@ pop3d_open(AdapterRun *run, Store *store, const char *peer)
 
 static const AdapterServer pop3d_server = {
     .program = "cassmail-pop3d",
-    .name = "pop3",
     .parameter = "- CassMail POP3 server",
     .summary = "Serves the users' mailboxes (USER name or name|mailbox) from Cassandra.\n"
                "Without --inetd it listens and forks one process per connection; it stays in the\n"
                "foreground either way (for systemd, or run it with nohup/daemon).",
-    .tls_verb = "STLS",
-    .busy_reply = "-ERR [SYS/TEMP] too many connections, try again later\r\n",
-    .unavailable = "-ERR [SYS/TEMP] mail store unavailable\r\n",
-    .min_idle_s = 600,   /* RFC 1939 section 3: "an autologout timer MUST be of at least 10
-                          * minutes' duration" */
     .open = pop3d_open,
     .core = &pop3_core,
 };

@@ -96,16 +96,11 @@ static GOptionEntry smtpd_options[] = {
 
 static const AdapterServer smtpd_server = {
     .program = "cassmail-smtpd",
-    .name = "smtp",
     .parameter = "- CassMail SMTP server",
     .summary = "Accepts mail for the users of the local domains and stores it in Cassandra.\n"
                "Without --inetd it listens and forks one process per connection. It stays in the\n"
                "foreground (for systemd or another supervisor) and logs to syslog, facility mail,\n"
                "unless -f sends the log to stderr. SIGTERM stops it cleanly.",
-    .tls_verb = "STARTTLS",
-    .busy_reply = "421 4.3.2 Too many connections, try again later\r\n",
-    .unavailable = "421 4.3.0 %s mail store unavailable, try again later\r\n",
-    .tls_on_connect = TRUE,
     .options = smtpd_options,
     .prepare = smtpd_prepare,
     .describe = smtpd_describe,

@@ -44,7 +44,7 @@ struct ImapSession {
     ProtoState proto;         /* first: TLS, STARTTLS pending, a failed login's delay (proto.h) */
     ImapSessionConfig cfg;
     Store *store;
-    char *peer;
+    const char *peer;
     ImapState state;
     gboolean rev2;            /* ENABLE IMAP4rev2 */
     char *user;               /* after login */

@@ -590,7 +590,7 @@ imap_cmd_list(ImapSession *s, ImapCmd *c, GString *out)
         return IMAP_DONE;
     }
 
-    g_autoptr(GPtrArray) boxes = g_ptr_array_new_with_free_func(imap_mailbox_info_free);
+    g_autoptr(GPtrArray) boxes = g_ptr_array_new_with_free_func(g_free);
     GError *e = NULL;
     if (!imap_mailboxes_list(s->store, s->user, boxes, &e)) {
         return imap_view_no(s, c, e, out);

@@ -831,7 +831,7 @@ imap_session_new(const ImapSessionConfig *ic, Store *store, const char *peer)
     if (s->cfg.idle_poll_ms == 0)
         s->cfg.idle_poll_ms = 5000;
     s->store = store;
-    s->peer = g_strdup(peer ? peer : "-");
+    s->peer = peer ? peer : "-";
     s->cmd = g_string_new(NULL);
     s->skip_reply = g_string_new(NULL);
     imap_enter_state(s, IMAP_STATE_NOT_AUTHENTICATED, NULL);
@@ -852,7 +852,6 @@ imap_session_free(ImapSession **sp)
     g_free(s->auth_tag);
     g_free(s->idle_tag);
     g_free(s->user);
-    g_free(s->peer);
     g_free(s);
     *sp = NULL;
 }
@@ -924,6 +923,14 @@ core_log_fields(gpointer core, GString *head, GString *tail)
 G_STATIC_ASSERT(G_STRUCT_OFFSET(ImapSession, proto) == 0);
 
 const ProtoCore imap_core = {
+    .name = "imap",
+    .tls_verb = "STARTTLS",
+    .busy_reply = "* BYE [UNAVAILABLE] too many connections, try again later\r\n",
+    .unavailable = "* BYE [UNAVAILABLE] mail store unavailable\r\n",
+    .tls_on_connect = TRUE,   /* port 993 */
+    /* RFC 9051 5.4: an inactivity autologout timer after authentication "MUST be at least 30
+     * minutes"; one timer serves the whole session here */
+    .min_idle_s = 1800,
     .greeting = core_greeting,
     .feed = imap_session_feed,
     .more = core_more,

@@ -73,7 +73,8 @@ typedef enum {
 
 typedef struct ImapSession ImapSession;
 
-/* imap_session_new - a session for PEER (for logs) on STORE; IC is copied, STORE is borrowed */
+/* imap_session_new - a session for PEER (for logs) on STORE; IC is copied, STORE
+ * and PEER are borrowed */
 ImapSession *imap_session_new(const ImapSessionConfig *ic, Store *store, const char *peer);
 void imap_session_free(ImapSession **s);
 

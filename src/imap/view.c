@@ -715,7 +715,7 @@ flags_apply(ImapView *v, GPtrArray *flags, guint known, GArray *changed, gboolea
 static GPtrArray *
 read_flags(ImapView *v, GError **error)
 {
-    GPtrArray *flags = g_ptr_array_new_with_free_func(store_flag_free);
+    GPtrArray *flags = g_ptr_array_new_with_free_func(g_free);
     if (!store_flags_list(v->store, v->user, v->stored, flags, error)) {
         g_ptr_array_unref(flags);
         return NULL;
@@ -1312,7 +1312,7 @@ imap_append_commit(ImapAppend *a, guint flags, const char *const *keywords, gint
     if (uid)
         *uid = 0;
     guint32 base;
-    g_autoptr(GPtrArray) known = g_ptr_array_new_with_free_func(store_flag_free);
+    g_autoptr(GPtrArray) known = g_ptr_array_new_with_free_func(g_free);
     if (!mailbox_must_exist(a->store, a->user, a->stored, &base, error))
         return FALSE;
     if (keywords && keywords[0]) {
@@ -1450,17 +1450,6 @@ imap_view_meta_put(ImapView *v, guint seq, GBytes *meta, GError **error)
 
 /* ---- mailboxes ---- */
 
-void
-imap_mailbox_info_free(gpointer p)
-{
-    ImapMailboxInfo *i = p;
-    if (!i)
-        return;
-    g_free(i->name);
-    g_free(i->stored);
-    g_free(i);
-}
-
 gboolean
 imap_mailboxes_list(Store *s, const char *user, GPtrArray *out, GError **error)
 {
@@ -1473,10 +1462,11 @@ imap_mailboxes_list(Store *s, const char *user, GPtrArray *out, GError **error)
             const char *stored = g_ptr_array_index(names, i);
             if ((strcmp(stored, "inbox") == 0) != (pass == 0))
                 continue;
-            ImapMailboxInfo *info = g_new0(ImapMailboxInfo, 1);
-            info->stored = g_strdup(stored);
-            info->name = imap_name_from_store(stored);
+            g_autofree char *name = imap_name_from_store(stored);
+            gsize size = strlen(name) + 1;
+            ImapMailboxInfo *info = g_malloc(sizeof *info + size);
             info->sent = strcmp(stored, "outbox") == 0;
+            memcpy(info->name, name, size);
             g_ptr_array_add(out, info);
         }
     return TRUE;

@@ -74,15 +74,14 @@ char *imap_name_from_store(const char *stored);
 
 /* ---- mailboxes (no selection needed) ---- */
 
+/* One allocation: g_free frees it. */
 typedef struct {
-    char *name;        /* the IMAP name */
-    char *stored;      /* the store's name */
     gboolean sent;     /* \Sent (SPECIAL-USE) */
+    char name[];       /* the IMAP name */
 } ImapMailboxInfo;
-void imap_mailbox_info_free(gpointer info);
 
 /* imap_mailboxes_list - every mailbox of USER, INBOX first then by stored name, appended to OUT
- * as ImapMailboxInfo* (OUT should free with imap_mailbox_info_free). LIST patterns, \HasChildren
+ * as ImapMailboxInfo* (OUT should free with g_free). LIST patterns, \HasChildren
  * and \Noinferiors are the core's (the delimiter is '/'). */
 gboolean imap_mailboxes_list(Store *s, const char *user, GPtrArray *out, GError **error);
 /* imap_mailbox_create - CREATE NAME (RFC 9051 6.3.4): EXISTS when it is there; a trailing '/'

@@ -53,7 +53,7 @@ adapter_who(AdapterRun *run, gpointer core, const char *peer)
 {
     const ProtoCore *c = run->server->core;
     const char *id = c->id ? c->id(core) : NULL;
-    return g_strdup_printf("%s%s%s %s", run->server->name, id ? " " : "", id ? id : "", peer);
+    return g_strdup_printf("%s%s%s %s", c->name, id ? " " : "", id ? id : "", peer);
 }
 
 /* adapter_start_tls - the handshake after the core's yes to STARTTLS/STLS, or before the
@@ -62,15 +62,16 @@ adapter_who(AdapterRun *run, gpointer core, const char *peer)
 static gboolean
 adapter_start_tls(AdapterRun *run, NetConn *conn, gpointer core, const char *peer)
 {
+    const ProtoCore *c = run->server->core;
     g_autofree char *who = adapter_who(run, core, peer);
     GError *error = NULL;
     if (!net_conn_start_tls(conn, run->tls, &error)) {
-        log_info("%s: %s: %s", who, run->server->tls_verb, error->message);
+        log_info("%s: %s: %s", who, c->tls_verb, error->message);
         g_error_free(error);
         return FALSE;
     }
-    log_info("%s: %s: %s", who, run->server->tls_verb, net_conn_tls_description(conn));
-    run->server->core->tls_started(core);
+    log_info("%s: %s: %s", who, c->tls_verb, net_conn_tls_description(conn));
+    c->tls_started(core);
     return TRUE;
 }
 
@@ -368,14 +369,14 @@ static void
 adapter_session(NetConn *conn, const char *peer, gpointer data)
 {
     AdapterRun *run = data;
-    const AdapterServer *srv = run->server;
+    const ProtoCore *c = run->server->core;
     GError *error = NULL;
     /* store_open only prepares: the Thrift connection is made at first use. */
     Store *store = adapter_store_open(run->cfg, &error);
     if (!store) {
-        log_err("%s %s: store: %s", srv->name, peer, error->message);
+        log_err("%s %s: store: %s", c->name, peer, error->message);
         g_error_free(error);
-        net_conn_printf(conn, srv->unavailable, run->cfg->hostname);
+        net_conn_printf(conn, c->unavailable, run->cfg->hostname);
         net_conn_flush(conn);
         return;
     }
@@ -400,6 +401,7 @@ static int
 adapter_serve(AdapterRun *run, gboolean inetd, const char *listen, gboolean echo)
 {
     const AdapterServer *srv = run->server;
+    const ProtoCore *c = srv->core;
     CassmailConfig *cfg = run->cfg;
     GError *error = NULL;
     password_set_cost((guint)cfg->password_iterations);
@@ -412,7 +414,7 @@ adapter_serve(AdapterRun *run, gboolean inetd, const char *listen, gboolean echo
     /* Bind first (ports below 1024 need root), load the key (it may be root's alone), then
      * become [server] user before reading a byte; never serve clients as root. */
     int fd = -1;
-    if (!inetd && (fd = net_listen(listen ? listen : config_listen(cfg, srv->name), &error)) < 0)
+    if (!inetd && (fd = net_listen(listen ? listen : config_listen(cfg, c->name), &error)) < 0)
         return adapter_fail(run, echo, error, 69);
     int rc = 0;
     if (cfg->tls_certificate && !(run->tls = net_tls_server_context(cfg->tls_certificate, cfg->tls_key, &error)))
@@ -431,9 +433,9 @@ adapter_serve(AdapterRun *run, gboolean inetd, const char *listen, gboolean echo
         net_serve_inetd(adapter_session, run);
         return 0;
     }
-    if (srv->min_idle_s)
+    if (c->min_idle_s)
         log_info("max %d children, autologout after %d s, %s%s", cfg->max_children,
-                 run->idle_timeout_s, run->tls_on_connect ? "TLS on connect" : srv->tls_verb,
+                 run->idle_timeout_s, run->tls_on_connect ? "TLS on connect" : c->tls_verb,
                  run->tls_on_connect ? ""
                  : run->tls          ? " offered"
                                      : " not offered (no [tls] certificate)");
@@ -441,7 +443,7 @@ adapter_serve(AdapterRun *run, gboolean inetd, const char *listen, gboolean echo
         srv->describe(run);
     net_serve_set_evict_idle(cfg->evict_idle_s);
     net_serve_set_client_limit(cfg->client_connection_limit);
-    if (net_serve_fd(fd, cfg->max_children, srv->busy_reply, adapter_session, run, &error) < 0)
+    if (net_serve_fd(fd, cfg->max_children, c->busy_reply, adapter_session, run, &error) < 0)
         return adapter_fail(run, echo, error, 69);
     return 0;
 }
@@ -449,13 +451,14 @@ adapter_serve(AdapterRun *run, gboolean inetd, const char *listen, gboolean echo
 int
 adapter_main(const AdapterServer *server, int argc, char **argv)
 {
+    const ProtoCore *c = server->core;
     g_autofree char *config_path = NULL, *listen = NULL;
     gboolean foreground = FALSE, inetd = FALSE, tls_on_connect = FALSE;
     int idle_timeout_s = 0;
     g_autofree char *listen_help = g_strdup_printf("Listen on ADDR:PORT instead of [%s] listen",
-                                                   server->name);
+                                                   c->name);
     g_autofree char *idle_help = g_strdup_printf("Autologout after SECONDS idle (default: [limits] "
-                                                 "idle_timeout_s, at least %d)", server->min_idle_s);
+                                                 "idle_timeout_s, at least %d)", c->min_idle_s);
     GOptionEntry entries[] = {
         {"config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path,
          "Configuration file (default " ADAPTER_DEFAULT_CONFIG " when it exists, else built-in defaults)",
@@ -470,11 +473,11 @@ adapter_main(const AdapterServer *server, int argc, char **argv)
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
     GOptionEntry *more = &entries[4];
-    if (server->tls_on_connect)
+    if (c->tls_on_connect)
         *more++ = (GOptionEntry){"tls-on-connect", 0, 0, G_OPTION_ARG_NONE, &tls_on_connect,
                                  "Implicit TLS (RFC 8314): TLS from the first byte; needs [tls] "
                                  "certificate and key", NULL};
-    if (server->min_idle_s)
+    if (c->min_idle_s)
         *more = (GOptionEntry){"idle-timeout", 't', 0, G_OPTION_ARG_INT, &idle_timeout_s,
                                idle_help, "SECONDS"};
     g_autoptr(GOptionContext) ctx = g_option_context_new(server->parameter);
@@ -509,7 +512,7 @@ adapter_main(const AdapterServer *server, int argc, char **argv)
     /* [limits] idle_timeout_s is shared with SMTP (300 s by default): raised to the protocol's
      * least autologout. -t sets any value, for tests and operators. */
     run.idle_timeout_s = idle_timeout_s > 0 ? idle_timeout_s
-                                            : MAX(run.cfg->idle_timeout_s, server->min_idle_s);
+                                            : MAX(run.cfg->idle_timeout_s, c->min_idle_s);
     run.data_timeout_s = run.cfg->data_timeout_s;
     int rc = adapter_serve(&run, inetd, listen, echo);
     if (server->finish)

@@ -8,8 +8,11 @@
  * its output, pipelining flushes, eviction holds), the Store each session opens, and the one
  * session-end log line, and maps the configuration to the settings of the store, the relay
  * client and each core. A server program is a core (ProtoCore, src/util/proto.h: how to drive
- * it) and a server entry (AdapterServer: its name, options, how a session of its core opens);
- * its `main` is adapter_main(). It listens on [NAME] listen of cassmail.conf.
+ * it, and what its protocol says of the replies and timers kept here) and a server entry
+ * (AdapterServer: its program name, options, how a session of its core opens); its `main` is
+ * adapter_main(). It listens on [NAME] listen of cassmail.conf (the core's name), offers
+ * --tls-on-connect when the core's protocol has such a port, and -t SECONDS when its RFC asks
+ * for a least autologout (min_idle_s, which also raises [limits] idle_timeout_s).
  *
  * How the adapter drives a core, for every connection:
  *
@@ -73,17 +76,8 @@ typedef struct AdapterRun AdapterRun;
 /* One server program. */
 typedef struct {
     const char *program;        /* "cassmail-smtpd": log ident and messages */
-    const char *name;           /* "smtp": the prefix of its log lines */
     const char *parameter;      /* "- CassMail SMTP server" (--help) */
     const char *summary;        /* --help text */
-    const char *tls_verb;       /* "STARTTLS", "STLS": for logs */
-    const char *busy_reply;     /* to a client over the listener's limits */
-    const char *unavailable;    /* to a client when the store cannot be opened; a format taking
-                                 * the hostname (%s) once, or none */
-    gboolean tls_on_connect;    /* offer --tls-on-connect (implicit TLS, RFC 8314) */
-    int min_idle_s;             /* an autologout of at least this long (RFC 1939 3: 600 s, RFC
-                                 * 9051 5.4: 1800 s) over [limits] idle_timeout_s, and -t SECONDS
-                                 * to set any; 0: [limits] idle_timeout_s, no -t */
     GOptionEntry *options;      /* its own options, NULL-terminated, or NULL */
     /* optional: after the TLS context, before privileges are dropped; FALSE: exit 78 */
     gboolean (*prepare)(AdapterRun *run, GError **error);

@@ -36,7 +36,7 @@ struct Pop3Session {
     ProtoState proto;        /* first: TLS, STLS pending, a failed login's delay (proto.h) */
     Pop3SessionConfig cfg;
     Store *store;
-    char *peer;
+    const char *peer;
     Pop3State state;
     gboolean authenticated;
 
@@ -699,9 +699,41 @@ pop3_dispatch(Pop3Session *s, GString *out)
     return cmd->proceed(s, &a, out);
 }
 
-gboolean
-pop3_session_feed(Pop3Session *s, const char *line, gsize len, ProtoLine status, GString *out)
+/* pop3_session_more - up to about MAX more octets of a multi-line reply (RETR, TOP) onto OUT;
+ * TRUE while more remains (pop3_core.more) */
+static gboolean
+pop3_session_more(gpointer core, GString *out, gsize max)
 {
+    Pop3Session *s = core;
+    if (!pop3_msgout_active(&s->body))
+        return FALSE;
+    if (pop3_msgout_next(&s->body, out, max))
+        return TRUE;
+    const GError *e = pop3_msgout_failed(&s->body);
+    if (e) {
+        /* The +OK and part of the body are out: the only honest end is to close without the
+         * terminator, so the client cannot take a truncated message for a whole one. */
+        log_warn("pop3 %s: %s|%s: message %u cut short, closing: %s", s->peer, s->user,
+                 s->mailbox, s->body_msg, e->message);
+        pop3_msgout_clear(&s->body);
+        s->body_is_retr = FALSE;
+        s->body_failed = TRUE;
+        pop3_enter_state(s, POP3_STATE_CLOSED);
+        return FALSE;
+    }
+    if (s->body_is_retr) {
+        s->retrieved++;
+        s->retrieved_octets += s->body_octets;
+    }
+    s->body_is_retr = FALSE;
+    return FALSE;
+}
+
+/* pop3_session_feed - one command line (pop3_core.feed) */
+static gboolean
+pop3_session_feed(gpointer core, const char *line, gsize len, ProtoLine status, GString *out)
+{
+    Pop3Session *s = core;
     /* The adapter should have drained a multi-line reply; if not, finish it first. */
     while (pop3_session_more(s, out, G_MAXSIZE))
         ;
@@ -737,33 +769,6 @@ pop3_session_feed(Pop3Session *s, const char *line, gsize len, ProtoLine status,
         pop3_enter_state(s, POP3_STATE_CLOSED);
     }
     return s->state == POP3_STATE_CLOSED;
-}
-
-gboolean
-pop3_session_more(Pop3Session *s, GString *out, gsize max)
-{
-    if (!pop3_msgout_active(&s->body))
-        return FALSE;
-    if (pop3_msgout_next(&s->body, out, max))
-        return TRUE;
-    const GError *e = pop3_msgout_failed(&s->body);
-    if (e) {
-        /* The +OK and part of the body are out: the only honest end is to close without the
-         * terminator, so the client cannot take a truncated message for a whole one. */
-        log_warn("pop3 %s: %s|%s: message %u cut short, closing: %s", s->peer, s->user,
-                 s->mailbox, s->body_msg, e->message);
-        pop3_msgout_clear(&s->body);
-        s->body_is_retr = FALSE;
-        s->body_failed = TRUE;
-        pop3_enter_state(s, POP3_STATE_CLOSED);
-        return FALSE;
-    }
-    if (s->body_is_retr) {
-        s->retrieved++;
-        s->retrieved_octets += s->body_octets;
-    }
-    s->body_is_retr = FALSE;
-    return FALSE;
 }
 
 /* pop3_session_end_reason - NULL while the session goes on, else why it ended */
@@ -807,7 +812,7 @@ pop3_session_new(const Pop3SessionConfig *cfg, Store *store, const char *peer)
     if (!s->cfg.mailbox_delimiter)
         s->cfg.mailbox_delimiter = '|';
     s->store = store;
-    s->peer = g_strdup(peer ? peer : "-");
+    s->peer = peer ? peer : "-";
     s->msgs = g_array_new(FALSE, FALSE, sizeof(Pop3Msg));
     pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
     return s;
@@ -822,7 +827,6 @@ pop3_session_free(Pop3Session **sp)
     pop3_msgout_clear(&s->body);
     pop3_forget_user(s);
     g_array_free(s->msgs, TRUE);
-    g_free(s->peer);
     OPENSSL_cleanse(s->line, sizeof s->line);
     g_free(s);
     *sp = NULL;
@@ -838,9 +842,6 @@ core_greeting(gpointer s, GString *out)
     pop3_reply(out, TRUE, NULL, POP3_GREETING);
 }
 
-static gboolean core_feed(gpointer s, const char *line, gsize len, ProtoLine st, GString *out)
-{ return pop3_session_feed(s, line, len, st, out); }
-static gboolean core_more(gpointer s, GString *out, gsize max) { return pop3_session_more(s, out, max); }
 static gsize core_line_max(gpointer s) { (void)s; return POP3_LINE_MAX + 2; }   /* and its CRLF */
 /* core_timeout - the autologout (RFC 1939 section 3): a last -ERR line, no UPDATE */
 static void
@@ -870,9 +871,15 @@ core_log_fields(gpointer core, GString *head, GString *tail)
 G_STATIC_ASSERT(G_STRUCT_OFFSET(Pop3Session, proto) == 0);
 
 const ProtoCore pop3_core = {
+    .name = "pop3",
+    .tls_verb = "STLS",
+    .busy_reply = "-ERR [SYS/TEMP] too many connections, try again later\r\n",
+    .unavailable = "-ERR [SYS/TEMP] mail store unavailable\r\n",
+    /* RFC 1939 section 3: "an autologout timer MUST be of at least 10 minutes' duration" */
+    .min_idle_s = 600,
     .greeting = core_greeting,
-    .feed = core_feed,
-    .more = core_more,
+    .feed = pop3_session_feed,
+    .more = pop3_session_more,
     .take_delay_ms = proto_take_delay_ms,
     .line_max = core_line_max,
     .tls_pending = proto_tls_pending,

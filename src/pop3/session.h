@@ -10,7 +10,7 @@
  * The core never touches a socket, a clock or a sleep. The one adapter (src/net/adapter.h,
  * through pop3_core below) and the unit tests drive it: it asks for a delay before a failed
  * login's reply (pop3_core.take_delay_ms) and hands RETR/TOP out in bounded chunks
- * (pop3_session_more).
+ * (pop3_core.more).
  *
  * TLS and USER/PASS: STLS is offered (CAPA) and accepted in the AUTHORIZATION state when the
  * adapter can do TLS (cfg.stls) and the session is not encrypted yet; otherwise -ERR. After its
@@ -71,27 +71,20 @@ typedef struct {
 
 typedef struct Pop3Session Pop3Session;
 
-/* pop3_session_new - a session for PEER (for logs) on STORE; CFG is copied, STORE is borrowed */
+/* pop3_session_new - a session for PEER (for logs) on STORE; CFG is copied,
+ * STORE and PEER are borrowed */
 Pop3Session *pop3_session_new(const Pop3SessionConfig *cfg, Store *store, const char *peer);
 void pop3_session_free(Pop3Session **s);
-
-/* pop3_session_feed - one command line of LEN octets (a trailing CRLF or LF is ignored; NULs are
- * rejected); STATUS from the reader (PROTO_LINE_TOO_LONG when it had to cut it). Appends the reply to
- * OUT. Returns TRUE when the session is over and the connection should close after OUT is written. */
-gboolean pop3_session_feed(Pop3Session *s, const char *line, gsize len, ProtoLine status,
-                           GString *out);
-
-/* pop3_session_more - append up to about MAX more octets of a multi-line reply (RETR, TOP) to OUT;
- * TRUE while still more remains. When the store fails in the middle of a body, the reply cannot
- * be completed: the session is closed (pop3_core.ended says "body-failed") and the adapter must close the
- * connection without sending anything more. */
-gboolean pop3_session_more(Pop3Session *s, GString *out, gsize max);
 
 void pop3_session_stats(const Pop3Session *s, Pop3SessionStats *stats);
 
 const char *pop3_state_name(Pop3State state);
 
-/* pop3_core - this core behind the adapter (src/util/proto.h, src/net/adapter.h): greeting,
+/* pop3_core - this core behind the adapter (src/util/proto.h, src/net/adapter.h), and its only
+ * entry points besides new, free and stats: greeting; feed (one command line: a trailing CRLF or
+ * LF is ignored, NULs and lines the reader cut are refused; TRUE when the connection closes after
+ * OUT); more (up to about MAX more octets of a RETR or TOP reply; when the store fails in the
+ * middle of a body the session closes, ended says "body-failed", and nothing more may be sent);
  * take_delay_ms (a failed login's delay; reading it resets it), tls_pending/tls_started (STLS),
  * timeout (the autologout: a last -ERR, no UPDATE), ended (NULL until closed) */
 extern const ProtoCore pop3_core;

@@ -118,8 +118,8 @@ struct SmtpSession {
     ProtoState proto;          /* first: TLS, STARTTLS pending (proto.h); no login delay */
     SmtpSessionConfig cfg;
     Store *store;
-    char *peer;
-    char *id;                  /* 8 hex digits, for Received: and logs */
+    const char *peer;
+    char id[9];                /* 8 hex digits, for Received: and logs */
     SmtpState state;
     char *helo;
     gboolean esmtp;
@@ -1408,8 +1408,8 @@ smtp_session_new(const SmtpSessionConfig *cfg, Store *store, const char *peer)
     if (!s->cfg.hostname)
         s->cfg.hostname = "localhost";
     s->store = store;
-    s->peer = g_strdup(peer && *peer ? peer : "unknown");
-    s->id = g_strdup_printf("%08X", g_random_int());
+    s->peer = peer && *peer ? peer : "unknown";
+    g_snprintf(s->id, sizeof s->id, "%08X", g_random_int());
     s->rcpt_users = g_ptr_array_new_with_free_func(g_free);
     s->relay_rcpts = g_ptr_array_new_with_free_func(g_free);
     s->state = SMTP_STATE_INIT;
@@ -1429,8 +1429,6 @@ smtp_session_free(SmtpSession **sp)
     g_ptr_array_unref(s->rcpt_users);
     g_ptr_array_unref(s->relay_rcpts);
     g_free(s->helo);
-    g_free(s->peer);
-    g_free(s->id);
     g_free(s);
     *sp = NULL;
 }
@@ -1634,6 +1632,11 @@ core_log_fields(gpointer core, GString *head, GString *tail)
 G_STATIC_ASSERT(G_STRUCT_OFFSET(SmtpSession, proto) == 0);
 
 const ProtoCore smtp_core = {
+    .name = "smtp",
+    .tls_verb = "STARTTLS",
+    .busy_reply = "421 4.3.2 Too many connections, try again later\r\n",
+    .unavailable = "421 4.3.0 %s mail store unavailable, try again later\r\n",
+    .tls_on_connect = TRUE,   /* port 465, with submission */
     .greeting = core_greeting,
     .feed = core_feed,
     .feed_text = core_feed_text,

@@ -174,7 +174,7 @@ typedef struct {
 typedef struct SmtpSession SmtpSession;
 
 /* smtp_session_new - a session for PEER (an address, for the Received: field and logs); CFG is
- * copied, the strings it points to are borrowed; STORE is borrowed */
+ * copied, the strings it points to are borrowed; STORE and PEER are borrowed */
 SmtpSession *smtp_session_new(const SmtpSessionConfig *cfg, Store *store, const char *peer);
 /* smtp_session_free - free *S (a transaction in progress is dropped) and set it to NULL */
 void smtp_session_free(SmtpSession **s);

@@ -359,10 +359,8 @@ store_writer_free(StoreWriter **wp)
     StoreWriter *w = *wp;
     if (!w)
         return;
-    GError *e = w->error;
+    g_clear_error(&w->error);
     w->store->ops->writer_free(w);   /* frees W itself */
-    if (e)
-        g_error_free(e);
     *wp = NULL;
 }
 
@@ -497,14 +495,14 @@ store_column_free(gpointer p)
     g_free(c);
 }
 
-void
-store_flag_free(gpointer p)
+StoreFlag *
+store_flag_new(const guint8 *column, gsize len)
 {
-    StoreFlag *f = p;
-    if (!f)
-        return;
-    g_free(f->name);
-    g_free(f);
+    StoreFlag *f = g_malloc(sizeof *f + len - 16 + 1);
+    memcpy(f->id.bytes, column, 16);
+    memcpy(f->name, column + 16, len - 16);
+    f->name[len - 16] = '\0';
+    return f;
 }
 
 gboolean

@@ -100,12 +100,15 @@ typedef struct {
 void store_column_free(gpointer column);
 
 /* A flag of a message (store_flags_list): ID all zero is the mailbox's keyword list (a keyword
- * that some message of the mailbox has or had), NAME the flag ("\\Seen") or keyword. */
+ * that some message of the mailbox has or had), NAME the flag ("\\Seen") or keyword. One
+ * allocation: g_free frees it. */
 typedef struct {
     StoreMsgId id;
-    char *name;
+    char name[];
 } StoreFlag;
-void store_flag_free(gpointer flag);
+/* store_flag_new - the flag of the flag column named COLUMN (LEN > 16 octets: the message id,
+ * then the flag's name) */
+StoreFlag *store_flag_new(const guint8 *column, gsize len);
 /* One flag change for store_flags_change: set or clear NAME on message ID. */
 typedef struct {
     StoreMsgId id;

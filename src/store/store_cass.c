@@ -1152,10 +1152,7 @@ cs_flags_list(Store *base, const char *user, const char *mailbox, GPtrArray *out
         const guint8 *n = g_bytes_get_data(((CassColumn *)cols->pdata[i])->name, &len);
         if (len <= 16)
             continue;
-        StoreFlag *f = g_new(StoreFlag, 1);
-        memcpy(f->id.bytes, n, 16);
-        f->name = g_strndup((const char *)n + 16, len - 16);
-        g_ptr_array_add(out, f);
+        g_ptr_array_add(out, store_flag_new(n, len));
     }
     return TRUE;
 }

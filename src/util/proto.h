@@ -33,6 +33,15 @@ typedef struct {
 
 /* How the adapter drives one core. Optional entries may be NULL. */
 typedef struct {
+    /* what the protocol says of the replies and timers the adapter keeps for it */
+    const char *name;           /* "smtp": the prefix of its log lines, [NAME] in cassmail.conf */
+    const char *tls_verb;       /* "STARTTLS", "STLS": for logs */
+    const char *busy_reply;     /* to a client over the listener's limits */
+    const char *unavailable;    /* to a client when the store cannot be opened; a format taking
+                                 * the hostname (%s) once, or none */
+    gboolean tls_on_connect;    /* has a port with TLS from the first byte (RFC 8314) */
+    int min_idle_s;             /* the least autologout its RFC allows (RFC 1939 3: 600 s, RFC
+                                 * 9051 5.4: 1800 s); 0: none asked for */
     void (*greeting)(gpointer core, GString *out);
     /* one line with its ending; TRUE when the connection closes after OUT */
     gboolean (*feed)(gpointer core, const char *line, gsize len, ProtoLine status, GString *out);

@@ -132,7 +132,7 @@ check_flags(void)
     StoreMsgId first = *imap_view_msgid(a, 1);
     OK(imap_view_store_flags(a, &three, 1, IMAP_FLAGS_ADD, IMAP_FLAG_ANSWERED, NULL, NULL, E));
     OK(store_remove(store, user, "inbox", &first, 1, E));
-    g_autoptr(GPtrArray) flags = g_ptr_array_new_with_free_func(store_flag_free);
+    g_autoptr(GPtrArray) flags = g_ptr_array_new_with_free_func(g_free);
     OK(store_flags_list(store, user, "inbox", flags, E));
     for (guint i = 0; i < flags->len; i++)
         CHECK(memcmp(((StoreFlag *)flags->pdata[i])->id.bytes, first.bytes, 16) != 0,
@@ -234,7 +234,7 @@ check_mailboxes(void)
     OK((v = imap_view_open(store, user, "Archive/Work/2026: Q1|x", FALSE, SETTLE_MS, E)));
     CHECK(imap_view_count(v) == 2, "inferior moved");
     imap_view_free(&v);
-    g_autoptr(GPtrArray) list = g_ptr_array_new_with_free_func(imap_mailbox_info_free);
+    g_autoptr(GPtrArray) list = g_ptr_array_new_with_free_func(g_free);
     OK(imap_mailboxes_list(store, user, list, E));
     GString *names = g_string_new(NULL);
     for (guint i = 0; i < list->len; i++)

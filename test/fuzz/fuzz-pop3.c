@@ -4,7 +4,7 @@
  * One input is one client's side of a session, cut into lines as the adapter's reader cuts them:
  * after each LF; a line over POP3_LINE_MAX + 2 octets is handed over as its terminator alone
  * with TOO_LONG, one with a NUL as NUL (fuzz_feed_line, common.c); an unfinished last line is
- * dropped (EOF). Each command's reply is drained with pop3_session_more
+ * dropped (EOF). Each command's reply is drained with pop3_core.more
  * in small chunks whose size varies with the input, as cassmail-pop3d drains RETR and TOP.
  *
  * The in-memory store of the unit tests holds user pete (password "secret") with six messages
@@ -105,7 +105,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .plaintext_auth = !(options & 1),
         .stls = !(options & 32),
     };
-    /* Chunk sizes for pop3_session_more, from 1 octet up, varying with the input. */
+    /* Chunk sizes for pop3_core.more, from 1 octet up, varying with the input. */
     gsize chunk = 1 + (size ? data[size / 2] : 0);
 
     Pop3Session *s = pop3_session_new(&cfg, store, "fuzz");
@@ -116,7 +116,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)pop3_core.take_delay_ms(s);
         if (pop3_core.take_delay_ms(s) != 0)
             fuzz_fail("a delay that did not reset when read", f.out);
-        while (pop3_session_more(s, f.out, chunk))
+        while (pop3_core.more(s, f.out, chunk))
             ;
         fuzz_check_reply(f.out);
         chunk = chunk * 7 % 4099 + 1;

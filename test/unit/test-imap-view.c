@@ -216,7 +216,7 @@ test_expunge_is_seen_by_another_view_and_pop3_dele_too(void)
     g_assert_true(imap_view_store_flags(b, &one, 1, IMAP_FLAGS_ADD, IMAP_FLAG_SEEN, NULL, NULL,
                                         &error));
     g_assert_true(store_remove(s, "pete", "inbox", &ids[0], 1, &error));
-    g_autoptr(GPtrArray) flags = g_ptr_array_new_with_free_func(store_flag_free);
+    g_autoptr(GPtrArray) flags = g_ptr_array_new_with_free_func(g_free);
     g_assert_true(store_flags_list(s, "pete", "inbox", flags, &error));
     for (guint i = 0; i < flags->len; i++)
         g_assert_false(same_id(&((StoreFlag *)flags->pdata[i])->id, &ids[0]));
@@ -417,7 +417,7 @@ test_copy_and_move_deliver_again_with_flags(void)
 static gboolean
 listed(Store *s, const char *name, gboolean *sent)
 {
-    g_autoptr(GPtrArray) list = g_ptr_array_new_with_free_func(imap_mailbox_info_free);
+    g_autoptr(GPtrArray) list = g_ptr_array_new_with_free_func(g_free);
     g_assert_true(imap_mailboxes_list(s, "pete", list, NULL));
     g_assert_cmpstr(((ImapMailboxInfo *)list->pdata[0])->name, ==, "INBOX");
     for (guint i = 0; i < list->len; i++) {

@@ -66,8 +66,7 @@ static Session *
 session_start(int idle_s)
 {
     Session *s = g_new0(Session, 1);
-    s->server = (AdapterServer){.program = "cassmail-imapd", .name = "imap", .tls_verb = "STARTTLS",
-                                .open = imapd_open, .core = &imap_core};
+    s->server = (AdapterServer){.program = "cassmail-imapd", .open = imapd_open, .core = &imap_core};
     s->run = (AdapterRun){.server = &s->server, .idle_timeout_s = idle_s, .data_timeout_s = 30};
     s->run.cfg = config_load(NULL, NULL);
     g_assert_nonnull(s->run.cfg);

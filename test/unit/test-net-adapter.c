@@ -163,6 +163,7 @@ tc_free(gpointer core)
 }
 
 static const ProtoCore test_core = {
+    .name = "test",
     .greeting = tc_greeting,
     .feed = tc_feed,
     .line_max = tc_line_max,
@@ -180,6 +181,7 @@ static const ProtoCore test_core = {
 
 /* the same core without the optional entries an IMAP core adds */
 static const ProtoCore plain_core = {
+    .name = "test",
     .greeting = tc_greeting,
     .feed = tc_feed,
     .line_max = tc_line_max,
@@ -201,8 +203,7 @@ session_start(const ProtoCore *core, int idle_s, int data_s)
     tc.literal = g_string_new(NULL);
     tc.lines = g_ptr_array_new_with_free_func(g_free);
     Session *s = g_new0(Session, 1);
-    s->server = (AdapterServer){.program = "test-net-adapter", .name = "test", .tls_verb = "STARTTLS",
-                                .open = tc_open, .core = core};
+    s->server = (AdapterServer){.program = "test-net-adapter", .open = tc_open, .core = core};
     s->run = (AdapterRun){.server = &s->server, .idle_timeout_s = idle_s, .data_timeout_s = data_s};
     s->store = store_mem_new();
     session_begin(s, "test-net-adapter");

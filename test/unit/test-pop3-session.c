@@ -202,7 +202,7 @@ typedef struct {
     GString *out;
     guint delay;       /* from the last command */
     gboolean closed;
-    gsize chunk;       /* how much pop3_session_more may give at a time */
+    gsize chunk;       /* how much pop3_core.more may give at a time */
 } Fx;
 
 static const char *hash_secret;   /* "secret", hashed once with a low cost */
@@ -269,11 +269,11 @@ static const char *
 say_len(Fx *f, const char *line, gsize len, ProtoLine status)
 {
     g_string_truncate(f->out, 0);
-    f->closed = pop3_session_feed(f->s, line, len, status, f->out);
+    f->closed = pop3_core.feed(f->s, line, len, status, f->out);
     f->delay = pop3_core.take_delay_ms(f->s);
     g_assert_cmpuint(pop3_core.take_delay_ms(f->s), ==, 0);
     gsize before = f->out->len;
-    while (pop3_session_more(f->s, f->out, f->chunk)) {
+    while (pop3_core.more(f->s, f->out, f->chunk)) {
         g_assert_cmpuint(f->out->len - before, <=, f->chunk + 5);
         before = f->out->len;
     }
@@ -485,7 +485,7 @@ test_quit_before_login_closes(Fx *f, gconstpointer d)
     fx_open(f);
     g_assert_cmpstr(say(f, "QUIT"), ==, "+OK CassMail POP3 server signing off\r\n");
     g_assert_true(f->closed);
-    g_assert_true(pop3_session_feed(f->s, "NOOP", 4, PROTO_LINE_OK, f->out));
+    g_assert_true(pop3_core.feed(f->s, "NOOP", 4, PROTO_LINE_OK, f->out));
 }
 
 /* ---- TRANSACTION ------------------------------------------------------------------------------ */
@@ -601,13 +601,13 @@ test_retr_of_a_large_message_streams_in_bounded_chunks(Fx *f, gconstpointer d)
     deliver_to(f, "pete", "inbox", m->str, m->len);
     login(f);
     g_string_truncate(f->out, 0);
-    g_assert_false(pop3_session_feed(f->s, "RETR 1\r\n", 8, PROTO_LINE_OK, f->out));
+    g_assert_false(pop3_core.feed(f->s, "RETR 1\r\n", 8, PROTO_LINE_OK, f->out));
     g_assert_true(g_str_has_prefix(f->out->str, "+OK "));
     gsize total = 0, chunks = 0;
     gboolean more;
     do {
         g_string_truncate(f->out, 0);
-        more = pop3_session_more(f->s, f->out, 65536);
+        more = pop3_core.more(f->s, f->out, 65536);
         g_assert_cmpuint(f->out->len, <=, 65536 + 5);
         total += f->out->len;
         chunks++;
@@ -806,10 +806,10 @@ test_a_store_failure_mid_body_closes_without_the_terminator(Fx *f, gconstpointer
     store_mem_set_chunk(f->proxy->inner, 16);
     login(f);
     g_string_truncate(f->out, 0);
-    g_assert_false(pop3_session_feed(f->s, "RETR 1\r\n", 8, PROTO_LINE_OK, f->out));
-    g_assert_true(pop3_session_more(f->s, f->out, 16));   /* the +OK and a first piece */
+    g_assert_false(pop3_core.feed(f->s, "RETR 1\r\n", 8, PROTO_LINE_OK, f->out));
+    g_assert_true(pop3_core.more(f->s, f->out, 16));   /* the +OK and a first piece */
     f->proxy->fail_op = OP_READ;
-    while (pop3_session_more(f->s, f->out, 16))
+    while (pop3_core.more(f->s, f->out, 16))
         ;
     g_assert_true(g_str_has_prefix(f->out->str, "+OK 48 octets\r\n"));
     g_assert_false(g_str_has_suffix(f->out->str, "\r\n.\r\n"));
@@ -930,7 +930,7 @@ test_autologout_deletes_nothing(Fx *f, gconstpointer d)
     g_string_truncate(f->out, 0);
     pop3_core.timeout(f->s, f->out);
     g_assert_true(g_str_has_prefix(f->out->str, "-ERR "));
-    g_assert_true(pop3_session_feed(f->s, "QUIT\r\n", 6, PROTO_LINE_OK, f->out));
+    g_assert_true(pop3_core.feed(f->s, "QUIT\r\n", 6, PROTO_LINE_OK, f->out));
     g_assert_cmpuint(f->proxy->removes, ==, 0);
     g_assert_cmpuint(index_len(f, "pete", "inbox"), ==, 1);
 }
@@ -1048,9 +1048,9 @@ test_pipelined_commands_keep_their_order(Fx *f, gconstpointer d)
     login(f);
     /* The adapter feeds the next command before draining the RETR: the core drains it first. */
     g_string_truncate(f->out, 0);
-    pop3_session_feed(f->s, "RETR 1\r\n", 8, PROTO_LINE_OK, f->out);
-    pop3_session_feed(f->s, "RETR 2\r\n", 8, PROTO_LINE_OK, f->out);
-    pop3_session_feed(f->s, "STAT\r\n", 6, PROTO_LINE_OK, f->out);
+    pop3_core.feed(f->s, "RETR 1\r\n", 8, PROTO_LINE_OK, f->out);
+    pop3_core.feed(f->s, "RETR 2\r\n", 8, PROTO_LINE_OK, f->out);
+    pop3_core.feed(f->s, "STAT\r\n", 6, PROTO_LINE_OK, f->out);
     g_assert_cmpstr(f->out->str, ==,
                     "+OK 4 octets\r\nm1\r\n.\r\n+OK 4 octets\r\nm2\r\n.\r\n+OK 2 8\r\n");
 }

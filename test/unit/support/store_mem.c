@@ -750,10 +750,7 @@ mem_flags_list(Store *base, const char *user, const char *mailbox, GPtrArray *ou
         while (g_hash_table_iter_next(&it, &k, NULL)) {
             gsize len;
             const guint8 *p = g_bytes_get_data(k, &len);
-            StoreFlag *f = g_new(StoreFlag, 1);
-            memcpy(f->id.bytes, p, ID_OCTETS);
-            f->name = g_strndup((const char *)p + ID_OCTETS, len - ID_OCTETS);
-            g_ptr_array_add(out, f);
+            g_ptr_array_add(out, store_flag_new(p, len));
             s->base.counters.columns_read++;
             s->base.counters.bytes_read += len;
         }
