@@ -213,13 +213,15 @@ ASAN_B    := build/asan
 ASAN_SAN  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 # Tests that measure a session's resident memory or how many sessions the machine holds are left
 # out: ASan's shadow memory and its quarantine of freed blocks (every free is held back to catch
-# use after free) are what they would measure. So is test_valgrind.py: memcheck cannot run a
-# program built with ASan, and the listener's size is again the quarantine's. `make test` runs
-# them all on the real build.
+# use after free) are what they would measure. So are the tests that run programs under valgrind
+# (test_valgrind.py and any test named *memcheck*): memcheck cannot run a program built with ASan.
+# A test of either kind says so in its name (bounded_memory, memory_bounded, stays_bounded,
+# memcheck). `make test` runs them all on the real build.
 # ASAN_TESTS picks other tests, e.g. ASAN_TESTS=test/e2e/test_smtp.py.
 ASAN_LOGS  = $(or $(CASSMAIL_RUN),$(CURDIR)/run)/asan-logs
 ASAN_TESTS ?= test/e2e
-ASAN_DESELECT := not bounded_memory and not stays_bounded and not idle_connections and not test_valgrind
+ASAN_DESELECT := not bounded_memory and not memory_bounded and not stays_bounded and not idle_connections \
+                 and not memcheck and not test_valgrind
 test-asan:
 	@tools/setup
 	@$(MAKE) -s --no-print-directory B=$(ASAN_B) SAN="$(ASAN_SAN)" all
