@@ -2,7 +2,7 @@
  * session.c - the SMTP protocol core (see session.h for the contract with the adapter and the
  * policies on text lines; RFC 5321, 1870, 2034/3463, 2920, 6152).
  *
- * Anatomy of a command line, all in smtp_session_feed():
+ * Anatomy of a command line, all in smtp_core.feed (smtp_feed):
  *   1. rules that hold for every command: over-long line (500), NUL (500), unknown verb (500),
  *      the states a verb is allowed in (503), arity (501);
  *   2. the verb's check step: parses and validates its argument, may refuse by policy (SIZE 552,
@@ -16,7 +16,7 @@
  *
  * Two things are not commands: the lines of an AUTH exchange (smtp_auth_line, RFC 4954 4), and
  * whatever arrives between the 220 to STARTTLS and the adapter's smtp_core.tls_started()
- * (dropped, RFC 3207 6). smtp_session_feed() routes them before the command rules apply.
+ * (dropped, RFC 3207 6). smtp_feed routes them before the command rules apply.
  */
 #include "smtp/session.h"
 
@@ -1326,7 +1326,7 @@ smtp_text_write(SmtpSession *s, const char *data, gsize len)
         smtp_text_out(s, data, len, FALSE);
 }
 
-/* smtp_session_feed_text - see session.h
+/* smtp_feed_text - smtp_core.feed_text, the DATA fast path (smtp_core in session.h)
  *
  * The same rules as smtp_data_line, line by line, over the reader's buffer in place. What is
  * stored of a line is its octets from the first (or, after a transparency dot, the second) up
@@ -1334,9 +1334,10 @@ smtp_text_write(SmtpSession *s, const char *data, gsize len)
  * buffer, handed to the store in one write when a line breaks it (a dot removed, a bare LF
  * completed) or the buffer is used up. Per line: one memchr for its LF, one for a CR before its
  * end; NULs are looked for once per call. */
-gsize
-smtp_session_feed_text(SmtpSession *s, const char *buf, gsize len, gsize max, GString *out)
+static gsize
+smtp_feed_text(gpointer core, const char *buf, gsize len, gsize max, GString *out)
 {
+    SmtpSession *s = core;
     /* The header of a submission is read line by line: smtp_header_line looks at each field. */
     if (s->state != SMTP_STATE_DATA || s->in_header)
         return 0;
@@ -1564,9 +1565,11 @@ smtp_command_text(SmtpSession *s, const char *text, GString *out)
     return r;
 }
 
-gboolean
-smtp_session_feed(SmtpSession *s, const char *line, gsize len, ProtoLine status, GString *out)
+/* smtp_feed - smtp_core.feed: one line (smtp_core in session.h) */
+static gboolean
+smtp_feed(gpointer core, const char *line, gsize len, ProtoLine status, GString *out)
 {
+    SmtpSession *s = core;
     switch (s->state) {
     case SMTP_STATE_CLOSED:
         return TRUE;
@@ -1610,10 +1613,6 @@ smtp_received_strip(const char *msg, gsize len, gsize *text_len)
 
 /* --- the protocol-core interface (src/util/proto.h) ------------------------------------------ */
 
-static gboolean core_feed(gpointer s, const char *line, gsize len, ProtoLine st, GString *out)
-{ return smtp_session_feed(s, line, len, st, out); }
-static gsize core_feed_text(gpointer s, const char *buf, gsize len, gsize max, GString *out)
-{ return smtp_session_feed_text(s, buf, len, max, out); }
 static const char *core_id(gpointer s) { return ((SmtpSession *)s)->id; }
 static void core_free(gpointer s) { smtp_session_free((SmtpSession **)&s); }
 
@@ -1638,8 +1637,8 @@ const ProtoCore smtp_core = {
     .unavailable = "421 4.3.0 %s mail store unavailable, try again later\r\n",
     .tls_on_connect = TRUE,   /* port 465, with submission */
     .greeting = core_greeting,
-    .feed = core_feed,
-    .feed_text = core_feed_text,
+    .feed = smtp_feed,
+    .feed_text = smtp_feed_text,
     .line_max = core_line_max,
     .in_text = core_in_text,
     .tls_pending = proto_tls_pending,

@@ -14,7 +14,7 @@
  * The core never touches a socket, TLS or Thrift. The one adapter (src/net/adapter.h, through
  * smtp_core below), the unit tests and a fuzzer drive it: greeting, then each line read with
  * the limit smtp_core.line_max gives (in DATA, the complete lines already buffered go to
- * smtp_session_feed_text in place), replies flushed when no more input is buffered (RFC 2920).
+ * smtp_core.feed_text in place), replies flushed when no more input is buffered (RFC 2920).
  *
  * TLS and authentication (decided here, tested in test/unit/test-smtp-session.c and end to end
  * in test/e2e/test_tls_auth.py):
@@ -179,23 +179,6 @@ SmtpSession *smtp_session_new(const SmtpSessionConfig *cfg, Store *store, const 
 /* smtp_session_free - free *S (a transaction in progress is dropped) and set it to NULL */
 void smtp_session_free(SmtpSession **s);
 
-/* smtp_session_feed - one line of LEN octets including its line ending; STATUS from the
- * reader. Appends any reply to OUT. Returns TRUE when the connection should close
- * after OUT is sent. */
-gboolean smtp_session_feed(SmtpSession *s, const char *line, gsize len, ProtoLine status,
-                           GString *out);
-
-/* smtp_session_feed_text - the DATA fast path: in DATA, every complete text line at the start of
- * BUF (LEN octets of input, read in place from the adapter's buffer) is handled exactly as
- * smtp_session_feed would handle it, the lines stored in runs rather than one by one. It stops
- * after the end of the text (what follows is commands: the state is READY again and OUT holds
- * the reply), before an incomplete last line and before a line longer than MAX
- * (smtp_core.line_max): those the adapter reads with its line reader and feeds to
- * smtp_session_feed. Returns the octets consumed (0 outside DATA or when the first line is such
- * a line). The lines are the reader's either way, so neither the store's octets nor the end of
- * the text depend on how the input was split into reads. */
-gsize smtp_session_feed_text(SmtpSession *s, const char *buf, gsize len, gsize max, GString *out);
-
 /* smtp_session_stats - counters for the adapter's end-of-session log line, built when asked */
 void smtp_session_stats(const SmtpSession *s, SmtpSessionStats *stats);
 
@@ -206,7 +189,17 @@ const char *smtp_state_name(SmtpState state);
  * SMTP_RECEIVED_LINES lines, or NULL when MSG does not start with our field. */
 const char *smtp_received_strip(const char *msg, gsize len, gsize *text_len);
 
-/* smtp_core - this core behind the adapter (src/util/proto.h, src/net/adapter.h): greeting (220),
+/* smtp_core - this core behind the adapter (src/util/proto.h, src/net/adapter.h), and its only
+ * entry points besides new, free and stats: greeting (220); feed (one line of LEN octets
+ * including its line ending, STATUS from the reader; any reply appended to OUT; TRUE when the
+ * connection closes after OUT); feed_text (the DATA fast path: in DATA, every complete text line
+ * at the start of BUF, LEN octets read in place from the adapter's buffer, is handled exactly as
+ * feed would handle it, the lines stored in runs rather than one by one. It stops after the end
+ * of the text (what follows is commands: the state is READY again and OUT holds the reply),
+ * before an incomplete last line and before a line longer than MAX (line_max): those the adapter
+ * reads with its line reader and feeds to feed. It returns the octets consumed, 0 outside DATA or
+ * when the first line is such a line. The lines are the reader's either way, so neither the
+ * store's octets nor the end of the text depend on how the input was split into reads);
  * line_max (SMTP_TEXT_READ_MAX in DATA, SMTP_AUTH_LINE_MAX in AUTH, else SMTP_COMMAND_LINE_MAX),
  * in_text (DATA), tls_pending/tls_started (STARTTLS), timeout (421 4.4.2 and closed) */
 extern const ProtoCore smtp_core;

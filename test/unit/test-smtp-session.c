@@ -90,7 +90,7 @@ static const char *
 feed_line(Fx *f, const char *line, gsize len, ProtoLine flags)
 {
     g_string_truncate(f->out, 0);
-    f->closed = smtp_session_feed(f->s, line, len, flags, f->out);
+    f->closed = smtp_core.feed(f->s, line, len, flags, f->out);
     if (f->out->len)
         check_replies(f->out->str);
     return f->out->str;
@@ -105,7 +105,7 @@ script(Fx *f, const char *text)
     for (const char *p = text; *p;) {
         const char *lf = strchr(p, '\n');
         gsize len = lf ? (gsize)(lf - p + 1) : strlen(p);
-        f->closed = smtp_session_feed(f->s, p, len, 0, f->out);
+        f->closed = smtp_core.feed(f->s, p, len, 0, f->out);
         p += len;
     }
     if (f->out->len)

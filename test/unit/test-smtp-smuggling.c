@@ -54,7 +54,7 @@ serve(Fx *f, NetConn *c)
         ProtoLine flags = r == NET_LINE_TOO_LONG ? PROTO_LINE_TOO_LONG : r == NET_LINE_NUL ? PROTO_LINE_NUL : PROTO_LINE_OK;
         if (r != NET_LINE_OK && r != NET_LINE_NUL && r != NET_LINE_TOO_LONG)
             break;
-        if (smtp_session_feed(f->s, line->str, line->len, flags, f->out))
+        if (smtp_core.feed(f->s, line->str, line->len, flags, f->out))
             break;
     }
     g_string_free(line, TRUE);
@@ -83,7 +83,7 @@ wire_pieces(Fx *f, gboolean split, const char *const *pieces)
                 break;
             g_assert_true(r == NET_LINE_OK || r == NET_LINE_NUL || r == NET_LINE_TOO_LONG);
             ProtoLine flags = r == NET_LINE_TOO_LONG ? PROTO_LINE_TOO_LONG : r == NET_LINE_NUL ? PROTO_LINE_NUL : PROTO_LINE_OK;
-            smtp_session_feed(f->s, line->str, line->len, flags, f->out);
+            smtp_core.feed(f->s, line->str, line->len, flags, f->out);
         }
     }
     close(fd[1]);

@@ -1,7 +1,7 @@
 /*
- * test-smtp-text.c - the DATA fast path (smtp_session_feed_text over net_conn_peek, as
+ * test-smtp-text.c - the DATA fast path (smtp_core.feed_text over net_conn_peek, as
  * src/cmd/cassmail-smtpd.c drives it) against the line-by-line path (net_conn_read_line and
- * smtp_session_feed for every line): the same replies and the same stored messages, however the
+ * smtp_core.feed for every line): the same replies and the same stored messages, however the
  * client's octets are split into reads.
  *
  * Each case is a whole SMTP conversation. The reference is the line-by-line adapter with the
@@ -43,7 +43,7 @@ run_free(Run *r)
 }
 
 /* pump - the adapter's loop over what has arrived (TIMEOUT_MS 0) or up to EOF: in DATA, when
- * FAST, the buffered complete lines go through smtp_session_feed_text in place, everything else
+ * FAST, the buffered complete lines go through smtp_core.feed_text in place, everything else
  * through the line reader. FALSE when the session or the input ended. */
 static gboolean
 pump(Run *r, NetConn *c, gboolean fast, int timeout_ms, GString *line)
@@ -53,7 +53,7 @@ pump(Run *r, NetConn *c, gboolean fast, int timeout_ms, GString *line)
         if (fast && smtp_core.in_text(r->s)) {
             gsize avail;
             const char *buf = net_conn_peek(c, &avail);
-            gsize used = avail ? smtp_session_feed_text(r->s, buf, avail, max, r->out) : 0;
+            gsize used = avail ? smtp_core.feed_text(r->s, buf, avail, max, r->out) : 0;
             g_assert_cmpuint(used, <=, avail);
             if (used) {
                 net_conn_consume(c, used);
@@ -66,7 +66,7 @@ pump(Run *r, NetConn *c, gboolean fast, int timeout_ms, GString *line)
         if (st != NET_LINE_OK && st != NET_LINE_NUL && st != NET_LINE_TOO_LONG)
             return FALSE;
         ProtoLine flags = st == NET_LINE_TOO_LONG ? PROTO_LINE_TOO_LONG : st == NET_LINE_NUL ? PROTO_LINE_NUL : PROTO_LINE_OK;
-        if (smtp_session_feed(r->s, line->str, line->len, flags, r->out))
+        if (smtp_core.feed(r->s, line->str, line->len, flags, r->out))
             return FALSE;
     }
 }

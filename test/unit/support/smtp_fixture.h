@@ -20,7 +20,7 @@ typedef struct {
     SmtpSession *s;
     GString *out;
     const char *peer;
-    gboolean closed;   /* what the last smtp_session_feed returned, for tests that keep it */
+    gboolean closed;   /* what the last smtp_core.feed returned, for tests that keep it */
 } SmtpFixture;
 
 /* smtp_fixture_open - a memory store holding USERS (NULL-terminated); a configuration for
