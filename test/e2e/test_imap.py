@@ -173,6 +173,31 @@ def test_login_needs_tls_where_plaintext_is_not_allowed(target):
     c.logout()
 
 
+def test_login_the_store_cannot_check_is_unavailable_not_a_wrong_password(target):
+    """A store that fails for another reason than a missing user or password (here the node's
+    [cassandra] keyspace does not exist, a misconfiguration) is no verdict on the password:
+    LOGIN gets NO [UNAVAILABLE], as POP3 answers -ERR [SYS/TEMP] and SMTP 454, not
+    [AUTHENTICATIONFAILED], and the log says why the login was not checked. A refused login's
+    log line says why it was refused. (cassmail-imapd only.)"""
+    if target.name != "cassmail":
+        return
+    user = target.user()
+    c = Imap("127.0.0.1", target.imap_port, timeout=60)
+    with pytest.raises(imaplib.IMAP4.error):
+        c.login(user, "wrong password")
+    c.logout()
+    wait_for(lambda: f"failed login for {user} (wrong password)" in target.imapd.log())
+
+    broken = target.variant("nokeyspace", cassandra={"keyspace": "NoSuchKeyspace"})
+    c = Imap("127.0.0.1", broken.port, timeout=60)
+    lines, tagged = c.raw(f'LOGIN {user} "{PASSWORD}"')
+    assert re.match(rb"\S+ NO \[UNAVAILABLE\] ", tagged), tagged
+    c.logout()
+    wait_for(lambda: f"login for {user} not checked" in broken.log())
+    assert "Keyspace NoSuchKeyspace does not exist" in broken.log()
+    assert f"failed login for {user}" not in broken.log()
+
+
 def test_commands_need_login_and_selection(target):
     # a connection each (a server may end a session after some bad commands before login)
     for cmd in ("SELECT INBOX", "LIST \"\" \"*\"", "STATUS INBOX (MESSAGES)", "CREATE x",
