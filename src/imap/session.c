@@ -193,6 +193,15 @@ imap_cmd_starttls(ImapSession *s, ImapCmd *c, GString *out)
 
 /* ---- login (6.2.2, 6.2.3) ------------------------------------------------------------------ */
 
+/* imap_login_unchecked - a store error that is no verdict on a login: anything but "not found"
+ * and "invalid" */
+static gboolean
+imap_login_unchecked(const GError *e)
+{
+    return e && e->domain == STORE_ERROR && e->code != STORE_ERROR_NOT_FOUND &&
+           e->code != STORE_ERROR_INVALID;
+}
+
 /* imap_login - check USER's PASSWORD (both may be anything the client sent) and enter the
  * authenticated state, or reply NO. Every path costs the same (see pop3_pass). */
 static ImapRc
@@ -207,7 +216,7 @@ imap_login(ImapSession *s, const char *tag, const char *user, const char *passwo
         store_user_exists(s->store, name, &exists, &user_error);
         store_password_get(s->store, name, &hash, &pw_error);
     }
-    gboolean ok;
+    gboolean ok, had_hash = hash != NULL;
     if (hash) {
         ok = password_verify(password, hash);
         OPENSSL_cleanse(hash, strlen(hash));
@@ -216,18 +225,26 @@ imap_login(ImapSession *s, const char *tag, const char *user, const char *passwo
         password_verify_dummy(password);
         ok = FALSE;
     }
-    if (imap_temporary(user_error) || imap_temporary(pw_error)) {
-        log_warn("imap %s: login for %s not checked: %s", s->peer, name,
-                 (imap_temporary(user_error) ? user_error : pw_error)->message);
+    /* Only "no such user" and "no password" are verdicts; any other store failure (Cassandra
+     * down, a keyspace that is not there) leaves the password unchecked, as in POP3 and SMTP. */
+    const GError *unchecked = imap_login_unchecked(user_error) ? user_error
+                              : imap_login_unchecked(pw_error) ? pw_error
+                                                               : NULL;
+    if (unchecked) {
+        log_warn("imap %s: login for %s not checked: %s", s->peer, name, unchecked->message);
         g_clear_error(&user_error);
         g_clear_error(&pw_error);
         imap_tagged(out, tag, "NO", "[UNAVAILABLE] authentication temporarily unavailable");
         return IMAP_DONE;
     }
+    const char *why = !valid || !exists ? "unknown user"
+                      : !had_hash       ? "no password set"
+                                        : "wrong password";
     g_clear_error(&user_error);
     g_clear_error(&pw_error);
     if (!ok || !exists) {
-        log_info("imap %s: failed login for %.64s", s->peer, valid ? name : "(invalid name)");
+        log_info("imap %s: failed login for %.64s (%s)", s->peer, valid ? name : "(invalid name)",
+                 why);
         s->failed_logins++;
         s->proto.delay_ms = s->cfg.login_delay_ms;
         imap_tagged(out, tag, "NO", "[AUTHENTICATIONFAILED] Authentication failed");
