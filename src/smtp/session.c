@@ -875,8 +875,8 @@ smtp_auth_verify(SmtpSession *s, const char *mech, const char *authzid, const ch
     gboolean ok = FALSE;
     char *hash = NULL;
     GError *error = NULL;
-    if (name && (!*authzid || (zname && strcmp(zname, name) == 0)) &&
-        store_password_get(s->store, name, &hash, &error)) {
+    gboolean same = !*authzid || (zname && name && strcmp(zname, name) == 0);
+    if (name && same && store_password_get(s->store, name, &hash, &error)) {
         ok = password_verify(password, hash);
         OPENSSL_cleanse(hash, strlen(hash));
         g_free(hash);
@@ -891,12 +891,17 @@ smtp_auth_verify(SmtpSession *s, const char *mech, const char *authzid, const ch
         smtp_reply(out, 454, SMTP_ESC_SECURITY, "Temporary authentication failure, try again later");
         return SMTP_REFUSED;
     }
-    g_clear_error(&error);
     if (!ok) {
-        log_info("smtp %s %s: AUTH %s failed for %s", s->id, s->peer, mech, who);
+        const char *why = !name  ? "not a user of ours"
+                          : !same ? "authorization identity is another user"
+                          : error ? "unknown user or no password set"
+                                  : "wrong password";
+        log_info("smtp %s %s: AUTH %s failed for %s (%s)", s->id, s->peer, mech, who, why);
+        g_clear_error(&error);
         smtp_reply(out, 535, SMTP_ESC_AUTH_INVALID, "Authentication credentials invalid");
         return SMTP_BAD;
     }
+    g_clear_error(&error);
     s->auth_user = g_steal_pointer(&name);
     log_info("smtp %s %s: AUTH %s as %s%s", s->id, s->peer, mech, s->auth_user, s->proto.tls ? " over TLS" : "");
     smtp_reply(out, 235, SMTP_ESC_SECURITY, "Authentication successful");
