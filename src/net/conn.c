@@ -631,12 +631,22 @@ net_tls_server_context(const char *certificate, const char *key, GError **error)
     /* One process per connection: a session cache would never be hit. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     g_autofree char *what = NULL;
-    if (SSL_CTX_use_certificate_chain_file(ctx, certificate) != 1)
-        what = g_strdup_printf("[tls] certificate %s: cannot load", certificate);
-    else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
-        what = g_strdup_printf("[tls] key %s: cannot load", key);
-    else if (SSL_CTX_check_private_key(ctx) != 1)
+    /* OpenSSL's first error says why: a system error (no such file, permission denied) as it is;
+     * a file of other content, or the key of another certificate, said in words too */
+    if (SSL_CTX_use_certificate_chain_file(ctx, certificate) != 1) {
+        gboolean sys = ERR_GET_LIB(ERR_peek_error()) == ERR_LIB_SYS;
+        what = g_strdup_printf("[tls] certificate %s: cannot load%s", certificate,
+                               sys ? "" : " (no PEM certificate in it?)");
+    } else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        unsigned long e = ERR_peek_error();
+        if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
+            what = g_strdup_printf("[tls] key %s does not match certificate %s", key, certificate);
+        else
+            what = g_strdup_printf("[tls] key %s: cannot load%s", key,
+                                   ERR_GET_LIB(e) == ERR_LIB_SYS ? "" : " (no PEM private key in it?)");
+    } else if (SSL_CTX_check_private_key(ctx) != 1) {
         what = g_strdup_printf("[tls] key %s does not match certificate %s", key, certificate);
+    }
     if (what) {
         tls_error(error, what);
         SSL_CTX_free(ctx);

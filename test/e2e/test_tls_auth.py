@@ -185,17 +185,26 @@ def test_starttls_and_stls_offered_only_with_certificate_and_key(env, tmp_path):
     assert "STLS" in p.capa()
     p.quit()
 
-    # half a pair, or a key that does not load, stops the server at start-up
+    # half a pair, or a key that does not load, stops the server at start-up, saying which file
+    # and why
+    _, other_key = support.make_certificate(tmp_path, "other")
     for name, tls, want in (("half", {"certificate": env.cert}, "[tls] certificate and key must be given together"),
                             ("nokey", {"certificate": env.cert, "key": tmp_path / "missing.pem"},
-                             f"[tls] key {tmp_path / 'missing.pem'}: cannot load"),
-                            ("swapped", {"certificate": env.key, "key": env.cert}, "[tls] certificate")):
+                             f"[tls] key {tmp_path / 'missing.pem'}: cannot load: "),
+                            ("swapped", {"certificate": env.key, "key": env.cert},
+                             f"[tls] certificate {env.key}: cannot load (no PEM certificate in it?)"),
+                            ("notakey", {"certificate": env.cert, "key": env.cert},
+                             f"[tls] key {env.cert}: cannot load (no PEM private key in it?)"),
+                            ("otherkey", {"certificate": env.cert, "key": other_key},
+                             f"[tls] key {other_key} does not match certificate {env.cert}")):
         conf = write_conf(tmp_path / f"{name}.conf", tls=tls)
         for prog in (SMTPD, POP3D, IMAPD):
             p = subprocess.run([str(prog), "-f", "-c", str(conf), "-l", "127.0.0.1:0"],
                                capture_output=True, text=True, timeout=60)
             assert p.returncode == 78, (prog.name, name, p.returncode, p.stderr)
             assert want in p.stderr, (prog.name, name, p.stderr)
+            if name == "nokey":
+                assert "No such file or directory" in p.stderr, (prog.name, p.stderr)
 
 
 # ---- SMTP: STARTTLS, AUTH, submission; POP3: STLS; byte-exact --------------------------------
