@@ -414,8 +414,13 @@ adapter_serve(AdapterRun *run, gboolean inetd, const char *listen, gboolean echo
     /* Bind first (ports below 1024 need root), load the key (it may be root's alone), then
      * become [server] user before reading a byte; never serve clients as root. */
     int fd = -1;
-    if (!inetd && (fd = net_listen(listen ? listen : config_listen(cfg, c->name), &error)) < 0)
+    if (!inetd && (fd = net_listen(listen ? listen : config_listen(cfg, c->name), &error)) < 0) {
+        if (listen)   /* where the address came from: the operator's to change */
+            g_prefix_error(&error, "--listen: ");
+        else
+            g_prefix_error(&error, "[%s] listen: ", c->name);
         return adapter_fail(run, echo, error, 69);
+    }
     int rc = 0;
     if (cfg->tls_certificate && !(run->tls = net_tls_server_context(cfg->tls_certificate, cfg->tls_key, &error)))
         rc = 78;

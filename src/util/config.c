@@ -380,8 +380,11 @@ config_load(const char *path, GError **error)
     gboolean ok = TRUE;
     for (gsize i = 0; ok && i < G_N_ELEMENTS(config_keys); i++)
         ok = key_read(kf, &config_keys[i], c, error);
-    if (!ok || !config_finish(kf, c, error))
+    if (!ok || !config_finish(kf, c, error)) {
+        if (path)   /* which file, as for an unknown key */
+            g_prefix_error(error, "%s: ", path);
         config_free(&c);
+    }
     return c;
 }
 
