@@ -323,7 +323,8 @@ cmd_schema(Admin *a)
     GError *error = NULL;
     if (!store_schema_create(a->store, a->rf > 0 ? a->rf : a->cfg->replication_factor, &error))
         return fail("schema", error);
-    printf("keyspace %s ready (Users, Mailboxes, MailboxIndex, Bodies, Credentials)\n",
+    printf("keyspace %s ready (Users, Mailboxes, MailboxIndex, Bodies, Credentials; IMAP: ImapSeals, "
+           "Flags, MessageMeta)\n",
            a->cfg->keyspace);
     return EX_OK;
 }
