@@ -55,8 +55,10 @@ smtpd_prepare(AdapterRun *run, GError **error)
     const CassmailConfig *cfg = run->cfg;
     adapter_relay_config(cfg, &smtpd.relay);
     if (cfg->relay_smarthost && cfg->relay_auth_password_file &&
-        !(smtpd.relay_password = relay_password_load(cfg->relay_auth_password_file, error)))
+        !(smtpd.relay_password = relay_password_load(cfg->relay_auth_password_file, error))) {
+        g_prefix_error(error, "[relay] auth_password_file: ");
         return FALSE;
+    }
     smtpd.relay.auth_password = smtpd.relay_password;
     smtpd.relay.tls = relay_tls_context(&smtpd.relay, error);
     return smtpd.relay.tls || !*error;

@@ -279,10 +279,14 @@ relay_tls_context(const RelayConfig *rc, GError **error)
         gboolean loaded = rc->tls_ca_file ? SSL_CTX_load_verify_locations(ctx, rc->tls_ca_file, NULL)
                                          : SSL_CTX_set_default_verify_paths(ctx);
         if (!loaded) {
+            /* a file that is not there or not readable: the system's words, not OpenSSL's last */
+            unsigned long first = ERR_peek_error();
             g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
                         "[relay] tls_ca_file %s: cannot load CA certificates: %s",
                         rc->tls_ca_file ? rc->tls_ca_file : "(the system's)",
-                        relay_tls_error(ebuf, sizeof ebuf, "unknown error"));
+                        ERR_GET_LIB(first) == ERR_LIB_SYS
+                            ? g_strerror(ERR_GET_REASON(first))
+                            : relay_tls_error(ebuf, sizeof ebuf, "unknown error"));
             SSL_CTX_free(ctx);
             return NULL;
         }

@@ -630,3 +630,27 @@ def test_smtplib_submits_over_implicit_tls_on_465_and_missing_headers_are_added(
         msg2 = message("has both")
         assert s.sendmail(f"{alice}@example.com", [far2], msg2) == {}
     assert strip_trace(env.capture.wait(far2)[2]) == msg2
+
+
+def test_relay_files_that_cannot_be_read_stop_the_server_saying_which(tmp_path):
+    """The smarthost's CA file and AUTH password file are read at start-up (before privileges are
+    dropped): one that is missing or holds nothing usable stops cassmail-smtpd with exit status 78
+    and a message naming the key, the file and why. No ring is needed: nothing is served."""
+    empty = tmp_path / "empty.password"
+    empty.write_text("\n")
+    relay = {"smarthost": "127.0.0.1:10025", "starttls": "required"}
+    for name, more, want in (
+            ("noca", {"tls_ca_file": tmp_path / "missing-ca.pem"},
+             f"[relay] tls_ca_file {tmp_path / 'missing-ca.pem'}: cannot load CA certificates: "
+             "No such file or directory"),
+            ("nopw", {"auth_user": "cassmail", "auth_password_file": tmp_path / "missing.password"},
+             "[relay] auth_password_file: "),
+            ("emptypw", {"auth_user": "cassmail", "auth_password_file": empty},
+             f"[relay] auth_password_file: {empty}: no password on its first line")):
+        conf = write_conf(tmp_path / f"{name}.conf", relay={**relay, **more})
+        p = subprocess.run([str(SMTPD), "-c", str(conf), "-l", "127.0.0.1:0"], capture_output=True,
+                           text=True, timeout=60)
+        assert p.returncode == 78, (name, p.returncode, p.stderr)
+        assert want in p.stderr, (name, p.stderr)
+        if name == "nopw":
+            assert "missing.password" in p.stderr and "No such file or directory" in p.stderr, p.stderr
