@@ -198,6 +198,9 @@ cmd_list(Admin *a)
 {
     Store *store = a->store;
     const char *user = a->args[0], *box = a->n == 2 ? a->args[1] : "inbox";
+    int rc = need_user(store, user);
+    if (rc != EX_OK)
+        return rc;
     guint batch = (guint)a->cfg->batch_size;
     g_autoptr(GArray) page = g_array_new(FALSE, FALSE, sizeof(StoreIndexEntry));
     StoreMsgId last;

@@ -118,8 +118,9 @@ def test_users_and_mailboxes_are_added_listed_and_removed(mail):
     assert mail.admin("mailboxes", a).stdout.decode().split() == ["archive", "inbox", "outbox"]
     mail.admin("userdel", a)
     assert a not in mail.admin("users").stdout.decode().split()
-    p = mail.admin("mailboxes", a, check=False)
-    assert p.returncode == 67 and b"no such user" in p.stderr
+    for command in ("mailboxes", "list"):
+        p = mail.admin(command, a, check=False)
+        assert p.returncode == 67 and b"no such user" in p.stderr, command
 
 
 def test_import_reads_a_postal_style_user_list(mail, tmp_path):
