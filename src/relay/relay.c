@@ -58,6 +58,13 @@ relay_reply_clear(RelayReply *reply)
     reply->code = 0;
 }
 
+char *
+relay_reply_describe(const RelayReply *reply)
+{
+    const char *text = reply->text ? reply->text : "";
+    return reply->code ? g_strdup_printf("%d %s", reply->code, text) : g_strdup(text);
+}
+
 /* relay_fail - the connection is unusable; REPLY (if any) gets code 0 and the reason */
 static gboolean G_GNUC_PRINTF(3, 4)
 relay_fail(Relay *r, RelayReply *reply, const char *fmt, ...)
@@ -506,11 +513,8 @@ relay_open(const RelayConfig *cfg, const char *sender, gboolean body8, RelayRepl
         ok = relay_command(r, reply, NULL, "MAIL FROM:<%s>%s", sender,
                            body8 && r->ext_8bitmime ? " BODY=8BITMIME" : "") &&
              reply->code / 100 == 2;
-    if (!ok) {
-        if (reply->code == 0)
-            log_warn("relay %s: %s", cfg->smarthost ? cfg->smarthost : "-", reply->text);
+    if (!ok)   /* the caller logs REPLY */
         relay_free(&r);
-    }
     return r;
 }
 

@@ -109,6 +109,9 @@ const char *relay_peer(const Relay *r);
 
 /* relay_reply_clear - free REPLY's text and zero it */
 void relay_reply_clear(RelayReply *reply);
+/* relay_reply_describe - REPLY for a log line: "NNN text", or the text alone when the smarthost
+ * gave no reply (code 0); freed by the caller */
+char *relay_reply_describe(const RelayReply *reply);
 
 /* relay_queue_id - the smarthost's queue id in a 250 text ("2.0.0 Ok: queued as 4Zx1Qb3kz"),
  * newly allocated; NULL when the text names none */

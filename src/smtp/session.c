@@ -641,16 +641,18 @@ smtp_proceed_relay_rcpt(SmtpSession *s, SmtpArgs *a, GString *out)
     }
     RelayReply reply = {0};
     if (!s->relay && !(s->relay = relay_open(s->cfg.relay, s->sender, TRUE, &reply))) {
-        log_warn("smtp %s %s: smarthost %s: not relaying from=<%s>: %d %s", s->id, s->peer,
-                 s->cfg.relay->smarthost, s->sender, reply.code, reply.text);
+        g_autofree char *said = relay_reply_describe(&reply);
+        log_warn("smtp %s %s: smarthost %s: not relaying from=<%s>: %s", s->id, s->peer,
+                 s->cfg.relay->smarthost, s->sender, said);
         s->relay_failed = TRUE;
         s->relay_failure = reply;
         smtp_reply_relayed(out, &s->relay_failure);
         return SMTP_REFUSED;
     }
     if (!relay_rcpt(s->relay, a->address, &reply)) {
-        log_info("smtp %s %s: smarthost %s refused RCPT TO:<%s>: %d %s", s->id, s->peer,
-                 s->cfg.relay->smarthost, a->address, reply.code, reply.text);
+        g_autofree char *said = relay_reply_describe(&reply);
+        log_info("smtp %s %s: smarthost %s refused RCPT TO:<%s>: %s", s->id, s->peer,
+                 s->cfg.relay->smarthost, a->address, said);
         smtp_reply_relayed(out, &reply);
         if (reply.code == 0) {   /* the connection is gone: so is every relayed recipient */
             relay_free(&s->relay);
@@ -727,8 +729,9 @@ smtp_proceed_data(SmtpSession *s, SmtpArgs *a, GString *out)
         if (!s->relay || !relay_data(s->relay, &reply)) {
             if (!s->relay)
                 reply = (RelayReply){0, g_strdup("connection to the smarthost lost")};
-            log_warn("smtp %s %s: smarthost %s: DATA: %d %s", s->id, s->peer, s->cfg.relay->smarthost,
-                     reply.code, reply.text);
+            g_autofree char *said = relay_reply_describe(&reply);
+            log_warn("smtp %s %s: smarthost %s: DATA: %s", s->id, s->peer, s->cfg.relay->smarthost,
+                     said);
             smtp_reply_relayed(out, &reply);
             relay_reply_clear(&reply);
             s->rejected++;
@@ -1097,9 +1100,10 @@ smtp_relay_finish(SmtpSession *s, const char *id, guint64 size, GString *out)
     if (!s->relay)
         reply.text = g_strdup("connection to the smarthost lost during DATA");
     if (!ok) {
+        g_autofree char *said = relay_reply_describe(&reply);
         log_warn("smtp %s %s: not relayed id=%s from=<%s> relayed_rcpts=%u size=%" G_GUINT64_FORMAT
-                 " smarthost=%s: %d %s", s->id, s->peer, id, s->sender, s->relay_rcpts->len, size,
-                 s->cfg.relay->smarthost, reply.code, reply.text);
+                 " smarthost=%s: %s", s->id, s->peer, id, s->sender, s->relay_rcpts->len, size,
+                 s->cfg.relay->smarthost, said);
         smtp_reply_relayed(out, &reply);
         relay_reply_clear(&reply);
         s->rejected++;
