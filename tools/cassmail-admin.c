@@ -77,7 +77,8 @@ fail(const char *what, GError *error)
 }
 
 /* user_from_line - the user name in one line of a user list: "pete", "Pete@example.com",
- * "<pete@example.com>"; NULL for blank lines and comments */
+ * "<pete@example.com>"; NULL for blank lines and comments. A line of several words ("Pete
+ * Smith") gives them all, which store_name_valid then refuses, rather than its first word. */
 static char *
 user_from_line(const char *line)
 {
@@ -85,7 +86,7 @@ user_from_line(const char *line)
     if (!*t || *t == '#')
         return NULL;
     char *p = t + (*t == '<');
-    char *end = p + strcspn(p, "@> \t");
+    char *end = p + strcspn(p, "@>");
     return g_ascii_strdown(p, end - p);
 }
 

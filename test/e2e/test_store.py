@@ -132,6 +132,13 @@ def test_import_reads_a_postal_style_user_list(mail, tmp_path):
     assert "5 users added" in out
     users = set(mail.admin("users").stdout.decode().split())
     assert set(names) <= users
+    # a line of two words is refused whole, not taken as its first word
+    first = unique()
+    lst.write_text(f"{first} Smith\n")
+    p = mail.admin("import", lst, check=False)
+    assert p.returncode == 65 and b"not a valid user name" in p.stderr, p.stderr
+    assert b"0 users added, 1 lines refused" in p.stdout
+    assert first not in mail.admin("users").stdout.decode().split()
 
 
 def test_bad_names_and_unknown_users_get_clear_errors_and_sysexits_codes(mail, tmp_path):
