@@ -71,15 +71,11 @@ smtpd_describe(AdapterRun *run)
     g_autofree char *domains = g_strjoinv(",", cfg->domains);
     log_info("domains %s, max message %" G_GSIZE_FORMAT " octets, %d recipients, %d children at most",
              domains, cfg->max_message_size, cfg->max_recipients, cfg->max_children);
-    /* submission allows no plaintext AUTH off this machine, whatever [smtp] says (RFC 6409) */
-    ConfigPlaintextAuth plain = smtpd_submission && cfg->allow_plaintext_auth != CONFIG_PLAINTEXT_NEVER
-                                    ? CONFIG_PLAINTEXT_LOOPBACK
-                                    : cfg->allow_plaintext_auth;
     log_info("STARTTLS %s, AUTH without TLS: %s",
              run->tls_on_connect ? "not offered (TLS on connect)"
              : run->tls          ? "offered"
                                  : "not offered (no [tls] certificate)",
-             config_plaintext_auth_text(plain));
+             config_plaintext_auth_text(adapter_smtp_plaintext(cfg, smtpd_submission)));
     log_info("outbox copies: %s", config_outbox_copy_name(cfg->outbox_copy));
     log_info("mode: %s%s; relay: %s", smtpd_submission ? "submission (AUTH required)" : "smtp",
              run->tls_on_connect ? ", TLS on connect" : "",

@@ -312,6 +312,15 @@ adapter_relay_config(const CassmailConfig *cfg, RelayConfig *rc)
     };
 }
 
+ConfigPlaintextAuth
+adapter_smtp_plaintext(const CassmailConfig *cfg, gboolean submission)
+{
+    /* RFC 6409 4.3 / RFC 8314 3: in submission no password in plaintext off this machine */
+    if (submission && cfg->allow_plaintext_auth != CONFIG_PLAINTEXT_NEVER)
+        return CONFIG_PLAINTEXT_LOOPBACK;
+    return cfg->allow_plaintext_auth;
+}
+
 void
 adapter_smtp_config(const AdapterRun *run, const char *peer, gboolean submission,
                     SmtpSessionConfig *sc)
@@ -324,10 +333,7 @@ adapter_smtp_config(const AdapterRun *run, const char *peer, gboolean submission
         .max_recipients = (guint)cfg->max_recipients,
         .max_errors = (guint)cfg->max_errors,
         .starttls = run->tls != NULL,
-        /* RFC 6409 4.3 / RFC 8314 3: in submission no password in plaintext off this machine */
-        .plaintext_auth = submission ? config_peer_is_loopback(peer) &&
-                                           cfg->allow_plaintext_auth != CONFIG_PLAINTEXT_NEVER
-                                     : config_plaintext_auth_allowed(cfg->allow_plaintext_auth, peer),
+        .plaintext_auth = config_plaintext_auth_allowed(adapter_smtp_plaintext(cfg, submission), peer),
         .outbox_copy = cfg->outbox_copy,
         .relay_trusted = config_peer_trusted(cfg, peer),
         .submission = submission,

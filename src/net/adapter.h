@@ -110,6 +110,9 @@ Store *adapter_store_open(const CassmailConfig *cfg, GError **error);
 /* adapter_relay_config - [relay] for the smarthost client; the caller adds the password it read
  * and the TLS context (relay_tls_context) */
 void adapter_relay_config(const CassmailConfig *cfg, RelayConfig *rc);
+/* adapter_smtp_plaintext - when SMTP AUTH may go without TLS: [smtp] allow_plaintext_auth, and
+ * in submission (RFC 6409 4.3, RFC 8314 3) from loopback peers at most */
+ConfigPlaintextAuth adapter_smtp_plaintext(const CassmailConfig *cfg, gboolean submission);
 /* adapter_smtp_config - an SMTP session's settings for PEER (SUBMISSION: RFC 6409 mode; no
  * relay: the caller sets sc->relay) */
 void adapter_smtp_config(const AdapterRun *run, const char *peer, gboolean submission,
