@@ -498,10 +498,11 @@ store_column_free(gpointer p)
 StoreFlag *
 store_flag_new(const guint8 *column, gsize len)
 {
-    StoreFlag *f = g_malloc(sizeof *f + len - 16 + 1);
-    memcpy(f->id.bytes, column, 16);
-    memcpy(f->name, column + 16, len - 16);
-    f->name[len - 16] = '\0';
+    const gsize id_len = sizeof(StoreMsgId), name_len = len - id_len;
+    StoreFlag *f = g_malloc(sizeof *f + name_len + 1);
+    memcpy(f->id.bytes, column, id_len);
+    memcpy(f->name, column + id_len, name_len);
+    f->name[name_len] = '\0';
     return f;
 }
 
