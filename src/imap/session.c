@@ -193,15 +193,6 @@ imap_cmd_starttls(ImapSession *s, ImapCmd *c, GString *out)
 
 /* ---- login (6.2.2, 6.2.3) ------------------------------------------------------------------ */
 
-/* imap_login_unchecked - a store error that is no verdict on a login: anything but "not found"
- * and "invalid" */
-static gboolean
-imap_login_unchecked(const GError *e)
-{
-    return e && e->domain == STORE_ERROR && e->code != STORE_ERROR_NOT_FOUND &&
-           e->code != STORE_ERROR_INVALID;
-}
-
 /* imap_login - check USER's PASSWORD (both may be anything the client sent) and enter the
  * authenticated state, or reply NO. Every path costs the same (see pop3_pass). */
 static ImapRc
@@ -225,11 +216,11 @@ imap_login(ImapSession *s, const char *tag, const char *user, const char *passwo
         password_verify_dummy(password);
         ok = FALSE;
     }
-    /* Only "no such user" and "no password" are verdicts; any other store failure (Cassandra
-     * down, a keyspace that is not there) leaves the password unchecked, as in POP3 and SMTP. */
-    const GError *unchecked = imap_login_unchecked(user_error) ? user_error
-                              : imap_login_unchecked(pw_error) ? pw_error
-                                                               : NULL;
+    /* Only "no such user" and "no password" are verdicts; any other store failure leaves the
+     * password unchecked, as in POP3 and SMTP. */
+    const GError *unchecked = store_error_unanswered(user_error) ? user_error
+                              : store_error_unanswered(pw_error) ? pw_error
+                                                                 : NULL;
     if (unchecked) {
         log_warn("imap %s: login for %s not checked: %s", s->peer, name, unchecked->message);
         g_clear_error(&user_error);

@@ -264,14 +264,6 @@ pop3_load_maildrop(Pop3Session *s, GError **error)
     return TRUE;
 }
 
-/* pop3_temporary - whether a store error is worth retrying later ([SYS/TEMP]) */
-static gboolean
-pop3_temporary(const GError *e)
-{
-    return e && e->domain == STORE_ERROR && e->code != STORE_ERROR_NOT_FOUND &&
-           e->code != STORE_ERROR_INVALID;
-}
-
 /* pop3_pass - PASS string (RFC 1939 section 7): verify, then load the maildrop and enter
  * TRANSACTION */
 static Pop3Status
@@ -301,7 +293,7 @@ pop3_pass(Pop3Session *s, Pop3Args *a, GString *out)
     /* The names come from the client: escape them for the log. */
     g_autofree char *who = g_strescape(s->user, NULL);
     g_autofree char *box = g_strescape(s->mailbox, NULL);
-    if (pop3_temporary(box_error) || pop3_temporary(pw_error)) {
+    if (store_error_unanswered(box_error) || store_error_unanswered(pw_error)) {
         log_warn("pop3 %s: login for %s|%s not checked: %s", s->peer, who, box,
                  (box_error ? box_error : pw_error)->message);
         g_clear_error(&box_error);
@@ -328,7 +320,7 @@ pop3_pass(Pop3Session *s, Pop3Args *a, GString *out)
     GError *e = NULL;
     if (!pop3_load_maildrop(s, &e)) {
         log_warn("pop3 %s: cannot list %s|%s: %s", s->peer, s->user, s->mailbox, e->message);
-        gboolean temp = pop3_temporary(e);
+        gboolean temp = store_error_unanswered(e);
         g_clear_error(&e);
         g_array_set_size(s->msgs, 0);
         pop3_forget_user(s);
@@ -527,7 +519,7 @@ pop3_open(Pop3Session *s, guint n, const Pop3Msg *m, GString *out)
     } else {
         log_warn("pop3 %s: %s|%s: cannot read message %u: %s", s->peer, s->user, s->mailbox, n,
                  e->message);
-        if (pop3_temporary(e))
+        if (store_error_unanswered(e))
             pop3_reply(out, FALSE, "SYS/TEMP", "message %u cannot be read now, try again later", n);
         else
             pop3_reply(out, FALSE, "SYS/PERM", "message %u cannot be read", n);

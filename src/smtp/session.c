@@ -887,8 +887,7 @@ smtp_auth_verify(SmtpSession *s, const char *mech, const char *authzid, const ch
         password_verify_dummy(password);
     }
     g_autofree char *who = g_strescape(user, NULL);   /* from the client: escaped for the log */
-    if (error && !g_error_matches(error, STORE_ERROR, STORE_ERROR_NOT_FOUND) &&
-        !g_error_matches(error, STORE_ERROR, STORE_ERROR_INVALID)) {
+    if (store_error_unanswered(error)) {
         log_warn("smtp %s %s: AUTH %s for %s not checked: %s", s->id, s->peer, mech, who, error->message);
         g_error_free(error);
         smtp_reply(out, 454, SMTP_ESC_SECURITY, "Temporary authentication failure, try again later");

@@ -17,6 +17,13 @@
 
 G_DEFINE_QUARK(cassmail-store-error-quark, store_error)
 
+gboolean
+store_error_unanswered(const GError *e)
+{
+    return e && !g_error_matches(e, STORE_ERROR, STORE_ERROR_NOT_FOUND) &&
+           !g_error_matches(e, STORE_ERROR, STORE_ERROR_INVALID);
+}
+
 /* store_name_valid - see store.h */
 gboolean
 store_name_valid(const char *name)

@@ -41,6 +41,10 @@ typedef enum {
     STORE_ERROR_INVALID,
     STORE_ERROR_FAILED,
 } StoreErrorCode;
+/* store_error_unanswered - E (NULL: none) is a failure that says nothing of what was asked:
+ * anything but "not found" and "invalid" (Cassandra down or timed out, a keyspace that is not
+ * there). A login it stopped was not checked; the client should try again later. */
+gboolean store_error_unanswered(const GError *e);
 
 /* A message id: the version-1 TimeUUID minted when the message was accepted. It names the
  * message everywhere: the Received: field, "250 ... queued as", the Mailboxes and MailboxIndex
